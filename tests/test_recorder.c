@@ -1,0 +1,200 @@
+/* The command recorder: derived barriers, replay, timestamps. */
+#include "vktest.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct fixture {
+    vp_context *ctx;
+    struct vk_recorder *rec;
+    struct vk_buffer a, b;
+    size_t n;
+};
+
+static bool setup(struct fixture *f, const vp_context_options *o, size_t n, uint32_t flags) {
+    memset(f, 0, sizeof *f);
+    f->n = n;
+    f->ctx = vt_context(o);
+    if (!f->ctx) return false;
+    return CHECK(vk_buffer_alloc(f->ctx, VP_POOL_ACTIVATIONS, n * 4, &f->a) == VP_OK) &&
+           CHECK(vk_buffer_alloc(f->ctx, VP_POOL_ACTIVATIONS, n * 4, &f->b) == VP_OK) &&
+           CHECK(vk_recorder_create(f->ctx, flags, &f->rec) == VP_OK);
+}
+
+static void teardown(struct fixture *f) {
+    if (!f->ctx) return;
+    vk_recorder_destroy(f->rec);
+    vk_buffer_free(f->ctx, &f->a);
+    vk_buffer_free(f->ctx, &f->b);
+    vp_context_destroy(f->ctx);
+}
+
+/* 1000 dispatches, each adding 1 to the previous one's output (ping-pong
+ * between two buffers): exact only if every barrier is right. */
+static void dependent_chain_of_1000(void) {
+    struct fixture f;
+    if (!setup(&f, NULL, 4099, 0)) return teardown(&f);
+    float *v = calloc(f.n, sizeof *v);
+    CHECK(vk_buffer_write(f.ctx, &f.a, 0, v, f.n * 4) == VP_OK);
+    const int steps = 1000;
+    CHECK(vk_recorder_begin(f.rec) == VP_OK);
+    for (int i = 0; i < steps; i++) {
+        const struct vk_buffer *src = i % 2 ? &f.b : &f.a, *dst = i % 2 ? &f.a : &f.b;
+        if (!CHECK(kernel_scale_add(f.ctx, f.rec, dst, src, f.n, 1.0f, 1.0f) == VP_OK)) break;
+    }
+    CHECK(vk_recorder_end(f.rec) == VP_OK);
+    CHECK(vk_recorder_dispatch_count(f.rec) == (uint32_t)steps);
+    CHECK(vk_recorder_barrier_count(f.rec) == (uint32_t)steps - 1);
+    CHECK(vk_recorder_run(f.rec) == VP_OK);
+    CHECK(vk_buffer_read(f.ctx, steps % 2 ? &f.b : &f.a, 0, v, f.n * 4) == VP_OK);
+    size_t bad = 0;
+    for (size_t i = 0; i < f.n; i++) bad += v[i] != (float)steps;
+    CHECKF(bad == 0, "%zu of %zu values are not %d (first: %g)", bad, f.n, steps, (double)v[0]);
+    /* Run the same recording again: it continues from the current data. */
+    CHECK(vk_recorder_run(f.rec) == VP_OK);
+    CHECK(vk_buffer_read(f.ctx, &f.a, 0, v, f.n * 4) == VP_OK);
+    CHECKF(v[0] == 2.0f * steps && v[f.n - 1] == 2.0f * steps, "after replay %g", (double)v[0]);
+    free(v);
+    teardown(&f);
+}
+
+/* Dispatches that read one buffer and write disjoint slices of another need
+ * no barrier between them. */
+static void independent_dispatches_get_no_barrier(void) {
+    struct fixture f;
+    const size_t slice = 1000, count = 16;
+    if (!setup(&f, NULL, slice * count, 0)) return teardown(&f);
+    float *x = malloc(slice * 4), *y = malloc(slice * count * 4);
+    vt_fill_ints(x, slice, 50, 3);
+    CHECK(vk_buffer_write(f.ctx, &f.a, 0, x, slice * 4) == VP_OK);
+    CHECK(vk_recorder_begin(f.rec) == VP_OK);
+    for (size_t i = 0; i < count; i++) {
+        struct vk_buffer out = f.b;
+        out.offset += i * slice * 4; /* a view; 4000-byte slices stay aligned */
+        out.size = slice * 4;
+        out.host = NULL;
+        CHECK(kernel_scale_add(f.ctx, f.rec, &out, &f.a, slice, (float)i, 0.0f) == VP_OK);
+    }
+    CHECK(vk_recorder_end(f.rec) == VP_OK);
+    CHECK(vk_recorder_barrier_count(f.rec) == 0);
+    CHECK(vk_recorder_run(f.rec) == VP_OK);
+    CHECK(vk_buffer_read(f.ctx, &f.b, 0, y, slice * count * 4) == VP_OK);
+    size_t bad = 0;
+    for (size_t i = 0; i < count; i++)
+        for (size_t j = 0; j < slice; j++) bad += y[i * slice + j] != (float)i * x[j];
+    CHECKF(bad == 0, "%zu wrong values", bad);
+    free(x);
+    free(y);
+    teardown(&f);
+}
+
+/* Each hazard kind gets exactly one barrier; reads after reads get none. */
+static void hazards_are_detected(void) {
+    struct fixture f;
+    if (!setup(&f, NULL, 1024, 0)) return teardown(&f);
+    struct vk_buffer c;
+    CHECK(vk_buffer_alloc(f.ctx, VP_POOL_ACTIVATIONS, f.n * 4, &c) == VP_OK);
+    float *v = malloc(f.n * 4);
+    vt_fill_ints(v, f.n, 9, 1);
+    CHECK(vk_buffer_write(f.ctx, &f.a, 0, v, f.n * 4) == VP_OK);
+    CHECK(vk_recorder_begin(f.rec) == VP_OK);
+    CHECK(kernel_scale_add(f.ctx, f.rec, &f.b, &f.a, f.n, 2, 0) == VP_OK); /* b = 2a */
+    CHECK(kernel_scale_add(f.ctx, f.rec, &c, &f.a, f.n, 3, 0) == VP_OK);   /* c = 3a: RAR on a */
+    CHECK(vk_recorder_barrier_count(f.rec) == 0);
+    CHECK(kernel_scale_add(f.ctx, f.rec, &f.a, &c, f.n, 1, 1) == VP_OK);   /* a = c+1: WAR on a, RAW on c */
+    CHECK(vk_recorder_barrier_count(f.rec) == 1);
+    CHECK(kernel_scale_add(f.ctx, f.rec, &f.a, &f.b, f.n, 1, 0) == VP_OK); /* a = b: WAW on a */
+    CHECK(vk_recorder_barrier_count(f.rec) == 2);
+    CHECK(vk_recorder_fill(f.rec, &c, 0, f.n * 4, 0) == VP_OK);           /* c = 0: independent */
+    CHECK(vk_recorder_barrier_count(f.rec) == 2);
+    CHECK(vk_recorder_copy(f.rec, &f.b, 0, &c, 0, f.n * 4) == VP_OK);     /* b = c: RAW, WAR */
+    CHECK(vk_recorder_barrier_count(f.rec) == 3);
+    CHECK(vk_recorder_end(f.rec) == VP_OK);
+    CHECK(vk_recorder_run(f.rec) == VP_OK);
+    float *a = malloc(f.n * 4), *b = malloc(f.n * 4);
+    CHECK(vk_buffer_read(f.ctx, &f.a, 0, a, f.n * 4) == VP_OK);
+    CHECK(vk_buffer_read(f.ctx, &f.b, 0, b, f.n * 4) == VP_OK);
+    size_t bad = 0;
+    for (size_t i = 0; i < f.n; i++) bad += a[i] != 2 * v[i] || b[i] != 0;
+    CHECKF(bad == 0, "%zu wrong values", bad);
+    vk_buffer_free(f.ctx, &c);
+    free(v);
+    free(a);
+    free(b);
+    teardown(&f);
+}
+
+/* One recording run with new inputs each time, on both memory paths. On the
+ * discrete path the recording copies the input in from staging and the
+ * result out to staging; the host only touches staging between runs. */
+static void replay(vp_memory_path path) {
+    vp_context_options o = {.memory = path};
+    struct fixture f;
+    if (!setup(&f, &o, 777, 0)) return teardown(&f);
+    struct vk_buffer in, out;
+    CHECK(vk_buffer_alloc(f.ctx, VP_POOL_STAGING, f.n * 4, &in) == VP_OK);
+    CHECK(vk_buffer_alloc(f.ctx, VP_POOL_STAGING, f.n * 4, &out) == VP_OK);
+    if (!CHECK(in.host && out.host)) return teardown(&f);
+    CHECK(vk_recorder_begin(f.rec) == VP_OK);
+    CHECK(vk_recorder_copy(f.rec, &f.a, 0, &in, 0, f.n * 4) == VP_OK);
+    CHECK(kernel_scale_add(f.ctx, f.rec, &f.b, &f.a, f.n, 3.0f, -1.0f) == VP_OK);
+    CHECK(vk_recorder_copy(f.rec, &out, 0, &f.b, 0, f.n * 4) == VP_OK);
+    CHECK(vk_recorder_end(f.rec) == VP_OK);
+    CHECK(vk_recorder_barrier_count(f.rec) == 2);
+    float *x = in.host, *y = out.host;
+    for (int run = 0; run < 3; run++) {
+        vt_fill_ints(x, f.n, 100, 10 + run);
+        CHECK(vk_recorder_run(f.rec) == VP_OK);
+        size_t bad = 0;
+        for (size_t i = 0; i < f.n; i++) bad += y[i] != 3.0f * x[i] - 1.0f;
+        CHECKF(bad == 0, "run %d: %zu wrong values", run, bad);
+    }
+    vk_buffer_free(f.ctx, &in);
+    vk_buffer_free(f.ctx, &out);
+    teardown(&f);
+}
+
+static void replay_unified(void) {
+    if (!vt_has_unified()) {
+        th_diag("skipped: this device has no unified memory");
+        return;
+    }
+    replay(VP_MEMORY_UNIFIED);
+}
+
+static void replay_discrete(void) { replay(VP_MEMORY_DISCRETE); }
+
+static void timestamps_per_dispatch(void) {
+    struct fixture f;
+    if (!setup(&f, NULL, 65536, VK_RECORDER_TIMESTAMPS)) return teardown(&f);
+    CHECK(vk_recorder_begin(f.rec) == VP_OK);
+    for (int i = 0; i < 10; i++) CHECK(kernel_scale_add(f.ctx, f.rec, &f.b, &f.a, f.n, 1, 0) == VP_OK);
+    CHECK(vk_recorder_end(f.rec) == VP_OK);
+    CHECK(vk_recorder_run(f.rec) == VP_OK);
+    double ns[16] = {0};
+    CHECK(vk_recorder_timings(f.rec, ns, 16) == 10);
+    double total = 0;
+    for (int i = 0; i < 10; i++) total += ns[i];
+    th_diag("10 dispatches took %.1f us of GPU time", total / 1e3);
+    CHECK(total > 0);
+    teardown(&f);
+}
+
+static void misuse_is_reported(void) {
+    struct fixture f;
+    if (!setup(&f, NULL, 64, 0)) return teardown(&f);
+    /* Recording outside begin/end, running an unended recording. */
+    CHECK(kernel_scale_add(f.ctx, f.rec, &f.b, &f.a, f.n, 1, 0) == VP_ERROR_INVALID_ARGUMENT);
+    CHECK(vk_recorder_run(f.rec) == VP_ERROR_INVALID_ARGUMENT);
+    CHECK(vk_recorder_begin(f.rec) == VP_OK);
+    CHECK(kernel_scale_add(f.ctx, f.rec, &f.b, &f.a, 1000, 1, 0) == VP_ERROR_INVALID_ARGUMENT);
+    CHECK(vk_recorder_copy(f.rec, &f.b, 8, &f.a, 0, f.n * 4) == VP_ERROR_INVALID_ARGUMENT);
+    CHECK(vk_recorder_fill(f.rec, &f.b, 0, 6, 0) == VP_ERROR_INVALID_ARGUMENT);
+    CHECK(vk_recorder_end(f.rec) == VP_OK);
+    CHECK(vk_recorder_run(f.rec) == VP_OK); /* an empty recording runs */
+    teardown(&f);
+}
+
+VT_MAIN(TH_CASE(dependent_chain_of_1000), TH_CASE(independent_dispatches_get_no_barrier),
+        TH_CASE(hazards_are_detected), TH_CASE(replay_unified), TH_CASE(replay_discrete),
+        TH_CASE(timestamps_per_dispatch), TH_CASE(misuse_is_reported))

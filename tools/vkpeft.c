@@ -1,0 +1,82 @@
+/* vkpeft: the command-line tool. Argument parsing and printing only; all
+ * work is done by libvkpeft. */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char usage[] =
+    "usage: vkpeft [--version] [--help] <command> [options]\n"
+    "\n"
+    "Parameter-efficient fine-tuning (LoRA, adapters, prefix tuning, MAM) on any\n"
+    "Vulkan GPU, or on the CPU through lavapipe.\n"
+    "\n"
+    "commands:\n"
+    "  devices   list Vulkan devices, their capabilities, and which one is used\n"
+    "  bench     measure the runtime (dispatch overhead, shader cache start-up)\n"
+    "\n"
+    "Run 'vkpeft <command> --help' for a command's options and examples.\n"
+    "\n"
+    "environment:\n"
+    "  VKPEFT_DEVICE=N|name   device to use (default: discrete > integrated > virtual > cpu)\n"
+    "  VKPEFT_VALIDATE=1      enable the Khronos validation layer (=sync adds sync checks)\n"
+    "  VKPEFT_LIMITS=mobile   use only what a mobile-class GPU guarantees\n"
+    "  VKPEFT_MEMORY=discrete force staging copies even on unified-memory devices\n"
+    "  VKPEFT_BUDGET=bytes    pretend the device has this much memory (e.g. 512M)\n"
+    "  XDG_CACHE_HOME         shader cache folder parent (default ~/.cache)\n"
+    "\n"
+    "exit codes: 0 ok, 1 runtime failure (no device, GPU error), 2 bad usage or input\n";
+
+int cli_fail(vp_status status) {
+    fprintf(stderr, "vkpeft: %s\n", vp_last_error());
+    return status == VP_ERROR_INVALID_ARGUMENT || status == VP_ERROR_BAD_INPUT ? EXIT_USAGE
+                                                                               : EXIT_RUNTIME;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...) {
+    fprintf(stderr, "vkpeft %s: ", cmd);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nrun 'vkpeft %s --help' for usage\n", cmd);
+    return EXIT_USAGE;
+}
+
+bool cli_common_option(int argc, char **argv, int *i, struct cli_common *c) {
+    const char *a = argv[*i];
+    if (strcmp(a, "--json") == 0) {
+        c->json = true;
+        return true;
+    }
+    if (strcmp(a, "--device") == 0 && *i + 1 < argc) {
+        c->device = argv[++*i];
+        return true;
+    }
+    if (strncmp(a, "--device=", 9) == 0) {
+        c->device = a + 9;
+        return true;
+    }
+    return false;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage, stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("vkpeft %s\n", vp_version_string());
+        return EXIT_OK;
+    }
+    if (strcmp(cmd, "devices") == 0) return cmd_devices(argc - 1, argv + 1);
+    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 1, argv + 1);
+    fprintf(stderr, "vkpeft: unknown command '%s'\n\n%s", cmd, usage);
+    return EXIT_USAGE;
+}
