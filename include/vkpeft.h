@@ -35,6 +35,13 @@
 extern "C" {
 #endif
 
+/* Only what this header declares is exported from the shared library. */
+#if defined(__GNUC__)
+#define VP_API __attribute__((visibility("default")))
+#else
+#define VP_API
+#endif
+
 #define VP_VERSION_MAJOR 0
 #define VP_VERSION_MINOR 1
 #define VP_VERSION_PATCH 0
@@ -57,17 +64,17 @@ typedef enum vp_status {
 } vp_status;
 
 /* "VP_ERROR_OVER_BUDGET" and so on. */
-const char *vp_status_name(vp_status status);
+VP_API const char *vp_status_name(vp_status status);
 
 /* The message of the last failure on this thread ("" when none). */
-const char *vp_last_error(void);
+VP_API const char *vp_last_error(void);
 
 /* "0.1.0". */
-const char *vp_version_string(void);
+VP_API const char *vp_version_string(void);
 
 /* Number of validation-layer warnings and errors reported in this process
  * since it started (all contexts). Tests fail when it grows. */
-uint64_t vp_validation_message_count(void);
+VP_API uint64_t vp_validation_message_count(void);
 
 /* ---- devices ------------------------------------------------------------ */
 
@@ -135,13 +142,13 @@ typedef struct vp_device_info {
     float timestamp_period_ns;
 } vp_device_info;
 
-const char *vp_device_type_name(vp_device_type type);
+VP_API const char *vp_device_type_name(vp_device_type type);
 
 /* Lists every Vulkan device. *devices is malloc'd (free with free()); *chosen
  * is the index the default rule (or `selector`, or VKPEFT_DEVICE) picks:
  * discrete > integrated > virtual > CPU, first of equals. `selector` may be
  * NULL. Fails with VP_ERROR_NO_LOADER or VP_ERROR_NO_DEVICE. */
-vp_status vp_devices_list(const char *selector, vp_device_info **devices, uint32_t *count,
+VP_API vp_status vp_devices_list(const char *selector, vp_device_info **devices, uint32_t *count,
                           uint32_t *chosen);
 
 /* ---- context -------------------------------------------------------------- */
@@ -177,11 +184,11 @@ typedef struct vp_context_options {
 
 typedef struct vp_context vp_context;
 
-vp_status vp_context_create(const vp_context_options *options, vp_context **out);
+VP_API vp_status vp_context_create(const vp_context_options *options, vp_context **out);
 /* Waits for the device, saves the pipeline cache, frees everything. NULL is fine. */
-void vp_context_destroy(vp_context *ctx);
+VP_API void vp_context_destroy(vp_context *ctx);
 
-const vp_device_info *vp_context_device(const vp_context *ctx);
+VP_API const vp_device_info *vp_context_device(const vp_context *ctx);
 
 /* The limits the runtime actually uses on this context (probed ∩ profile). */
 typedef struct vp_limits {
@@ -198,7 +205,7 @@ typedef struct vp_limits {
     bool unified_memory;         /* the memory path in use */
 } vp_limits;
 
-const vp_limits *vp_context_limits(const vp_context *ctx);
+VP_API const vp_limits *vp_context_limits(const vp_context *ctx);
 
 /* Counters that tests and benchmarks read. */
 typedef struct vp_stats {
@@ -211,7 +218,7 @@ typedef struct vp_stats {
     double compile_seconds;      /* time spent in glslang */
 } vp_stats;
 
-void vp_context_stats(const vp_context *ctx, vp_stats *out);
+VP_API void vp_context_stats(const vp_context *ctx, vp_stats *out);
 
 /* ---- memory pools ----------------------------------------------------------- */
 
@@ -223,7 +230,7 @@ typedef enum vp_pool {
     VP_POOL_COUNT
 } vp_pool;
 
-const char *vp_pool_name(vp_pool pool);
+VP_API const char *vp_pool_name(vp_pool pool);
 
 typedef struct vp_pool_stats {
     uint64_t in_use;       /* bytes held by live allocations, alignment padding included */
@@ -234,10 +241,10 @@ typedef struct vp_pool_stats {
     uint32_t blocks;       /* VkDeviceMemory blocks */
 } vp_pool_stats;
 
-void vp_pool_stats_get(const vp_context *ctx, vp_pool pool, vp_pool_stats *out);
+VP_API void vp_pool_stats_get(const vp_context *ctx, vp_pool pool, vp_pool_stats *out);
 
 /* The budget the pools are checked against, in bytes, for device-local pools. */
-uint64_t vp_context_budget(const vp_context *ctx);
+VP_API uint64_t vp_context_budget(const vp_context *ctx);
 
 #ifdef __cplusplus
 }
