@@ -1,6 +1,7 @@
 /* vkpeft bench: programs that print figures. Never run by the test suite's
  * assertions; numbers go to the closing notes and to --json consumers. */
 #define _POSIX_C_SOURCE 200809L
+#include "bench.h"
 #include "cli.h"
 #include "kernels.h"
 #include "util.h"
@@ -16,6 +17,7 @@ static const char help[] =
     "usage: vkpeft bench <what> [--json] [--device N|name] [--count N] [--repeat N]\n"
     "\n"
     "what:\n"
+    "  kernels    every GPU op at transformer shapes (see 'vkpeft bench kernels --help')\n"
     "  dispatch   µs per dispatch in one recording of N dependent dispatches (each\n"
     "             reads the previous result, so every one needs a barrier) and of N\n"
     "             independent ones; wall time of a whole run and GPU timestamps\n"
@@ -200,6 +202,7 @@ static int bench_startup(const struct bench_opts *o) {
 }
 
 int cmd_bench(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "kernels") == 0) return bench_kernels(argc - 1, argv + 1);
     struct bench_opts o = {.count = 1000, .repeat = 5};
     const char *what = NULL;
     for (int i = 1; i < argc; i++) {
@@ -222,8 +225,8 @@ int cmd_bench(int argc, char **argv) {
         if (a[0] == '-' || what) return cli_usage_error("bench", "unexpected argument '%s'", a);
         what = a;
     }
-    if (!what) return cli_usage_error("bench", "say what to measure: dispatch or startup");
+    if (!what) return cli_usage_error("bench", "say what to measure: kernels, dispatch or startup");
     if (strcmp(what, "dispatch") == 0) return bench_dispatch(&o);
     if (strcmp(what, "startup") == 0) return bench_startup(&o);
-    return cli_usage_error("bench", "unknown benchmark '%s' (dispatch, startup)", what);
+    return cli_usage_error("bench", "unknown benchmark '%s' (kernels, dispatch, startup)", what);
 }

@@ -8,6 +8,15 @@ struct scale_add_push {
 };
 _Static_assert(sizeof(struct scale_add_push) == 16, "matches Push in shaders/scale_add.comp");
 
+const char *vp_dtype_name(enum vp_dtype t) {
+    switch (t) {
+    case VP_DTYPE_F32: return "f32";
+    case VP_DTYPE_F16: return "f16";
+    case VP_DTYPE_BF16: return "bf16";
+    }
+    return "unknown";
+}
+
 uint32_t kernel_elementwise_workgroup(const vp_context *ctx) {
     uint32_t wg = 256;
     uint32_t lim = vp_context_limits(ctx)->max_workgroup_invocations;

@@ -6,6 +6,15 @@
 
 #include "vk.h"
 
+/* Storage types of tensors in device memory. Arithmetic is always fp32:
+ * f16 and bf16 values are read as packed 32-bit words and unpacked in the
+ * shader (unpackHalf2x16, or a shift for bf16), so no 16-bit storage feature
+ * is needed; where the limits allow 16-bit storage a kernel may use it. */
+enum vp_dtype { VP_DTYPE_F32 = 0, VP_DTYPE_F16, VP_DTYPE_BF16 };
+
+static inline size_t vp_dtype_size(enum vp_dtype t) { return t == VP_DTYPE_F32 ? 4 : 2; }
+const char *vp_dtype_name(enum vp_dtype t);
+
 /* y = a*x + b elementwise over n fp32 values. y and x may be the same piece.
  * Buffers longer than the binding range are processed in ranges that fit. */
 vp_status kernel_scale_add(vp_context *ctx, struct vk_recorder *rec,
