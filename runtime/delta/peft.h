@@ -1,0 +1,24 @@
+/* The Hugging Face PEFT folder layout: adapter_config.json +
+ * adapter_model.safetensors with PEFT's key names, e.g.
+ * base_model.model.roberta.encoder.layer.0.attention.self.query.lora_A.weight.
+ * PEFT has LoRA and prefix tuning (not bottleneck, parallel or MAM
+ * adapters), so only specs made of those can be exported. */
+#ifndef VKPEFT_DELTA_PEFT_H
+#define VKPEFT_DELTA_PEFT_H
+
+#include "spec.h"
+#include "tensors.h"
+
+/* Can `spec` be written in PEFT's layout? If not, *why says why. */
+bool delta_peft_supported(const struct delta_spec *spec, const struct model_arch *arch, const char **why);
+
+/* Writes adapter_config.json and adapter_model.safetensors into `dir`
+ * (atomically each). `tensors` uses vkpeft's names (prefixes collapsed). */
+vp_status delta_peft_export(const char *dir, const struct delta_spec *spec, const struct model_arch *arch,
+                            const struct delta_tensors *tensors, const char *base_model);
+
+/* Reads a PEFT LoRA folder into a spec and tensors with vkpeft's names. */
+vp_status delta_peft_import_lora(const char *dir, const struct model_arch *arch, struct delta_spec *spec,
+                                 struct delta_tensors *tensors);
+
+#endif
