@@ -7,6 +7,7 @@ packages="
   gcc make pkg-config meson ninja-build python3
   libvulkan-dev libvulkan1 mesa-vulkan-drivers vulkan-validationlayers
   glslang-dev spirv-tools libcjson-dev
+  python3-torch
 "
 
 missing=""

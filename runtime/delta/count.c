@@ -70,6 +70,7 @@ static vp_status count_module(const struct delta_module *m, const struct model_a
         } else {
             *saved = layers * (2 * r * d + r + d);
         }
+        if (m->compose == DELTA_COMPOSE_GATED) *saved += layers; /* one gate g per layer */
         *trained = *saved;
         break;
     case DELTA_LORA: {
