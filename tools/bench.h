@@ -36,6 +36,16 @@ vp_status bench_time(struct vk_recorder *rec, uint32_t repeat, double *ms);
 typedef vp_status (*bench_family_fn)(vp_context *ctx, const struct bench_kernel_opts *o,
                                      struct bench_table *out);
 
+/* Families (tools/bench_<family>.c). */
+vp_status bench_attention(vp_context *ctx, const struct bench_kernel_opts *o,
+                          struct bench_table *out);
+
+vp_status bench_pointwise(vp_context *ctx, const struct bench_kernel_opts *o,
+                          struct bench_table *out);
+
+vp_status bench_matmul(vp_context *ctx, const struct bench_kernel_opts *o,
+                       struct bench_table *out);
+
 int bench_kernels(int argc, char **argv);
 
 #endif

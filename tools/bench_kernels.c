@@ -13,6 +13,9 @@ static const struct {
     const char *name;
     bench_family_fn fn;
 } families[] = {
+    {"attention", bench_attention},
+    {"pointwise", bench_pointwise},
+    {"matmul", bench_matmul},
     {NULL, NULL}, /* families are added above this line */
 };
 

@@ -6,7 +6,7 @@ set -eu
 packages="
   gcc make pkg-config meson ninja-build python3
   libvulkan-dev libvulkan1 mesa-vulkan-drivers vulkan-validationlayers
-  glslang-dev spirv-tools libcjson-dev
+  glslang-dev spirv-tools libcjson-dev libopenblas-dev
   python3-torch
 "
 

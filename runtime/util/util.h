@@ -36,4 +36,17 @@ bool vp_parse_bytes(const char *text, uint64_t *out);
 /* "1.50 GiB" into buf. */
 const char *vp_format_bytes(uint64_t bytes, char *buf, size_t size);
 
+/* ---- fp32 <-> fp16 / bf16 (half.c) ----------------------------------------
+ * Round-to-nearest-even with integer operations only, bit-identical to the
+ * GPU convert kernels: NaN stays a quiet NaN (sign and top payload bits kept),
+ * overflow becomes ±Inf, fp16 subnormals are produced and read exactly. */
+uint16_t vp_f32_to_f16(float x);
+float vp_f16_to_f32(uint16_t h);
+uint16_t vp_f32_to_bf16(float x);
+float vp_bf16_to_f32(uint16_t h);
+void vp_f32_to_f16_array(uint16_t *dst, const float *src, size_t n);
+void vp_f16_to_f32_array(float *dst, const uint16_t *src, size_t n);
+void vp_f32_to_bf16_array(uint16_t *dst, const float *src, size_t n);
+void vp_bf16_to_f32_array(float *dst, const uint16_t *src, size_t n);
+
 #endif

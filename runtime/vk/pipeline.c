@@ -13,6 +13,7 @@ static uint64_t desc_key(const struct vk_kernel_desc *d) {
     h = vp_hash_bytes(h, &d->bindings, sizeof d->bindings);
     h = vp_hash_bytes(h, &d->push_size, sizeof d->push_size);
     h = vp_hash_bytes(h, &d->spec_count, sizeof d->spec_count);
+    h = vp_hash_bytes(h, d->texel, d->bindings * sizeof d->texel[0]);
     return vp_hash_bytes(h, d->spec, d->spec_count * sizeof d->spec[0]);
 }
 
@@ -32,7 +33,8 @@ static vp_status create_layouts(vp_context *ctx, const struct vk_kernel_desc *d,
     for (uint32_t i = 0; i < d->bindings; i++)
         b[i] = (VkDescriptorSetLayoutBinding){
             .binding = i,
-            .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+            .descriptorType = d->texel[i] ? VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER
+                                          : VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
             .descriptorCount = 1,
             .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT,
         };
@@ -104,6 +106,12 @@ static vp_status create_pipeline(vp_context *ctx, const struct vk_kernel_desc *d
 }
 
 vp_status vk_pipeline_get(vp_context *ctx, const struct vk_kernel_desc *d, struct vk_pipeline **out) {
+    for (uint32_t i = 0; i < d->bindings && i < VK_MAX_BINDINGS; i++)
+        if (d->texel[i] && !vk_texel_format_size(d->texel[i]))
+            return vp_fail(VP_ERROR_INVALID_ARGUMENT,
+                           "kernel %s: binding %u has texel format %d, not one of R32G32B32A32 "
+                           "SFLOAT/UINT or R32 SFLOAT/UINT",
+                           d->shader, i, (int)d->texel[i]);
     if (d->bindings > VK_MAX_BINDINGS || d->spec_count > VK_MAX_SPEC ||
         d->push_size > ctx->info.max_push_constants || d->push_size % 4)
         return vp_fail(VP_ERROR_INVALID_ARGUMENT,
@@ -130,6 +138,7 @@ vp_status vk_pipeline_get(vp_context *ctx, const struct vk_kernel_desc *d, struc
     p->key = key;
     p->bindings = d->bindings;
     p->push_size = d->push_size;
+    memcpy(p->texel, d->texel, sizeof p->texel);
     snprintf(p->name, sizeof p->name, "%s", d->shader);
     vp_status s = create_pipeline(ctx, d, p);
     if (s != VP_OK) {

@@ -69,6 +69,14 @@ vp_status vk_pools_init(vp_context *ctx) {
     /* Pieces start on the buffer's alignment too, and binding ranges stay
      * multiples of whatever the alignment became. */
     if (req.alignment > ctx->binding_alignment) ctx->binding_alignment = req.alignment;
+    /* ... and on the texel-view offset alignment, so any piece (and any
+     * binding range that starts on the alignment) can be a texel binding. */
+    VkPhysicalDeviceProperties props;
+    fn->vkGetPhysicalDeviceProperties(ctx->phys, &props);
+    if (props.limits.minTexelBufferOffsetAlignment > ctx->binding_alignment)
+        ctx->binding_alignment = props.limits.minTexelBufferOffsetAlignment;
+    ctx->texel_max_elements = props.limits.maxTexelBufferElements;
+    ctx->texel_alignment = props.limits.minTexelBufferOffsetAlignment;
     ctx->limits.storage_buffer_range -= ctx->limits.storage_buffer_range % ctx->binding_alignment;
 
     VkPhysicalDeviceMemoryProperties mp;
@@ -388,4 +396,21 @@ uint32_t vk_buffer_ranges(const vp_context *ctx, const struct vk_buffer *buf, Vk
         }
     }
     return n;
+}
+
+uint32_t vk_texel_format_size(VkFormat format) {
+    switch (format) {
+    case VK_FORMAT_R32G32B32A32_SFLOAT:
+    case VK_FORMAT_R32G32B32A32_UINT: return 16;
+    case VK_FORMAT_R32_SFLOAT:
+    case VK_FORMAT_R32_UINT: return 4;
+    default: return 0;
+    }
+}
+
+VkDeviceSize vk_texel_range(const vp_context *ctx, VkFormat format) {
+    VkDeviceSize range = ctx->limits.storage_buffer_range;
+    VkDeviceSize texels = (VkDeviceSize)ctx->texel_max_elements * vk_texel_format_size(format);
+    if (texels < range) range = texels - texels % ctx->binding_alignment;
+    return range;
 }

@@ -20,6 +20,16 @@ struct pending {
     enum vk_access access;
 };
 
+/* A texel-buffer view made for a texel binding, kept (and shared by every
+ * dispatch that binds the same range with the same format) until the
+ * recording restarts: the command buffer refers to it until then. */
+struct cached_view {
+    VkBuffer buffer;
+    VkDeviceSize offset, range;
+    VkFormat format;
+    VkBufferView view;
+};
+
 struct cached_set {
     uint64_t hash;
     VkDescriptorSetLayout layout;
@@ -38,6 +48,8 @@ struct vk_recorder {
     uint32_t desc_pool_count, desc_pool_used, sets_in_pool;
     struct cached_set *sets;
     uint32_t set_count, set_cap;
+    struct cached_view *views;
+    uint32_t view_count, view_cap;
 
     struct pending *pending;
     uint32_t pending_count, pending_cap;
@@ -74,10 +86,18 @@ vp_status vk_recorder_create(vp_context *ctx, uint32_t flags, struct vk_recorder
     return VP_OK;
 }
 
+static void destroy_views(struct vk_recorder *rec) {
+    for (uint32_t i = 0; i < rec->view_count; i++)
+        rec->ctx->fn->vkDestroyBufferView(rec->ctx->device, rec->views[i].view, NULL);
+    rec->view_count = 0;
+}
+
 void vk_recorder_destroy(struct vk_recorder *rec) {
     if (!rec) return;
     vp_context *ctx = rec->ctx;
     struct vk_fns *fn = ctx->fn;
+    destroy_views(rec);
+    free(rec->views);
     for (uint32_t i = 0; i < rec->desc_pool_count; i++)
         fn->vkDestroyDescriptorPool(ctx->device, rec->desc_pools[i], NULL);
     for (uint32_t i = 0; i < rec->query_pool_count; i++)
@@ -115,6 +135,7 @@ vp_status vk_recorder_begin(struct vk_recorder *rec) {
     rec->desc_pool_used = 0;
     rec->sets_in_pool = SETS_PER_POOL; /* forces the first pool into use */
     rec->set_count = 0;
+    destroy_views(rec);
     rec->pending_count = 0;
     rec->dispatches = rec->barriers = rec->commands = 0;
     rec->queries = 0;
@@ -213,21 +234,55 @@ static vp_status new_descriptor_pool(struct vk_recorder *rec) {
     VkDescriptorPool *np = realloc(rec->desc_pools, (rec->desc_pool_count + 1) * sizeof *np);
     if (!np) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory recording");
     rec->desc_pools = np;
-    VkDescriptorPoolSize size = {
-        .type = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
-        .descriptorCount = SETS_PER_POOL * VK_MAX_BINDINGS,
+    VkDescriptorPoolSize sizes[2] = {
+        {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, SETS_PER_POOL * VK_MAX_BINDINGS},
+        {VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER, SETS_PER_POOL * VK_MAX_BINDINGS},
     };
     VkDescriptorPoolCreateInfo pi = {
         .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
         .maxSets = SETS_PER_POOL,
-        .poolSizeCount = 1,
-        .pPoolSizes = &size,
+        .poolSizeCount = 2,
+        .pPoolSizes = sizes,
     };
     VK_TRY(ctx->fn->vkCreateDescriptorPool(ctx->device, &pi, NULL,
                                            &rec->desc_pools[rec->desc_pool_count]));
     rec->desc_pool_count++;
     rec->desc_pool_used++;
     rec->sets_in_pool = 0;
+    return VP_OK;
+}
+
+/* The view of a texel binding's range, made on first use in this recording. */
+static vp_status get_view(struct vk_recorder *rec, const VkDescriptorBufferInfo *info,
+                          VkFormat format, VkBufferView *out) {
+    for (uint32_t i = 0; i < rec->view_count; i++) {
+        const struct cached_view *v = &rec->views[i];
+        if (v->buffer == info->buffer && v->offset == info->offset && v->range == info->range &&
+            v->format == format) {
+            *out = v->view;
+            return VP_OK;
+        }
+    }
+    if (rec->view_count == rec->view_cap) {
+        uint32_t cap = rec->view_cap ? rec->view_cap * 2 : 32;
+        struct cached_view *nv = realloc(rec->views, cap * sizeof *nv);
+        if (!nv) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory recording");
+        rec->views = nv;
+        rec->view_cap = cap;
+    }
+    vp_context *ctx = rec->ctx;
+    VkBufferViewCreateInfo vi = {
+        .sType = VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO,
+        .buffer = info->buffer,
+        .format = format,
+        .offset = info->offset,
+        .range = info->range,
+    };
+    VkBufferView view;
+    VK_TRY(ctx->fn->vkCreateBufferView(ctx->device, &vi, NULL, &view));
+    rec->views[rec->view_count++] =
+        (struct cached_view){info->buffer, info->offset, info->range, format, view};
+    *out = view;
     return VP_OK;
 }
 
@@ -260,7 +315,8 @@ static vp_status get_set(struct vk_recorder *rec, const struct vk_pipeline *pipe
     VK_TRY(ctx->fn->vkAllocateDescriptorSets(ctx->device, &ai, &set));
     rec->sets_in_pool++;
     VkWriteDescriptorSet writes[VK_MAX_BINDINGS];
-    for (uint32_t i = 0; i < n; i++)
+    VkBufferView views[VK_MAX_BINDINGS];
+    for (uint32_t i = 0; i < n; i++) {
         writes[i] = (VkWriteDescriptorSet){
             .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
             .dstSet = set,
@@ -269,6 +325,14 @@ static vp_status get_set(struct vk_recorder *rec, const struct vk_pipeline *pipe
             .descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
             .pBufferInfo = &info[i],
         };
+        if (pipe->texel[i]) {
+            vp_status s = get_view(rec, &info[i], pipe->texel[i], &views[i]);
+            if (s != VP_OK) return s;
+            writes[i].descriptorType = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER;
+            writes[i].pBufferInfo = NULL;
+            writes[i].pTexelBufferView = &views[i];
+        }
+    }
     ctx->fn->vkUpdateDescriptorSets(ctx->device, n, writes, 0, NULL);
     if (rec->set_count == rec->set_cap) {
         uint32_t cap = rec->set_cap ? rec->set_cap * 2 : 64;
@@ -291,6 +355,38 @@ static vp_status get_set(struct vk_recorder *rec, const struct vk_pipeline *pipe
 static vp_status check_recording(const struct vk_recorder *rec, const char *what) {
     if (!rec->recording)
         return vp_fail(VP_ERROR_INVALID_ARGUMENT, "%s outside vk_recorder_begin/end", what);
+    return VP_OK;
+}
+
+/* Checks a texel binding and rounds its size up to whole texels (the view's
+ * range; it stays inside the piece's block). */
+static vp_status texel_binding(const vp_context *ctx, const struct vk_pipeline *pipe, uint32_t i,
+                               const struct vk_bind *b, VkDeviceSize *size) {
+    VkFormat format = pipe->texel[i];
+    VkDeviceSize texel = vk_texel_format_size(format);
+    VkDeviceSize at = b->buf->offset + b->offset;
+    VkDeviceSize range = (*size + texel - 1) / texel * texel;
+    const struct vk_block *block = &ctx->pools[b->buf->pool].blocks[b->buf->block];
+    if (b->access != VK_ACCESS_READ)
+        return vp_fail(VP_ERROR_INVALID_ARGUMENT,
+                       "%s: binding %u is a uniform texel buffer, which is read-only", pipe->name, i);
+    if (range > vk_texel_range(ctx, format))
+        return vp_fail(VP_ERROR_INVALID_ARGUMENT,
+                       "%s: texel binding %u spans %llu bytes, more than the texel range %llu; "
+                       "split it",
+                       pipe->name, i, (unsigned long long)range,
+                       (unsigned long long)vk_texel_range(ctx, format));
+    if (at % ctx->texel_alignment || at % texel)
+        return vp_fail(VP_ERROR_INVALID_ARGUMENT,
+                       "%s: texel binding %u offset %llu is not a multiple of %llu and of the "
+                       "texel size %llu",
+                       pipe->name, i, (unsigned long long)at,
+                       (unsigned long long)ctx->texel_alignment, (unsigned long long)texel);
+    if (at + range > block->size)
+        return vp_fail(VP_ERROR_INVALID_ARGUMENT,
+                       "%s: texel binding %u rounded to whole texels runs past its block",
+                       pipe->name, i);
+    *size = range;
     return VP_OK;
 }
 
@@ -318,6 +414,14 @@ vp_status vk_recorder_dispatch(struct vk_recorder *rec, struct vk_pipeline *pipe
         if (b->offset + size > b->buf->size)
             return vp_fail(VP_ERROR_INVALID_ARGUMENT, "%s: binding %u is outside its buffer",
                            pipe->name, i);
+        if (pipe->texel[i]) {
+            s = texel_binding(ctx, pipe, i, b, &size);
+            if (s != VP_OK) return s;
+            VkDeviceSize at = b->buf->offset + b->offset;
+            info[i] = (VkDescriptorBufferInfo){b->buf->buffer, at, size};
+            acc[i] = (struct access){b->buf->buffer, at, at + size, b->access};
+            continue;
+        }
         if (size > ctx->limits.storage_buffer_range)
             return vp_fail(VP_ERROR_INVALID_ARGUMENT,
                            "%s: binding %u spans %llu bytes, more than the binding range %llu; "

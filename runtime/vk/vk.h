@@ -175,7 +175,8 @@ const struct vk_shader_source *vk_shader_find(const char *name);
 vp_status vk_shader_compile(vp_context *ctx, const char *name, const char *source,
                             const char *defines, uint32_t **spirv, size_t *words);
 
-/* How a kernel's pipeline is built: bindings are storage buffers 0..n-1 in set 0. */
+/* How a kernel's pipeline is built: bindings 0..n-1 in set 0, storage
+ * buffers unless `texel` names a format for them. */
 #define VK_MAX_BINDINGS 12
 #define VK_MAX_SPEC 8
 struct vk_kernel_desc {
@@ -185,7 +186,23 @@ struct vk_kernel_desc {
     uint32_t push_size;       /* bytes of push constants */
     uint32_t spec_count;      /* specialization constants: ids 0..spec_count-1 */
     uint32_t spec[VK_MAX_SPEC];
+    /* Binding i is a uniform texel buffer (GLSL `textureBuffer` /
+     * `utextureBuffer`, read with texelFetch) viewed with format texel[i]
+     * when that is not VK_FORMAT_UNDEFINED (0, the default: a storage
+     * buffer). Formats: one of vk_texel_format_size's. The recorder makes
+     * the VkBufferView; the binding is read-only (declare VK_ACCESS_READ). */
+    VkFormat texel[VK_MAX_BINDINGS];
 };
+
+/* Bytes per texel of a texel-binding format: 16 for R32G32B32A32_SFLOAT /
+ * _UINT, 4 for R32_SFLOAT / R32_UINT (every one has mandatory uniform texel
+ * buffer support), 0 for any other format. */
+uint32_t vk_texel_format_size(VkFormat format);
+/* The longest texel-binding range in bytes for `format`: the storage binding
+ * range (so one split rule serves both kinds of binding, and
+ * vp_context_options.binding_range clamps both) capped by
+ * maxTexelBufferElements texels, kept a multiple of the binding alignment. */
+VkDeviceSize vk_texel_range(const vp_context *ctx, VkFormat format);
 
 struct vk_pipeline {
     uint64_t key;
@@ -194,6 +211,7 @@ struct vk_pipeline {
     VkPipelineLayout layout;
     VkPipeline pipeline;
     uint32_t bindings, push_size;
+    VkFormat texel[VK_MAX_BINDINGS]; /* as in the desc: UNDEFINED = storage buffer */
     char name[64];
 };
 
@@ -210,8 +228,13 @@ void vk_pipeline_cache_save(vp_context *ctx);
 
 enum vk_access { VK_ACCESS_READ = 1, VK_ACCESS_WRITE = 2, VK_ACCESS_READ_WRITE = 3 };
 
-/* One storage-buffer binding of a dispatch and how the dispatch uses it.
- * size 0 means "from offset to the end of the piece". */
+/* One binding of a dispatch and how the dispatch uses it.
+ * size 0 means "from offset to the end of the piece". For a texel binding
+ * (the pipeline's desc gave it a format) the view covers the range rounded up
+ * to whole texels, which stays inside the piece's padded allocation when the
+ * range ends at the piece's end (pieces are padded to 16 bytes); offset must
+ * be a multiple of the texel size. Views are made by the recorder and live
+ * until the recording is restarted or destroyed. */
 struct vk_bind {
     const struct vk_buffer *buf;
     VkDeviceSize offset, size;
@@ -266,6 +289,8 @@ struct vp_context {
     struct vk_features feat;
     vp_limits limits;
     VkDeviceSize binding_alignment;
+    uint64_t texel_max_elements;   /* maxTexelBufferElements (set by vk_pools_init) */
+    VkDeviceSize texel_alignment;  /* minTexelBufferOffsetAlignment (set by vk_pools_init) */
 
     VkDevice device;
     VkQueue queue;

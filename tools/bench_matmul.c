@@ -1,0 +1,236 @@
+/* vkpeft bench kernels --only matmul: the linear layer (forward, dX, dW with
+ * db) at transformer shapes (tokens 4096, hidden 768, FFN 3072) with f32 and
+ * f16 weights, and a 1024³ square. Every row also times OpenBLAS sgemm on
+ * the same problem (in f32: BLAS has no f16 weights) in the same run, with
+ * as many threads as lavapipe runs (LP_NUM_THREADS, else the online CPUs),
+ * so the ratio survives a noisy machine. Inputs are random; only time is
+ * measured (tests/test_kernels_matmul.c checks the values). */
+#include "bench.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum mm_op { MM_FORWARD, MM_DX, MM_DW };
+
+static const char *const op_names[] = {"matmul_forward", "matmul_backward_dx",
+                                       "matmul_backward_dw_db"};
+
+struct mm_row {
+    enum mm_op op;
+    uint32_t M, K, N;
+    enum vp_dtype wtype;
+};
+
+/* Host and device copies of one problem's tensors. */
+struct mm_problem {
+    struct mm_row r;
+    float *x, *w, *dy, *out; /* host, f32: BLAS's operands and output */
+    struct vk_buffer dx_, x_, w_, b_, y_, dy_, dw_, db_;
+    bool allocated[8];
+};
+
+static void fill(float *v, size_t n, uint64_t seed) {
+    uint64_t st = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        st ^= st << 13;
+        st ^= st >> 7;
+        st ^= st << 17;
+        v[i] = (float)((st >> 40) * 0x1.0p-24) * 2.0f - 1.0f;
+    }
+}
+
+static vp_status upload(vp_context *ctx, struct vk_buffer *buf, vp_pool pool, const float *v,
+                        size_t n, enum vp_dtype t, bool *allocated) {
+    size_t bytes = n * vp_dtype_size(t);
+    vp_status s = vk_buffer_alloc(ctx, pool, bytes, buf);
+    if (s != VP_OK) return s;
+    *allocated = true;
+    if (!v) return VP_OK;
+    if (t == VP_DTYPE_F32) return vk_buffer_write(ctx, buf, 0, v, bytes);
+    uint16_t *h = malloc(bytes);
+    if (!h) return vp_fail(VP_ERROR_HOST_MEMORY, "bench: out of host memory");
+    if (t == VP_DTYPE_F16) vp_f32_to_f16_array(h, v, n);
+    else vp_f32_to_bf16_array(h, v, n);
+    s = vk_buffer_write(ctx, buf, 0, h, bytes);
+    free(h);
+    return s;
+}
+
+static void problem_free(vp_context *ctx, struct mm_problem *p) {
+    struct vk_buffer *bufs[8] = {&p->dx_, &p->x_, &p->w_, &p->b_, &p->y_, &p->dy_, &p->dw_, &p->db_};
+    for (int i = 0; i < 8; i++)
+        if (p->allocated[i]) vk_buffer_free(ctx, bufs[i]);
+    free(p->x);
+    free(p->w);
+    free(p->dy);
+    free(p->out);
+}
+
+static vp_status problem_init(vp_context *ctx, struct mm_problem *p, const struct mm_row *r) {
+    memset(p, 0, sizeof *p);
+    p->r = *r;
+    size_t M = r->M, K = r->K, N = r->N;
+    size_t out = r->op == MM_FORWARD ? M * N : r->op == MM_DX ? M * K : N * K;
+    p->x = malloc(M * K * 4);
+    p->w = malloc(N * K * 4);
+    p->dy = malloc(M * N * 4);
+    p->out = calloc(out, 4);
+    if (!p->x || !p->w || !p->dy || !p->out)
+        return vp_fail(VP_ERROR_HOST_MEMORY, "bench: out of host memory");
+    fill(p->x, M * K, 1);
+    fill(p->w, N * K, 2);
+    fill(p->dy, M * N, 3);
+    const vp_pool A = VP_POOL_ACTIVATIONS, T = VP_POOL_TRAINABLE;
+    const enum vp_dtype F = VP_DTYPE_F32;
+    bool *al = p->allocated;
+    vp_status s = VP_OK;
+    switch (r->op) {
+    case MM_FORWARD:
+        if ((s = upload(ctx, &p->x_, A, p->x, M * K, F, &al[1])) == VP_OK &&
+            (s = upload(ctx, &p->w_, VP_POOL_FROZEN, p->w, N * K, r->wtype, &al[2])) == VP_OK &&
+            (s = upload(ctx, &p->b_, T, p->w, N, F, &al[3])) == VP_OK)
+            s = upload(ctx, &p->y_, A, NULL, M * N, F, &al[4]);
+        break;
+    case MM_DX:
+        if ((s = upload(ctx, &p->dy_, A, p->dy, M * N, F, &al[5])) == VP_OK &&
+            (s = upload(ctx, &p->w_, VP_POOL_FROZEN, p->w, N * K, r->wtype, &al[2])) == VP_OK)
+            s = upload(ctx, &p->dx_, A, NULL, M * K, F, &al[0]);
+        break;
+    case MM_DW:
+        if ((s = upload(ctx, &p->dy_, A, p->dy, M * N, F, &al[5])) == VP_OK &&
+            (s = upload(ctx, &p->x_, A, p->x, M * K, F, &al[1])) == VP_OK &&
+            (s = upload(ctx, &p->dw_, T, p->out, N * K, F, &al[6])) == VP_OK)
+            s = upload(ctx, &p->db_, T, p->out, N, F, &al[7]);
+        break;
+    }
+    return s;
+}
+
+static vp_status record(vp_context *ctx, struct vk_recorder *rec, const struct mm_problem *p) {
+    const struct mm_row *r = &p->r;
+    switch (r->op) {
+    case MM_FORWARD:
+        return kernel_matmul_forward(ctx, rec, &p->y_, &p->x_, &p->w_, r->wtype, &p->b_, r->M,
+                                     r->K, r->N, NULL);
+    case MM_DX:
+        return kernel_matmul_backward(ctx, rec, &p->dx_, NULL, NULL, &p->dy_, NULL, &p->w_,
+                                      r->wtype, r->M, r->K, r->N, NULL);
+    case MM_DW:
+        return kernel_matmul_backward(ctx, rec, NULL, &p->dw_, &p->db_, &p->dy_, &p->x_, NULL,
+                                      r->wtype, r->M, r->K, r->N, NULL);
+    }
+    return VP_OK;
+}
+
+/* The same product with sgemm (row-major): forward X·Wᵀ, dX = dY·W,
+ * dW += dYᵀ·X. */
+static void blas_run(struct mm_problem *p) {
+    const struct mm_row *r = &p->r;
+    int M = (int)r->M, K = (int)r->K, N = (int)r->N;
+    switch (r->op) {
+    case MM_FORWARD:
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, p->x, K, p->w, K,
+                    0.0f, p->out, N);
+        break;
+    case MM_DX:
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, N, 1.0f, p->dy, N, p->w, K,
+                    0.0f, p->out, K);
+        break;
+    case MM_DW:
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M, 1.0f, p->dy, N, p->x, K,
+                    1.0f, p->out, K);
+        break;
+    }
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *t, uint32_t n) {
+    qsort(t, n, sizeof t[0], cmp_double);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
+/* Median ms of the recording and of sgemm over `repeat` runs each after a
+ * warm-up, the two alternating so that both see the same machine load. */
+static vp_status time_both(struct vk_recorder *rec, struct mm_problem *p, uint32_t repeat,
+                           double *ms, double *blas_ms) {
+    double t[64], b[64];
+    if (repeat > 64) repeat = 64;
+    if (repeat == 0) repeat = 1;
+    vp_status s = vk_recorder_run(rec);
+    blas_run(p);
+    for (uint32_t i = 0; i < repeat && s == VP_OK; i++) {
+        double t0 = vp_now();
+        s = vk_recorder_run(rec);
+        double t1 = vp_now();
+        blas_run(p);
+        t[i] = (t1 - t0) * 1e3;
+        b[i] = (vp_now() - t1) * 1e3;
+    }
+    if (s != VP_OK) return s;
+    *ms = median(t, repeat);
+    *blas_ms = median(b, repeat);
+    return VP_OK;
+}
+
+/* Threads lavapipe runs compute on: LP_NUM_THREADS, else one per online CPU. */
+static int cpu_threads(void) {
+    const char *e = getenv("LP_NUM_THREADS");
+    if (e && atoi(e) > 0) return atoi(e);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+static vp_status bench_row(vp_context *ctx, const struct bench_kernel_opts *o,
+                           const struct mm_row *r, struct bench_table *out) {
+    struct mm_problem p;
+    struct vk_recorder *rec = NULL;
+    vp_status s = problem_init(ctx, &p, r);
+    if (s == VP_OK) s = vk_recorder_create(ctx, 0, &rec);
+    if (s == VP_OK) s = vk_recorder_begin(rec);
+    if (s == VP_OK) s = record(ctx, rec, &p);
+    if (s == VP_OK) s = vk_recorder_end(rec);
+    struct bench_row row = {0};
+    double blas_ms = 0;
+    if (s == VP_OK) s = time_both(rec, &p, o->repeat, &row.ms, &blas_ms);
+    if (s == VP_OK) {
+        double flops = 2.0 * r->M * r->N * r->K;
+        snprintf(row.op, sizeof row.op, "%s", op_names[r->op]);
+        snprintf(row.shape, sizeof row.shape, "M=%u K=%u N=%u w=%s", r->M, r->K, r->N,
+                 vp_dtype_name(r->wtype));
+        snprintf(row.variant, sizeof row.variant, "%s",
+                 kernel_matmul_variant_name(kernel_matmul_choose(ctx, KERNEL_MATMUL_AUTO)));
+        row.gflops = flops / (row.ms * 1e6);
+        row.blas_gflops = flops / (blas_ms * 1e6);
+        bench_table_add(out, &row);
+    }
+    vk_recorder_destroy(rec);
+    problem_free(ctx, &p);
+    return s;
+}
+
+vp_status bench_matmul(vp_context *ctx, const struct bench_kernel_opts *o,
+                       struct bench_table *out) {
+    openblas_set_num_threads(cpu_threads());
+    uint32_t tokens = o->quick ? 256 : 4096, hidden = o->quick ? 128 : 768,
+             ffn = o->quick ? 512 : 3072, square = o->quick ? 256 : 1024;
+    const enum vp_dtype F = VP_DTYPE_F32, H = VP_DTYPE_F16;
+    const struct mm_row rows[] = {
+        {MM_FORWARD, tokens, hidden, hidden, F}, {MM_FORWARD, tokens, hidden, hidden, H},
+        {MM_DX, tokens, hidden, hidden, F},      {MM_DX, tokens, hidden, hidden, H},
+        {MM_DW, tokens, hidden, hidden, F},      {MM_FORWARD, tokens, hidden, ffn, F},
+        {MM_FORWARD, tokens, hidden, ffn, H},    {MM_DX, tokens, hidden, ffn, F},
+        {MM_DX, tokens, hidden, ffn, H},         {MM_DW, tokens, hidden, ffn, F},
+        {MM_FORWARD, square, square, square, F}, {MM_FORWARD, square, square, square, H},
+    };
+    vp_status s = VP_OK;
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0] && s == VP_OK; i++)
+        s = bench_row(ctx, o, &rows[i], out);
+    return s;
+}
