@@ -1,6 +1,7 @@
 #include "kerneltest.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -140,4 +141,51 @@ bool kt_run(vp_context *ctx, struct vk_recorder *rec,
     if (s == VP_OK) s = vk_recorder_end(rec);
     if (s == VP_OK) s = vk_recorder_run(rec);
     return CHECKF(s == VP_OK, "recording failed: %s: %s", vp_status_name(s), vp_last_error());
+}
+
+double *kt_dalloc(size_t n) { return calloc(n ? n : 1, sizeof(double)); }
+
+static struct {
+    uint64_t range;
+    vp_context *ctx;
+} contexts[4];
+
+void kt_contexts_destroy(void) {
+    for (int i = 0; i < 4; i++) vp_context_destroy(contexts[i].ctx);
+}
+
+vp_context *kt_context(uint64_t binding_range) {
+    for (int i = 0; i < 4; i++)
+        if (contexts[i].ctx && contexts[i].range == binding_range) return contexts[i].ctx;
+    for (int i = 0; i < 4; i++) {
+        if (contexts[i].ctx) continue;
+        vp_context_options o = {.binding_range = binding_range};
+        contexts[i].range = binding_range;
+        contexts[i].ctx = vt_context(&o);
+        return contexts[i].ctx;
+    }
+    FAIL("more than 4 binding ranges");
+    return NULL;
+}
+
+bool kt_check_bound(const double *got, const double *want, const double *bound, size_t n,
+                    const char *what, const char *file, int line) {
+    size_t bad = 0, wi = 0;
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double r = fabs(got[i] - want[i]) / bound[i];
+        if (isnan(r) || (isnan(got[i]) != isnan(want[i]))) r = INFINITY;
+        if (got[i] == want[i]) r = 0.0; /* equal infinities */
+        if (r > 1.0) bad++;
+        if (r > worst || (isnan(worst))) {
+            worst = r;
+            wi = i;
+        }
+    }
+    if (bad == 0) {
+        th_diag("%s: worst error %.3g of its bound", what, worst);
+        return true;
+    }
+    return th_check(false, file, line, "%s: %zu of %zu off; worst [%zu] = %.9g, want %.9g, bound %.3g",
+                    what, bad, n, wi, got[wi], want[wi], bound[wi]);
 }

@@ -53,4 +53,21 @@ double kt_eps(enum vp_dtype dtype);
 bool kt_run(vp_context *ctx, struct vk_recorder *rec,
             vp_status (*fn)(vp_context *, struct vk_recorder *, void *), void *arg);
 
+/* calloc'd doubles (at least one). */
+double *kt_dalloc(size_t n);
+
+/* A context per binding range (0 = the device's own), shared by the cases
+ * of one program: creating one costs more than most cases, above all with
+ * the allocator checks meson enables (MALLOC_PERTURB_). The program's main
+ * calls kt_contexts_destroy after the last case. */
+vp_context *kt_context(uint64_t binding_range);
+void kt_contexts_destroy(void);
+
+/* |got − want| ≤ bound[i] element-wise (equal infinities pass, a NaN on one
+ * side only fails); prints the largest error/bound ratio as the margin. */
+bool kt_check_bound(const double *got, const double *want, const double *bound, size_t n,
+                    const char *what, const char *file, int line);
+#define KT_CHECK_BOUND(got, want, bound, n, what) \
+    kt_check_bound(got, want, bound, n, what, __FILE__, __LINE__)
+
 #endif

@@ -11,53 +11,6 @@
 
 static const double U = KT_EPS_F32;
 
-static double *dalloc(size_t n) { return calloc(n ? n : 1, sizeof(double)); }
-
-/* Creating a context (device, pools, pipeline cache) costs more than most
- * cases here, above all with the allocator checks meson enables
- * (MALLOC_PERTURB_), so cases share one context per binding range; main
- * destroys them after the last case. */
-static struct {
-    uint64_t range;
-    vp_context *ctx;
-} contexts[4];
-
-static void contexts_destroy(void) {
-    for (int i = 0; i < 4; i++) vp_context_destroy(contexts[i].ctx);
-}
-
-static vp_context *test_context(uint64_t binding_range) {
-    for (int i = 0; i < 4; i++)
-        if (contexts[i].ctx && contexts[i].range == binding_range) return contexts[i].ctx;
-    for (int i = 0; i < 4; i++) {
-        if (contexts[i].ctx) continue;
-        vp_context_options o = {.binding_range = binding_range};
-        contexts[i].range = binding_range;
-        contexts[i].ctx = vt_context(&o);
-        return contexts[i].ctx;
-    }
-    FAIL("more than 4 binding ranges");
-    return NULL;
-}
-
-static bool check_bound(const double *got, const double *want, const double *bound, size_t n,
-                        const char *what, int line) {
-    size_t bad = 0, wi = 0;
-    double worst = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double r = fabs(got[i] - want[i]) / bound[i];
-        if (isnan(r)) r = INFINITY;
-        if (r > 1.0) bad++;
-        if (r > worst) worst = r, wi = i;
-    }
-    if (bad == 0) {
-        th_diag("%s: worst error %.3g of its bound", what, worst);
-        return true;
-    }
-    return th_check(false, __FILE__, line, "%s: %zu of %zu off; worst [%zu] = %.9g, want %.9g, bound %.3g",
-                    what, bad, n, wi, got[wi], want[wi], bound[wi]);
-}
-#define CHECK_BOUND(got, want, bound, n, what) check_bound(got, want, bound, n, what, __LINE__)
 
 static bool bits_equal(const double *a, const double *b, size_t n, const char *what) {
     size_t bad = 0, first = 0;
@@ -112,8 +65,8 @@ static void gather_case(uint32_t N, uint32_t V, uint32_t C, enum vp_dtype ttype,
                         uint64_t binding_range, uint64_t seed) {
     size_t n = (size_t)N * C;
     const uint32_t V2 = 50;
-    double *table = dalloc((size_t)V * C), *table2 = dalloc((size_t)V2 * C), *want = dalloc(n),
-           *want2 = dalloc(n), *got = dalloc(n), *b = dalloc(n), *add = dalloc(n);
+    double *table = kt_dalloc((size_t)V * C), *table2 = kt_dalloc((size_t)V2 * C), *want = kt_dalloc(n),
+           *want2 = kt_dalloc(n), *got = kt_dalloc(n), *b = kt_dalloc(n), *add = kt_dalloc(n);
     int32_t *ids = malloc(N * 4), *ids2 = malloc(N * 4), *safe = malloc(N * 4);
     kt_random(table, (size_t)V * C, -1, 1, ttype, seed);
     kt_random(table2, (size_t)V2 * C, -1, 1, VP_DTYPE_F32, seed + 1);
@@ -131,7 +84,7 @@ static void gather_case(uint32_t N, uint32_t V, uint32_t C, enum vp_dtype ttype,
     ref_embedding_forward(add, ids2, table2, (int)N, (int)V2, (int)C);
     for (size_t i = 0; i < n; i++) want2[i] = want[i] + add[i];
 
-    vp_context *ctx = test_context(binding_range);
+    vp_context *ctx = kt_context(binding_range);
     struct kt_tensor out = {0}, tab = {0}, out2 = {0}, tab2 = {0};
     struct vk_buffer bid = {0}, bid2 = {0};
     struct vk_recorder *rec = NULL;
@@ -150,9 +103,9 @@ static void gather_case(uint32_t N, uint32_t V, uint32_t C, enum vp_dtype ttype,
             if (kt_download(ctx, &out, got)) bits_equal(got, want, n, tag);
             if (kt_download(ctx, &out2, got)) {
                 for (size_t i = 0; i < n; i++) b[i] = U * fabs(want2[i]) + 1e-37;
-                CHECK_BOUND(got, want2, b, n, "gather + accumulate");
+                KT_CHECK_BOUND(got, want2, b, n, "gather + accumulate");
             }
-            double *tcopy = dalloc((size_t)V * C);
+            double *tcopy = kt_dalloc((size_t)V * C);
             CHECK(kt_download(ctx, &tab, tcopy)); /* the table's guard */
             free(tcopy);
         }
@@ -219,8 +172,8 @@ static vp_status record_scatter(vp_context *ctx, struct vk_recorder *rec, void *
 static void scatter_case(uint32_t N, uint32_t V, uint32_t C, int hot, uint64_t binding_range,
                          uint64_t seed) {
     size_t n = (size_t)N * C, nt = (size_t)V * C;
-    double *dt0 = dalloc(nt), *dout = dalloc(n), *want = dalloc(nt), *got = dalloc(nt),
-           *got2 = dalloc(nt), *b = dalloc(nt), *abs = dalloc(nt);
+    double *dt0 = kt_dalloc(nt), *dout = kt_dalloc(n), *want = kt_dalloc(nt), *got = kt_dalloc(nt),
+           *got2 = kt_dalloc(nt), *b = kt_dalloc(nt), *abs = kt_dalloc(nt);
     int32_t *ids = malloc(N * 4), *count = calloc(V, 4);
     uint32_t *words = malloc(kernel_embedding_groups_words(N) * 4);
     kt_random(dt0, nt, -1, 1, VP_DTYPE_F32, seed);
@@ -240,7 +193,7 @@ static void scatter_case(uint32_t N, uint32_t V, uint32_t C, int hot, uint64_t b
     for (size_t i = 0; i < nt; i++) b[i] = 1.001 * count[i / C] * U * abs[i] + 1e-37;
     CHECK(kernel_embedding_groups_build(words, ids, N, V) == VP_OK);
 
-    vp_context *ctx = test_context(binding_range);
+    vp_context *ctx = kt_context(binding_range);
     struct kt_tensor tdt = {0}, tdo = {0};
     struct vk_buffer groups = {0};
     struct vk_recorder *rec = NULL;
@@ -253,7 +206,7 @@ static void scatter_case(uint32_t N, uint32_t V, uint32_t C, int hot, uint64_t b
         struct scatter_args a = {&tdt, &tdo, &groups, N, V, C};
         if (kt_run(ctx, rec, record_scatter, &a) && kt_download(ctx, &tdt, got)) {
             if (binding_range) th_diag("%s: %u dispatches", tag, vk_recorder_dispatch_count(rec));
-            CHECK_BOUND(got, want, b, nt, tag);
+            KT_CHECK_BOUND(got, want, b, nt, tag);
             size_t untouched_bad = 0;
             for (size_t i = 0; i < nt; i++)
                 untouched_bad += count[i / C] == 0 && memcmp(&got[i], &dt0[i], sizeof got[i]) != 0;
@@ -310,7 +263,7 @@ static void positions(void) {
     ref_embedding_forward(w1, ids, tok, 27, 5, (int)C);
     ref_embedding_forward(w2, got, pos, 27, (int)P, (int)C);
     for (int i = 0; i < 27 * 6; i++) want_sum[i] = w1[i] + w2[i], bnd[i] = U * fabs(want_sum[i]) + 1e-37;
-    vp_context *ctx = test_context(0);
+    vp_context *ctx = kt_context(0);
     struct kt_tensor out = {0}, t1 = {0}, t2 = {0}, scratch = {0};
     struct vk_buffer b1 = {0}, b2 = {0};
     struct vk_recorder *rec = NULL;
@@ -322,7 +275,7 @@ static void positions(void) {
         struct gather_args a = {&out, &t1, &scratch, &t2, &b1, &b2, 27, 5, C, P, VP_DTYPE_BF16};
         /* record_gather: scratch = tok[ids], then scratch += pos[positions]. */
         if (kt_run(ctx, rec, record_gather, &a) && kt_download(ctx, &scratch, g))
-            CHECK_BOUND(g, want_sum, bnd, 27 * 6, "token + RoBERTa position embeddings");
+            KT_CHECK_BOUND(g, want_sum, bnd, 27 * 6, "token + RoBERTa position embeddings");
     }
     vk_recorder_destroy(rec);
     struct kt_tensor *all[] = {&out, &t1, &t2, &scratch};
@@ -362,10 +315,10 @@ static void rope_case(uint32_t B, uint32_t H, uint32_t T, uint32_t D, int32_t of
                       uint32_t P, bool in_place, uint64_t binding_range, uint64_t seed) {
     size_t n = (size_t)B * H * T * D;
     const double theta = 10000.0;
-    double *x = dalloc(n), *dy = dalloc(n), *y = dalloc(n), *dx = dalloc(n), *got = dalloc(n),
-           *b = dalloc(n), *bb = dalloc(n);
+    double *x = kt_dalloc(n), *dy = kt_dalloc(n), *y = kt_dalloc(n), *dx = kt_dalloc(n), *got = kt_dalloc(n),
+           *b = kt_dalloc(n), *bb = kt_dalloc(n);
     float *table = malloc((size_t)P * D * 4 + 4);
-    double *tabled = dalloc((size_t)P * D);
+    double *tabled = kt_dalloc((size_t)P * D);
     int32_t *pos = malloc(T * 4);
     uint64_t st = seed;
     for (uint32_t t = 0; t < T; t++) pos[t] = (int32_t)(th_rand_u64(&st) % (P - (uint32_t)offset));
@@ -383,7 +336,7 @@ static void rope_case(uint32_t B, uint32_t H, uint32_t T, uint32_t D, int32_t of
     kernel_rope_table(table, P, D, theta);
     for (size_t i = 0; i < (size_t)P * D; i++) tabled[i] = table[i];
 
-    vp_context *ctx = test_context(binding_range);
+    vp_context *ctx = kt_context(binding_range);
     struct kt_tensor tx = {0}, ty = {0}, tdy = {0}, tdx = {0}, tt = {0};
     struct vk_buffer bp = {0};
     struct vk_recorder *rec = NULL;
@@ -404,9 +357,9 @@ static void rope_case(uint32_t B, uint32_t H, uint32_t T, uint32_t D, int32_t of
             if (binding_range) th_diag("%s: %u dispatches", tag, vk_recorder_dispatch_count(rec));
             char what[160];
             snprintf(what, sizeof what, "%s forward", tag);
-            if (kt_download(ctx, &ty, got)) CHECK_BOUND(got, y, b, n, what);
+            if (kt_download(ctx, &ty, got)) KT_CHECK_BOUND(got, y, b, n, what);
             snprintf(what, sizeof what, "%s backward", tag);
-            if (kt_download(ctx, &tdx, got)) CHECK_BOUND(got, dx, bb, n, what);
+            if (kt_download(ctx, &tdx, got)) KT_CHECK_BOUND(got, dx, bb, n, what);
         }
     }
     vk_recorder_destroy(rec);
@@ -431,7 +384,7 @@ static void rope_rows_split(void) { rope_case(2, 8, 64, 64, 0, false, 64, false,
 /* Misuse: odd head dimension, positions beyond the table (host-checked
  * without pos; NaN rows with a device pos). */
 static void rope_errors(void) {
-    vp_context *ctx = test_context(0);
+    vp_context *ctx = kt_context(0);
     struct vk_recorder *rec = NULL;
     struct kt_tensor x = {0}, t = {0};
     double tab[4 * 4];
@@ -477,6 +430,6 @@ int main(int argc, char **argv) {
         TH_CASE(rope_errors)
     };
     int status = vt_main(cases, sizeof cases / sizeof cases[0], argc, argv);
-    contexts_destroy();
+    kt_contexts_destroy();
     return status;
 }

@@ -13,54 +13,6 @@
 static const double U = KT_EPS_F32; /* fp32 unit roundoff */
 static const float EPS = 1e-3f;     /* large enough that a misplaced eps shows */
 
-static double *dalloc(size_t n) { return calloc(n ? n : 1, sizeof(double)); }
-
-/* Creating a context (device, pools, pipeline cache) costs more than most
- * cases here, above all with the allocator checks meson enables
- * (MALLOC_PERTURB_), so cases share one context per binding range; main
- * destroys them after the last case. */
-static struct {
-    uint64_t range;
-    vp_context *ctx;
-} contexts[4];
-
-static void contexts_destroy(void) {
-    for (int i = 0; i < 4; i++) vp_context_destroy(contexts[i].ctx);
-}
-
-static vp_context *test_context(uint64_t binding_range) {
-    for (int i = 0; i < 4; i++)
-        if (contexts[i].ctx && contexts[i].range == binding_range) return contexts[i].ctx;
-    for (int i = 0; i < 4; i++) {
-        if (contexts[i].ctx) continue;
-        vp_context_options o = {.binding_range = binding_range};
-        contexts[i].range = binding_range;
-        contexts[i].ctx = vt_context(&o);
-        return contexts[i].ctx;
-    }
-    FAIL("more than 4 binding ranges");
-    return NULL;
-}
-
-/* |got − want| ≤ bound[i]; the worst error/bound ratio is printed. */
-static bool check_bound(const double *got, const double *want, const double *bound, size_t n,
-                        const char *what, int line) {
-    size_t bad = 0, wi = 0;
-    double worst = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double r = fabs(got[i] - want[i]) / bound[i];
-        if (isnan(r)) r = INFINITY;
-        if (r > 1.0) bad++;
-        if (r > worst) worst = r, wi = i;
-    }
-    if (bad == 0) {
-        th_diag("%s: worst error %.3g of its bound", what, worst);
-        return true;
-    }
-    return th_check(false, __FILE__, line, "%s: %zu of %zu off; worst [%zu] = %.9g, want %.9g, bound %.3g",
-                    what, bad, n, wi, got[wi], want[wi], bound[wi]);
-}
-#define CHECK_BOUND(got, want, bound, n, what) check_bound(got, want, bound, n, what, __LINE__)
 
 static bool bits_equal(const double *a, const double *b, size_t n, const char *what) {
     size_t bad = 0;
@@ -88,10 +40,10 @@ struct host {
 static void host_init(struct host *h, const struct norm_case *c, uint64_t seed) {
     size_t N = c->N, C = c->C, n = N * C;
     h->n = n;
-    h->x = dalloc(n), h->gamma = dalloc(C), h->beta = dalloc(C), h->dy = dalloc(n);
-    h->dg0 = dalloc(C), h->db0 = dalloc(C);
-    h->y = dalloc(n), h->mean = dalloc(N), h->rstd = dalloc(N);
-    h->dx = dalloc(n), h->dg = dalloc(C), h->db = dalloc(C);
+    h->x = kt_dalloc(n), h->gamma = kt_dalloc(C), h->beta = kt_dalloc(C), h->dy = kt_dalloc(n);
+    h->dg0 = kt_dalloc(C), h->db0 = kt_dalloc(C);
+    h->y = kt_dalloc(n), h->mean = kt_dalloc(N), h->rstd = kt_dalloc(N);
+    h->dx = kt_dalloc(n), h->dg = kt_dalloc(C), h->db = kt_dalloc(C);
     /* Rows with offsets, so centring matters. */
     kt_random(h->x, n, -1.0, 1.0, VP_DTYPE_F32, seed);
     uint64_t st = seed + 1;
@@ -215,7 +167,7 @@ static void dev_free(vp_context *ctx, struct dev *d) {
 static void check_results(vp_context *ctx, const struct dev *d, const struct host *h,
                           const struct norm_case *c, const char *tag) {
     size_t N = c->N, C = c->C, n = h->n;
-    double *got = dalloc(n), *bound = dalloc(n), *rb = dalloc(N);
+    double *got = kt_dalloc(n), *bound = kt_dalloc(n), *rb = kt_dalloc(N);
     char what[160];
     /* Forward. */
     if (kt_download(ctx, &d->y, got)) {
@@ -232,12 +184,12 @@ static void check_results(vp_context *ctx, const struct dev *d, const struct hos
             }
         }
         snprintf(what, sizeof what, "%s y", tag);
-        CHECK_BOUND(got, h->y, bound, n, what);
+        KT_CHECK_BOUND(got, h->y, bound, n, what);
     }
     if (kt_download(ctx, &d->rstd, got)) {
         for (size_t r = 0; r < N; r++) rb[r] = (C / 2.0 + 10) * U * h->rstd[r];
         snprintf(what, sizeof what, "%s rstd", tag);
-        CHECK_BOUND(got, h->rstd, rb, N, what);
+        KT_CHECK_BOUND(got, h->rstd, rb, N, what);
     }
     if (!c->rms && kt_download(ctx, &d->mean, got)) {
         for (size_t r = 0; r < N; r++) {
@@ -246,7 +198,7 @@ static void check_results(vp_context *ctx, const struct dev *d, const struct hos
             rb[r] = (C + 1.0) * U * A + 1e-37;
         }
         snprintf(what, sizeof what, "%s mean", tag);
-        CHECK_BOUND(got, h->mean, rb, N, what);
+        KT_CHECK_BOUND(got, h->mean, rb, N, what);
     }
     /* Backward. */
     if (kt_download(ctx, &d->dx, got)) {
@@ -265,9 +217,9 @@ static void check_results(vp_context *ctx, const struct dev *d, const struct hos
             }
         }
         snprintf(what, sizeof what, "%s dx", tag);
-        CHECK_BOUND(got, h->dx, bound, n, what);
+        KT_CHECK_BOUND(got, h->dx, bound, n, what);
     }
-    double *pb = dalloc(C), *pg = dalloc(C);
+    double *pb = kt_dalloc(C), *pg = kt_dalloc(C);
     if (kt_download(ctx, &d->dg, pg)) {
         for (size_t i = 0; i < C; i++) {
             double s = 0;
@@ -278,7 +230,7 @@ static void check_results(vp_context *ctx, const struct dev *d, const struct hos
             pb[i] = (N + 4.0) * U * s + U * fabs(h->dg[i]) + 1e-37;
         }
         snprintf(what, sizeof what, "%s dgamma", tag);
-        if (c->dgamma) CHECK_BOUND(pg, h->dg, pb, C, what);
+        if (c->dgamma) KT_CHECK_BOUND(pg, h->dg, pb, C, what);
         else bits_equal(pg, h->dg0, C, "dgamma untouched");
     }
     if (!c->rms && kt_download(ctx, &d->db, pg)) {
@@ -288,19 +240,19 @@ static void check_results(vp_context *ctx, const struct dev *d, const struct hos
             pb[i] = (N + 4.0) * U * s + U * fabs(h->db[i]) + 1e-37;
         }
         snprintf(what, sizeof what, "%s dbeta", tag);
-        if (c->dbeta) CHECK_BOUND(pg, h->db, pb, C, what);
+        if (c->dbeta) KT_CHECK_BOUND(pg, h->db, pb, C, what);
         else bits_equal(pg, h->db0, C, "dbeta untouched");
     }
     /* Inputs and unused tensors keep their guards too. */
     CHECK(kt_download(ctx, &d->gamma, pg));
-    double *scratch = dalloc(d->scratch.n);
+    double *scratch = kt_dalloc(d->scratch.n);
     CHECK(kt_download(ctx, &d->scratch, scratch));
     free(scratch);
     free(got), free(bound), free(rb), free(pb), free(pg);
 }
 
 static void run_case(const struct norm_case *c, uint64_t seed) {
-    vp_context *ctx = test_context(c->binding_range);
+    vp_context *ctx = kt_context(c->binding_range);
     if (!ctx) return;
     struct host h;
     host_init(&h, c, seed);
@@ -368,7 +320,7 @@ static void rows_split_across_binding_ranges(void) {
 /* Two runs of one recording on the same inputs give the same bits. */
 static void deterministic(void) {
     struct norm_case c = {200, 300, false, true, true, true, VP_DTYPE_F32, KERNEL_ROWS_AUTO, 0};
-    vp_context *ctx = test_context(0);
+    vp_context *ctx = kt_context(0);
     if (!ctx) return;
     struct host h;
     host_init(&h, &c, 600);
@@ -387,7 +339,7 @@ static void deterministic(void) {
             if (!kt_run(ctx, rec, record_norm, &a)) break;
             for (int k = 0; k < 4; k++) {
                 double **dst = run ? &again[k] : &first[k];
-                *dst = dalloc(outs[k]->n);
+                *dst = kt_dalloc(outs[k]->n);
                 CHECK(kt_download(ctx, outs[k], *dst));
             }
         }
@@ -414,6 +366,6 @@ int main(int argc, char **argv) {
         TH_CASE(deterministic)
     };
     int status = vt_main(cases, sizeof cases / sizeof cases[0], argc, argv);
-    contexts_destroy();
+    kt_contexts_destroy();
     return status;
 }

@@ -12,59 +12,6 @@
 
 static const double U = KT_EPS_F32; /* unit roundoff of fp32, 2^-24 */
 
-static double *dalloc(size_t n) { return calloc(n ? n : 1, sizeof(double)); }
-
-/* Creating a context (device, pools, pipeline cache) costs more than most
- * cases here, above all with the allocator checks meson enables
- * (MALLOC_PERTURB_), so cases share one context per binding range; main
- * destroys them after the last case. */
-static struct {
-    uint64_t range;
-    vp_context *ctx;
-} contexts[4];
-
-static void contexts_destroy(void) {
-    for (int i = 0; i < 4; i++) vp_context_destroy(contexts[i].ctx);
-}
-
-static vp_context *test_context(uint64_t binding_range) {
-    for (int i = 0; i < 4; i++)
-        if (contexts[i].ctx && contexts[i].range == binding_range) return contexts[i].ctx;
-    for (int i = 0; i < 4; i++) {
-        if (contexts[i].ctx) continue;
-        vp_context_options o = {.binding_range = binding_range};
-        contexts[i].range = binding_range;
-        contexts[i].ctx = vt_context(&o);
-        return contexts[i].ctx;
-    }
-    FAIL("more than 4 binding ranges");
-    return NULL;
-}
-
-/* |got − want| ≤ bound[i] element-wise; reports the worst element and the
- * largest error/bound ratio seen (as a diagnostic, to show the margin). */
-static bool check_bound(const double *got, const double *want, const double *bound, size_t n,
-                        const char *what, int line) {
-    size_t bad = 0, wi = 0;
-    double worst = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double r = fabs(got[i] - want[i]) / bound[i];
-        if (isnan(r) || (isnan(got[i]) != isnan(want[i]))) r = INFINITY;
-        if (got[i] == want[i]) r = 0.0; /* equal infinities */
-        if (r > 1.0) bad++;
-        if (r > worst || (isnan(worst))) {
-            worst = r;
-            wi = i;
-        }
-    }
-    if (bad == 0) {
-        th_diag("%s: worst error %.3g of its bound", what, worst);
-        return true;
-    }
-    return th_check(false, __FILE__, line, "%s: %zu of %zu off; worst [%zu] = %.9g, want %.9g, bound %.3g",
-                    what, bad, n, wi, got[wi], want[wi], bound[wi]);
-}
-#define CHECK_BOUND(got, want, bound, n, what) check_bound(got, want, bound, n, what, __LINE__)
 
 static bool bits_equal(const double *got, const double *want, size_t n, const char *what) {
     size_t bad = 0, first = 0;
@@ -88,7 +35,7 @@ struct fx {
 
 static bool fx_open(struct fx *f, uint64_t binding_range) {
     memset(f, 0, sizeof *f);
-    f->ctx = test_context(binding_range);
+    f->ctx = kt_context(binding_range);
     return f->ctx && CHECK(vk_recorder_create(f->ctx, 0, &f->rec) == VP_OK);
 }
 
@@ -106,7 +53,7 @@ static struct kt_tensor *fx_out(struct fx *f, size_t n) {
 }
 
 static double *fx_download(struct fx *f, const struct kt_tensor *t) {
-    double *v = dalloc(t->n);
+    double *v = kt_dalloc(t->n);
     if (!kt_download(f->ctx, t, v)) {
         free(v);
         return NULL;
@@ -184,8 +131,8 @@ static void act_bounds(double *fb, double *bb, const double *x, const double *dy
 
 static void activations_n(size_t n, uint64_t seed) {
     struct fx f;
-    double *x = dalloc(n), *dy = dalloc(n), *y = dalloc(n), *dx = dalloc(n), *fb = dalloc(n),
-           *bb = dalloc(n);
+    double *x = kt_dalloc(n), *dy = kt_dalloc(n), *y = kt_dalloc(n), *dx = kt_dalloc(n), *fb = kt_dalloc(n),
+           *bb = kt_dalloc(n);
     act_inputs(x, n, seed);
     kt_random(dy, n, -1.0, 1.0, VP_DTYPE_F32, seed + 1);
     if (fx_open(&f, 0)) {
@@ -207,9 +154,9 @@ static void activations_n(size_t n, uint64_t seed) {
             } else if (gy && gdx) {
                 act_bounds(fb, bb, x, dy, y, dx, n);
                 snprintf(what, sizeof what, "%s_forward n=%zu", kernel_activation_name(a.act), n);
-                CHECK_BOUND(gy, y, fb, n, what);
+                KT_CHECK_BOUND(gy, y, fb, n, what);
                 snprintf(what, sizeof what, "%s_backward n=%zu", kernel_activation_name(a.act), n);
-                CHECK_BOUND(gdx, dx, bb, n, what);
+                KT_CHECK_BOUND(gdx, dx, bb, n, what);
             }
             free(gy);
             free(gdx);
@@ -243,7 +190,7 @@ static double ulp_of(double v) {
 static void erf_accuracy(void) {
     const size_t n = 200001;
     struct fx f;
-    double *x = dalloc(n), *want = dalloc(n);
+    double *x = kt_dalloc(n), *want = kt_dalloc(n);
     for (size_t i = 0; i < n; i++) x[i] = (float)(-5.0 + 10.0 * (double)i / (n - 1));
     x[n / 2] = 0.0;
     for (size_t i = 0; i < n; i++) want[i] = erf(x[i]);
@@ -321,8 +268,8 @@ static void swiglu(void) {
     const size_t sizes[] = {1, 33, 3001};
     for (size_t s = 0; s < 3; s++) {
         size_t n = sizes[s];
-        double *g = dalloc(n), *u = dalloc(n), *dy = dalloc(n), *y = dalloc(n), *dg = dalloc(n),
-               *du = dalloc(n), *b1 = dalloc(n), *b2 = dalloc(n), *b3 = dalloc(n);
+        double *g = kt_dalloc(n), *u = kt_dalloc(n), *dy = kt_dalloc(n), *y = kt_dalloc(n), *dg = kt_dalloc(n),
+               *du = kt_dalloc(n), *b1 = kt_dalloc(n), *b2 = kt_dalloc(n), *b3 = kt_dalloc(n);
         act_inputs(g, n, 20 + s);
         kt_random(u, n, -2.0, 2.0, VP_DTYPE_F32, 30 + s);
         kt_random(dy, n, -1.0, 1.0, VP_DTYPE_F32, 40 + s);
@@ -342,9 +289,9 @@ static void swiglu(void) {
                 double *gy = fx_download(&f, a.y), *gdg = fx_download(&f, a.dgate),
                        *gdu = fx_download(&f, a.dup);
                 if (gy && gdg && gdu) {
-                    CHECK_BOUND(gy, y, b1, n, "swiglu_forward");
-                    CHECK_BOUND(gdg, dg, b2, n, "swiglu dgate");
-                    CHECK_BOUND(gdu, du, b3, n, "swiglu dup");
+                    KT_CHECK_BOUND(gy, y, b1, n, "swiglu_forward");
+                    KT_CHECK_BOUND(gdg, dg, b2, n, "swiglu dgate");
+                    KT_CHECK_BOUND(gdu, du, b3, n, "swiglu dup");
                 }
                 free(gy), free(gdg), free(gdu);
             }
@@ -381,8 +328,8 @@ static vp_status record_add(vp_context *ctx, struct vk_recorder *rec, void *arg)
  * is an fma, which Vulkan lets round twice (s·b, then the sum): within
  * u·(|s·b| + |y|). The backward copies are exact. */
 static void add_and_scale_n(size_t n, uint64_t binding_range, uint64_t seed) {
-    double *a = dalloc(n), *b = dalloc(n), *y = dalloc(n), *ys = dalloc(n), *s2 = dalloc(n),
-           *bound = dalloc(n), *sb = dalloc(n);
+    double *a = kt_dalloc(n), *b = kt_dalloc(n), *y = kt_dalloc(n), *ys = kt_dalloc(n), *s2 = kt_dalloc(n),
+           *bound = kt_dalloc(n), *sb = kt_dalloc(n);
     kt_random(a, n, -3.0, 3.0, VP_DTYPE_F32, seed);
     kt_random(b, n, -3.0, 3.0, VP_DTYPE_F32, seed + 1);
     const float s = 0.3f;
@@ -405,13 +352,13 @@ static void add_and_scale_n(size_t n, uint64_t binding_range, uint64_t seed) {
                    *gdb = fx_download(&f, g.db), *gdx = fx_download(&f, g.dxs);
             if (gy && gys && gs2 && gda && gdb && gdx) {
                 for (size_t i = 0; i < n; i++) bound[i] = U * fabs(y[i]) + 1e-37;
-                CHECK_BOUND(gy, y, bound, n, "add_forward");
+                KT_CHECK_BOUND(gy, y, bound, n, "add_forward");
                 for (size_t i = 0; i < n; i++)
                     bound[i] = U * (fabs(ys[i]) + fabs(sb[i])) * (1 + 4 * U) + 1e-37;
-                CHECK_BOUND(gys, ys, bound, n, "add_scaled_forward");
+                KT_CHECK_BOUND(gys, ys, bound, n, "add_scaled_forward");
                 for (size_t i = 0; i < n; i++) bound[i] = U * fabs(s2[i]) + 1e-37;
-                CHECK_BOUND(gs2, s2, bound, n, "scale_forward");
-                CHECK_BOUND(gdx, s2, bound, n, "scale_backward");
+                KT_CHECK_BOUND(gs2, s2, bound, n, "scale_forward");
+                KT_CHECK_BOUND(gdx, s2, bound, n, "scale_backward");
                 bits_equal(gda, a, n, "add_backward da");
                 bits_equal(gdb, a, n, "add_backward db");
             }
@@ -455,9 +402,9 @@ static vp_status record_gate(vp_context *ctx, struct vk_recorder *rec, void *arg
 static void gate_case(uint32_t N, uint32_t C, uint32_t G, bool dh, bool dd, bool dg,
                       uint64_t binding_range, uint64_t seed) {
     size_t n = (size_t)N * C;
-    double *h = dalloc(n), *d = dalloc(n), *g = dalloc(G), *dy = dalloc(n), *y = dalloc(n),
-           *rdh = dalloc(n), *rdd = dalloc(n), *rdg = dalloc(G), *dg0 = dalloc(G),
-           *b = dalloc(n), *bg = dalloc(G);
+    double *h = kt_dalloc(n), *d = kt_dalloc(n), *g = kt_dalloc(G), *dy = kt_dalloc(n), *y = kt_dalloc(n),
+           *rdh = kt_dalloc(n), *rdd = kt_dalloc(n), *rdg = kt_dalloc(G), *dg0 = kt_dalloc(G),
+           *b = kt_dalloc(n), *bg = kt_dalloc(G);
     kt_random(h, n, -2.0, 2.0, VP_DTYPE_F32, seed);
     kt_random(d, n, -2.0, 2.0, VP_DTYPE_F32, seed + 1);
     kt_random(g, G, -2.0, 2.0, VP_DTYPE_F32, seed + 2);
@@ -484,11 +431,11 @@ static void gate_case(uint32_t N, uint32_t C, uint32_t G, bool dh, bool dd, bool
             if (gy && gdh && gdd && gdg) {
                 for (size_t i = 0; i < n; i++) b[i] = 16.0 * U * (fabs(h[i]) + fabs(d[i])) + 1e-37;
                 snprintf(what, sizeof what, "gate_forward N=%u C=%u G=%u", N, C, G);
-                CHECK_BOUND(gy, y, b, n, what);
+                KT_CHECK_BOUND(gy, y, b, n, what);
                 if (dh) bits_equal(gdh, rdh, n, "gate dh");
                 else CHECK(isnan(gdh[0])); /* not asked for: untouched */
                 for (size_t i = 0; i < n; i++) b[i] = 16.0 * U * fabs(dy[i]) + 1e-37;
-                if (dd) CHECK_BOUND(gdd, rdd, b, n, "gate dd");
+                if (dd) KT_CHECK_BOUND(gdd, rdd, b, n, "gate dd");
                 else CHECK(isnan(gdd[0]));
                 double L = (double)n / G;
                 for (uint32_t k = 0; k < G; k++) {
@@ -498,7 +445,7 @@ static void gate_case(uint32_t N, uint32_t C, uint32_t G, bool dh, bool dd, bool
                     bg[k] = (L + 16.0) * U * s * (1 - s) * abs_sum + U * fabs(rdg[k]) + 1e-37;
                 }
                 snprintf(what, sizeof what, "gate dg N=%u C=%u G=%u", N, C, G);
-                if (dg) CHECK_BOUND(gdg, rdg, bg, G, what);
+                if (dg) KT_CHECK_BOUND(gdg, rdg, bg, G, what);
                 else bits_equal(gdg, dg0, G, "gate dg untouched");
             }
             free(gy), free(gdh), free(gdd), free(gdg);
@@ -551,7 +498,7 @@ static vp_status record_dropout(vp_context *ctx, struct vk_recorder *rec, void *
  * iff dropped); kept values are x·fl(1/(1−p)), within 2u of x/(1−p). The
  * kept fraction must lie within 5 standard deviations of 1 − p. */
 static void dropout_case(size_t n, double p, bool in_place, uint64_t binding_range) {
-    double *x = dalloc(n), *y = dalloc(n), *b = dalloc(n);
+    double *x = kt_dalloc(n), *y = kt_dalloc(n), *b = kt_dalloc(n);
     kt_random(x, n, 0.5, 2.0, VP_DTYPE_F32, 90);
     for (size_t i = 0; i < n; i += 2) x[i] = -x[i];
     struct ref_dropout_key rk = {0x0123456789ABCDEFull, 42, 7};
@@ -572,7 +519,7 @@ static void dropout_case(size_t n, double p, bool in_place, uint64_t binding_ran
                 }
                 CHECKF(mask_bad == 0, "p=%g n=%zu: %zu elements kept/dropped unlike the reference",
                        p, n, mask_bad);
-                CHECK_BOUND(gy, y, b, n, "dropout_forward");
+                KT_CHECK_BOUND(gy, y, b, n, "dropout_forward");
                 bits_equal(gdx, gy, n, "dropout_backward = forward's mask");
                 double frac = (double)kept / n, sd = sqrt(p * (1 - p) / n);
                 CHECKF(fabs(frac - (1 - p)) <= 5 * sd + 1e-12, "p=%g: kept %.4f, want %.4f ± %.4f",
@@ -661,7 +608,7 @@ static void convert_case(size_t n, uint64_t binding_range) {
         memcpy(&src[i], &u, 4);
     }
     struct vk_buffer b[5] = {0};
-    vp_context *ctx = test_context(binding_range);
+    vp_context *ctx = kt_context(binding_range);
     struct vk_recorder *rec = NULL;
     size_t hb = (n * 2 + 3) / 4 * 4; /* 16-bit tensors occupy whole words */
     if (ctx && CHECK(vk_recorder_create(ctx, 0, &rec) == VP_OK) &&
@@ -727,7 +674,7 @@ static void split_across_binding_ranges(void) {
     convert_case(70001, range);
     /* Activations, split: compare against the unsplit context bit for bit. */
     const size_t n = 40001;
-    double *x = dalloc(n), *dy = dalloc(n), *y[2], *dx[2];
+    double *x = kt_dalloc(n), *dy = kt_dalloc(n), *y[2], *dx[2];
     act_inputs(x, n, 103);
     kt_random(dy, n, -1, 1, VP_DTYPE_F32, 104);
     for (int k = 0; k < 2; k++) {
@@ -756,7 +703,7 @@ static void split_across_binding_ranges(void) {
 static void deterministic(void) {
     const uint32_t N = 300, C = 50;
     size_t n = (size_t)N * C;
-    double *h = dalloc(n), *g = dalloc(C), *zero = dalloc(C);
+    double *h = kt_dalloc(n), *g = kt_dalloc(C), *zero = kt_dalloc(C);
     kt_random(h, n, -2, 2, VP_DTYPE_F32, 110);
     kt_random(g, C, -2, 2, VP_DTYPE_F32, 111);
     struct fx f;
@@ -807,6 +754,6 @@ int main(int argc, char **argv) {
         TH_CASE(deterministic)
     };
     int status = vt_main(cases, sizeof cases / sizeof cases[0], argc, argv);
-    contexts_destroy();
+    kt_contexts_destroy();
     return status;
 }

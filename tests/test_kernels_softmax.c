@@ -11,53 +11,6 @@
 
 static const double U = KT_EPS_F32;
 
-static double *dalloc(size_t n) { return calloc(n ? n : 1, sizeof(double)); }
-
-/* Creating a context (device, pools, pipeline cache) costs more than most
- * cases here, above all with the allocator checks meson enables
- * (MALLOC_PERTURB_), so cases share one context per binding range; main
- * destroys them after the last case. */
-static struct {
-    uint64_t range;
-    vp_context *ctx;
-} contexts[4];
-
-static void contexts_destroy(void) {
-    for (int i = 0; i < 4; i++) vp_context_destroy(contexts[i].ctx);
-}
-
-static vp_context *test_context(uint64_t binding_range) {
-    for (int i = 0; i < 4; i++)
-        if (contexts[i].ctx && contexts[i].range == binding_range) return contexts[i].ctx;
-    for (int i = 0; i < 4; i++) {
-        if (contexts[i].ctx) continue;
-        vp_context_options o = {.binding_range = binding_range};
-        contexts[i].range = binding_range;
-        contexts[i].ctx = vt_context(&o);
-        return contexts[i].ctx;
-    }
-    FAIL("more than 4 binding ranges");
-    return NULL;
-}
-
-static bool check_bound(const double *got, const double *want, const double *bound, size_t n,
-                        const char *what, int line) {
-    size_t bad = 0, wi = 0;
-    double worst = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double r = fabs(got[i] - want[i]) / bound[i];
-        if (isnan(r)) r = INFINITY;
-        if (r > 1.0) bad++;
-        if (r > worst) worst = r, wi = i;
-    }
-    if (bad == 0) {
-        th_diag("%s: worst error %.3g of its bound", what, worst);
-        return true;
-    }
-    return th_check(false, __FILE__, line, "%s: %zu of %zu off; worst [%zu] = %.9g, want %.9g, bound %.3g",
-                    what, bad, n, wi, got[wi], want[wi], bound[wi]);
-}
-#define CHECK_BOUND(got, want, bound, n, what) check_bound(got, want, bound, n, what, __LINE__)
 
 struct sm_case {
     uint32_t R, C;
@@ -97,8 +50,8 @@ static vp_status record_softmax(vp_context *ctx, struct vk_recorder *rec, void *
  * y·((C + 2)·u·Σ|y·dy| + u·|dy − dot|) + 2u·|dx|. */
 static void run_case(const struct sm_case *c, uint64_t seed) {
     size_t R = c->R, C = c->C, n = R * C;
-    double *x = dalloc(n), *y = dalloc(n), *dy = dalloc(n), *dx = dalloc(n), *b = dalloc(n),
-           *got = dalloc(n);
+    double *x = kt_dalloc(n), *y = kt_dalloc(n), *dy = kt_dalloc(n), *dx = kt_dalloc(n), *b = kt_dalloc(n),
+           *got = kt_dalloc(n);
     kt_random(x, n, -4.0, 4.0, VP_DTYPE_F32, seed);
     kt_random(dy, n, -1.0, 1.0, VP_DTYPE_F32, seed + 1);
     size_t keep_n = c->keep ? (R + c->keep_rows - 1) / c->keep_rows * C : 0;
@@ -113,7 +66,7 @@ static void run_case(const struct sm_case *c, uint64_t seed) {
     kt_round(VP_DTYPE_F32, y, n);
     ref_softmax_backward(dx, dy, y, (int)R, (int)C);
 
-    vp_context *ctx = test_context(c->binding_range);
+    vp_context *ctx = kt_context(c->binding_range);
     struct kt_tensor tx = {0}, ty = {0}, tdy = {0}, tyin = {0}, tdx = {0};
     struct vk_buffer kb = {0};
     struct vk_recorder *rec = NULL;
@@ -143,7 +96,7 @@ static void run_case(const struct sm_case *c, uint64_t seed) {
             }
             CHECKF(zeros_bad == 0, "%s: %zu masked entries are not exactly 0", tag, zeros_bad);
             snprintf(what, sizeof what, "%s forward", tag);
-            CHECK_BOUND(got, y, b, n, what);
+            KT_CHECK_BOUND(got, y, b, n, what);
         }
         if (kt_download(ctx, &tdx, got)) {
             for (size_t r = 0; r < R; r++) {
@@ -159,7 +112,7 @@ static void run_case(const struct sm_case *c, uint64_t seed) {
                 }
             }
             snprintf(what, sizeof what, "%s backward", tag);
-            CHECK_BOUND(got, dx, b, n, what);
+            KT_CHECK_BOUND(got, dx, b, n, what);
         }
         CHECK(kt_download(ctx, &tx, got)); /* input guards */
     }
@@ -226,9 +179,9 @@ static void rows_split_across_binding_ranges(void) {
 static void deterministic(void) {
     const uint32_t R = 64, C = 777;
     size_t n = (size_t)R * C;
-    double *x = dalloc(n), *r1 = dalloc(n), *r2 = dalloc(n);
+    double *x = kt_dalloc(n), *r1 = kt_dalloc(n), *r2 = kt_dalloc(n);
     kt_random(x, n, -4, 4, VP_DTYPE_F32, 60);
-    vp_context *ctx = test_context(0);
+    vp_context *ctx = kt_context(0);
     struct kt_tensor tx = {0}, ty = {0};
     struct vk_recorder *rec = NULL;
     struct sm_case c = {R, C, 0, 1, 0, 0, KERNEL_ROWS_AUTO, 0};
@@ -262,6 +215,6 @@ int main(int argc, char **argv) {
         TH_CASE(deterministic)
     };
     int status = vt_main(cases, sizeof cases / sizeof cases[0], argc, argv);
-    contexts_destroy();
+    kt_contexts_destroy();
     return status;
 }
