@@ -21,7 +21,16 @@ struct cli_common {
 };
 bool cli_common_option(int argc, char **argv, int *i, struct cli_common *c);
 
+/* Checks that `dir` is a folder with a config.json; else prints why and
+ * returns 2 (a model folder that is not there is bad input). */
+int cli_check_model_dir(const char *cmd, const char *dir);
+
 int cmd_devices(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
 
 #endif

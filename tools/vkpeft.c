@@ -2,9 +2,12 @@
  * work is done by libvkpeft. */
 #include "cli.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static const char usage[] =
     "usage: vkpeft [--version] [--help] <command> [options]\n"
@@ -14,6 +17,11 @@ static const char usage[] =
     "\n"
     "commands:\n"
     "  devices   list Vulkan devices, their capabilities, and which one is used\n"
+    "  train     fine-tune a delta (and the classification head) on JSONL data\n"
+    "  eval      accuracy, macro-F1 and Matthews correlation of a trained delta\n"
+    "  predict   per-example logits and predictions of a trained delta (JSONL)\n"
+    "  inspect   a delta's modules, parameter counts, share of the model, memory plan\n"
+    "  merge     fold a LoRA delta into the weights: a new model folder\n"
     "  bench     measure the runtime (dispatch overhead, shader cache start-up)\n"
     "\n"
     "Run 'vkpeft <command> --help' for a command's options and examples.\n"
@@ -61,6 +69,19 @@ bool cli_common_option(int argc, char **argv, int *i, struct cli_common *c) {
     return false;
 }
 
+int cli_check_model_dir(const char *cmd, const char *dir) {
+    struct stat st;
+    char path[4096];
+    const bool exists = stat(dir, &st) == 0;
+    if (!exists || !S_ISDIR(st.st_mode))
+        return cli_usage_error(cmd, "--model %s: %s", dir, exists ? "not a folder" : strerror(errno));
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (access(path, R_OK) != 0)
+        return cli_usage_error(cmd, "--model %s holds no readable config.json; is it a Hugging Face model "
+                               "folder?", dir);
+    return EXIT_OK;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fputs(usage, stderr);
@@ -77,6 +98,11 @@ int main(int argc, char **argv) {
     }
     if (strcmp(cmd, "devices") == 0) return cmd_devices(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 1, argv + 1);
+    if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc - 1, argv + 1);
+    if (strcmp(cmd, "merge") == 0) return cmd_merge(argc - 1, argv + 1);
+    if (strcmp(cmd, "train") == 0) return cmd_train(argc - 1, argv + 1);
+    if (strcmp(cmd, "eval") == 0) return cmd_eval(argc - 1, argv + 1);
+    if (strcmp(cmd, "predict") == 0) return cmd_predict(argc - 1, argv + 1);
     fprintf(stderr, "vkpeft: unknown command '%s'\n\n%s", cmd, usage);
     return EXIT_USAGE;
 }

@@ -314,7 +314,11 @@ static void parse_module(struct field_reader *r, const cJSON *o, struct delta_mo
 
 vp_status delta_spec_parse(const char *json, size_t size, const char *path, struct delta_spec *out) {
     memset(out, 0, sizeof *out);
-    cJSON *root = cJSON_ParseWithLength(json, size);
+    cJSON *doc = cJSON_ParseWithLength(json, size);
+    /* A saved delta's delta.json holds the spec under "spec" (delta/save.h). */
+    const cJSON *root = doc, *wrapped = cJSON_GetObjectItemCaseSensitive(doc, "spec");
+    if (cJSON_IsObject(doc) && !cJSON_GetObjectItemCaseSensitive(doc, "modules") && cJSON_IsObject(wrapped))
+        root = wrapped;
     const cJSON *mods = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "modules") : NULL;
     vp_status s = VP_OK;
     if (!cJSON_IsObject(root))
@@ -333,7 +337,7 @@ vp_status delta_spec_parse(const char *json, size_t size, const char *path, stru
             parse_module(&r, e, &out->modules[out->count++]);
         s = r.status;
     }
-    cJSON_Delete(root);
+    cJSON_Delete(doc);
     return s;
 }
 

@@ -56,8 +56,8 @@ struct delta_spec {
 /* "mam", "lora:r=16,a=32", "mam:l=16,r=16,s=2" ... Keys: r (bottleneck or
  * rank), l (prefix length), s (scale), a (LoRA alpha). */
 vp_status delta_spec_preset(const char *text, struct delta_spec *out);
-/* Parses spec JSON; `path` names it in messages (field paths like
- * modules[1].at). */
+/* Parses spec JSON, or a saved delta's delta.json (the spec under "spec");
+ * `path` names it in messages (field paths like modules[1].at). */
 vp_status delta_spec_parse(const char *json, size_t size, const char *path, struct delta_spec *out);
 /* PRESET[:k=v,...], a .json file, or a folder holding delta.json. */
 vp_status delta_spec_load(const char *arg, struct delta_spec *out);

@@ -119,27 +119,15 @@ static vp_status setup_slots(struct encoder *e) {
     return VP_OK;
 }
 
-vp_status encoder_open(vp_context *ctx, const char *dir, const struct delta_spec *spec,
-                       const struct encoder_options *opt, struct encoder **out) {
-    *out = NULL;
-    struct encoder *e = calloc(1, sizeof *e);
-    if (!e) return vp_fail(VP_ERROR_HOST_MEMORY, "encoder: out of host memory");
-    e->ctx = ctx;
-    e->spec = *spec;
-    if (opt) e->opt = *opt;
-    snprintf(e->dir, sizeof e->dir, "%s", dir);
-    vp_status s = model_arch_load(dir, &e->arch);
-    if (s == VP_OK) {
-        model_arch_finish(&e->arch); /* label names are not needed here */
-        s = check_arch(&e->arch, dir);
-    }
-    if (s == VP_OK) s = delta_params_create(ctx, &e->arch, spec, e->opt.seed, &e->params);
+/* Host-side setup from the arch and the spec, no weights file: the params,
+ * the delta slots, the model's tensor list and the pointers into it. Both
+ * encoder_open and the weight-free plan (plan.c) start here. */
+vp_status enc_setup(struct encoder *e) {
+    vp_status s = check_arch(&e->arch, e->dir);
+    if (s == VP_OK) s = delta_params_create(e->ctx, &e->arch, &e->spec, e->opt.seed, &e->params);
     if (s == VP_OK) s = setup_slots(e);
-    if (s == VP_OK) s = enc_open_weights(e);
-    if (s != VP_OK) {
-        encoder_destroy(e);
-        return s;
-    }
+    if (s == VP_OK) s = enc_weights_init(e);
+    if (s != VP_OK) return s;
     int k = 0;
     e->w.word = &e->weights[k++];
     e->w.pos = &e->weights[k++];
@@ -147,10 +135,7 @@ vp_status encoder_open(vp_context *ctx, const char *dir, const struct delta_spec
     e->w.ln_emb_w = &e->weights[k++];
     e->w.ln_emb_b = &e->weights[k++];
     e->w.layers = calloc((size_t)e->arch.layers, sizeof *e->w.layers);
-    if (!e->w.layers) {
-        encoder_destroy(e);
-        return vp_fail(VP_ERROR_HOST_MEMORY, "encoder: out of host memory");
-    }
+    if (!e->w.layers) return vp_fail(VP_ERROR_HOST_MEMORY, "encoder: out of host memory");
     for (int l = 0; l < e->arch.layers; l++) {
         struct enc_layer_weights *L = &e->w.layers[l];
         struct enc_weight **order[] = {&L->wq, &L->bq, &L->wk, &L->bk, &L->wv, &L->bv, &L->wo, &L->bo,
@@ -171,6 +156,28 @@ vp_status encoder_open(vp_context *ctx, const char *dir, const struct delta_spec
     }
     e->tables_trained = e->w.word->param || e->w.pos->param || (e->w.type && e->w.type->param);
     e->embeddings_trained = e->tables_trained || e->w.ln_emb_w->param || e->w.ln_emb_b->param;
+    return VP_OK;
+}
+
+vp_status encoder_open(vp_context *ctx, const char *dir, const struct delta_spec *spec,
+                       const struct encoder_options *opt, struct encoder **out) {
+    *out = NULL;
+    struct encoder *e = calloc(1, sizeof *e);
+    if (!e) return vp_fail(VP_ERROR_HOST_MEMORY, "encoder: out of host memory");
+    e->ctx = ctx;
+    e->spec = *spec;
+    if (opt) e->opt = *opt;
+    snprintf(e->dir, sizeof e->dir, "%s", dir);
+    vp_status s = model_arch_load(dir, &e->arch);
+    if (s == VP_OK) {
+        model_arch_finish(&e->arch); /* label names are not needed here */
+        s = enc_setup(e);
+    }
+    if (s == VP_OK) s = enc_open_weights(e);
+    if (s != VP_OK) {
+        encoder_destroy(e);
+        return s;
+    }
     *out = e;
     return VP_OK;
 }
@@ -462,31 +469,6 @@ static vp_status upload_constants(struct encoder *e) {
 /* ------------------------------------------------------------------------
  * Plan, load, batch shape
  * ------------------------------------------------------------------------ */
-
-static vp_status check_shape(const struct encoder *e, int B, int T) {
-    if (B < 1 || T < 1 || (uint64_t)B * (uint64_t)T * (uint64_t)e->arch.heads > INT32_MAX)
-        return vp_fail(VP_ERROR_INVALID_ARGUMENT, "encoder: batch shape %d x %d is not usable", B, T);
-    int first = e->arch.roberta_positions ? e->arch.pad_token_id + 1 : 0;
-    if (first + T > e->arch.max_positions)
-        return vp_fail(VP_ERROR_BAD_INPUT, "encoder: %d tokens need positions up to %d, but %s has "
-                       "%d position embeddings; use a shorter --max-length", T, first + T - 1,
-                       e->arch.model_type, e->arch.max_positions);
-    return VP_OK;
-}
-
-vp_status encoder_plan(const struct encoder *e, int B, int T, uint64_t bytes[VP_POOL_COUNT]) {
-    vp_status s = check_shape(e, B, T);
-    if (s != VP_OK) return s;
-    struct enc_acts tmp = {0};
-    s = enc_acts_layout((struct encoder *)e, &tmp, B, T, false, bytes);
-    free(tmp.layers);
-    free(tmp.slots);
-    free(tmp.reparam);
-    if (s != VP_OK) return s;
-    bytes[VP_POOL_FROZEN] += enc_frozen_bytes(e);
-    bytes[VP_POOL_TRAINABLE] += delta_params_plan_bytes(e->params);
-    return VP_OK;
-}
 
 static void invalidate_recordings(struct encoder *e) {
     for (int p = 0; p < ENCODER_PASS_COUNT; p++) e->recorded[p] = false;

@@ -83,6 +83,13 @@ vp_status encoder_open(vp_context *ctx, const char *dir, const struct delta_spec
 /* Bytes each pool needs for batch shape (B,T): frozen and trainable for the
  * model, activations and staging for the shape. */
 vp_status encoder_plan(const struct encoder *e, int B, int T, uint64_t bytes[VP_POOL_COUNT]);
+/* The same plan without weight files (plan.c): from config.json's arch and
+ * the spec alone, frozen bytes in `storage` (ENCODER_STORAGE_DEFAULT plans
+ * f16, what an F32 or F16 file gets; a BF16 file would get bf16, the same
+ * size). encoder_plan is this plan for an opened model. The context gives
+ * the device's alignment and kernel scratch sizes; nothing is allocated. */
+vp_status encoder_plan_arch(vp_context *ctx, const struct model_arch *arch, const struct delta_spec *spec,
+                            enum encoder_storage storage, int B, int T, uint64_t bytes[VP_POOL_COUNT]);
 /* Reserves the whole plan (VP_ERROR_OVER_BUDGET with the numbers when it
  * does not fit, before anything is allocated), uploads the frozen tensors,
  * allocates and initialises the params (model-file values for the head and
@@ -301,7 +308,10 @@ static inline struct enc_slot_acts *enc_slot_acts_at(struct encoder *e, int modu
     return &e->acts.slots[(size_t)module * e->arch.layers + layer];
 }
 
+/* encoder.c: host setup from arch and spec (params, slots, tensor list). */
+vp_status enc_setup(struct encoder *e);
 /* encoder_load.c */
+vp_status enc_weights_init(struct encoder *e);
 vp_status enc_open_weights(struct encoder *e);
 vp_status enc_upload_frozen(struct encoder *e);
 vp_status enc_load_params(struct encoder *e);

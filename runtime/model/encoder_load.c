@@ -138,11 +138,19 @@ static enum vp_dtype storage_dtype(enum encoder_storage s, enum io_dtype file) {
     return file == IO_DTYPE_BF16 ? VP_DTYPE_BF16 : VP_DTYPE_F16;
 }
 
-/* Opens the weights and binds every model tensor to its file tensor and to
- * a param when trained. */
-vp_status enc_open_weights(struct encoder *e) {
-    vp_status s = io_weights_open(e->dir, &e->file);
-    if (s != VP_OK) return s;
+/* Each tensor's dtype on the device: trained tensors and vectors f32,
+ * frozen matrices and tables the storage type. */
+static void set_dtypes(struct encoder *e) {
+    for (int k = 0; k < e->weight_count; k++) {
+        struct enc_weight *w = &e->weights[k];
+        w->dtype = w->param || !w->desc.matrix ? VP_DTYPE_F32 : e->wtype;
+    }
+}
+
+/* The model's tensor list from the arch alone, each bound to a param when
+ * trained; the storage type is the chosen one (the default plans f16 until
+ * a file says bf16). */
+vp_status enc_weights_init(struct encoder *e) {
     e->weight_count = encoder_model_tensors(&e->arch, NULL);
     e->weights = calloc((size_t)e->weight_count, sizeof *e->weights);
     struct encoder_tensor_desc *desc = calloc((size_t)e->weight_count, sizeof *desc);
@@ -151,26 +159,36 @@ vp_status enc_open_weights(struct encoder *e) {
         return vp_fail(VP_ERROR_HOST_MEMORY, "encoder: out of host memory");
     }
     encoder_model_tensors(&e->arch, desc);
-    for (int k = 0; k < e->weight_count && s == VP_OK; k++) {
+    for (int k = 0; k < e->weight_count; k++) {
         struct enc_weight *w = &e->weights[k];
         w->desc = desc[k];
         w->n = (uint64_t)desc[k].shape[0] * (uint64_t)(desc[k].ndim > 1 ? desc[k].shape[1] : 1);
-        w->file = find_in_file(e, desc[k].name);
-        if (!w->file)
-            s = vp_fail(VP_ERROR_BAD_INPUT, "%s: the weights have no tensor %s (a %s checkpoint "
-                        "names every tensor of the model)", e->dir, desc[k].name, e->arch.model_type);
-        else
-            s = check_file_tensor(e, w->file, &desc[k]);
+        w->param = delta_params_find(e->params, w->desc.name);
     }
     free(desc);
+    e->wtype = storage_dtype(e->opt.storage, IO_DTYPE_F32);
+    set_dtypes(e);
+    e->head_count = encoder_head_tensors(&e->arch, e->head_desc);
+    return VP_OK;
+}
+
+/* Opens the weights and binds every model tensor (enc_weights_init) and
+ * head tensor to its file tensor. */
+vp_status enc_open_weights(struct encoder *e) {
+    vp_status s = io_weights_open(e->dir, &e->file);
+    if (s != VP_OK) return s;
+    for (int k = 0; k < e->weight_count && s == VP_OK; k++) {
+        struct enc_weight *w = &e->weights[k];
+        w->file = find_in_file(e, w->desc.name);
+        if (!w->file)
+            s = vp_fail(VP_ERROR_BAD_INPUT, "%s: the weights have no tensor %s (a %s checkpoint "
+                        "names every tensor of the model)", e->dir, w->desc.name, e->arch.model_type);
+        else
+            s = check_file_tensor(e, w->file, &w->desc);
+    }
     if (s != VP_OK) return s;
     e->wtype = storage_dtype(e->opt.storage, e->weights[0].file->dtype);
-    for (int k = 0; k < e->weight_count; k++) {
-        struct enc_weight *w = &e->weights[k];
-        w->param = delta_params_find(e->params, w->desc.name);
-        w->dtype = w->param || !w->desc.matrix ? VP_DTYPE_F32 : e->wtype;
-    }
-    e->head_count = encoder_head_tensors(&e->arch, e->head_desc);
+    set_dtypes(e);
     for (int k = 0; k < e->head_count && s == VP_OK; k++) {
         e->head_file[k] = io_weights_find(e->file, e->head_desc[k].name);
         if (e->head_file[k]) s = check_file_tensor(e, e->head_file[k], &e->head_desc[k]);

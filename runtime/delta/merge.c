@@ -1,0 +1,389 @@
+/* Merging a LoRA delta into a copy of its base model; see merge.h. */
+#include "merge.h"
+
+#include "save.h"
+
+#include <cjson/cJSON.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------------
+ * Labels recorded in delta.json
+ * ------------------------------------------------------------------------ */
+
+void delta_labels_free(char **names, int count) {
+    for (int i = 0; names && i < count; i++) free(names[i]);
+    free(names);
+}
+
+vp_status delta_labels_load(const char *delta_dir, char ***names, int *count) {
+    *names = NULL;
+    *count = 0;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/delta.json", delta_dir);
+    if (access(path, F_OK) != 0) return VP_OK; /* a PEFT folder: no names */
+    void *text;
+    size_t size;
+    vp_status s = vp_file_read(path, &text, &size);
+    if (s != VP_OK) return s;
+    cJSON *root = cJSON_ParseWithLength(text, size);
+    free(text);
+    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(root, "labels");
+    if (!cJSON_IsObject(root)) s = vp_fail(VP_ERROR_BAD_INPUT, "%s is not a JSON object", path);
+    int n = cJSON_IsArray(labels) ? cJSON_GetArraySize(labels) : 0;
+    char **out = n > 0 && s == VP_OK ? calloc((size_t)n, sizeof *out) : NULL;
+    for (int i = 0; out && i < n && s == VP_OK; i++) {
+        const cJSON *e = cJSON_GetArrayItem(labels, i);
+        if (!cJSON_IsString(e))
+            s = vp_fail(VP_ERROR_BAD_INPUT, "%s: \"labels\"[%d] is not a string", path, i);
+        else if (!(out[i] = strdup(e->valuestring)))
+            s = vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory reading %s", path);
+    }
+    cJSON_Delete(root);
+    if (s != VP_OK || !out) {
+        delta_labels_free(out, n);
+        return s;
+    }
+    *names = out;
+    *count = n;
+    return VP_OK;
+}
+
+/* ------------------------------------------------------------------------
+ * Tensor values
+ * ------------------------------------------------------------------------ */
+
+static bool float_dtype(enum io_dtype t) { return t == IO_DTYPE_F32 || t == IO_DTYPE_F16 || t == IO_DTYPE_BF16; }
+
+/* File values (at any byte offset) as doubles. */
+static void file_to_f64(const struct io_tensor *t, double *out) {
+    const char *p = t->data;
+    for (uint64_t i = 0; i < t->numel; i++) {
+        if (t->dtype == IO_DTYPE_F32) {
+            float f;
+            memcpy(&f, p + i * 4, 4);
+            out[i] = f;
+        } else {
+            uint16_t h;
+            memcpy(&h, p + i * 2, 2);
+            out[i] = t->dtype == IO_DTYPE_F16 ? vp_f16_to_f32(h) : vp_bf16_to_f32(h);
+        }
+    }
+}
+
+/* Values in `dtype` (malloc'd): each rounded to fp32 first, then to 16 bits. */
+static void *f64_to_dtype(const double *v, uint64_t n, enum io_dtype dtype) {
+    void *out = malloc(n * io_dtype_size(dtype) + 1);
+    if (!out) return NULL;
+    for (uint64_t i = 0; i < n; i++) {
+        float f = (float)v[i];
+        if (dtype == IO_DTYPE_F32) ((float *)out)[i] = f;
+        else ((uint16_t *)out)[i] = dtype == IO_DTYPE_F16 ? vp_f32_to_f16(f) : vp_f32_to_bf16(f);
+    }
+    return out;
+}
+
+/* ------------------------------------------------------------------------
+ * The merge
+ * ------------------------------------------------------------------------ */
+
+static const char *site_path(enum delta_at at) {
+    switch (at) {
+    case DELTA_AT_Q: return "attention.self.query";
+    case DELTA_AT_K: return "attention.self.key";
+    case DELTA_AT_V: return "attention.self.value";
+    case DELTA_AT_O: return "attention.output.dense";
+    case DELTA_AT_UP: return "intermediate.dense";
+    case DELTA_AT_DOWN: return "output.dense";
+    default: return "?";
+    }
+}
+
+static const char *root_of(const struct model_arch *a) {
+    return a->family == MODEL_FAMILY_ROBERTA ? "roberta." : "bert.";
+}
+
+/* Does file tensor `name` hold the weight of `at` in `layer` (with or
+ * without the family prefix, as bare checkpoints name it)? */
+static bool is_target(const char *name, const struct model_arch *a, enum delta_at at, int layer) {
+    char want[256];
+    snprintf(want, sizeof want, "encoder.layer.%d.%s.weight", layer, site_path(at));
+    size_t root = strlen(root_of(a));
+    if (strncmp(name, root_of(a), root) == 0) name += root;
+    return strcmp(name, want) == 0;
+}
+
+struct merger {
+    const struct model_arch *arch;
+    const struct delta_spec *spec;
+    const struct delta_tensors *t;
+    struct io_weights *w;
+    const char *model_dir;
+    struct io_tensor_out *out; /* one per file tensor, then the added head tensors */
+    void **owned;              /* data we allocated, per out entry */
+    size_t count;
+    enum io_dtype dtype;
+    int merged, head;
+};
+
+static vp_status check_lora_only(const struct delta_spec *spec, const char *delta_dir) {
+    for (int i = 0; i < spec->count; i++) {
+        const struct delta_module *m = &spec->modules[i];
+        if (m->kind != DELTA_LORA)
+            return vp_fail(VP_ERROR_BAD_INPUT,
+                           "%s: module %d is %s%s%s; merge folds LoRA (and only LoRA) into the weights: "
+                           "adapters and prefixes add computation that no weight can hold, so run that "
+                           "delta on the base model instead (--delta)",
+                           delta_dir, i, delta_kind_name(m->kind), m->at != DELTA_AT_NONE ? " at " : "",
+                           m->at != DELTA_AT_NONE ? delta_at_name(m->at) : "");
+    }
+    return VP_OK;
+}
+
+/* W' = W + Σ s·B·A over every LoRA (module, layer) that targets file tensor
+ * `it`, in double, rounded once to the tensor's dtype; NULL data when none. */
+static vp_status merge_tensor(struct merger *mg, size_t k, const struct io_tensor *it) {
+    double *acc = NULL;
+    vp_status s = VP_OK;
+    for (int i = 0; i < mg->spec->count && s == VP_OK; i++) {
+        const struct delta_module *m = &mg->spec->modules[i];
+        for (int l = 0; l < mg->arch->layers && s == VP_OK; l++) {
+            if (!delta_module_has_layer(m, l) || !is_target(it->name, mg->arch, m->at, l)) continue;
+            char na[DELTA_NAME_MAX], nb[DELTA_NAME_MAX];
+            snprintf(na, sizeof na, "encoder.layers.%d.delta%d.lora_A", l, i);
+            snprintf(nb, sizeof nb, "encoder.layers.%d.delta%d.lora_B", l, i);
+            const struct delta_tensor *A = delta_tensors_find(mg->t, na), *B = delta_tensors_find(mg->t, nb);
+            if (!A || !B || it->ndim != 2 || !float_dtype(it->dtype) || A->ndim != 2 || B->ndim != 2 ||
+                A->shape[0] != m->size || B->shape[1] != m->size || B->shape[0] != it->shape[0] ||
+                A->shape[1] != it->shape[1]) {
+                s = vp_fail(VP_ERROR_BAD_INPUT, "merging layer %d's LoRA on %s: %s (%s) does not take "
+                            "A %s and B %s of rank %d", l, delta_at_name(m->at), it->name,
+                            io_dtype_name(it->dtype), A ? "(r, in)" : "(missing)", B ? "(out, r)" : "(missing)",
+                            m->size);
+                break;
+            }
+            const int64_t rows = it->shape[0], cols = it->shape[1], r = m->size;
+            if (!acc) {
+                acc = malloc((size_t)it->numel * sizeof *acc);
+                if (!acc) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory merging %s", it->name);
+                file_to_f64(it, acc);
+            }
+            for (int64_t o = 0; o < rows; o++)
+                for (int64_t j = 0; j < r; j++) {
+                    const double sb = m->scale * B->data[o * r + j];
+                    const float *a = A->data + j * cols;
+                    double *row = acc + o * cols;
+                    for (int64_t c = 0; c < cols; c++) row[c] += sb * a[c];
+                }
+            mg->merged++;
+        }
+    }
+    if (acc && s == VP_OK) {
+        mg->owned[k] = f64_to_dtype(acc, it->numel, it->dtype);
+        if (!mg->owned[k]) s = vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory merging %s", it->name);
+        mg->out[k].data = mg->owned[k];
+    }
+    free(acc);
+    return s;
+}
+
+/* The delta's head tensors replace the file's (or are added), in the
+ * base's matrix dtype. */
+static vp_status take_head(struct merger *mg) {
+    for (size_t k = 0; k < mg->t->count; k++) {
+        const struct delta_tensor *h = &mg->t->items[k];
+        if (strncmp(h->name, "classifier.", 11) != 0) continue;
+        size_t at = mg->count;
+        for (size_t j = 0; j < io_weights_count(mg->w); j++)
+            if (strcmp(io_weights_at(mg->w, j)->name, h->name) == 0) at = j;
+        if (at == mg->count) mg->count++;
+        const uint64_t n = delta_tensor_numel(h);
+        double *v = malloc(n * sizeof *v + 1);
+        if (!v) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory merging the head");
+        for (uint64_t i = 0; i < n; i++) v[i] = h->data[i];
+        free(mg->owned[at]);
+        mg->owned[at] = f64_to_dtype(v, n, mg->dtype);
+        free(v);
+        if (!mg->owned[at]) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory merging the head");
+        mg->out[at] = (struct io_tensor_out){h->name, mg->dtype, h->ndim, {0}, mg->owned[at]};
+        for (int i = 0; i < h->ndim; i++) mg->out[at].shape[i] = h->shape[i];
+        mg->head++;
+    }
+    return VP_OK;
+}
+
+/* The dtype of the base's matrices: its word embedding table's. */
+static enum io_dtype model_dtype(const struct io_weights *w, const struct model_arch *a) {
+    char name[128];
+    snprintf(name, sizeof name, "%sembeddings.word_embeddings.weight", root_of(a));
+    const struct io_tensor *t = io_weights_find(w, name);
+    if (!t) t = io_weights_find(w, name + strlen(root_of(a)));
+    return t && float_dtype(t->dtype) ? t->dtype : IO_DTYPE_F32;
+}
+
+static vp_status write_weights(struct merger *mg, const char *out_dir) {
+    const size_t n = io_weights_count(mg->w), cap = n + mg->t->count + 1;
+    mg->out = calloc(cap, sizeof *mg->out);
+    mg->owned = calloc(cap, sizeof *mg->owned);
+    if (!mg->out || !mg->owned) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory merging");
+    mg->count = n;
+    mg->dtype = model_dtype(mg->w, mg->arch);
+    vp_status s = VP_OK;
+    for (size_t k = 0; k < n && s == VP_OK; k++) {
+        const struct io_tensor *it = io_weights_at(mg->w, k);
+        mg->out[k] = (struct io_tensor_out){it->name, it->dtype, it->ndim, {0}, it->data};
+        for (int i = 0; i < it->ndim; i++) mg->out[k].shape[i] = it->shape[i];
+        s = merge_tensor(mg, k, it);
+    }
+    if (s == VP_OK) s = take_head(mg);
+    int want = 0;
+    for (int i = 0; i < mg->spec->count; i++)
+        for (int l = 0; l < mg->arch->layers; l++) want += delta_module_has_layer(&mg->spec->modules[i], l);
+    if (s == VP_OK && mg->merged != want)
+        s = vp_fail(VP_ERROR_BAD_INPUT, "%s: found %d of the %d projection weights the delta adapts; is it "
+                    "the delta's base model?", mg->model_dir, mg->merged, want);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
+    if (s == VP_OK)
+        s = io_safetensors_write(path, mg->out, mg->count, (const char *const[]){"format", "pt", NULL});
+    return s;
+}
+
+/* ------------------------------------------------------------------------
+ * config.json and the tokenizer
+ * ------------------------------------------------------------------------ */
+
+static void set_item(cJSON *o, const char *key, cJSON *v) {
+    if (cJSON_GetObjectItemCaseSensitive(o, key)) cJSON_ReplaceItemInObjectCaseSensitive(o, key, v);
+    else cJSON_AddItemToObject(o, key, v);
+}
+
+/* The base's config.json with the head's labels: names from delta.json,
+ * else the base's own when the count matches, else LABEL_i (Hugging Face's
+ * default). */
+static vp_status write_config(const char *model_dir, const char *delta_dir, const char *out_dir,
+                              const struct model_arch *a, int num_labels) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", model_dir);
+    void *text;
+    size_t size;
+    vp_status s = vp_file_read(path, &text, &size);
+    if (s != VP_OK) return s;
+    cJSON *root = cJSON_ParseWithLength(text, size);
+    free(text);
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return vp_fail(VP_ERROR_BAD_INPUT, "%s is not a JSON object", path);
+    }
+    char **names = NULL;
+    int count = 0;
+    s = delta_labels_load(delta_dir, &names, &count);
+    cJSON *arch = cJSON_CreateArray();
+    cJSON_AddItemToArray(arch, cJSON_CreateString(a->family == MODEL_FAMILY_ROBERTA
+                                                      ? "RobertaForSequenceClassification"
+                                                      : "BertForSequenceClassification"));
+    set_item(root, "architectures", arch);
+    const bool keep = count != num_labels && num_labels == a->num_labels && a->labels;
+    if (s == VP_OK && !keep) {
+        cJSON *id2label = cJSON_CreateObject(), *label2id = cJSON_CreateObject();
+        for (int i = 0; i < num_labels; i++) {
+            char id[16], fallback[32];
+            snprintf(id, sizeof id, "%d", i);
+            snprintf(fallback, sizeof fallback, "LABEL_%d", i);
+            const char *name = count == num_labels && names[i][0] ? names[i] : fallback;
+            cJSON_AddItemToObject(id2label, id, cJSON_CreateString(name));
+            if (!cJSON_GetObjectItemCaseSensitive(label2id, name)) cJSON_AddNumberToObject(label2id, name, i);
+        }
+        set_item(root, "num_labels", cJSON_CreateNumber(num_labels));
+        set_item(root, "id2label", id2label);
+        set_item(root, "label2id", label2id);
+    }
+    delta_labels_free(names, count);
+    char *out = s == VP_OK ? cJSON_Print(root) : NULL;
+    cJSON_Delete(root);
+    if (s != VP_OK) return s;
+    if (!out) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory writing config.json");
+    snprintf(path, sizeof path, "%s/config.json", out_dir);
+    s = vp_file_write_atomic(path, out, strlen(out));
+    free(out);
+    return s;
+}
+
+static vp_status copy_tokenizer(const char *model_dir, const char *out_dir, int *copied) {
+    static const char *const files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                        "vocab.json", "merges.txt", "vocab.txt", "added_tokens.json"};
+    for (size_t k = 0; k < sizeof files / sizeof files[0]; k++) {
+        char src[4096], dst[4096];
+        snprintf(src, sizeof src, "%s/%s", model_dir, files[k]);
+        if (access(src, F_OK) != 0) continue;
+        void *data;
+        size_t size;
+        vp_status s = vp_file_read(src, &data, &size);
+        if (s != VP_OK) return s;
+        snprintf(dst, sizeof dst, "%s/%s", out_dir, files[k]);
+        s = vp_file_write_atomic(dst, data, size);
+        free(data);
+        if (s != VP_OK) return s;
+        (*copied)++;
+    }
+    return VP_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+
+static bool same_folder(const char *a, const char *b) {
+    char ra[PATH_MAX], rb[PATH_MAX];
+    return realpath(a, ra) && realpath(b, rb) && strcmp(ra, rb) == 0;
+}
+
+/* Labels of the merged head: the delta's head output rows, else the base's. */
+static int head_labels(const struct delta_tensors *t, const struct model_arch *a) {
+    const struct delta_tensor *h = delta_tensors_find(t, a->family == MODEL_FAMILY_ROBERTA
+                                                             ? "classifier.out_proj.weight"
+                                                             : "classifier.weight");
+    return h && h->ndim == 2 ? (int)h->shape[0] : a->num_labels;
+}
+
+vp_status delta_merge(const char *model_dir, const char *delta_dir, const char *out_dir,
+                      struct delta_merge_info *info) {
+    struct model_arch arch;
+    struct delta_spec spec;
+    struct delta_tensors t = {0};
+    vp_status s = model_arch_load(model_dir, &arch);
+    if (s != VP_OK) return s;
+    /* A vkpeft delta says what it holds before its tensors are read. */
+    char path[4096];
+    snprintf(path, sizeof path, "%s/delta.json", delta_dir);
+    if (access(path, F_OK) == 0) {
+        s = delta_spec_load(delta_dir, &spec);
+        if (s == VP_OK) s = check_lora_only(&spec, delta_dir);
+    }
+    if (s == VP_OK) s = delta_load(delta_dir, &arch, &spec, &t);
+    if (s == VP_OK) s = check_lora_only(&spec, delta_dir);
+    if (s == VP_OK && same_folder(model_dir, out_dir))
+        s = vp_fail(VP_ERROR_BAD_INPUT, "--out %s is the base model's folder; the frozen model is never "
+                    "modified: write the merged model to a new folder", out_dir);
+    struct merger mg = {.arch = &arch, .spec = &spec, .t = &t, .model_dir = model_dir};
+    if (s == VP_OK) s = io_weights_open(model_dir, &mg.w);
+    if (s == VP_OK) s = vp_mkdir_p(out_dir);
+    if (s == VP_OK) s = write_weights(&mg, out_dir);
+    const int labels = head_labels(&t, &arch);
+    int copied = 0;
+    if (s == VP_OK) s = copy_tokenizer(model_dir, out_dir, &copied);
+    /* config.json last: a folder with it is a complete model. */
+    if (s == VP_OK) s = write_config(model_dir, delta_dir, out_dir, &arch, mg.head ? labels : arch.num_labels);
+    if (s == VP_OK && info)
+        *info = (struct delta_merge_info){spec, mg.merged, mg.head, mg.head ? labels : arch.num_labels,
+                                          mg.dtype, copied, mg.count};
+    for (size_t k = 0; mg.owned && k < mg.count; k++) free(mg.owned[k]);
+    free(mg.owned);
+    free(mg.out);
+    if (mg.w) io_weights_close(mg.w);
+    delta_tensors_free(&t);
+    model_arch_finish(&arch);
+    if (s != VP_OK) vp_fail_context(s, "merging %s into %s", delta_dir, model_dir);
+    return s;
+}

@@ -1,0 +1,50 @@
+/* Saving and loading trained deltas.
+ *
+ * A delta folder holds:
+ *   delta.safetensors   every trained tensor (vkpeft names, fp32; prefixes
+ *                       collapsed from their training-time MLP to plain
+ *                       prefix_k / prefix_v)
+ *   delta.json          {"vkpeft": version, "spec": <delta spec JSON with the
+ *                       collapsed form>, "params": counts {"trained", "saved",
+ *                       "head", "model", "file_values"}, "base_model":
+ *                       {"path", "model_type", "hidden_size", "num_hidden_layers",
+ *                       "num_attention_heads", "intermediate_size", "vocab_size",
+ *                       "config_hash" (FNV-1a of its config.json)}, "num_labels",
+ *                       "labels": [names] (when known)}
+ *   adapter_config.json + adapter_model.safetensors   PEFT's layout, when PEFT
+ *                       has the method (LoRA, prefix tuning)
+ * Every file is written atomically (temporary file, fsync, rename). */
+#ifndef VKPEFT_DELTA_SAVE_H
+#define VKPEFT_DELTA_SAVE_H
+
+#include "arch.h"
+#include "params.h"
+#include "spec.h"
+#include "tensors.h"
+
+struct delta_save_info {
+    const char *model_dir;      /* the base model folder (identity recorded in delta.json) */
+    const char *const *labels;  /* num_labels names, or NULL */
+    int num_labels;
+};
+
+/* Writes `params` (values; prefix reparameterisations collapsed) into `dir`,
+ * creating it. */
+vp_status delta_save(const char *dir, const struct delta_params *params,
+                     const struct delta_save_info *info);
+
+/* Reads a delta folder: vkpeft's (delta.json + delta.safetensors) or a PEFT
+ * LoRA folder (adapter_config.json + adapter_model.safetensors). The spec is
+ * the saved (collapsed) one; tensors use vkpeft names. Checks the base model
+ * identity against `arch` (model_type, sizes) and reports a mismatch. */
+vp_status delta_load(const char *dir, const struct model_arch *arch, struct delta_spec *spec,
+                     struct delta_tensors *tensors);
+
+/* Replaces every prefix module's reparameterisation tensors in `t` by the
+ * plain prefix_k / prefix_v of each layer it applies to (computed in double
+ * from the MLP, exactly as the forward does), and sets those modules'
+ * reparam to 0 in `spec`. */
+vp_status delta_collapse_prefix(struct delta_spec *spec, const struct model_arch *arch,
+                                struct delta_tensors *t);
+
+#endif

@@ -1,0 +1,533 @@
+/* The trainer: options, the optimiser state, the recorded training step,
+ * evaluation and the training loop. Data batching is in batcher.c, the
+ * output files in checkpoint.c. */
+#include "trainer.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Staging layout of the trainer's piece: the hyperparameters the host
+ * writes, then the (norm, clip coefficient) pair a step copies back. */
+enum { STAGE_HP = 0, STAGE_NORM = 64, STAGE_BYTES = 128, HP_BYTES = 48 };
+_Static_assert(sizeof(struct kernel_adamw_hparams) <= HP_BYTES, "hyperparameters fit");
+_Static_assert(sizeof(struct kernel_sgd_hparams) <= HP_BYTES, "hyperparameters fit");
+
+/* One recording of a micro-batch: [zero] whether it zeroes the gradients
+ * first, [update] whether the optimiser step follows. */
+struct step_recording {
+    struct vk_recorder *rec;
+    bool valid;
+    uint64_t gen;      /* the shape generation it was recorded for */
+    uint32_t dropout_step;
+    float scale;       /* 1/micro-batches, recorded into the update */
+};
+
+struct trainer {
+    vp_context *ctx;
+    struct encoder *e;
+    struct trainer_options o;
+    bool dropout;            /* the encoder runs dropout (recordings depend on the step) */
+    int max_len;
+    struct kernel_opt_tensor *opt;
+    uint32_t opt_count;
+    /* Optimiser buffers (owned): trainable pool, then staging. */
+    struct vk_buffer hp, clip, scratch, stage;
+    bool loaded;
+    uint64_t extra[VP_POOL_COUNT];
+    struct step_recording rec[2][2];
+    uint64_t gen;            /* bumped whenever the encoder's activations are reallocated */
+    uint64_t steps;          /* optimiser steps done */
+    uint64_t micro;          /* micro-batches run */
+    int micro_in_step;
+    double loss_sum;
+};
+
+/* ------------------------------------------------------------------------
+ * Options
+ * ------------------------------------------------------------------------ */
+
+void trainer_options_default(struct trainer_options *o) {
+    *o = (struct trainer_options){
+        .optimizer = TRAINER_ADAMW,
+        .lr = 1e-4,
+        .weight_decay = 0.01,
+        .beta1 = 0.9,
+        .beta2 = 0.999,
+        .eps = 1e-8,
+        .momentum = 0.0,
+        .schedule = SCHEDULE_LINEAR,
+        .clip = 1.0,
+        .batch = 16,
+        .accum = 1,
+        .epochs = 3,
+        .seed = 42,
+        .dropout = -1.0,
+    };
+}
+
+vp_status trainer_options_check(const struct trainer_options *o) {
+#define BAD(...) return vp_fail(VP_ERROR_INVALID_ARGUMENT, __VA_ARGS__)
+    if (!(o->lr >= 0 && o->lr < 1e3)) BAD("--lr %g must be a learning rate in [0, 1000)", o->lr);
+    if (!(o->weight_decay >= 0 && o->weight_decay < 1e3))
+        BAD("--weight-decay %g must be >= 0", o->weight_decay);
+    if (!(o->beta1 >= 0 && o->beta1 < 1 && o->beta2 >= 0 && o->beta2 < 1))
+        BAD("--betas %g,%g must each be in [0, 1)", o->beta1, o->beta2);
+    if (!(o->eps > 0 && o->eps < 1)) BAD("--eps %g must be in (0, 1)", o->eps);
+    if (!(o->momentum >= 0 && o->momentum < 1)) BAD("--momentum %g must be in [0, 1)", o->momentum);
+    if (!(o->warmup_ratio >= 0 && o->warmup_ratio <= 1))
+        BAD("--warmup %g%% must be a share of the steps between 0%% and 100%%", o->warmup_ratio * 100);
+    if (!(o->clip >= 0 && isfinite(o->clip))) BAD("--clip %g must be >= 0 (0: no clipping)", o->clip);
+    if (o->batch < 1 || o->batch > 65536) BAD("--batch %d must be in 1..65536", o->batch);
+    if (o->accum < 1 || o->accum > 65536) BAD("--accum %d must be in 1..65536", o->accum);
+    if (o->steps == 0 && (o->epochs < 1 || o->epochs > 100000))
+        BAD("--epochs %d must be in 1..100000 (or give --steps)", o->epochs);
+    if (o->max_len < 0) BAD("--max-len %d must be positive", o->max_len);
+    if (o->pad_multiple < 0 || o->pad_multiple > 4096) BAD("pad multiple %d must be in 0..4096", o->pad_multiple);
+    if (!(o->dropout < 1)) BAD("--dropout %g must be below 1", o->dropout);
+    if (!(o->label_smoothing >= 0 && o->label_smoothing <= 1))
+        BAD("--label-smoothing %g must be in [0, 1]", o->label_smoothing);
+    if (o->optimizer != TRAINER_ADAMW && o->optimizer != TRAINER_SGD) BAD("unknown --optimizer");
+#undef BAD
+    return VP_OK;
+}
+
+uint64_t trainer_total_steps(const struct trainer_options *o, uint64_t n) {
+    if (o->steps) return o->steps;
+    const uint64_t micro = (n + (uint64_t)o->batch - 1) / (uint64_t)o->batch;
+    const uint64_t total = (uint64_t)o->epochs * micro;
+    const uint64_t steps = (total + (uint64_t)o->accum - 1) / (uint64_t)o->accum;
+    return steps ? steps : 1;
+}
+
+/* ------------------------------------------------------------------------
+ * Open, load, destroy
+ * ------------------------------------------------------------------------ */
+
+vp_status trainer_open(vp_context *ctx, const char *model_dir, const struct delta_spec *spec,
+                       const struct trainer_options *o, struct trainer **out) {
+    *out = NULL;
+    vp_status s = trainer_options_check(o);
+    if (s != VP_OK) return s;
+    struct model_arch arch;
+    s = model_arch_load(model_dir, &arch);
+    if (s != VP_OK) return s;
+    const bool model_dropout =
+        arch.hidden_dropout > 0 || arch.attention_dropout > 0 || arch.classifier_dropout > 0;
+    model_arch_finish(&arch);
+    struct trainer *t = calloc(1, sizeof *t);
+    if (!t) return vp_fail(VP_ERROR_HOST_MEMORY, "trainer: out of host memory");
+    t->ctx = ctx;
+    t->o = *o;
+    t->dropout = o->dropout > 0 || (o->dropout < 0 && model_dropout);
+    const struct encoder_options eo = {
+        .storage = o->storage,
+        .dropout = t->dropout,
+        .seed = o->seed,
+        .label_smoothing = o->label_smoothing,
+    };
+    s = encoder_open(ctx, model_dir, spec, &eo, &t->e);
+    if (s != VP_OK) {
+        free(t);
+        return s;
+    }
+    if (o->dropout > 0) {
+        /* encoder_options has no probability of its own: the model's
+         * config values are replaced before anything is recorded (the
+         * forward and backward read them from the arch at recording). */
+        t->e->arch.hidden_dropout = t->e->arch.attention_dropout = t->e->arch.classifier_dropout = o->dropout;
+    }
+    const struct model_arch *a = encoder_arch(t->e);
+    const int limit = trainer_model_max_len(a);
+    if (o->max_len > limit) {
+        trainer_destroy(t);
+        return vp_fail(VP_ERROR_INVALID_ARGUMENT, "--max-len %d is longer than %s allows (%d tokens: "
+                       "max_position_embeddings %d)", o->max_len, model_dir, limit, a->max_positions);
+    }
+    t->max_len = o->max_len > 0 ? o->max_len : limit;
+    *out = t;
+    return VP_OK;
+}
+
+static void free_optimizer(struct trainer *t) {
+    vk_buffer_free(t->ctx, &t->hp);
+    vk_buffer_free(t->ctx, &t->clip);
+    vk_buffer_free(t->ctx, &t->scratch);
+    vk_buffer_free(t->ctx, &t->stage);
+    memset(t->extra, 0, sizeof t->extra);
+}
+
+static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+vp_status trainer_load(struct trainer *t, int longest) {
+    if (t->loaded) return vp_fail(VP_ERROR_INVALID_ARGUMENT, "trainer: already loaded");
+    const int T = train_batch_length(longest < 1 ? 1 : longest, t->max_len, t->o.pad_multiple);
+    vp_status s = encoder_load(t->e, t->o.batch, T);
+    if (s != VP_OK) return s;
+    struct delta_params *p = encoder_params(t->e);
+    free(t->opt);
+    t->opt = calloc((size_t)p->count + 1, sizeof *t->opt);
+    if (!t->opt) return vp_fail(VP_ERROR_HOST_MEMORY, "trainer: out of host memory");
+    t->opt_count = delta_params_opt_tensors(p, t->opt, (uint32_t)p->count);
+    /* The optimiser's own buffers: planned, checked against the budget and
+     * reserved as a whole, then allocated. */
+    const uint64_t al = vk_pool_alignment(t->ctx);
+    const uint64_t scratch = kernel_grad_norm_scratch_bytes(t->ctx, t->opt, t->opt_count);
+    t->extra[VP_POOL_TRAINABLE] = align_up(HP_BYTES, al) + align_up(8, al) + align_up(scratch, al);
+    t->extra[VP_POOL_STAGING] = align_up(STAGE_BYTES, al);
+    s = vk_pools_reserve(t->ctx, t->extra);
+    if (s == VP_OK) s = vk_buffer_alloc(t->ctx, VP_POOL_TRAINABLE, HP_BYTES, &t->hp);
+    if (s == VP_OK) s = vk_buffer_alloc(t->ctx, VP_POOL_TRAINABLE, 8, &t->clip);
+    if (s == VP_OK) s = vk_buffer_alloc(t->ctx, VP_POOL_TRAINABLE, scratch, &t->scratch);
+    if (s == VP_OK) s = vk_buffer_alloc(t->ctx, VP_POOL_STAGING, STAGE_BYTES, &t->stage);
+    if (s == VP_OK && !t->stage.host)
+        s = vp_fail(VP_ERROR_UNSUPPORTED, "trainer: the staging pool is not mapped");
+    if (s != VP_OK) {
+        free_optimizer(t);
+        return s;
+    }
+    memset(t->stage.host, 0, STAGE_BYTES);
+    t->loaded = true;
+    return VP_OK;
+}
+
+void trainer_destroy(struct trainer *t) {
+    if (!t) return;
+    for (int z = 0; z < 2; z++)
+        for (int u = 0; u < 2; u++) vk_recorder_destroy(t->rec[z][u].rec);
+    if (t->loaded) free_optimizer(t);
+    free(t->opt);
+    encoder_destroy(t->e);
+    free(t);
+}
+
+struct encoder *trainer_encoder(struct trainer *t) { return t->e; }
+const struct trainer_options *trainer_get_options(const struct trainer *t) { return &t->o; }
+int trainer_max_len(const struct trainer *t) { return t->max_len; }
+
+int trainer_model_max_len(const struct model_arch *a) {
+    const int first = a->roberta_positions ? a->pad_token_id + 1 : 0;
+    return a->max_positions - first;
+}
+uint64_t trainer_steps_done(const struct trainer *t) { return t->steps; }
+void trainer_forget_recordings(struct trainer *t) { t->gen++; }
+
+void trainer_plan(const struct trainer *t, uint64_t bytes[VP_POOL_COUNT]) {
+    int B, T;
+    encoder_batch_shape(t->e, &B, &T);
+    if (encoder_plan(t->e, B, T, bytes) != VP_OK) memset(bytes, 0, VP_POOL_COUNT * sizeof *bytes);
+    for (int p = 0; p < VP_POOL_COUNT; p++) bytes[p] += t->extra[p];
+}
+
+/* ------------------------------------------------------------------------
+ * The recorded step
+ * ------------------------------------------------------------------------ */
+
+static vp_status record_step(struct trainer *t, struct vk_recorder *rec, bool zero, bool update,
+                             float scale) {
+    vp_context *ctx = t->ctx;
+    vp_status s = VP_OK;
+    if (update) s = vk_recorder_copy(rec, &t->hp, 0, &t->stage, STAGE_HP, HP_BYTES);
+    if (s == VP_OK && zero) s = encoder_record_zero_grads(t->e, rec);
+    if (s == VP_OK) s = encoder_record(t->e, rec, ENCODER_PASS_TRAIN);
+    if (s != VP_OK || !update) return s;
+    if (scale != 1.0f) {
+        /* The mean over micro-batches (padding between tensors holds zeros). */
+        const struct delta_params *p = encoder_params(t->e);
+        const struct vk_buffer *g = &p->arena[DELTA_ARENA_GRAD];
+        s = kernel_scale_add(ctx, rec, g, g, p->arena_bytes / 4, scale, 0.0f);
+    }
+    /* The norm is always reduced (it is logged); with clipping off the
+     * step does not read the coefficient. */
+    const float max_norm = t->o.clip > 0 ? (float)t->o.clip : FLT_MAX;
+    const struct vk_buffer *clip = t->o.clip > 0 ? &t->clip : NULL;
+    if (s == VP_OK) s = kernel_grad_norm(ctx, rec, &t->clip, &t->scratch, t->opt, t->opt_count, max_norm);
+    if (s == VP_OK)
+        s = t->o.optimizer == TRAINER_SGD ? kernel_sgd_step(ctx, rec, t->opt, t->opt_count, &t->hp, clip)
+                                          : kernel_adamw_step(ctx, rec, t->opt, t->opt_count, &t->hp, clip);
+    if (s == VP_OK) s = vk_recorder_copy(rec, &t->stage, STAGE_NORM, &t->clip, 0, 8);
+    return s;
+}
+
+static vp_status recording(struct trainer *t, bool zero, bool update, float scale, struct vk_recorder **out) {
+    struct step_recording *r = &t->rec[zero][update];
+    const uint32_t dstep = (uint32_t)t->micro;
+    vp_status s = VP_OK;
+    if (!r->rec) s = vk_recorder_create(t->ctx, 0, &r->rec);
+    if (s != VP_OK) return s;
+    const bool fresh = r->valid && r->gen == t->gen && (!t->dropout || r->dropout_step == dstep) &&
+                       (!update || r->scale == scale);
+    if (!fresh) {
+        r->valid = false;
+        s = vk_recorder_begin(r->rec);
+        if (s == VP_OK) s = record_step(t, r->rec, zero, update, scale);
+        if (s == VP_OK) s = vk_recorder_end(r->rec);
+        if (s != VP_OK) return s;
+        *r = (struct step_recording){r->rec, true, t->gen, dstep, scale};
+    }
+    *out = r->rec;
+    return VP_OK;
+}
+
+/* Sets the encoder's batch shape; a new shape reallocates the activations,
+ * which every recording of the trainer refers to. */
+static vp_status set_shape(struct trainer *t, int B, int T) {
+    int b0, t0;
+    encoder_batch_shape(t->e, &b0, &t0);
+    if (b0 == B && t0 == T) return VP_OK;
+    t->gen++;
+    return encoder_set_batch(t->e, B, T);
+}
+
+static void write_hparams(struct trainer *t, double lr, uint64_t step) {
+    char *hp = (char *)t->stage.host + STAGE_HP;
+    if (t->o.optimizer == TRAINER_SGD) {
+        struct kernel_sgd_hparams h = {(float)lr, (float)t->o.momentum, (float)t->o.weight_decay,
+                                       (uint32_t)step};
+        memcpy(hp, &h, sizeof h);
+    } else {
+        struct kernel_adamw_hparams h;
+        kernel_adamw_hparams_set(&h, lr, t->o.beta1, t->o.beta2, t->o.eps, t->o.weight_decay,
+                                 (uint32_t)step);
+        memcpy(hp, &h, sizeof h);
+    }
+}
+
+static struct schedule schedule_of(const struct trainer_options *o, uint64_t total) {
+    uint64_t warmup = o->warmup_steps;
+    if (!warmup && o->warmup_ratio > 0) warmup = (uint64_t)ceil(o->warmup_ratio * (double)total);
+    return (struct schedule){o->schedule, o->lr, warmup, total};
+}
+
+vp_status trainer_micro_step(struct trainer *t, const struct train_batch *b, bool update,
+                             uint64_t total_steps, struct trainer_step_result *r) {
+    if (!t->loaded) return vp_fail(VP_ERROR_INVALID_ARGUMENT, "trainer: not loaded (trainer_load)");
+    if (b->B != t->o.batch)
+        return vp_fail(VP_ERROR_INVALID_ARGUMENT, "trainer: a batch of %d rows, the trainer's is %d", b->B,
+                       t->o.batch);
+    vp_status s = set_shape(t, b->B, b->T);
+    /* Dropout masks are keyed by the micro-batch, so micro-batches of one
+     * step draw different masks. */
+    encoder_set_step(t->e, (uint32_t)t->micro);
+    const struct encoder_batch view = train_batch_view(b);
+    if (s == VP_OK) s = encoder_write_batch(t->e, &view);
+    double lr = 0;
+    if (update) {
+        const struct schedule sch = schedule_of(&t->o, total_steps);
+        lr = schedule_lr(&sch, t->steps);
+        write_hparams(t, lr, t->steps + 1);
+    }
+    struct vk_recorder *rec = NULL;
+    const float scale = 1.0f / (float)(t->micro_in_step + 1);
+    if (s == VP_OK) s = recording(t, t->micro_in_step == 0, update, scale, &rec);
+    if (s == VP_OK) s = vk_recorder_run(rec);
+    if (s != VP_OK) return s;
+    float loss;
+    encoder_loss(t->e, &loss, NULL);
+    t->loss_sum += loss;
+    t->micro++;
+    t->micro_in_step++;
+    if (!update) return VP_OK;
+    float norm[2];
+    memcpy(norm, (const char *)t->stage.host + STAGE_NORM, sizeof norm);
+    t->steps++;
+    if (r) *r = (struct trainer_step_result){t->loss_sum / t->micro_in_step, norm[0], lr, t->steps};
+    t->loss_sum = 0;
+    t->micro_in_step = 0;
+    return VP_OK;
+}
+
+/* ------------------------------------------------------------------------
+ * Evaluation
+ * ------------------------------------------------------------------------ */
+
+static int argmax(const float *v, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[best]) best = i;
+    return best;
+}
+
+vp_status trainer_evaluate(struct encoder *e, struct train_data *d, int batch, int max_len,
+                           int pad_multiple, trainer_example_fn fn, void *user,
+                           struct trainer_eval_result *out) {
+    memset(out, 0, sizeof *out);
+    const int C = encoder_arch(e)->num_labels;
+    const uint64_t n = train_data_count(d);
+    struct train_batch b;
+    const int cap_T = train_batch_length(train_data_longest(d), max_len, pad_multiple);
+    vp_status s = train_batch_init(&b, batch, cap_T);
+    if (s != VP_OK) return s;
+    const uint64_t labelled = train_data_labelled(d);
+    int32_t *labels = malloc((labelled + 1) * sizeof *labels);
+    int32_t *preds = malloc((labelled + 1) * sizeof *preds);
+    float *logits = malloc((size_t)batch * (size_t)C * sizeof *logits);
+    uint64_t *idx = malloc((size_t)batch * sizeof *idx);
+    if (!labels || !preds || !logits || !idx) s = vp_fail(VP_ERROR_HOST_MEMORY, "evaluation: out of host memory");
+    double loss_sum = 0;
+    uint64_t m = 0;
+    for (uint64_t first = 0; s == VP_OK && first < n; first += (uint64_t)batch) {
+        const int count = n - first < (uint64_t)batch ? (int)(n - first) : batch;
+        for (int r = 0; r < count; r++) idx[r] = first + (uint64_t)r;
+        s = train_batch_fill(&b, d, idx, count, encoder_arch(e)->pad_token_id, max_len, pad_multiple);
+        if (s == VP_OK) s = encoder_set_batch(e, batch, b.T);
+        const struct encoder_batch view = train_batch_view(&b);
+        if (s == VP_OK) s = encoder_write_batch(e, &view);
+        if (s == VP_OK) s = encoder_run(e, ENCODER_PASS_EVAL);
+        if (s != VP_OK) break;
+        float loss;
+        uint32_t cnt;
+        encoder_loss(e, &loss, &cnt);
+        encoder_logits(e, logits);
+        loss_sum += (double)loss * cnt;
+        for (int r = 0; r < count && s == VP_OK; r++) {
+            const int pred = argmax(logits + (size_t)r * C, C);
+            const int32_t label = b.labels[r] == ENCODER_IGNORE_INDEX ? -1 : b.labels[r];
+            if (label >= 0 && m < labelled) {
+                labels[m] = label;
+                preds[m++] = pred;
+            }
+            if (fn) s = fn(user, b.index[r], logits + (size_t)r * C, C, pred, label);
+        }
+    }
+    if (s == VP_OK) {
+        out->count = n;
+        out->labelled = m;
+        out->loss = m ? loss_sum / (double)m : 0;
+        if (m) s = metrics_classify(labels, preds, m, C, &out->metrics);
+    }
+    free(labels);
+    free(preds);
+    free(logits);
+    free(idx);
+    train_batch_finish(&b);
+    return s;
+}
+
+/* ------------------------------------------------------------------------
+ * The loop
+ * ------------------------------------------------------------------------ */
+
+struct fit_state {
+    struct trainer *t;
+    const struct trainer_fit_config *c;
+    struct train_log *log;
+    uint64_t n, total, *perm, pos, epoch;
+    double t0;
+    struct trainer_summary *sum;
+};
+
+static void emit(struct fit_state *f, struct trainer_event *ev) {
+    if (f->c->on_event) f->c->on_event(ev, f->c->user);
+}
+
+static vp_status evaluate(struct fit_state *f, const struct trainer_step_result *last) {
+    struct trainer *t = f->t;
+    struct trainer_eval_result r;
+    vp_status s = trainer_evaluate(t->e, f->c->eval, t->o.batch, t->max_len, t->o.pad_multiple, NULL, NULL, &r);
+    trainer_forget_recordings(t); /* the evaluation changed the encoder's shape */
+    if (s != VP_OK) return vp_fail_context(s, "evaluating on %s", train_data_path(f->c->eval));
+    struct trainer_summary *sum = f->sum;
+    if (!sum->has_eval || r.metrics.accuracy > sum->best.metrics.accuracy) {
+        sum->best = r;
+        sum->best_step = t->steps;
+    }
+    sum->has_eval = true;
+    sum->eval = r;
+    struct trainer_event ev = {
+        .kind = TRAINER_EVENT_EVAL, .step = t->steps, .total_steps = f->total,
+        .epoch = (double)f->epoch + (double)f->pos / (double)f->n, .elapsed = vp_now() - f->t0,
+        .last = *last, .eval = &r,
+    };
+    if (f->log) s = train_log_eval(f->log, &ev);
+    emit(f, &ev);
+    return s;
+}
+
+/* One optimiser step of `accum` micro-batches drawn from the epoch order;
+ * *epoch_done is set when an epoch ended during it. */
+static vp_status fit_step(struct fit_state *f, struct train_batch *b, struct trainer_step_result *r,
+                          bool *epoch_done) {
+    struct trainer *t = f->t;
+    const int B = t->o.batch;
+    vp_status s = VP_OK;
+    for (int k = 0; k < t->o.accum && s == VP_OK; k++) {
+        if (f->pos == f->n) {
+            f->epoch++;
+            f->pos = 0;
+            train_permutation(f->perm, f->n, t->o.seed, f->epoch);
+        }
+        const int count = f->n - f->pos < (uint64_t)B ? (int)(f->n - f->pos) : B;
+        s = train_batch_fill(b, f->c->train, f->perm + f->pos, count, encoder_arch(t->e)->pad_token_id,
+                             t->max_len, t->o.pad_multiple);
+        f->pos += (uint64_t)count;
+        if (f->pos == f->n) *epoch_done = true;
+        f->sum->examples += (uint64_t)count;
+        if (s == VP_OK) s = trainer_micro_step(t, b, k == t->o.accum - 1, f->total, r);
+    }
+    return s;
+}
+
+vp_status trainer_fit(struct trainer *t, const struct trainer_fit_config *c, struct trainer_summary *out) {
+    memset(out, 0, sizeof *out);
+    if (!t->loaded) return vp_fail(VP_ERROR_INVALID_ARGUMENT, "trainer: not loaded (trainer_load)");
+    struct fit_state f = {.t = t, .c = c, .sum = out, .n = train_data_count(c->train)};
+    f.total = trainer_total_steps(&t->o, f.n);
+    f.perm = malloc(f.n * sizeof *f.perm);
+    if (!f.perm) return vp_fail(VP_ERROR_HOST_MEMORY, "trainer: out of host memory for %llu examples",
+                                (unsigned long long)f.n);
+    train_permutation(f.perm, f.n, t->o.seed, 0);
+    struct train_batch b;
+    vp_status s = train_batch_init(&b, t->o.batch, train_batch_length(train_data_longest(c->train), t->max_len,
+                                                                       t->o.pad_multiple));
+    if (s == VP_OK && c->log_path) s = train_log_open(c->log_path, &f.log);
+    f.t0 = vp_now();
+    double first_seconds = 0, rest_seconds = 0;
+    struct trainer_step_result r = {0};
+    bool evaluated_last = false;
+    for (uint64_t step = 0; s == VP_OK && step < f.total; step++) {
+        bool epoch_done = false;
+        const double t_step = vp_now();
+        s = fit_step(&f, &b, &r, &epoch_done);
+        if (s != VP_OK) break;
+        /* The first step records and may compile; later ones replay. */
+        if (step == 0) {
+            out->first_loss = r.loss;
+            first_seconds = vp_now() - t_step;
+        } else {
+            rest_seconds += vp_now() - t_step;
+        }
+        out->steps = t->steps;
+        out->final_loss = r.loss;
+        struct trainer_event ev = {
+            .kind = TRAINER_EVENT_STEP, .step = t->steps, .total_steps = f.total,
+            .epoch = (double)f.epoch + (double)f.pos / (double)f.n, .elapsed = vp_now() - f.t0, .last = r,
+        };
+        if (epoch_done) ev.epoch = (double)(f.epoch + 1);
+        if (f.log) s = train_log_step(f.log, &ev);
+        emit(&f, &ev);
+        if (!isfinite(r.loss) || !isfinite(r.grad_norm)) {
+            out->diverged = true;
+            out->diverged_step = t->steps;
+            break;
+        }
+        const bool due = t->o.eval_every ? t->steps % t->o.eval_every == 0 : epoch_done;
+        evaluated_last = false;
+        if (s == VP_OK && c->eval && due) {
+            s = evaluate(&f, &r);
+            evaluated_last = true;
+        }
+    }
+    if (s == VP_OK && c->eval && !evaluated_last && !out->diverged && out->steps) s = evaluate(&f, &r);
+    out->seconds = vp_now() - f.t0;
+    out->step_seconds = out->steps > 1 ? rest_seconds / (double)(out->steps - 1) : first_seconds;
+    if (f.log) {
+        vp_status cs = train_log_close(f.log);
+        if (s == VP_OK) s = cs;
+    }
+    train_batch_finish(&b);
+    free(f.perm);
+    return s;
+}

@@ -1,0 +1,286 @@
+/* Training a delta on a sequence classifier: data batching and shuffling
+ * (batcher.c), the optimiser step recorded into the model's training
+ * submission and the training loop with evaluation (trainer.c), and what a
+ * run writes into its output folder (checkpoint.c).
+ *
+ *     struct trainer_options o;
+ *     trainer_options_default(&o);                       // AdamW, lr 1e-4, ...
+ *     o.batch = 16;
+ *     struct trainer *t;
+ *     trainer_open(ctx, "models/roberta-base", &spec, &o, &t);   // host only: validates
+ *     struct train_data *train;
+ *     struct io_dataset_options dopt = {.vocab_size = ..., .num_labels = ...,
+ *                                       .labels_required = true, .max_len = ...};
+ *     train_data_open("train.jsonl", &dopt, &train);     // one pass: index + validation
+ *     trainer_load(t, train_data_longest(train));        // device memory, budget checked
+ *     struct trainer_fit_config fc = {.train = train, .log_path = "out/train.jsonl"};
+ *     struct trainer_summary sum;
+ *     trainer_fit(t, &fc, &sum);
+ *     trainer_destroy(t);
+ *
+ * One optimiser step with --accum 1 is one submission: the gradients are
+ * zeroed, the model's forward and backward run, the gradient norm is
+ * reduced and the optimiser updates every trainable tensor, with the clip
+ * coefficient produced and consumed on the device. The learning rate and
+ * the step number live in a small device buffer, copied from staging at
+ * the start of the submission, so one recording is replayed every step;
+ * only a new batch shape (or, with dropout on, a new dropout step, which
+ * the model's kernels take as a push constant) records again. Batches are
+ * padded to a length that is a multiple of `pad_multiple`, which keeps the
+ * number of shapes small.
+ *
+ * With --accum k a step is k submissions: micro-batch 1 zeroes the
+ * gradients, every micro-batch adds its mean-loss gradient, the last also
+ * scales the sum by 1/k and runs the optimiser, so k micro-batches of B
+ * rows give the gradient of one batch of k·B rows (when every micro-batch
+ * has as many labelled rows).
+ *
+ * Memory: the trainer owns its encoder (frozen, trainable, activations and
+ * staging pools as encoder.h says) and adds to the trainable pool the
+ * optimiser's hyperparameter buffer, the clip pair (norm, coefficient) and
+ * the gradient-norm partial sums, and to the staging pool the host side of
+ * the hyperparameters and the norm read back after each step. The
+ * moments live in the params' arenas (delta/params.h). Determinism: every
+ * kernel reduces in a fixed order and the data order comes from the seed,
+ * so the same seed on the same device gives the same loss curve bit for bit. */
+#ifndef VKPEFT_TRAIN_TRAINER_H
+#define VKPEFT_TRAIN_TRAINER_H
+
+#include "dataset.h"
+#include "encoder.h"
+#include "metrics.h"
+
+/* ---- data (batcher.c) ------------------------------------------------------------ */
+
+/* A JSONL dataset indexed by one streaming pass: the byte offset and line of
+ * every example (16 bytes each), never the examples themselves. The pass
+ * validates every line (ids against the vocabulary, labels against the
+ * model's labels), so a bad file fails before anything is trained. */
+struct train_data;
+
+vp_status train_data_open(const char *path, const struct io_dataset_options *o,
+                          struct train_data **out);
+void train_data_close(struct train_data *d);
+uint64_t train_data_count(const struct train_data *d);
+/* Examples that have a label. */
+uint64_t train_data_labelled(const struct train_data *d);
+/* Lines the index pass skipped as bad (with skip_bad). */
+uint64_t train_data_skipped(const struct train_data *d);
+/* The longest example after truncation to max_len. */
+int train_data_longest(const struct train_data *d);
+const char *train_data_path(const struct train_data *d);
+/* Reads example i (ids valid until the next read). Reading i + 1 after i
+ * does not seek. */
+vp_status train_data_get(struct train_data *d, uint64_t i, struct io_example *ex);
+
+/* The order of epoch `epoch`: a Fisher–Yates permutation of 0..n-1 from a
+ * generator keyed by (seed, epoch). */
+void train_permutation(uint64_t *perm, uint64_t n, uint64_t seed, uint64_t epoch);
+
+/* A padded batch as the host builds it: B rows of T tokens, the first
+ * `rows` of them examples, the others copies of row 0 with the label
+ * ignored (so the shape, and the recording, stay the same for a short last
+ * batch). */
+struct train_batch {
+    int B, T, rows;
+    int cap_T;         /* T the buffers hold */
+    int32_t *ids;      /* (B,T) */
+    uint8_t *mask;     /* (B,T) 1 = real token */
+    int32_t *labels;   /* (B) class, or ENCODER_IGNORE_INDEX */
+    uint64_t *index;   /* (B) example index of each row (UINT64_MAX for filler rows) */
+    int32_t *lens;     /* (B) real tokens of each row */
+};
+
+vp_status train_batch_init(struct train_batch *b, int B, int cap_T);
+void train_batch_finish(struct train_batch *b);
+/* T for a batch whose longest example has `longest` tokens: rounded up to
+ * a multiple of pad_multiple (0: 8 up to 64, 16 up to 256, else 32) and
+ * capped by max_len. */
+int train_batch_length(int longest, int max_len, int pad_multiple);
+/* Reads examples indices[0..count) into b (count in 1..B); pad_id fills
+ * the padding. */
+vp_status train_batch_fill(struct train_batch *b, struct train_data *d, const uint64_t *indices,
+                           int count, int pad_id, int max_len, int pad_multiple);
+struct encoder_batch train_batch_view(const struct train_batch *b);
+
+/* ---- options --------------------------------------------------------------------- */
+
+enum trainer_optimizer { TRAINER_ADAMW = 0, TRAINER_SGD };
+
+struct trainer_options {
+    enum trainer_optimizer optimizer;
+    double lr;                  /* peak learning rate */
+    double weight_decay;        /* applied to tensors whose decay flag is set (not biases,
+                                   LayerNorm, gates: delta/params.h) */
+    double beta1, beta2, eps;   /* AdamW */
+    double momentum;            /* SGD */
+    enum schedule_kind schedule;
+    uint64_t warmup_steps;      /* linear warm-up from 0 */
+    double warmup_ratio;        /* used when warmup_steps is 0: a share of the steps */
+    double clip;                /* max global gradient norm; 0: no clipping */
+    int batch;                  /* rows per micro-batch */
+    int accum;                  /* micro-batches per optimiser step */
+    int epochs;                 /* used when steps is 0 */
+    uint64_t steps;             /* optimiser steps; 0: from epochs */
+    int max_len;                /* truncate examples; 0: the model's position limit */
+    int pad_multiple;           /* 0: automatic (see train_batch_length) */
+    uint64_t seed;              /* data order, delta initialisation, dropout */
+    uint64_t eval_every;        /* optimiser steps between evaluations; 0: each epoch */
+    double dropout;             /* < 0: the model's config; 0: off; > 0: hidden, attention and
+                                   classifier dropout probability */
+    double label_smoothing;
+    enum encoder_storage storage;
+};
+
+/* AdamW (0.9, 0.999, 1e-8), lr 1e-4, weight decay 0.01, linear schedule
+ * without warm-up, clip 1, batch 16, accum 1, 3 epochs, the model's
+ * dropout, seed 42. */
+void trainer_options_default(struct trainer_options *o);
+/* Checks ranges; messages name the command-line flag. VP_ERROR_INVALID_ARGUMENT. */
+vp_status trainer_options_check(const struct trainer_options *o);
+
+/* ---- the trainer (trainer.c) ----------------------------------------------------- */
+
+struct trainer;
+
+/* Opens the model for training (encoder_open: config, weights, spec; no
+ * device memory). Everything a bad model or spec can get wrong fails here. */
+vp_status trainer_open(vp_context *ctx, const char *model_dir, const struct delta_spec *spec,
+                       const struct trainer_options *o, struct trainer **out);
+/* Loads the model with activations for the longest batch (examples of
+ * `longest` tokens, rounded up as train_batch_length does), so the budget
+ * is checked for the largest shape training will use, and allocates the
+ * optimiser state. */
+vp_status trainer_load(struct trainer *t, int longest);
+void trainer_destroy(struct trainer *t);
+
+struct encoder *trainer_encoder(struct trainer *t);
+const struct trainer_options *trainer_get_options(const struct trainer *t);
+/* The sequence length training uses (--max-len, else the model's limit). */
+int trainer_max_len(const struct trainer *t);
+/* The longest sequence a model's position table allows. */
+int trainer_model_max_len(const struct model_arch *a);
+/* Bytes per pool the loaded trainer holds: the encoder's plan for the
+ * current shape plus the optimiser's buffers. */
+void trainer_plan(const struct trainer *t, uint64_t bytes[VP_POOL_COUNT]);
+/* Optimiser steps done. */
+uint64_t trainer_steps_done(const struct trainer *t);
+/* The trainer's recordings refer to the encoder's activations for one
+ * batch shape. The trainer changes shapes itself; a caller that changes
+ * them on trainer_encoder(t) directly (encoder_set_batch,
+ * trainer_evaluate) calls this before the next trainer_micro_step. */
+void trainer_forget_recordings(struct trainer *t);
+
+/* What one optimiser step reports. */
+struct trainer_step_result {
+    double loss;       /* mean of the micro-batches' mean losses */
+    double grad_norm;  /* global norm before clipping (of the 1/accum-scaled sum) */
+    double lr;         /* the learning rate the step used */
+    uint64_t step;     /* 1-based */
+};
+
+/* One micro-batch: forward and backward, gradients accumulated; when
+ * `update`, the optimiser step follows in the same submission and *r is
+ * filled (the loss averaged over the step's micro-batches). Learning rate
+ * from the schedule over `total_steps`. */
+vp_status trainer_micro_step(struct trainer *t, const struct train_batch *b, bool update,
+                             uint64_t total_steps, struct trainer_step_result *r);
+
+/* Optimiser steps a fit over n examples runs: `steps`, else
+ * ceil(epochs · ceil(n / batch) / accum). */
+uint64_t trainer_total_steps(const struct trainer_options *o, uint64_t n);
+
+/* ---- evaluation (trainer.c) ------------------------------------------------------ */
+
+struct trainer_eval_result {
+    double loss;       /* mean cross-entropy over labelled examples */
+    uint64_t count;    /* examples */
+    uint64_t labelled; /* examples with a label (the metrics' count) */
+    struct metrics_classification metrics;
+};
+
+/* Called for every example in file order; returning non-VP_OK stops. */
+typedef vp_status (*trainer_example_fn)(void *user, uint64_t index, const float *logits,
+                                        int classes, int pred, int32_t label);
+
+/* Runs the evaluation pass (no dropout) over every example of d in batches
+ * of `batch` rows, in file order. The encoder's batch shape changes. */
+vp_status trainer_evaluate(struct encoder *e, struct train_data *d, int batch, int max_len,
+                           int pad_multiple, trainer_example_fn fn, void *user,
+                           struct trainer_eval_result *out);
+
+/* ---- the loop -------------------------------------------------------------------- */
+
+enum trainer_event_kind { TRAINER_EVENT_STEP = 0, TRAINER_EVENT_EVAL };
+
+struct trainer_event {
+    enum trainer_event_kind kind;
+    uint64_t step, total_steps;
+    double epoch;            /* epochs done, fractional */
+    double elapsed;          /* seconds since the fit began */
+    struct trainer_step_result last; /* the latest step */
+    const struct trainer_eval_result *eval; /* TRAINER_EVENT_EVAL */
+};
+
+struct trainer_fit_config {
+    struct train_data *train;
+    struct train_data *eval;  /* NULL: no evaluation */
+    const char *log_path;     /* JSONL log (checkpoint.c), NULL: none */
+    void (*on_event)(const struct trainer_event *ev, void *user);
+    void *user;
+};
+
+struct trainer_summary {
+    uint64_t steps;
+    uint64_t examples;       /* rows trained on (micro-batch rows, padding excluded) */
+    double seconds;          /* wall time of the loop, evaluations included */
+    double step_seconds;     /* mean wall time of a step after the first */
+    double first_loss, final_loss; /* the first step's, the last step's */
+    bool diverged;           /* a loss or gradient norm was NaN or Inf */
+    uint64_t diverged_step;
+    bool has_eval;
+    struct trainer_eval_result eval; /* the last evaluation */
+    struct trainer_eval_result best; /* the evaluation with the best accuracy */
+    uint64_t best_step;
+};
+
+/* Trains for trainer_total_steps steps over shuffled epochs (micro-batches
+ * run across epoch boundaries; a short last batch is padded), evaluates
+ * every eval_every steps (or each epoch) and at the end, and appends a log
+ * line per step and per evaluation. Stops at the first non-finite loss or
+ * gradient norm, with summary->diverged set (the status stays VP_OK). */
+vp_status trainer_fit(struct trainer *t, const struct trainer_fit_config *c,
+                      struct trainer_summary *out);
+
+/* ---- output files (checkpoint.c) ------------------------------------------------- */
+
+/* The training log: one JSON object per line, each line one write(2) on a
+ * file opened for appending, so a reader (or a crash) never sees half a
+ * line; fsync at close. */
+struct train_log;
+vp_status train_log_open(const char *path, struct train_log **out);
+vp_status train_log_step(struct train_log *l, const struct trainer_event *ev);
+vp_status train_log_eval(struct train_log *l, const struct trainer_event *ev);
+vp_status train_log_close(struct train_log *l);
+
+/* A file written in a stream and published whole: a temporary file beside
+ * `path`, renamed over it by commit after fsync; abort removes it. */
+struct train_file {
+    char path[1024], tmp[1100];
+    void *f; /* FILE * */
+};
+vp_status train_file_open(struct train_file *f, const char *path);
+vp_status train_file_printf(struct train_file *f, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+vp_status train_file_commit(struct train_file *f);
+void train_file_abort(struct train_file *f);
+
+/* The run's settings (train_args.json): options, model, spec, data. */
+vp_status train_write_args(const char *path, const struct trainer_options *o,
+                           const char *model_dir, const struct delta_spec *spec,
+                           const char *train_path, const char *eval_path, uint64_t total_steps);
+/* An evaluation as JSON text (malloc'd): loss, accuracy, macro_f1,
+ * matthews, count. */
+char *train_eval_json(const struct trainer_eval_result *r);
+
+#endif

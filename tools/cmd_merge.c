@@ -1,0 +1,94 @@
+/* vkpeft merge: a LoRA delta folded into its base model's weights, written
+ * as a new model folder that runs without the delta (delta/merge.h). */
+#include "cli.h"
+#include "merge.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char help[] =
+    "usage: vkpeft merge --model DIR --delta DIR --out DIR [--json]\n"
+    "\n"
+    "Folds a trained LoRA delta into the weights, W' = W + s*B*A for every\n"
+    "adapted projection (s = alpha / rank), and writes a complete Hugging Face\n"
+    "model folder to --out: config.json (the base's, with the trained head's\n"
+    "labels), model.safetensors (the base's tensors in the base's dtype, the\n"
+    "adapted projections merged, the trained classification head in place of\n"
+    "the base's) and the base's tokenizer files. The result needs no delta and\n"
+    "runs at the base model's speed. Every file is written atomically; the base\n"
+    "folder is never modified.\n"
+    "\n"
+    "Only LoRA merges: adapters and prefixes add computation that no weight can\n"
+    "hold (run those with --delta on the base model). The delta may be a vkpeft\n"
+    "delta folder or a PEFT LoRA folder (adapter_config.json).\n"
+    "\n"
+    "options:\n"
+    "  --model DIR   the base model the delta was trained on\n"
+    "  --delta DIR   the trained LoRA delta\n"
+    "  --out DIR     the merged model folder (created; must not be --model)\n"
+    "  --json        machine-readable summary\n"
+    "\n"
+    "examples:\n"
+    "  vkpeft merge --model models/roberta-base --delta runs/sst2/delta --out runs/sst2/merged\n"
+    "  vkpeft merge --model models/roberta-base --delta peft-lora/ --out merged --json\n";
+
+static void print_summary(const char *out, const struct delta_merge_info *in, bool json) {
+    const struct delta_module *m0 = &in->spec.modules[0];
+    if (json) {
+        cJSON *root = cJSON_CreateObject();
+        cJSON_AddStringToObject(root, "out", out);
+        cJSON_AddNumberToObject(root, "merged_matrices", in->merged);
+        cJSON_AddNumberToObject(root, "lora_modules", in->spec.count);
+        cJSON_AddNumberToObject(root, "head_tensors", in->head_tensors);
+        cJSON_AddNumberToObject(root, "num_labels", in->num_labels);
+        cJSON_AddStringToObject(root, "dtype", io_dtype_name(in->dtype));
+        cJSON_AddNumberToObject(root, "tensors", (double)in->tensors);
+        cJSON_AddNumberToObject(root, "tokenizer_files", in->copied_files);
+        char *text = cJSON_Print(root);
+        puts(text);
+        free(text);
+        cJSON_Delete(root);
+        return;
+    }
+    printf("merged %d LoRA matri%s (%d module%s, rank %d, s = %g) into %s\n", in->merged,
+           in->merged == 1 ? "x" : "ces", in->spec.count, in->spec.count == 1 ? "" : "s", m0->size, m0->scale,
+           out);
+    printf("  model.safetensors  %llu tensors, matrices %s\n", (unsigned long long)in->tensors,
+           io_dtype_name(in->dtype));
+    if (in->head_tensors)
+        printf("  head               %d tensors from the delta, %d labels\n", in->head_tensors, in->num_labels);
+    else
+        printf("  head               the base model's (the delta has none)\n");
+    printf("  tokenizer          %d file%s copied\n", in->copied_files, in->copied_files == 1 ? "" : "s");
+}
+
+int cmd_merge(int argc, char **argv) {
+    struct cli_common common = {0};
+    const char *model = NULL, *delta = NULL, *out = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(help, stdout);
+            return EXIT_OK;
+        }
+        if (cli_common_option(argc, argv, &i, &common)) continue;
+        const char **slot = strcmp(a, "--model") == 0   ? &model
+                            : strcmp(a, "--delta") == 0 ? &delta
+                            : strcmp(a, "--out") == 0   ? &out
+                                                        : NULL;
+        if (!slot) return cli_usage_error("merge", "unknown option '%s'", a);
+        if (i + 1 >= argc) return cli_usage_error("merge", "%s needs a folder", a);
+        *slot = argv[++i];
+    }
+    if (!model || !delta || !out) return cli_usage_error("merge", "--model, --delta and --out are all required");
+    int rc = cli_check_model_dir("merge", model);
+    if (rc != EXIT_OK) return rc;
+    struct delta_merge_info *info = calloc(1, sizeof *info);
+    if (!info) return cli_fail(vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory"));
+    vp_status s = delta_merge(model, delta, out, info);
+    if (s == VP_OK) print_summary(out, info, common.json);
+    free(info);
+    return s == VP_OK ? EXIT_OK : cli_fail(s);
+}
