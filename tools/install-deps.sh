@@ -8,6 +8,7 @@ packages="
   libvulkan-dev libvulkan1 mesa-vulkan-drivers vulkan-validationlayers
   glslang-dev spirv-tools libcjson-dev libopenblas-dev
   python3-torch
+  sentencepiece
 "
 
 missing=""
