@@ -1,6 +1,9 @@
-/* vkpeft eval and vkpeft predict: a trained delta on a JSONL set, with
- * classification metrics, or predictions written to a JSONL file. */
+/* vkpeft eval and vkpeft predict: a trained delta on a data set (JSONL,
+ * CSV, TSV), with classification metrics, or predictions written to a
+ * JSONL file. */
 #include "cli.h"
+#include "cli_data.h"
+#include "merge.h"
 #include "save.h"
 #include "trainer.h"
 
@@ -14,49 +17,61 @@
 #include <unistd.h>
 
 static const char eval_help[] =
-    "usage: vkpeft eval --model DIR --delta DIR --data dev.jsonl [--batch B] [--max-len T]\n"
+    "usage: vkpeft eval --model DIR --delta DIR --data FILE [--batch B] [--max-len T]\n"
     "                   [--weights f32|f16|bf16] [--json] [--device N|name]\n"
     "\n"
     "Runs the model with a trained delta (a folder written by 'vkpeft train', or a\n"
-    "PEFT LoRA adapter folder) over labelled JSONL examples and reports accuracy,\n"
+    "PEFT LoRA adapter folder) over labelled examples and reports accuracy,\n"
     "macro-F1, Matthews correlation and the mean cross-entropy. Dropout is off.\n"
+    "Data is JSONL ({\"input_ids\": [...], \"label\": k}, or text fields), CSV or\n"
+    "TSV with a header row; text is encoded with the model's tokenizer.json.\n"
+    "Label names map through the names saved with the delta; a name the delta\n"
+    "does not know is an error.\n"
     "\n"
     "options:\n"
     "  --model DIR        the base model the delta was trained on\n"
     "  --delta DIR        the trained delta\n"
-    "  --data FILE        JSONL: {\"input_ids\": [...], \"label\": k} per line\n"
+    "  --data FILE        the examples (.jsonl, .csv or .tsv)\n"
     "  --batch B          sequences per batch (default 32)\n"
     "  --max-len T        truncate sequences to T tokens (default: the model's limit)\n"
     "  --weights TYPE     storage of the frozen matrices: f32, f16 or bf16\n"
     "  --skip-bad         skip malformed lines instead of failing\n"
     "  --json             machine-readable output\n"
+    "  (and --format, --text-field, --text-pair-field, --label-field as for train)\n"
     "\n"
     "examples:\n"
+    "  vkpeft eval --model models/roberta-base --delta runs/rte-lora --data glue/RTE/dev.tsv\n"
     "  vkpeft eval --model models/roberta-base --delta runs/sst2-lora --data sst2/dev.jsonl\n"
     "  vkpeft eval --model models/roberta-base --delta runs/sst2-lora --data dev.jsonl --json\n";
 
 static const char predict_help[] =
-    "usage: vkpeft predict --model DIR --delta DIR --data x.jsonl --out preds.jsonl [--batch B]\n"
+    "usage: vkpeft predict --model DIR --delta DIR --data FILE --out preds.jsonl [--batch B]\n"
     "                      [--max-len T] [--weights f32|f16|bf16] [--json] [--device N|name]\n"
     "\n"
     "Writes one JSON line per example, in the input's order:\n"
-    "  {\"logits\": [-1.2, 2.3], \"pred\": 1, \"label\": 1}\n"
-    "(\"label\" only when the example has one). The file appears whole when done\n"
+    "  {\"logits\": [-1.2, 2.3], \"pred\": 1, \"pred_name\": \"positive\", \"label\": 1,\n"
+    "   \"label_name\": \"positive\"}\n"
+    "(\"label\" only when the example has one; the names when the delta saved\n"
+    "them: label names from the training data, or the model's id2label). Data is\n"
+    "JSONL, CSV or TSV as for eval. The file appears whole when done\n"
     "(written to a temporary file, then renamed). With labelled examples the\n"
     "metrics are printed too.\n"
     "\n"
     "options:\n"
     "  --model DIR        the base model the delta was trained on\n"
     "  --delta DIR        the trained delta\n"
-    "  --data FILE        JSONL with \"input_ids\" (and optionally \"label\")\n"
+    "  --data FILE        the examples (.jsonl, .csv or .tsv; labels optional)\n"
     "  --out FILE         where the predictions go\n"
     "  --batch B          sequences per batch (default 32)\n"
     "  --max-len T        truncate sequences to T tokens (default: the model's limit)\n"
     "  --weights TYPE     storage of the frozen matrices: f32, f16 or bf16\n"
     "  --skip-bad         skip malformed lines instead of failing\n"
     "  --json             print the summary as JSON\n"
+    "  (and --format, --text-field, --text-pair-field, --label-field as for train)\n"
     "\n"
     "examples:\n"
+    "  vkpeft predict --model models/roberta-base --delta runs/rte-lora --data glue/RTE/test.tsv \\\n"
+    "        --out runs/rte-lora/test-preds.jsonl\n"
     "  vkpeft predict --model models/roberta-base --delta runs/sst2-lora --data test.jsonl \\\n"
     "        --out runs/sst2-lora/test-preds.jsonl\n";
 
@@ -68,6 +83,7 @@ struct eval_args {
     int batch, max_len;
     bool skip_bad;
     enum encoder_storage storage;
+    struct cli_data data_opt;
 };
 
 static int parse_args(int argc, char **argv, struct eval_args *a) {
@@ -86,13 +102,16 @@ static int parse_args(int argc, char **argv, struct eval_args *a) {
         }
         const char *const takes[] = {"--model", "--delta", "--data", "--out", "--batch", "--max-len",
                                      "--max-length", "--weights"};
-        bool known = false;
+        bool known = cli_data_takes(arg);
         for (size_t k = 0; k < sizeof takes / sizeof takes[0]; k++)
             known |= strcmp(arg, takes[k]) == 0 && (a->predict || strcmp(arg, "--out") != 0);
         if (!known) return cli_usage_error(a->cmd, "unknown option '%s'", arg);
         if (!next) return cli_usage_error(a->cmd, "%s needs a value", arg);
         i++;
         char *end;
+        const int d = cli_data_option(a->cmd, &a->data_opt, arg, next);
+        if (d > 0) return d;
+        if (d == 0) continue;
         if (strcmp(arg, "--model") == 0) a->model = next;
         else if (strcmp(arg, "--delta") == 0) a->delta = next;
         else if (strcmp(arg, "--data") == 0) a->data = next;
@@ -123,7 +142,21 @@ struct writer {
     struct train_file file;
     bool open;
     uint64_t lines;
+    char **names; /* (count) the delta's label names, or NULL */
+    int count;
 };
+
+/* `"key": "value"` with the value escaped as JSON. */
+static vp_status write_name(struct writer *w, const char *key, int id) {
+    if (!w->names || id < 0 || id >= w->count) return VP_OK;
+    cJSON *item = cJSON_CreateString(w->names[id]);
+    char *quoted = item ? cJSON_PrintUnformatted(item) : NULL;
+    cJSON_Delete(item);
+    vp_status s = quoted ? train_file_printf(&w->file, ", \"%s\": %s", key, quoted)
+                         : vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory");
+    free(quoted);
+    return s;
+}
 
 static vp_status write_prediction(void *user, uint64_t index, const float *logits, int classes, int pred,
                                   int32_t label) {
@@ -135,7 +168,9 @@ static vp_status write_prediction(void *user, uint64_t index, const float *logit
         else s = train_file_printf(&w->file, "%snull", k ? ", " : "");
     }
     if (s == VP_OK) s = train_file_printf(&w->file, "], \"pred\": %d", pred);
+    if (s == VP_OK) s = write_name(w, "pred_name", pred);
     if (s == VP_OK && label >= 0) s = train_file_printf(&w->file, ", \"label\": %d", label);
+    if (s == VP_OK && label >= 0) s = write_name(w, "label_name", label);
     if (s == VP_OK) s = train_file_printf(&w->file, "}\n");
     w->lines++;
     return s;
@@ -192,11 +227,16 @@ static int run(struct eval_args *a) {
     const int max_len = a->max_len ? a->max_len : limit;
     const struct encoder_options eo = {.storage = a->storage};
     if (s == VP_OK) s = encoder_open(ctx, a->model, &spec, &eo, &e);
+    char source[4200];
+    snprintf(source, sizeof source, "the labels the delta was trained with (%s/delta.json)", a->delta);
+    if (s == VP_OK) s = delta_labels_load(a->delta, &w.names, &w.count);
     if (s == VP_OK) {
-        const struct io_dataset_options dopt = {
+        struct io_dataset_options dopt = {
             .vocab_size = arch.vocab_size, .num_labels = arch.num_labels, .labels_required = !a->predict,
-            .skip_bad = a->skip_bad, .max_len = max_len,
+            .skip_bad = a->skip_bad, .max_len = max_len, .label_names = (const char *const *)w.names,
+            .label_count = w.count, .label_names_source = source,
         };
+        cli_data_prepare(&a->data_opt, a->model, &dopt);
         s = train_data_open(a->data, &dopt, &d);
     }
     if (s == VP_OK && train_data_skipped(d))
@@ -217,6 +257,8 @@ static int run(struct eval_args *a) {
     if (s == VP_OK) print_result(a, &r, &w);
     else rc = cli_fail(s);
     train_data_close(d);
+    cli_data_finish(&a->data_opt);
+    delta_labels_free(w.names, w.count);
     encoder_destroy(e);
     delta_tensors_free(&tensors);
     if (arch_ok) model_arch_finish(&arch);

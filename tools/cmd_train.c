@@ -1,6 +1,9 @@
-/* vkpeft train: fine-tune a delta on a JSONL classification set. Parsing,
- * validation order and printing; the work is runtime/train/trainer.h. */
+/* vkpeft train: fine-tune a delta on a classification set (JSONL, CSV or
+ * TSV). Parsing, validation order and printing; the work is
+ * runtime/train/trainer.h. */
 #include "cli.h"
+#include "cli_data.h"
+#include "merge.h"
 #include "save.h"
 #include "trainer.h"
 
@@ -8,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,19 +19,29 @@
 #include <unistd.h>
 
 static const char help[] =
-    "usage: vkpeft train --model DIR --delta PRESET|SPEC.json|DIR --data train.jsonl --out DIR\n"
-    "                    [--eval dev.jsonl] [--init-delta DIR] [options]\n"
+    "usage: vkpeft train --model DIR --delta PRESET|SPEC.json|DIR --data FILE --out DIR\n"
+    "                    [--eval FILE] [--init-delta DIR] [options]\n"
     "\n"
     "Trains a delta (and the classification head, which every preset trains) on\n"
-    "a frozen BERT/RoBERTa model. Data is JSONL, one example per line:\n"
+    "a frozen BERT/RoBERTa model. Data is JSONL, one example per line, with token\n"
+    "ids or text:\n"
     "  {\"input_ids\": [0, 713, 16, 2], \"label\": 1}\n"
+    "  {\"sentence1\": \"A man sleeps.\", \"sentence2\": \"He rests.\", \"label\": \"entailment\"}\n"
+    "or CSV/TSV with a header row (GLUE's layout; CSV quoting as in RFC 4180).\n"
+    "Text is encoded with the model folder's tokenizer.json (special tokens, type\n"
+    "ids, truncation to --max-len, longest first for a pair). Labels are class\n"
+    "ids, or names: the names in the training data are sorted, numbered from 0\n"
+    "(at most the model's num_labels) and saved with the delta, which eval and\n"
+    "predict then use.\n"
     "Sequences are padded per batch (to a multiple of 8, 16 or 32 tokens, capped\n"
     "by --max-len) with an attention mask. Everything is checked before --out is\n"
     "created: the model, the spec, every line of the data, labels against the\n"
     "model's num_labels. --out then receives the trained delta (delta.json,\n"
     "delta.safetensors, and PEFT's adapter files for LoRA and prefix tuning),\n"
     "train.jsonl (a line per step and per evaluation), train_args.json and,\n"
-    "with --eval, metrics.json. Every file is written atomically.\n"
+    "with --eval, metrics.json. Every file is written atomically. Ctrl-C stops\n"
+    "after the current step, saves the delta, notes the step in train.jsonl and\n"
+    "exits 130; a second Ctrl-C exits at once. 'vkpeft report DIR' shows a run.\n"
     "\n"
     "One optimiser step (forward, backward, gradient norm, clipping, update) is\n"
     "one GPU submission, recorded once and replayed; the same seed on the same\n"
@@ -40,11 +54,14 @@ static const char help[] =
     "                       JSON file, or a delta folder (its spec, freshly initialised)\n"
     "  --init-delta DIR     start from a trained delta (vkpeft's or a PEFT LoRA folder);\n"
     "                       its spec is used when --delta is not given\n"
-    "  --data FILE          training examples (JSONL)\n"
-    "  --eval FILE          evaluation examples (JSONL): accuracy, macro-F1, Matthews\n"
+    "  --data FILE          training examples (.jsonl, .csv or .tsv)\n"
+    "  --eval FILE          evaluation examples: accuracy, macro-F1, Matthews\n"
     "  --out DIR            output folder (must be new or empty unless --overwrite)\n"
     "  --max-len T          truncate sequences to T tokens (default: the model's limit)\n"
-    "  --skip-bad           skip malformed data lines instead of failing\n"
+    "  --skip-bad           skip malformed data lines instead of failing\n";
+
+/* After the data options (cli_data_help). */
+static const char help_rest[] =
     "\n"
     "optimisation:\n"
     "  --optimizer adamw|sgd  (default adamw; AdamW exempts biases and LayerNorm from decay)\n"
@@ -71,10 +88,13 @@ static const char help[] =
     "                       files, else f16)\n"
     "  --device N|name      Vulkan device\n"
     "  --overwrite          write into a non-empty --out\n"
-    "  --quiet              no progress\n"
+    "  --quiet              no progress (else a bar on a terminal: step, loss, lr,\n"
+    "                       tokens/s, ETA; plain lines every tenth of the run otherwise)\n"
     "  --json               print a JSON summary on stdout\n"
     "\n"
     "examples:\n"
+    "  vkpeft train --model models/roberta-base --delta lora --data glue/RTE/train.tsv \\\n"
+    "        --eval glue/RTE/dev.tsv --out runs/rte-lora --max-len 256   # sentence1, sentence2, label\n"
     "  vkpeft train --model models/roberta-base --delta lora --data sst2/train.jsonl \\\n"
     "        --eval sst2/dev.jsonl --out runs/sst2-lora --lr 5e-4 --epochs 3\n"
     "  vkpeft train --model models/roberta-base --delta mam:l=16,r=16,s=2 --data train.jsonl \\\n"
@@ -87,6 +107,7 @@ struct train_args {
     const char *model, *delta, *init, *data, *eval, *out;
     bool skip_bad, overwrite, quiet;
     struct trainer_options o;
+    struct cli_data data_opt;
 };
 
 /* ------------------------------------------------------------------------
@@ -177,7 +198,7 @@ static int option_value(struct train_args *a, const char *name, const char *v) {
     else if (strcmp(name, "--seed") == 0) ok = parse_u64(v, &o->seed);
     else if (strcmp(name, "--eval-every") == 0) ok = parse_u64(v, &o->eval_every);
     else if (strcmp(name, "--weights") == 0) ok = parse_storage(v, &o->storage);
-    else return -1;
+    else return cli_data_option("train", &a->data_opt, name, v);
     return ok ? 0 : cli_usage_error("train", "%s '%s' is not a valid value", name, v);
 }
 
@@ -188,6 +209,8 @@ static int parse_args(int argc, char **argv, struct train_args *a) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
             fputs(help, stdout);
+            fputs(cli_data_help, stdout);
+            fputs(help_rest, stdout);
             return -1;
         }
         if (cli_common_option(argc, argv, &i, &a->common)) continue;
@@ -212,8 +235,9 @@ static int parse_args(int argc, char **argv, struct train_args *a) {
                     "--weight-decay", "--betas", "--eps", "--momentum", "--schedule", "--warmup", "--clip",
                     "--batch", "--accum", "--epochs", "--steps", "--max-len", "--max-length", "--dropout",
                     "--label-smoothing", "--seed", "--eval-every", "--weights"};
-                for (size_t k = 0; k < sizeof takes / sizeof takes[0]; k++)
-                    if (strcmp(name, takes[k]) == 0) return cli_usage_error("train", "%s needs a value", name);
+                bool known = cli_data_takes(name);
+                for (size_t k = 0; k < sizeof takes / sizeof takes[0]; k++) known |= strcmp(name, takes[k]) == 0;
+                if (known) return cli_usage_error("train", "%s needs a value", name);
                 return cli_usage_error("train", "unknown option '%s'", arg);
             }
             const int r = option_value(a, name, value);
@@ -284,16 +308,38 @@ static void on_event(const struct trainer_event *ev, void *user) {
     p->last_print = now;
     p->last_step_printed = ev->step;
     const double rate = now > 0 ? (double)ev->step / now : 0;
+    const double tok_rate = now > 0 ? (double)ev->tokens / now : 0;
     char eta[32];
     format_eta(rate > 0 ? (double)(ev->total_steps - ev->step) / rate : 0, eta, sizeof eta);
     char bar[21];
     const int fill = (int)(20 * ev->step / (ev->total_steps ? ev->total_steps : 1));
     for (int i = 0; i < 20; i++) bar[i] = i < fill ? '=' : ' ';
     bar[20] = 0;
-    fprintf(stderr, "%sstep %llu/%llu [%s] epoch %.2f  loss %.4f  lr %.2e  |g| %.3g  %.2f steps/s  ETA %s%s",
+    fprintf(stderr, "%sstep %llu/%llu [%s] epoch %.2f  loss %.4f  lr %.2e  |g| %.3g  %.2f steps/s  %.0f tok/s  ETA %s%s",
             p->tty ? "\r\033[K" : "", (unsigned long long)ev->step, (unsigned long long)ev->total_steps, bar,
-            ev->epoch, ev->last.loss, ev->last.lr, ev->last.grad_norm, rate, eta, p->tty && !last ? "" : "\n");
+            ev->epoch, ev->last.loss, ev->last.lr, ev->last.grad_norm, rate, tok_rate, eta, p->tty && !last ? "" : "\n");
     fflush(stderr);
+}
+
+/* ------------------------------------------------------------------------
+ * Ctrl-C
+ * ------------------------------------------------------------------------ */
+
+/* The first SIGINT asks the trainer to stop after the current step (it
+ * polls the flag); a second exits at once. Every file is published whole
+ * (temporary file and rename, or one write per log line), so exiting at
+ * any point leaves the previous version or the new one, never a mix. */
+static volatile sig_atomic_t interrupt_requested;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    if (interrupt_requested) _exit(128 + SIGINT);
+    interrupt_requested = 1;
+}
+
+static bool should_stop(void *user) {
+    (void)user;
+    return interrupt_requested != 0;
 }
 
 /* ------------------------------------------------------------------------
@@ -309,15 +355,58 @@ struct run {
     struct delta_tensors init;
     struct trainer *t;
     struct train_data *train, *eval;
+    char **labels; /* (num_labels) the training data's label names, padded with LABEL_k; or NULL */
+    char **init_labels; /* (init_count) the names --init-delta was saved with */
+    int init_count;
+    char init_source[4200];
 };
 
 static void run_free(struct run *r) {
     train_data_close(r->train);
     train_data_close(r->eval);
+    if (r->labels)
+        for (int k = 0; k < r->arch.num_labels; k++) free(r->labels[k]);
+    free(r->labels);
+    delta_labels_free(r->init_labels, r->init_count);
+    cli_data_finish(&r->a.data_opt);
     trainer_destroy(r->t);
     delta_tensors_free(&r->init);
     if (r->arch_ok) model_arch_finish(&r->arch);
     vp_context_destroy(r->ctx);
+}
+
+/* The label names the delta is saved with, and the evaluation data's
+ * mapping: the training data's names when it has them (padded to the
+ * model's classes with LABEL_k), else --init-delta's names, else the
+ * model's id2label. */
+static int name_labels(struct run *r, struct io_dataset_options *eval_opt) {
+    const char *const *names;
+    const int n = train_data_label_names(r->train, &names);
+    eval_opt->collect_labels = false;
+    if (n == 0 && r->init_count) return 0; /* eval_opt already maps through them */
+    if (n == 0) {
+        eval_opt->label_names = (const char *const *)r->arch.labels;
+        eval_opt->label_count = r->arch.labels ? r->arch.num_labels : 0;
+        eval_opt->label_names_source = "the model's id2label names";
+        return 0;
+    }
+    const int C = r->arch.num_labels;
+    r->labels = calloc((size_t)C, sizeof *r->labels);
+    for (int k = 0; r->labels && k < C; k++) {
+        char fallback[32];
+        snprintf(fallback, sizeof fallback, "LABEL_%d", k);
+        if (!(r->labels[k] = strdup(k < n ? names[k] : fallback)))
+            return cli_fail(vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory"));
+    }
+    if (!r->labels) return cli_fail(vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory"));
+    eval_opt->label_names = names;
+    eval_opt->label_count = n;
+    eval_opt->label_names_source = "the labels of the training data";
+    if (!r->a.quiet) {
+        fprintf(stderr, "labels:");
+        for (int k = 0; k < n; k++) fprintf(stderr, " %d = %s%s", k, names[k], k + 1 < n ? "," : "\n");
+    }
+    return 0;
 }
 
 /* Everything that can be wrong with the inputs is found here, before
@@ -326,6 +415,7 @@ static void run_free(struct run *r) {
 static int prepare(struct run *r) {
     struct train_args *a = &r->a;
     vp_status s;
+    int rc;
     if (a->delta && (s = delta_spec_load(a->delta, &r->spec)) != VP_OK) return cli_fail(s);
     const vp_context_options co = {.device = a->common.device};
     if ((s = vp_context_create(&co, &r->ctx)) != VP_OK) return cli_fail(s);
@@ -338,11 +428,28 @@ static int prepare(struct run *r) {
         if (!a->delta) r->spec = saved;
     }
     if ((s = trainer_open(r->ctx, a->model, &r->spec, &a->o, &r->t)) != VP_OK) return cli_fail(s);
-    const struct io_dataset_options dopt = {
+    struct io_dataset_options dopt = {
         .vocab_size = r->arch.vocab_size, .num_labels = r->arch.num_labels, .labels_required = true,
-        .skip_bad = a->skip_bad, .max_len = trainer_max_len(r->t),
+        .skip_bad = a->skip_bad, .max_len = trainer_max_len(r->t), .collect_labels = true,
     };
+    cli_data_prepare(&a->data_opt, a->model, &dopt);
+    /* Continuing a delta keeps its label numbering: names map through it
+     * rather than being collected afresh (which a subset would renumber). */
+    if (a->init && (s = delta_labels_load(a->init, &r->init_labels, &r->init_count)) != VP_OK)
+        return cli_fail(vp_fail_context(s, "--init-delta %s", a->init));
+    if (r->init_count && r->init_count == r->arch.num_labels) {
+        snprintf(r->init_source, sizeof r->init_source, "the labels of --init-delta %s", a->init);
+        dopt.collect_labels = false;
+        dopt.label_names = (const char *const *)r->init_labels;
+        dopt.label_count = r->init_count;
+        dopt.label_names_source = r->init_source;
+    } else {
+        delta_labels_free(r->init_labels, r->init_count);
+        r->init_labels = NULL;
+        r->init_count = 0;
+    }
     if ((s = train_data_open(a->data, &dopt, &r->train)) != VP_OK) return cli_fail(s);
+    if ((rc = name_labels(r, &dopt)) != 0) return rc;
     if (a->eval && (s = train_data_open(a->eval, &dopt, &r->eval)) != VP_OK) return cli_fail(s);
     for (int k = 0; k < 2 && !a->quiet; k++) {
         const struct train_data *d = k ? r->eval : r->train;
@@ -424,10 +531,15 @@ static int train(struct run *r) {
     struct progress p = {.quiet = a->quiet, .tty = isatty(2) == 1};
     snprintf(path, sizeof path, "%s/train.jsonl", a->out);
     const struct trainer_fit_config fc = {
-        .train = r->train, .eval = r->eval, .log_path = path, .on_event = on_event, .user = &p,
+        .train = r->train, .eval = r->eval, .log_path = path, .on_event = on_event, .should_stop = should_stop,
+        .user = &p,
     };
+    struct sigaction sa = {.sa_handler = on_sigint, .sa_flags = SA_RESTART}, old_sa;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_sa);
     struct trainer_summary sum;
-    if ((s = trainer_fit(r->t, &fc, &sum)) != VP_OK) return cli_fail(s);
+    s = trainer_fit(r->t, &fc, &sum);
+    if (s != VP_OK) return cli_fail(s);
     if (sum.diverged) {
         fprintf(stderr, "vkpeft: training diverged at step %llu: the loss or the gradient norm is not finite "
                 "(see %s); lower --lr, or set --clip; no delta was written\n",
@@ -435,11 +547,18 @@ static int train(struct run *r) {
         return EXIT_RUNTIME;
     }
     struct delta_params *params = encoder_params(trainer_encoder(r->t));
+    char **labels = r->labels ? r->labels : r->init_count ? r->init_labels : r->arch.labels;
     const struct delta_save_info info = {
-        .model_dir = a->model, .labels = (const char *const *)r->arch.labels,
-        .num_labels = r->arch.labels ? r->arch.num_labels : 0,
+        .model_dir = a->model, .labels = (const char *const *)labels,
+        .num_labels = labels ? r->arch.num_labels : 0,
     };
     if ((s = delta_save(a->out, params, &info)) != VP_OK) return cli_fail(s);
+    if (sum.interrupted) {
+        sigaction(SIGINT, &old_sa, NULL);
+        fprintf(stderr, "%svkpeft: interrupted at step %llu of %llu; delta written to %s, log %s\n",
+                p.tty ? "\r\033[K" : "", (unsigned long long)sum.steps, (unsigned long long)total, a->out, path);
+        return 128 + SIGINT;
+    }
     if (sum.has_eval) {
         char *text = train_eval_json(&sum.eval);
         snprintf(path, sizeof path, "%s/metrics.json", a->out);

@@ -23,6 +23,8 @@ static const char usage[] =
     "  inspect   a delta's modules, parameter counts, share of the model, memory plan\n"
     "  merge     fold a LoRA delta into the weights: a new model folder\n"
     "  bench     measure the runtime (dispatch overhead, shader cache start-up)\n"
+    "  report    an HTML page on a training run: curves, metrics, parameters, memory\n"
+    "  compare   train several presets with one budget and print the paper's table\n"
     "\n"
     "Run 'vkpeft <command> --help' for a command's options and examples.\n"
     "\n"
@@ -103,6 +105,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "train") == 0) return cmd_train(argc - 1, argv + 1);
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc - 1, argv + 1);
     if (strcmp(cmd, "predict") == 0) return cmd_predict(argc - 1, argv + 1);
+    if (strcmp(cmd, "report") == 0) return cmd_report(argc - 1, argv + 1);
+    if (strcmp(cmd, "compare") == 0) return cmd_compare(argc - 1, argv + 1);
     fprintf(stderr, "vkpeft: unknown command '%s'\n\n%s", cmd, usage);
     return EXIT_USAGE;
 }

@@ -1,8 +1,9 @@
-/* Training data: a line index built in one streaming pass, seeded epoch
- * permutations, and padded batches. */
+/* Training data: a record index built in one streaming pass (with the set
+ * of string labels), seeded epoch permutations, and padded batches. */
 #define _POSIX_C_SOURCE 200809L
 #include "trainer.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,9 @@ struct train_data {
     int longest;
     uint64_t skipped;        /* bad lines the index pass skipped */
     uint64_t next;           /* the example the reader is positioned at */
+    char **labels;           /* (nlabels) string labels the index pass collected, sorted */
+    int nlabels;
+    uint64_t int_line, name_line; /* first line with an integer label, with a label name */
 };
 
 static vp_status index_push(struct train_data *d, uint64_t *cap, uint64_t offset, uint64_t line) {
@@ -30,6 +34,45 @@ static vp_status index_push(struct train_data *d, uint64_t *cap, uint64_t offset
     d->line[d->count] = line;
     d->count++;
     return VP_OK;
+}
+
+static int compare_names(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Adds a string label the index pass met to the set (collect_labels);
+ * more distinct labels than the model has classes is an error. */
+static vp_status collect_label(struct train_data *d, const struct io_dataset_options *o,
+                               const struct io_example *ex) {
+    if (!d->name_line) d->name_line = ex->line;
+    for (int k = 0; k < d->nlabels; k++)
+        if (strcmp(d->labels[k], ex->label_text) == 0) return VP_OK;
+    if (o->num_labels > 0 && d->nlabels >= o->num_labels) {
+        char seen[400];
+        size_t at = 0;
+        seen[0] = 0;
+        for (int k = 0; k < d->nlabels && at < sizeof seen; k++)
+            at += (size_t)snprintf(seen + at, sizeof seen - at, "%s, ", d->labels[k]);
+        return vp_fail(VP_ERROR_BAD_INPUT, "%s:%llu: label \"%s\" is one more than the model's %d classes (%s"
+                       "...): set \"num_labels\" (and \"id2label\") in the model's config.json to the number of "
+                       "labels the data has", d->path, (unsigned long long)ex->line, ex->label_text,
+                       o->num_labels, seen);
+    }
+    char **l = realloc(d->labels, (size_t)(d->nlabels + 1) * sizeof *l);
+    if (l) d->labels = l;
+    char *name = l ? strdup(ex->label_text) : NULL;
+    if (!name) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory indexing %s", d->path);
+    d->labels[d->nlabels++] = name;
+    return VP_OK;
+}
+
+/* Integer class ids and label names in one file cannot be told apart
+ * (is "1" the name "1" or class 1?), so a file holds one kind. */
+static vp_status check_label_kinds(const struct train_data *d) {
+    if (!d->int_line || !d->name_line) return VP_OK;
+    return vp_fail(VP_ERROR_BAD_INPUT, "%s mixes integer class ids (line %llu) with label names (line %llu): "
+                   "use one or the other", d->path, (unsigned long long)d->int_line,
+                   (unsigned long long)d->name_line);
 }
 
 vp_status train_data_open(const char *path, const struct io_dataset_options *o,
@@ -50,12 +93,18 @@ vp_status train_data_open(const char *path, const struct io_dataset_options *o,
         s = io_dataset_next(d->ds, &ex, &done);
         if (s != VP_OK || done) break;
         s = index_push(d, &cap, offset, line);
-        d->labelled += ex.label >= 0;
+        if (s == VP_OK && ex.label_text) s = collect_label(d, o, &ex);
+        if (ex.label >= 0 && !d->int_line) d->int_line = ex.line;
+        d->labelled += ex.label >= 0 || ex.label_text;
         if (ex.len > d->longest) d->longest = ex.len;
     }
     if (s == VP_OK && d->count == 0)
-        s = vp_fail(VP_ERROR_BAD_INPUT, "%s holds no examples (one JSON object per line with \"%s\")",
-                    path, o->ids_field ? o->ids_field : "input_ids");
+        s = vp_fail(VP_ERROR_BAD_INPUT, "%s holds no examples", path);
+    if (s == VP_OK && o->collect_labels) s = check_label_kinds(d);
+    if (s == VP_OK && d->nlabels) {
+        qsort(d->labels, (size_t)d->nlabels, sizeof *d->labels, compare_names);
+        io_dataset_set_labels(d->ds, (const char *const *)d->labels, d->nlabels);
+    }
     if (s == VP_OK) d->skipped = io_dataset_skipped(d->ds);
     if (s == VP_OK) s = io_dataset_rewind(d->ds);
     if (s != VP_OK) {
@@ -71,6 +120,8 @@ void train_data_close(struct train_data *d) {
     io_dataset_close(d->ds);
     free(d->offset);
     free(d->line);
+    for (int k = 0; k < d->nlabels; k++) free(d->labels[k]);
+    free(d->labels);
     free(d->path);
     free(d);
 }
@@ -80,6 +131,10 @@ uint64_t train_data_labelled(const struct train_data *d) { return d->labelled; }
 int train_data_longest(const struct train_data *d) { return d->longest; }
 uint64_t train_data_skipped(const struct train_data *d) { return d->skipped; }
 const char *train_data_path(const struct train_data *d) { return d->path; }
+int train_data_label_names(const struct train_data *d, const char *const **names) {
+    *names = (const char *const *)d->labels;
+    return d->nlabels;
+}
 
 vp_status train_data_get(struct train_data *d, uint64_t i, struct io_example *ex) {
     if (i >= d->count)
@@ -138,11 +193,12 @@ vp_status train_batch_init(struct train_batch *b, int B, int cap_T) {
         return vp_fail(VP_ERROR_INVALID_ARGUMENT, "batch shape %d x %d", B, cap_T);
     const size_t n = (size_t)B * (size_t)cap_T;
     b->ids = malloc(n * sizeof *b->ids);
+    b->types = malloc(n * sizeof *b->types);
     b->mask = malloc(n);
     b->labels = malloc((size_t)B * sizeof *b->labels);
     b->index = malloc((size_t)B * sizeof *b->index);
     b->lens = malloc((size_t)B * sizeof *b->lens);
-    if (!b->ids || !b->mask || !b->labels || !b->index || !b->lens) {
+    if (!b->ids || !b->types || !b->mask || !b->labels || !b->index || !b->lens) {
         train_batch_finish(b);
         return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory for a batch of %d x %d", B, cap_T);
     }
@@ -153,6 +209,7 @@ vp_status train_batch_init(struct train_batch *b, int B, int cap_T) {
 
 void train_batch_finish(struct train_batch *b) {
     free(b->ids);
+    free(b->types);
     free(b->mask);
     free(b->labels);
     free(b->index);
@@ -183,6 +240,9 @@ vp_status train_batch_fill(struct train_batch *b, struct train_data *d, const ui
         if (s != VP_OK) return s;
         const int len = ex.len < b->cap_T ? ex.len : b->cap_T;
         memcpy(b->ids + (size_t)r * b->cap_T, ex.ids, (size_t)len * sizeof *ex.ids);
+        int32_t *types = b->types + (size_t)r * b->cap_T;
+        if (ex.type_ids) memcpy(types, ex.type_ids, (size_t)len * sizeof *types);
+        else memset(types, 0, (size_t)len * sizeof *types);
         b->labels[r] = ex.label >= 0 ? ex.label : ENCODER_IGNORE_INDEX;
         b->index[r] = indices[r];
         b->lens[r] = len;
@@ -196,11 +256,12 @@ vp_status train_batch_fill(struct train_batch *b, struct train_data *d, const ui
     b->rows = count;
     for (int r = 0; r < count; r++) {
         if (b->lens[r] > T) b->lens[r] = T;
-        int32_t *ids = b->ids + (size_t)r * T;
+        int32_t *ids = b->ids + (size_t)r * T, *types = b->types + (size_t)r * T;
         uint8_t *mask = b->mask + (size_t)r * T;
         memmove(ids, b->ids + (size_t)r * b->cap_T, (size_t)b->lens[r] * sizeof *ids);
+        memmove(types, b->types + (size_t)r * b->cap_T, (size_t)b->lens[r] * sizeof *types);
         for (int k = 0; k < T; k++) {
-            if (k >= b->lens[r]) ids[k] = pad_id;
+            if (k >= b->lens[r]) ids[k] = pad_id, types[k] = 0;
             mask[k] = k < b->lens[r];
         }
     }
@@ -208,6 +269,7 @@ vp_status train_batch_fill(struct train_batch *b, struct train_data *d, const ui
      * and are left out of the loss. */
     for (int r = count; r < b->B; r++) {
         memcpy(b->ids + (size_t)r * T, b->ids, (size_t)T * sizeof *b->ids);
+        memcpy(b->types + (size_t)r * T, b->types, (size_t)T * sizeof *b->types);
         memcpy(b->mask + (size_t)r * T, b->mask, (size_t)T);
         b->labels[r] = ENCODER_IGNORE_INDEX;
         b->index[r] = UINT64_MAX;
@@ -217,5 +279,5 @@ vp_status train_batch_fill(struct train_batch *b, struct train_data *d, const ui
 }
 
 struct encoder_batch train_batch_view(const struct train_batch *b) {
-    return (struct encoder_batch){b->ids, b->mask, NULL, b->labels};
+    return (struct encoder_batch){b->ids, b->mask, b->types, b->labels};
 }

@@ -72,6 +72,28 @@ static vp_status log_object(struct train_log *l, cJSON *o) {
     return s;
 }
 
+vp_status train_log_start(struct train_log *l, uint64_t total_steps, int batch, const struct delta_counts *counts,
+                          const uint64_t plan[VP_POOL_COUNT]) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "type", "start");
+    cJSON_AddNumberToObject(o, "total_steps", (double)total_steps);
+    cJSON_AddNumberToObject(o, "batch", batch);
+    cJSON_AddNumberToObject(o, "trainable_params", (double)counts->delta_params);
+    cJSON_AddNumberToObject(o, "head_params", (double)counts->head_params);
+    cJSON_AddNumberToObject(o, "model_params", (double)counts->model_params);
+    cJSON *m = cJSON_AddObjectToObject(o, "memory");
+    for (int p = 0; p < VP_POOL_COUNT; p++) cJSON_AddNumberToObject(m, vp_pool_name((vp_pool)p), (double)plan[p]);
+    return log_object(l, o);
+}
+
+vp_status train_log_interrupted(struct train_log *l, uint64_t step, double elapsed) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "type", "interrupted");
+    cJSON_AddNumberToObject(o, "step", (double)step);
+    add_number(o, "elapsed", elapsed);
+    return log_object(l, o);
+}
+
 vp_status train_log_step(struct train_log *l, const struct trainer_event *ev) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "type", "step");
@@ -82,6 +104,7 @@ vp_status train_log_step(struct train_log *l, const struct trainer_event *ev) {
     add_number(o, "loss", ev->last.loss);
     add_number(o, "lr", ev->last.lr);
     add_number(o, "grad_norm", ev->last.grad_norm);
+    cJSON_AddNumberToObject(o, "tokens", (double)ev->tokens);
     add_number(o, "elapsed", ev->elapsed);
     return log_object(l, o);
 }

@@ -43,6 +43,7 @@ struct trainer {
     uint64_t micro;          /* micro-batches run */
     int micro_in_step;
     double loss_sum;
+    struct delta_counts counts;
 };
 
 /* ------------------------------------------------------------------------
@@ -116,8 +117,11 @@ vp_status trainer_open(vp_context *ctx, const char *model_dir, const struct delt
     if (s != VP_OK) return s;
     const bool model_dropout =
         arch.hidden_dropout > 0 || arch.attention_dropout > 0 || arch.classifier_dropout > 0;
-    model_arch_finish(&arch);
     struct trainer *t = calloc(1, sizeof *t);
+    /* A spec that does not fit the arch fails in encoder_open below, with
+     * its message; the counts stay zero until then. */
+    if (t && delta_count_params(spec, &arch, &t->counts) != VP_OK) memset(&t->counts, 0, sizeof t->counts);
+    model_arch_finish(&arch);
     if (!t) return vp_fail(VP_ERROR_HOST_MEMORY, "trainer: out of host memory");
     t->ctx = ctx;
     t->o = *o;
@@ -213,6 +217,8 @@ int trainer_model_max_len(const struct model_arch *a) {
 }
 uint64_t trainer_steps_done(const struct trainer *t) { return t->steps; }
 void trainer_forget_recordings(struct trainer *t) { t->gen++; }
+
+void trainer_counts(const struct trainer *t, struct delta_counts *out) { *out = t->counts; }
 
 void trainer_plan(const struct trainer *t, uint64_t bytes[VP_POOL_COUNT]) {
     int B, T;
@@ -414,7 +420,7 @@ struct fit_state {
     struct trainer *t;
     const struct trainer_fit_config *c;
     struct train_log *log;
-    uint64_t n, total, *perm, pos, epoch;
+    uint64_t n, total, *perm, pos, epoch, tokens;
     double t0;
     struct trainer_summary *sum;
 };
@@ -439,7 +445,7 @@ static vp_status evaluate(struct fit_state *f, const struct trainer_step_result 
     struct trainer_event ev = {
         .kind = TRAINER_EVENT_EVAL, .step = t->steps, .total_steps = f->total,
         .epoch = (double)f->epoch + (double)f->pos / (double)f->n, .elapsed = vp_now() - f->t0,
-        .last = *last, .eval = &r,
+        .tokens = f->tokens, .last = *last, .eval = &r,
     };
     if (f->log) s = train_log_eval(f->log, &ev);
     emit(f, &ev);
@@ -465,6 +471,7 @@ static vp_status fit_step(struct fit_state *f, struct train_batch *b, struct tra
         f->pos += (uint64_t)count;
         if (f->pos == f->n) *epoch_done = true;
         f->sum->examples += (uint64_t)count;
+        for (int i = 0; s == VP_OK && i < count; i++) f->tokens += (uint64_t)b->lens[i];
         if (s == VP_OK) s = trainer_micro_step(t, b, k == t->o.accum - 1, f->total, r);
     }
     return s;
@@ -483,6 +490,11 @@ vp_status trainer_fit(struct trainer *t, const struct trainer_fit_config *c, str
     vp_status s = train_batch_init(&b, t->o.batch, train_batch_length(train_data_longest(c->train), t->max_len,
                                                                        t->o.pad_multiple));
     if (s == VP_OK && c->log_path) s = train_log_open(c->log_path, &f.log);
+    if (s == VP_OK && f.log) {
+        uint64_t plan[VP_POOL_COUNT];
+        trainer_plan(t, plan);
+        s = train_log_start(f.log, f.total, t->o.batch, &t->counts, plan);
+    }
     f.t0 = vp_now();
     double first_seconds = 0, rest_seconds = 0;
     struct trainer_step_result r = {0};
@@ -503,7 +515,8 @@ vp_status trainer_fit(struct trainer *t, const struct trainer_fit_config *c, str
         out->final_loss = r.loss;
         struct trainer_event ev = {
             .kind = TRAINER_EVENT_STEP, .step = t->steps, .total_steps = f.total,
-            .epoch = (double)f.epoch + (double)f.pos / (double)f.n, .elapsed = vp_now() - f.t0, .last = r,
+            .epoch = (double)f.epoch + (double)f.pos / (double)f.n, .elapsed = vp_now() - f.t0,
+            .tokens = f.tokens, .last = r,
         };
         if (epoch_done) ev.epoch = (double)(f.epoch + 1);
         if (f.log) s = train_log_step(f.log, &ev);
@@ -519,8 +532,15 @@ vp_status trainer_fit(struct trainer *t, const struct trainer_fit_config *c, str
             s = evaluate(&f, &r);
             evaluated_last = true;
         }
+        if (s == VP_OK && step + 1 < f.total && c->should_stop && c->should_stop(c->user)) {
+            out->interrupted = true;
+            if (f.log) s = train_log_interrupted(f.log, t->steps, vp_now() - f.t0);
+            break;
+        }
     }
-    if (s == VP_OK && c->eval && !evaluated_last && !out->diverged && out->steps) s = evaluate(&f, &r);
+    out->tokens = f.tokens;
+    if (s == VP_OK && c->eval && !evaluated_last && !out->diverged && !out->interrupted && out->steps)
+        s = evaluate(&f, &r);
     out->seconds = vp_now() - f.t0;
     out->step_seconds = out->steps > 1 ? rest_seconds / (double)(out->steps - 1) : first_seconds;
     if (f.log) {

@@ -52,10 +52,17 @@
 
 /* ---- data (batcher.c) ------------------------------------------------------------ */
 
-/* A JSONL dataset indexed by one streaming pass: the byte offset and line of
- * every example (16 bytes each), never the examples themselves. The pass
- * validates every line (ids against the vocabulary, labels against the
- * model's labels), so a bad file fails before anything is trained. */
+/* A dataset (JSONL, CSV, TSV: io/dataset.h) indexed by one streaming pass:
+ * the byte offset and line of every record (16 bytes each), never the
+ * examples themselves. The pass validates every record (tokens against the
+ * vocabulary, labels against the model's labels), so a bad file fails
+ * before anything is trained.
+ *
+ * With options.collect_labels, string labels are collected in that pass:
+ * sorted in byte order (strcmp: "entailment" < "neutral", so the mapping
+ * does not depend on the data's order), at most num_labels of them, then
+ * mapped to their index for every read. A file holds either integer class
+ * ids or label names, not both. */
 struct train_data;
 
 vp_status train_data_open(const char *path, const struct io_dataset_options *o,
@@ -69,6 +76,10 @@ uint64_t train_data_skipped(const struct train_data *d);
 /* The longest example after truncation to max_len. */
 int train_data_longest(const struct train_data *d);
 const char *train_data_path(const struct train_data *d);
+/* The string labels collected (collect_labels), sorted; their index is the
+ * class id. Returns the count (0 when the labels are integers); *names
+ * lives as long as d. */
+int train_data_label_names(const struct train_data *d, const char *const **names);
 /* Reads example i (ids valid until the next read). Reading i + 1 after i
  * does not seek. */
 vp_status train_data_get(struct train_data *d, uint64_t i, struct io_example *ex);
@@ -85,6 +96,7 @@ struct train_batch {
     int B, T, rows;
     int cap_T;         /* T the buffers hold */
     int32_t *ids;      /* (B,T) */
+    int32_t *types;    /* (B,T) segment ids (0 for padding) */
     uint8_t *mask;     /* (B,T) 1 = real token */
     int32_t *labels;   /* (B) class, or ENCODER_IGNORE_INDEX */
     uint64_t *index;   /* (B) example index of each row (UINT64_MAX for filler rows) */
@@ -165,6 +177,9 @@ int trainer_model_max_len(const struct model_arch *a);
 void trainer_plan(const struct trainer *t, uint64_t bytes[VP_POOL_COUNT]);
 /* Optimiser steps done. */
 uint64_t trainer_steps_done(const struct trainer *t);
+/* Parameter counts of the trainer's spec on its model (delta, head,
+ * pretrained model: the paper's "% params" is delta / model). */
+void trainer_counts(const struct trainer *t, struct delta_counts *out);
 /* The trainer's recordings refer to the encoder's activations for one
  * batch shape. The trainer changes shapes itself; a caller that changes
  * them on trainer_encoder(t) directly (encoder_set_batch,
@@ -218,6 +233,7 @@ struct trainer_event {
     uint64_t step, total_steps;
     double epoch;            /* epochs done, fractional */
     double elapsed;          /* seconds since the fit began */
+    uint64_t tokens;         /* real tokens trained on so far (padding excluded) */
     struct trainer_step_result last; /* the latest step */
     const struct trainer_eval_result *eval; /* TRAINER_EVENT_EVAL */
 };
@@ -227,6 +243,11 @@ struct trainer_fit_config {
     struct train_data *eval;  /* NULL: no evaluation */
     const char *log_path;     /* JSONL log (checkpoint.c), NULL: none */
     void (*on_event)(const struct trainer_event *ev, void *user);
+    /* Polled after every step (and its evaluation); returning true ends the
+     * fit there, with summary->interrupted set and an "interrupted" log
+     * line. The library installs no signal handler: a program's handler
+     * sets a flag that this reads. NULL: never stops early. */
+    bool (*should_stop)(void *user);
     void *user;
 };
 
@@ -238,6 +259,8 @@ struct trainer_summary {
     double first_loss, final_loss; /* the first step's, the last step's */
     bool diverged;           /* a loss or gradient norm was NaN or Inf */
     uint64_t diverged_step;
+    bool interrupted;        /* should_stop ended the fit after `steps` steps */
+    uint64_t tokens;         /* real tokens trained on */
     bool has_eval;
     struct trainer_eval_result eval; /* the last evaluation */
     struct trainer_eval_result best; /* the evaluation with the best accuracy */
@@ -246,8 +269,9 @@ struct trainer_summary {
 
 /* Trains for trainer_total_steps steps over shuffled epochs (micro-batches
  * run across epoch boundaries; a short last batch is padded), evaluates
- * every eval_every steps (or each epoch) and at the end, and appends a log
- * line per step and per evaluation. Stops at the first non-finite loss or
+ * every eval_every steps (or each epoch) and at the end (not after an
+ * interruption), and writes a log line at the start (steps, parameter
+ * counts, memory plan per pool), per step and per evaluation. Stops at the first non-finite loss or
  * gradient norm, with summary->diverged set (the status stays VP_OK). */
 vp_status trainer_fit(struct trainer *t, const struct trainer_fit_config *c,
                       struct trainer_summary *out);
@@ -259,6 +283,12 @@ vp_status trainer_fit(struct trainer *t, const struct trainer_fit_config *c,
  * line; fsync at close. */
 struct train_log;
 vp_status train_log_open(const char *path, struct train_log **out);
+/* {"type":"start"}: total steps, batch, parameter counts and the memory
+ * plan per pool (bytes). */
+vp_status train_log_start(struct train_log *l, uint64_t total_steps, int batch, const struct delta_counts *counts,
+                          const uint64_t plan[VP_POOL_COUNT]);
+/* {"type":"interrupted","step":N}: the fit was stopped after step N. */
+vp_status train_log_interrupted(struct train_log *l, uint64_t step, double elapsed);
 vp_status train_log_step(struct train_log *l, const struct trainer_event *ev);
 vp_status train_log_eval(struct train_log *l, const struct trainer_event *ev);
 vp_status train_log_close(struct train_log *l);
