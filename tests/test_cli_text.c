@@ -316,6 +316,23 @@ static void too_many_labels(void) {
     CHECK(!exists("run3"));
 }
 
+/* compare reads the same text data and label names as train. */
+static void compare_reads_text_data(void) {
+    if (!setup()) return;
+    run("compare --model model --data train.tsv --eval dev.tsv --presets lora:r=4,bitfit --steps 6 "
+        "--batch 8 --max-len 24 --out cmp --json --quiet");
+    EXPECT_EXIT(0);
+    EXPECT_OUTPUT("\"lora:r=4\"");
+    EXPECT_OUTPUT("\"bitfit\"");
+    char path[512];
+    snprintf(path, sizeof path, "%s/cmp/bitfit/delta.json", root);
+    void *text = NULL;
+    size_t size = 0;
+    if (CHECK(vp_file_read(path, &text, &size) == VP_OK))
+        CHECKF(strstr(text, "\"feline\"") != NULL, "delta.json lacks the label names:\n%s", (char *)text);
+    free(text);
+}
+
 static void teardown(void) {
     if (!root[0]) return;
     char cmd[400];
@@ -334,7 +351,8 @@ int main(int argc, char **argv) {
     vkpeft = realpath(argv[1], full) ? full : argv[1];
     static const struct th_case cases[] = {
         TH_CASE(help_shows_text_data), TH_CASE(train_eval_predict_tsv), TH_CASE(unseen_label_in_eval),
-        TH_CASE(init_delta_keeps_labels), TH_CASE(too_many_labels), TH_CASE(teardown),
+        TH_CASE(init_delta_keeps_labels), TH_CASE(too_many_labels), TH_CASE(compare_reads_text_data),
+        TH_CASE(teardown),
     };
     return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);
 }

@@ -38,7 +38,10 @@ int cli_data_option(const char *cmd, struct cli_data *c, const char *name, const
 void cli_data_prepare(struct cli_data *c, const char *model_dir, struct io_dataset_options *o) {
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.json", model_dir);
-    if (access(path, F_OK) != 0)
+    if (c->tokenizer || c->no_tokenizer[0]) {
+        /* Loaded (or found missing) by an earlier call: compare trains
+         * several presets on the same data. */
+    } else if (access(path, F_OK) != 0)
         snprintf(c->no_tokenizer, sizeof c->no_tokenizer, "%s has no tokenizer.json (pre-tokenize the data into "
                  "\"input_ids\", or add the model's tokenizer.json)", model_dir);
     else if (tok_tokenizer_load(model_dir, &c->tokenizer) != VP_OK)

@@ -3,6 +3,7 @@
  * preset so each peak is its own) and prints the paper's table in
  * miniature, as text, JSON and an HTML page. */
 #include "cli.h"
+#include "cli_data.h"
 #include "report.h"
 #include "save.h"
 #include "trainer.h"
@@ -30,8 +31,8 @@ static const char help[] =
     "\n"
     "options:\n"
     "  --model DIR          Hugging Face model folder\n"
-    "  --data FILE          training examples (JSONL)\n"
-    "  --eval FILE          dev examples (JSONL)\n"
+    "  --data FILE          training examples (JSONL, CSV or TSV; see the data options below)\n"
+    "  --eval FILE          dev examples (same format)\n"
     "  --presets LIST       'all', or presets separated by commas; a preset's own\n"
     "                       settings follow a colon (lora:r=4,a=8,prefix:l=8)\n"
     "  --steps N            optimiser steps per preset\n"
@@ -58,6 +59,7 @@ struct compare_args {
     const char *model, *data, *eval, *out, *presets;
     bool overwrite, quiet;
     struct trainer_options o;
+    struct cli_data data_opt; /* --format, --text-field, ...; the model's tokenizer */
 };
 
 /* What one preset's run gives the table. */
@@ -92,6 +94,7 @@ static int parse_args(int argc, char **argv, struct compare_args *a) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
             fputs(help, stdout);
+            fputs(cli_data_help, stdout);
             return -1;
         }
         if (cli_common_option(argc, argv, &i, &a->common)) continue;
@@ -130,7 +133,11 @@ static int parse_args(int argc, char **argv, struct compare_args *a) {
             errno = 0;
             a->o.lr = strtod(v, &end);
             ok = !errno && end != v && !*end && isfinite(a->o.lr);
-        } else return cli_usage_error("compare", "unknown option '%s'", arg);
+        } else {
+            int rc = cli_data_option("compare", &a->data_opt, arg, v);
+            if (rc > 0) return rc;
+            if (rc < 0) return cli_usage_error("compare", "unknown option '%s'", arg);
+        }
         if (!ok) return cli_usage_error("compare", "%s '%s' is not a valid value", arg, v);
     }
     if (!a->model) return cli_usage_error("compare", "--model is required");
@@ -224,7 +231,7 @@ static vp_status write_metrics(const char *dir, const struct trainer_eval_result
     return s;
 }
 
-static vp_status train_preset(const struct compare_args *a, const struct model_arch *arch, struct compare_row *row) {
+static vp_status train_preset(struct compare_args *a, const struct model_arch *arch, struct compare_row *row) {
     struct preset_run p = {0};
     struct delta_spec spec;
     const vp_context_options co = {.device = a->common.device};
@@ -235,12 +242,25 @@ static vp_status train_preset(const struct compare_args *a, const struct model_a
     if (s == VP_OK) s = trainer_open(p.ctx, a->model, &spec, &a->o, &p.t);
     struct io_dataset_options dopt = {
         .vocab_size = arch->vocab_size, .num_labels = arch->num_labels, .labels_required = true,
+        .collect_labels = true,
     };
+    cli_data_prepare(&a->data_opt, a->model, &dopt);
+    const char *const *names = NULL;
+    int named = 0;
     if (s == VP_OK) {
         dopt.max_len = trainer_max_len(p.t);
         s = train_data_open(a->data, &dopt, &p.train);
     }
-    if (s == VP_OK) s = train_data_open(a->eval, &dopt, &p.eval);
+    /* The dev set maps label names through the training data's (sorted)
+     * names, or the model's id2label when training used class ids. */
+    if (s == VP_OK) {
+        named = train_data_label_names(p.train, &names);
+        dopt.collect_labels = false;
+        dopt.label_names = named ? names : (const char *const *)arch->labels;
+        dopt.label_count = named ? named : (arch->labels ? arch->num_labels : 0);
+        dopt.label_names_source = named ? "the labels of the training data" : "the model's id2label names";
+        s = train_data_open(a->eval, &dopt, &p.eval);
+    }
     if (s == VP_OK) {
         int longest = train_data_longest(p.train);
         if (train_data_longest(p.eval) > longest) longest = train_data_longest(p.eval);
@@ -260,11 +280,21 @@ static vp_status train_preset(const struct compare_args *a, const struct model_a
     if (s == VP_OK && row->sum.diverged)
         s = vp_fail(VP_ERROR_BAD_INPUT, "training diverged at step %llu (see %s); lower --lr",
                     (unsigned long long)row->sum.diverged_step, path);
+    /* Label names as train saves them: the data's, padded to num_labels. */
+    char **saved = named ? calloc((size_t)arch->num_labels, sizeof *saved) : NULL;
+    for (int k = 0; saved && k < arch->num_labels; k++) {
+        char fallback[32];
+        snprintf(fallback, sizeof fallback, "LABEL_%d", k);
+        saved[k] = strdup(k < named ? names[k] : fallback);
+    }
     const struct delta_save_info info = {
-        .model_dir = a->model, .labels = (const char *const *)arch->labels,
-        .num_labels = arch->labels ? arch->num_labels : 0,
+        .model_dir = a->model,
+        .labels = saved ? (const char *const *)saved : (const char *const *)arch->labels,
+        .num_labels = saved || arch->labels ? arch->num_labels : 0,
     };
     if (s == VP_OK) s = delta_save(dir, encoder_params(trainer_encoder(p.t)), &info);
+    for (int k = 0; saved && k < arch->num_labels; k++) free(saved[k]);
+    free(saved);
     if (s == VP_OK && row->sum.has_eval) s = write_metrics(dir, &row->sum.eval);
     for (int k = 0; s == VP_OK && k < VP_POOL_COUNT; k++) {
         vp_pool_stats st;
@@ -423,6 +453,7 @@ int cmd_compare(int argc, char **argv) {
                     rows[i].sum.eval.metrics.accuracy);
     }
     model_arch_finish(&arch);
+    cli_data_finish(&a.data_opt);
     if (s == VP_OK) s = write_html(&a, rows, n);
     if (s != VP_OK) return cli_fail(s);
     if (a.common.json) {
