@@ -1,0 +1,42 @@
+/* Shared by the CLI tests that train on a tiny model (test_cli_train.c,
+ * test_cli_report.c): running vkpeft in a test folder and checking its exit
+ * code and output, and writing a tiny RoBERTa model folder and a synthetic
+ * classification task into that folder. */
+#ifndef VKPEFT_TESTS_CLITEST_H
+#define VKPEFT_TESTS_CLITEST_H
+
+#include "harness.h"
+
+#include <cjson/cJSON.h>
+
+extern const char *vkpeft; /* the binary under test (argv[1]) */
+extern char root[256];     /* the test's folder; commands run there */
+
+struct result {
+    int code;
+    char out[1 << 17]; /* stdout and stderr together */
+};
+extern struct result r;    /* the last command's */
+
+/* Runs "env <env> vkpeft <args>" in root through the shell; a validation
+ * message in the output fails the case. */
+void run_env(const char *env, const char *args);
+void run(const char *args);
+
+#define EXPECT_EXIT(want) CHECKF(r.code == (want), "exit code %d, want %d; output:\n%s", r.code, (want), r.out)
+#define EXPECT_OUTPUT(text) CHECKF(strstr(r.out, (text)) != NULL, "output lacks '%s':\n%s", (text), r.out)
+
+bool exists(const char *name);                       /* root/name */
+bool write_text(const char *name, const char *text); /* root/name */
+cJSON *output_json(void);                            /* the JSON object in r.out */
+double json_number(const cJSON *o, const char *key); /* NaN when absent */
+
+/* Writes folder root/name: config.json of a tiny roberta-shaped model
+ * (model_type as given, vocab 40, d 32, 2 layers, 3 labels) and
+ * model.safetensors with random weights; `skip` names a tensor to leave
+ * out (NULL: none). */
+bool write_model(const char *name, const char *model_type, const char *skip);
+/* root/name: JSONL where the label is which marker (3, 4, 5) a sequence holds. */
+bool write_task(const char *name, int count, uint64_t seed, bool labels);
+
+#endif
