@@ -58,7 +58,7 @@ typedef enum vp_status {
     VP_ERROR_SHADER_COMPILE,   /* GLSL did not compile */
     VP_ERROR_IO,               /* a file could not be read or written */
     VP_ERROR_BAD_INPUT,        /* a file or value is malformed */
-    VP_ERROR_UNSUPPORTED,      /* the device lacks something required */
+    VP_ERROR_UNSUPPORTED,      /* the device, or a file format feature, is not supported */
     VP_ERROR_DEVICE_LOST,      /* VK_ERROR_DEVICE_LOST */
     VP_ERROR_VALIDATION,       /* validation layer requested but missing */
 } vp_status;
