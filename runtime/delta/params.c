@@ -104,7 +104,8 @@ static struct delta_param *add(struct builder *b, enum delta_param_role role, en
     t->stream = stream;
     size_t len = strlen(t->name);
     bool bias = len >= 4 && strcmp(t->name + len - 4, "bias") == 0;
-    t->decay = !bias && !strstr(t->name, "LayerNorm") && part != DELTA_PART_GATE;
+    t->decay = !bias && !strstr(t->name, "LayerNorm") && !strstr(t->name, "layer_norm") &&
+               part != DELTA_PART_GATE;
     return t;
 }
 
@@ -139,7 +140,7 @@ static void add_model_tensors(struct builder *b, const struct model_arch *a, con
 }
 
 static void add_head(struct builder *b, const struct model_arch *a) {
-    struct encoder_tensor_desc desc[4];
+    struct encoder_tensor_desc desc[ENCODER_HEAD_MAX];
     int count = encoder_head_tensors(a, desc);
     for (int k = 0; k < count; k++)
         add(b, DELTA_PARAM_HEAD, DELTA_PART_NONE, -1, -1, (int)desc[k].shape[0],
@@ -304,7 +305,7 @@ uint64_t delta_params_numel(const struct delta_params *p) {
  * Initialisation
  * ------------------------------------------------------------------------ */
 
-enum init_kind { INIT_ZERO, INIT_NORMAL, INIT_UNIFORM };
+enum init_kind { INIT_ZERO, INIT_NORMAL, INIT_UNIFORM, INIT_ONE };
 
 /* The contract's rule for a tensor: N(0, a), U(±a) or zero. */
 static enum init_kind init_rule(const struct delta_params *p, const struct delta_param *t, double *a) {
@@ -312,6 +313,8 @@ static enum init_kind init_rule(const struct delta_params *p, const struct delta
     if (t->role == DELTA_PARAM_MODEL) return INIT_ZERO; /* the model file's values replace it */
     if (t->role == DELTA_PARAM_HEAD) {
         *a = 0.02; /* Hugging Face's initializer_range for a new classifier */
+        if (t->ndim == 1 && !t->decay && (strstr(t->name, "LayerNorm.weight") || strstr(t->name, "layer_norm.weight")))
+            return INIT_ONE; /* the MLM head's LayerNorm γ */
         return t->decay ? INIT_NORMAL : INIT_ZERO;
     }
     const struct delta_module *m = &p->spec.modules[t->module];
@@ -352,6 +355,7 @@ double delta_params_init_value(const struct delta_params *p, const struct delta_
     switch (init_rule(p, t, &a)) {
     case INIT_NORMAL: return a * rand_normal(p->seed, t->stream, i);
     case INIT_UNIFORM: return rand_uniform(p->seed, t->stream, i, a);
+    case INIT_ONE: return 1.0;
     case INIT_ZERO: break;
     }
     return 0.0;

@@ -34,7 +34,7 @@
  * them (frozen model tensors first, then the head, then the delta modules in
  * spec order), counter = element index, so a tensor's initial values equal
  * the reference's for the same seed. The head starts as Hugging Face starts
- * a new classifier (weights N(0, 0.02), biases 0) until the model file's
+ * a new classifier (weights N(0, 0.02), biases 0, the MLM head's LayerNorm γ 1) until the model file's
  * values replace it; BitFit / full model tensors start at 0 until the model
  * loader writes them. */
 #ifndef VKPEFT_DELTA_PARAMS_H

@@ -10,6 +10,9 @@ enum model_family { MODEL_FAMILY_BERT = 0, MODEL_FAMILY_ROBERTA };
 enum model_norm { MODEL_NORM_LAYERNORM = 0, MODEL_NORM_RMSNORM };
 enum model_act { MODEL_ACT_GELU = 0, MODEL_ACT_GELU_TANH, MODEL_ACT_RELU, MODEL_ACT_SILU, MODEL_ACT_SWIGLU };
 enum model_positions { MODEL_POS_LEARNED = 0, MODEL_POS_ROTARY };
+/* The head on the encoder (not read from config.json: the encoder's option
+ * sets it): sequence classification, or the masked-language-model head. */
+enum model_head { MODEL_HEAD_CLASSIFY = 0, MODEL_HEAD_MLM };
 
 #define MODEL_MAX_LABELS 1024
 
@@ -35,6 +38,7 @@ struct model_arch {
     double hidden_dropout, attention_dropout, classifier_dropout;
     int num_labels;
     char **labels;              /* id2label names, num_labels entries (may be NULL) */
+    enum model_head head;       /* set by the encoder (encoder_options.head); parsing leaves 0 */
 };
 
 /* Parses and validates config.json text. `path` names the file in messages.

@@ -148,11 +148,21 @@ vp_status enc_setup(struct encoder *e) {
         e->w.pool_b = &e->weights[k++];
     }
     bool bert = e->arch.family == MODEL_FAMILY_BERT;
-    e->head.cls_w = delta_params_find(e->params, bert ? "classifier.weight" : "classifier.out_proj.weight");
-    e->head.cls_b = delta_params_find(e->params, bert ? "classifier.bias" : "classifier.out_proj.bias");
-    if (!bert) {
-        e->head.dense_w = delta_params_find(e->params, "classifier.dense.weight");
-        e->head.dense_b = delta_params_find(e->params, "classifier.dense.bias");
+    if (e->arch.head == MODEL_HEAD_MLM) {
+        struct encoder_tensor_desc desc[ENCODER_HEAD_MAX];
+        encoder_head_tensors(&e->arch, desc);
+        e->head.mlm_w = delta_params_find(e->params, desc[0].name);
+        e->head.mlm_b = delta_params_find(e->params, desc[1].name);
+        e->head.mlm_ln_w = delta_params_find(e->params, desc[2].name);
+        e->head.mlm_ln_b = delta_params_find(e->params, desc[3].name);
+        e->head.mlm_bias = delta_params_find(e->params, desc[4].name);
+    } else {
+        e->head.cls_w = delta_params_find(e->params, bert ? "classifier.weight" : "classifier.out_proj.weight");
+        e->head.cls_b = delta_params_find(e->params, bert ? "classifier.bias" : "classifier.out_proj.bias");
+        if (!bert) {
+            e->head.dense_w = delta_params_find(e->params, "classifier.dense.weight");
+            e->head.dense_b = delta_params_find(e->params, "classifier.dense.bias");
+        }
     }
     e->tables_trained = e->w.word->param || e->w.pos->param || (e->w.type && e->w.type->param);
     e->embeddings_trained = e->tables_trained || e->w.ln_emb_w->param || e->w.ln_emb_b->param;
@@ -169,8 +179,11 @@ vp_status encoder_open(vp_context *ctx, const char *dir, const struct delta_spec
     if (opt) e->opt = *opt;
     snprintf(e->dir, sizeof e->dir, "%s", dir);
     vp_status s = model_arch_load(dir, &e->arch);
+    if (s == VP_OK && (unsigned)e->opt.head > MODEL_HEAD_MLM)
+        s = vp_fail(VP_ERROR_INVALID_ARGUMENT, "encoder: unknown head %d", (int)e->opt.head);
     if (s == VP_OK) {
         model_arch_finish(&e->arch); /* label names are not needed here */
+        e->arch.head = e->opt.head;
         s = enc_setup(e);
     }
     if (s == VP_OK) s = enc_open_weights(e);
@@ -286,7 +299,11 @@ vp_status enc_acts_layout(struct encoder *e, struct enc_acts *a, int B_, int T_,
                           uint64_t bytes[VP_POOL_COUNT]) {
     const struct model_arch *ar = &e->arch;
     const uint64_t B = (uint64_t)B_, T = (uint64_t)T_, N = B * T, d = (uint64_t)ar->hidden;
-    const uint64_t H = (uint64_t)ar->heads, I = (uint64_t)ar->intermediate, C = (uint64_t)ar->num_labels;
+    const uint64_t H = (uint64_t)ar->heads, I = (uint64_t)ar->intermediate;
+    const bool mlm = ar->head == MODEL_HEAD_MLM;
+    uint32_t rows, classes;
+    enc_loss_shape(e, B_, T_, &rows, &classes);
+    const uint64_t R = rows, C = classes; /* loss rows and classes: (B, labels) or (B·T, vocab) */
     struct taker t = {.e = e, .a = a, .alloc = alloc};
     const vp_pool A = VP_POOL_ACTIVATIONS;
     a->B = B_;
@@ -302,7 +319,7 @@ vp_status enc_acts_layout(struct encoder *e, struct enc_acts *a, int B_, int T_,
     take(&t, A, &a->pos, N * 4);
     if (e->w.type) take(&t, A, &a->types, N * 4);
     take(&t, A, &a->keep, N);
-    take(&t, A, &a->labels, B * 4);
+    take(&t, A, &a->labels, R * 4);
     if (e->w.word->param) take(&t, A, &a->groups_word, gwords);
     if (e->w.pos->param) take(&t, A, &a->groups_pos, gwords);
     if (e->w.type && e->w.type->param) take(&t, A, &a->groups_type, gwords);
@@ -348,10 +365,17 @@ vp_status enc_acts_layout(struct encoder *e, struct enc_acts *a, int B_, int T_,
     take(&t, A, &a->cls, B * d * 4);
     take(&t, A, &a->pool_pre, B * d * 4);
     take(&t, A, &a->pool, B * d * 4);
-    take(&t, A, &a->logits, B * C * 4);
+    if (mlm) {
+        take(&t, A, &a->mlm_pre, N * d * 4);
+        take(&t, A, &a->mlm_act, N * d * 4);
+        take(&t, A, &a->mlm_mean, N * 4);
+        take(&t, A, &a->mlm_rstd, N * 4);
+        take(&t, A, &a->mlm_h, N * d * 4);
+    }
+    take(&t, A, &a->logits, R * C * 4);
     take(&t, A, &a->loss, 8);
-    take(&t, A, &a->ce_lse, B * 4);
-    const struct kernel_cross_entropy_config ce = {(uint32_t)B, (uint32_t)C, ENCODER_IGNORE_INDEX, 0.0f};
+    take(&t, A, &a->ce_lse, R * 4);
+    const struct kernel_cross_entropy_config ce = {rows, classes, ENCODER_IGNORE_INDEX, 0.0f};
     take(&t, A, &a->ce_scratch, kernel_cross_entropy_scratch_bytes(e->ctx, &ce));
     /* Backward. */
     struct vk_buffer *gnd[] = {&a->g_cur, &a->g_next, &a->g_res, &a->g_h, &a->g_tmp, &a->g_ctx, &a->g_q,
@@ -374,7 +398,7 @@ vp_status enc_acts_layout(struct encoder *e, struct enc_acts *a, int B_, int T_,
     take(&t, A, &a->norm_scratch, kernel_norm_scratch_bytes((uint32_t)N, (uint32_t)d));
     if (any_gated(e)) take(&t, A, &a->gate_scratch, kernel_sigmoid_gate_scratch_bytes((uint32_t)N, (uint32_t)d));
     if (e->rank_max) take(&t, A, &a->g_hact, N * (uint64_t)e->rank_max * 4);
-    take(&t, A, &a->g_logits, B * C * 4);
+    take(&t, A, &a->g_logits, R * C * 4);
     take(&t, A, &a->g_pool, B * d * 4);
     take(&t, A, &a->g_cls, B * d * 4);
     /* Staging: the inputs the host writes, then the outputs a run copies back. */
@@ -382,13 +406,13 @@ vp_status enc_acts_layout(struct encoder *e, struct enc_acts *a, int B_, int T_,
     a->in_ids = in, in += N * 4;
     a->in_pos = in, in += N * 4;
     a->in_types = in, in += N * 4;
-    a->in_labels = in, in += B * 4;
+    a->in_labels = in, in += R * 4;
     a->in_keep = in, in += align_up(N, 4);
     a->in_gword = in, in += e->tables_trained ? gwords : 0;
     a->in_gpos = in, in += e->tables_trained ? gwords : 0;
     a->in_gtype = in, in += e->tables_trained ? gwords : 0;
     take(&t, VP_POOL_STAGING, &a->stage_in, in);
-    take(&t, VP_POOL_STAGING, &a->stage_out, 8 + B * C * 4);
+    take(&t, VP_POOL_STAGING, &a->stage_out, 8 + R * C * 4);
     if (bytes) memcpy(bytes, t.bytes, sizeof t.bytes);
     return t.status;
 }
@@ -591,10 +615,13 @@ vp_status encoder_write_batch(struct encoder *e, const struct encoder_batch *bat
         keep[n] = batch->mask ? batch->mask[n] != 0 : 1;
     }
     for (int n = N; n < (N + 3) / 4 * 4; n++) keep[n] = 0;
-    for (int b = 0; b < B; b++) {
+    const bool mlm = e->arch.head == MODEL_HEAD_MLM;
+    const int rows = mlm ? N : B, classes = mlm ? V : C;
+    for (int b = 0; b < rows; b++) {
         int y = batch->labels ? batch->labels[b] : ENCODER_IGNORE_INDEX;
-        if (y != ENCODER_IGNORE_INDEX && (y < 0 || y >= C))
-            return vp_fail(VP_ERROR_BAD_INPUT, "encoder: label %d of the batch is outside [0, %d)", y, C);
+        if (y != ENCODER_IGNORE_INDEX && (y < 0 || y >= classes))
+            return vp_fail(VP_ERROR_BAD_INPUT, "encoder: %s %d of the batch is outside [0, %d)",
+                           mlm ? "token label" : "label", y, classes);
         labels[b] = y;
     }
     if (e->arch.roberta_positions)
@@ -626,7 +653,9 @@ vp_status encoder_record(struct encoder *e, struct vk_recorder *rec, enum encode
     vp_status s = copy_in(rec, &a->ids, a, a->in_ids, N * 4);
     if (s == VP_OK) s = copy_in(rec, &a->pos, a, a->in_pos, N * 4);
     if (s == VP_OK) s = copy_in(rec, &a->types, a, a->in_types, N * 4);
-    if (s == VP_OK) s = copy_in(rec, &a->labels, a, a->in_labels, (uint64_t)a->B * 4);
+    uint32_t rows, classes;
+    enc_loss_shape(e, a->B, a->T, &rows, &classes);
+    if (s == VP_OK) s = copy_in(rec, &a->labels, a, a->in_labels, (uint64_t)rows * 4);
     if (s == VP_OK) s = copy_in(rec, &a->keep, a, a->in_keep, align_up(N, 4));
     if (train) {
         if (s == VP_OK) s = copy_in(rec, &a->groups_word, a, a->in_gword, gw);
@@ -637,7 +666,7 @@ vp_status encoder_record(struct encoder *e, struct vk_recorder *rec, enum encode
     if (s == VP_OK && train) s = enc_record_backward(e, rec);
     if (s == VP_OK) s = vk_recorder_copy(rec, &a->stage_out, 0, &a->loss, 0, 8);
     if (s == VP_OK)
-        s = vk_recorder_copy(rec, &a->stage_out, 8, &a->logits, 0, (uint64_t)a->B * e->arch.num_labels * 4);
+        s = vk_recorder_copy(rec, &a->stage_out, 8, &a->logits, 0, (uint64_t)rows * classes * 4);
     return s;
 }
 
@@ -687,6 +716,8 @@ vp_status encoder_loss(const struct encoder *e, float *loss, uint32_t *count) {
 
 vp_status encoder_logits(const struct encoder *e, float *logits) {
     if (check_ready(e, "logits") != VP_OK) return VP_ERROR_INVALID_ARGUMENT;
-    memcpy(logits, (const char *)e->acts.stage_out.host + 8, (size_t)e->acts.B * e->arch.num_labels * 4);
+    uint32_t rows, classes;
+    enc_loss_shape(e, e->acts.B, e->acts.T, &rows, &classes);
+    memcpy(logits, (const char *)e->acts.stage_out.host + 8, (size_t)rows * classes * 4);
     return VP_OK;
 }

@@ -60,6 +60,9 @@ struct encoder_options {
     bool dropout;
     uint64_t seed;          /* run seed: delta initialisation and dropout */
     double label_smoothing; /* cross-entropy ε */
+    /* MODEL_HEAD_CLASSIFY (default): the sequence classifier; MODEL_HEAD_MLM:
+     * the masked-LM head (README.md), labels per token, logits (B·T, V). */
+    enum model_head head;
 };
 
 enum encoder_pass { ENCODER_PASS_EVAL = 0, ENCODER_PASS_TRAIN, ENCODER_PASS_COUNT };
@@ -69,7 +72,8 @@ struct encoder_batch {
     const int32_t *ids;      /* (B,T) token ids in [0, vocab) */
     const uint8_t *mask;     /* (B,T) 1 = real token; NULL: all real */
     const int32_t *type_ids; /* (B,T) or NULL: all 0 */
-    const int32_t *labels;   /* (B) class ids or -100 (skipped); NULL: no loss (all skipped) */
+    const int32_t *labels;   /* (B) class ids or -100 (skipped); MLM head: (B,T) token ids in
+                                [0, vocab) or -100; NULL: no loss (all skipped) */
 };
 #define ENCODER_IGNORE_INDEX (-100)
 
@@ -86,8 +90,9 @@ vp_status encoder_plan(const struct encoder *e, int B, int T, uint64_t bytes[VP_
 /* The same plan without weight files (plan.c): from config.json's arch and
  * the spec alone, frozen bytes in `storage` (ENCODER_STORAGE_DEFAULT plans
  * f16, what an F32 or F16 file gets; a BF16 file would get bf16, the same
- * size). encoder_plan is this plan for an opened model. The context gives
- * the device's alignment and kernel scratch sizes; nothing is allocated. */
+ * size), for the head arch->head. encoder_plan is this plan for an opened
+ * model. The context gives the device's alignment and kernel scratch sizes;
+ * nothing is allocated. */
 vp_status encoder_plan_arch(vp_context *ctx, const struct model_arch *arch, const struct delta_spec *spec,
                             enum encoder_storage storage, int B, int T, uint64_t bytes[VP_POOL_COUNT]);
 /* Reserves the whole plan (VP_ERROR_OVER_BUDGET with the numbers when it
@@ -124,7 +129,7 @@ vp_status encoder_record_zero_grads(struct encoder *e, struct vk_recorder *rec);
 vp_status encoder_zero_grads(struct encoder *e);
 
 /* The last run's mean loss over labelled rows and their count (either may
- * be NULL), and logits (B,C), from staging. */
+ * be NULL), and logits (B,C), MLM head (B·T,V), from staging. */
 vp_status encoder_loss(const struct encoder *e, float *loss, uint32_t *count);
 vp_status encoder_logits(const struct encoder *e, float *logits);
 
@@ -155,7 +160,11 @@ struct encoder_tensor_desc {
  * NULL; returns the count. */
 int encoder_model_tensors(const struct model_arch *arch, struct encoder_tensor_desc *out);
 /* The head's tensors (BERT: classifier.weight/bias; RoBERTa:
- * classifier.dense.*, classifier.out_proj.*). */
+ * classifier.dense.*, classifier.out_proj.*; with arch->head MLM, BERT
+ * cls.predictions.transform.{dense,LayerNorm}.*, cls.predictions.bias,
+ * RoBERTa lm_head.{dense,layer_norm}.*, lm_head.bias; the decoder is tied to
+ * the word embeddings). At most ENCODER_HEAD_MAX. */
+#define ENCODER_HEAD_MAX 5
 int encoder_head_tensors(const struct model_arch *arch, struct encoder_tensor_desc *out);
 
 /* ------------------------------------------------------------------------
@@ -183,6 +192,9 @@ struct enc_layer_weights {
 struct enc_head {
     struct delta_param *dense_w, *dense_b; /* RoBERTa classifier.dense; NULL for BERT */
     struct delta_param *cls_w, *cls_b;     /* classifier / classifier.out_proj */
+    /* MLM head: transform dense, LayerNorm, decoder bias (the decoder weight
+     * is the word embedding table). */
+    struct delta_param *mlm_w, *mlm_b, *mlm_ln_w, *mlm_ln_b, *mlm_bias;
 };
 
 /* One delta module in one layer. */
@@ -248,7 +260,9 @@ struct enc_acts {
     struct enc_slot_acts *slots;      /* (spec.count, layers) */
     struct enc_reparam_acts *reparam; /* (spec.count) */
     struct vk_buffer prefix_src, dprefix_src;      /* every prefix's source rows */
-    struct vk_buffer cls, pool_pre, pool, logits;  /* (B,d), (B,d), (B,d), (B,C) */
+    struct vk_buffer cls, pool_pre, pool, logits;  /* (B,d), (B,d), (B,d), (R,C) */
+    /* MLM head: dense output, its activation, LayerNorm statistics and output. */
+    struct vk_buffer mlm_pre, mlm_act, mlm_mean, mlm_rstd, mlm_h; /* (N,d), (N,d), (N), (N), (N,d) */
     struct vk_buffer loss, ce_lse, ce_scratch;
     /* Backward (shared across layers). */
     struct vk_buffer g_cur, g_next, g_res, g_h, g_tmp, g_ctx, g_q; /* (N,d) */
@@ -257,7 +271,7 @@ struct enc_acts {
     struct vk_buffer g_pk, g_pv, attn_scratch, norm_scratch, gate_scratch;
     struct vk_buffer g_delta, g_dz, g_ddh, g_dzh;                   /* (N,d) */
     struct vk_buffer g_hact;                                        /* (H·N·rmax) */
-    struct vk_buffer g_logits, g_pool, g_cls;                       /* (B,C), (B,d), (B,d) */
+    struct vk_buffer g_logits, g_pool, g_cls;                       /* (R,C), (B,d), (B,d) */
     /* Staging: inputs (host-written) and outputs (loss words, logits). */
     struct vk_buffer stage_in, stage_out;
     uint64_t in_ids, in_pos, in_types, in_labels, in_keep, in_gword, in_gpos, in_gtype;
@@ -280,8 +294,8 @@ struct encoder {
         struct enc_weight *word, *pos, *type, *ln_emb_w, *ln_emb_b, *pool_w, *pool_b;
         struct enc_layer_weights *layers;
     } w;
-    struct encoder_tensor_desc head_desc[4];
-    const struct io_tensor *head_file[4];
+    struct encoder_tensor_desc head_desc[ENCODER_HEAD_MAX];
+    const struct io_tensor *head_file[ENCODER_HEAD_MAX];
     int head_count;
     struct enc_head head;
     struct delta_params *params;
@@ -306,6 +320,14 @@ static inline struct enc_slot *enc_slot_at(struct encoder *e, int module, int la
 }
 static inline struct enc_slot_acts *enc_slot_acts_at(struct encoder *e, int module, int layer) {
     return &e->acts.slots[(size_t)module * e->arch.layers + layer];
+}
+
+/* Loss rows and classes: (B, num_labels) for the classifier, (B·T, vocab)
+ * for the MLM head. */
+static inline void enc_loss_shape(const struct encoder *e, int B, int T, uint32_t *rows, uint32_t *classes) {
+    const bool mlm = e->arch.head == MODEL_HEAD_MLM;
+    *rows = (uint32_t)(mlm ? B * T : B);
+    *classes = (uint32_t)(mlm ? e->arch.vocab_size : e->arch.num_labels);
 }
 
 /* encoder.c: host setup from arch and spec (params, slots, tensor list). */

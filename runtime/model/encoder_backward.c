@@ -304,6 +304,33 @@ static vp_status attention_block_backward(struct encoder *e, struct vk_recorder 
  * Head, embeddings, prefixes
  * ------------------------------------------------------------------------ */
 
+/* The MLM head (encoder_forward.c): dlogits = CE'; dh = dlogits·Word,
+ * dWord += dlogitsᵀ·h (the tied decoder, when the table is trained: added
+ * to the gather's scatter the embeddings' backward adds later), dbias;
+ * LayerNorm' (dγ, dβ); act'; dx_L = dpre·W_t (dW_t, db_t). */
+static vp_status mlm_head_backward(struct encoder *e, struct vk_recorder *rec, const struct vk_buffer *dxL) {
+    struct enc_acts *a = &e->acts;
+    const struct model_arch *ar = &e->arch;
+    const struct enc_head *h = &e->head;
+    const uint32_t N = (uint32_t)(a->B * a->T), d = (uint32_t)ar->hidden, V = (uint32_t)ar->vocab_size;
+    const struct kernel_cross_entropy_config ce = {N, V, ENCODER_IGNORE_INDEX, (float)e->opt.label_smoothing};
+    vp_status st = kernel_cross_entropy_backward(e->ctx, rec, &a->g_logits, &a->logits, &a->labels, &a->ce_lse,
+                                                 &a->loss, 1.0f, &ce);
+    if (st == VP_OK)
+        st = kernel_matmul_backward(e->ctx, rec, &a->g_tmp, e->w.word->grad, &h->mlm_bias->grad, &a->g_logits,
+                                    &a->mlm_h, e->w.word->buf, e->w.word->dtype, N, d, V, NULL);
+    if (st == VP_OK)
+        st = kernel_layernorm_backward(e->ctx, rec, &a->g_res, &h->mlm_ln_w->grad, &h->mlm_ln_b->grad,
+                                       &a->norm_scratch, &a->g_tmp, &a->mlm_act, &a->mlm_mean, &a->mlm_rstd,
+                                       &h->mlm_ln_w->value, N, d, VP_DTYPE_F32, KERNEL_ROWS_AUTO);
+    if (st == VP_OK)
+        st = kernel_activation_backward(e->ctx, rec, &a->g_res, &a->g_res, &a->mlm_pre, (uint64_t)N * d,
+                                        ar->family == MODEL_FAMILY_BERT ? model_act(ar->act) : KERNEL_ACT_GELU);
+    if (st == VP_OK)
+        st = linear_param_back(e, rec, dxL, &a->g_res, &a->layers[ar->layers - 1].out, h->mlm_w, h->mlm_b, N, d, d);
+    return st;
+}
+
 /* dlogits = CE'; dpool = dlogits·W_cls (dW_cls, db_cls); dropout'; tanh';
  * dcls = dpool_pre·W1 (pooler / dense: dW1, db1 when trained); RoBERTa's
  * dropout'; dx_L = dcls at each sequence's [CLS] row, 0 elsewhere. */
@@ -405,7 +432,8 @@ vp_status enc_record_backward(struct encoder *e, struct vk_recorder *rec) {
     const struct vk_buffer *dcur = &a->g_cur, *dnext = &a->g_next;
     vp_status st = VP_OK;
     if (e->prefix_src_elems) st = vk_recorder_fill(rec, &a->dprefix_src, 0, e->prefix_src_elems * 4, 0);
-    if (st == VP_OK) st = head_backward(e, rec, dcur);
+    if (st == VP_OK)
+        st = e->arch.head == MODEL_HEAD_MLM ? mlm_head_backward(e, rec, dcur) : head_backward(e, rec, dcur);
     for (int l = e->arch.layers - 1; l >= 0 && st == VP_OK; l--) {
         st = ffn_block_backward(e, rec, l, dcur, N);
         if (st == VP_OK) st = attention_block_backward(e, rec, l, dnext, N);

@@ -343,6 +343,35 @@ static vp_status ffn_block_forward(struct encoder *e, struct vk_recorder *rec, i
     return st;
 }
 
+/* The MLM head on every token: h = LayerNorm(act(x_L·W_tᵀ + b_t)),
+ * logits (N,V) = h·Wordᵀ + bias with the word embedding table as the tied
+ * decoder (act: BERT the config's hidden_act, RoBERTa exact GELU); loss the
+ * mean cross-entropy over the labelled tokens. No dropout in the head. */
+static enum kernel_activation mlm_act(const struct encoder *e) {
+    return e->arch.family == MODEL_FAMILY_BERT ? model_act(e->arch.act) : KERNEL_ACT_GELU;
+}
+
+static vp_status mlm_head_forward(struct encoder *e, struct vk_recorder *rec) {
+    struct enc_acts *a = &e->acts;
+    const struct model_arch *ar = &e->arch;
+    const struct enc_head *h = &e->head;
+    const uint32_t N = (uint32_t)(a->B * a->T), d = (uint32_t)ar->hidden, V = (uint32_t)ar->vocab_size;
+    vp_status st = linear_param(e, rec, &a->mlm_pre, &a->layers[ar->layers - 1].out, h->mlm_w, h->mlm_b, N, d, d);
+    if (st == VP_OK) st = kernel_activation_forward(e->ctx, rec, &a->mlm_act, &a->mlm_pre, (uint64_t)N * d, mlm_act(e));
+    if (st == VP_OK)
+        st = kernel_layernorm_forward(e->ctx, rec, &a->mlm_h, &a->mlm_mean, &a->mlm_rstd, &a->mlm_act,
+                                      &h->mlm_ln_w->value, &h->mlm_ln_b->value, N, d, (float)ar->norm_eps,
+                                      VP_DTYPE_F32, KERNEL_ROWS_AUTO);
+    if (st == VP_OK)
+        st = kernel_matmul_forward(e->ctx, rec, &a->logits, &a->mlm_h, e->w.word->buf, e->w.word->dtype,
+                                   &h->mlm_bias->value, N, d, V, NULL);
+    const struct kernel_cross_entropy_config ce = {N, V, ENCODER_IGNORE_INDEX, (float)e->opt.label_smoothing};
+    if (st == VP_OK)
+        st = kernel_cross_entropy_forward(e->ctx, rec, &a->loss, &a->ce_lse, NULL, &a->ce_scratch, &a->logits,
+                                          &a->labels, &ce);
+    return st;
+}
+
 /* BERT: logits = dropout(tanh(x_L[:,0]·W_poolᵀ + b_pool))·W_clsᵀ + b_cls;
  * RoBERTa: logits = dropout(tanh(dropout(x_L[:,0])·W_denseᵀ + b))·W_outᵀ + b. */
 static vp_status head_forward(struct encoder *e, struct vk_recorder *rec, bool train) {
@@ -380,6 +409,6 @@ vp_status enc_record_forward(struct encoder *e, struct vk_recorder *rec, bool tr
         if (st == VP_OK) st = ffn_block_forward(e, rec, l, N, train);
         x = &a->layers[l].out;
     }
-    if (st == VP_OK) st = head_forward(e, rec, train);
+    if (st == VP_OK) st = e->arch.head == MODEL_HEAD_MLM ? mlm_head_forward(e, rec) : head_forward(e, rec, train);
     return st;
 }

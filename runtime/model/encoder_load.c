@@ -82,7 +82,16 @@ int encoder_model_tensors(const struct model_arch *a, struct encoder_tensor_desc
 int encoder_head_tensors(const struct model_arch *a, struct encoder_tensor_desc *out) {
     struct lister L = {out, 0};
     const int64_t d = a->hidden, C = a->num_labels;
-    if (a->family == MODEL_FAMILY_BERT) {
+    if (a->head == MODEL_HEAD_MLM) {
+        const bool bert = a->family == MODEL_FAMILY_BERT;
+        const char *r = bert ? "cls.predictions." : "lm_head.";
+        const char *t = bert ? "transform." : "";
+        emit(&L, -1, false, true, d, d, "%s%sdense.weight", r, t);
+        emit(&L, -1, true, false, d, 0, "%s%sdense.bias", r, t);
+        emit(&L, -1, false, false, d, 0, "%s%s.weight", r, bert ? "transform.LayerNorm" : "layer_norm");
+        emit(&L, -1, true, false, d, 0, "%s%s.bias", r, bert ? "transform.LayerNorm" : "layer_norm");
+        emit(&L, -1, true, false, a->vocab_size, 0, "%sbias", r);
+    } else if (a->family == MODEL_FAMILY_BERT) {
         emit(&L, -1, false, true, C, d, "classifier.weight");
         emit(&L, -1, true, false, C, 0, "classifier.bias");
     } else {

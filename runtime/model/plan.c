@@ -3,7 +3,10 @@
  * weight files (encoder_plan_arch, what `vkpeft inspect` prints). Both walk
  * the same host-side encoder (enc_setup) and the same activation layout
  * (enc_acts_layout, the walk that also allocates), so the plan is one
- * computation whichever way it is asked for. */
+ * computation whichever way it is asked for. The head is arch->head (the
+ * encoder's option): the MLM head's activations, (B·T, V) logits and their
+ * gradient, (B·T) labels and log-sum-exps, and the logits' staging copy,
+ * come from the same walk. */
 #include "encoder.h"
 
 #include <stdio.h>

@@ -8,13 +8,16 @@ files are read and written here with the format's 8-byte header + JSON.
 
 Commands:
   make-model FAMILY DIR [--seed N] [--layers N] [--hidden N] [--heads N]
-             [--ffn N] [--vocab N] [--labels N] [--dtype F32|F16|BF16]
+             [--ffn N] [--vocab N] [--labels N] [--dtype F32|F16|BF16] [--mlm]
       writes a tiny random bert/roberta sequence classifier (config.json +
-      model.safetensors) in Hugging Face naming
+      model.safetensors) in Hugging Face naming; --mlm: a masked LM instead
+      (BertForMaskedLM's cls.predictions.*, RobertaForMaskedLM's lm_head.*,
+      decoder tied to the word embeddings; BERT keeps its pooler)
   run --model DIR --spec SPEC.json --delta DELTA.safetensors --batch BATCH.json
       --out OUT.safetensors
       forward and backward with dropout off; writes "loss" (1), "logits"
-      (B,C) and "grad.<name>" for every trainable tensor
+      (B,C) and "grad.<name>" for every trainable tensor. With "mlm_labels"
+      (B,T) (-100 ignored) in the batch: the MLM head and loss, logits (B*T,V)
   run-many JOBS.json
       the same for a list of {"model", "spec", "delta", "batch", "out"}
       objects, in one process (importing torch once)
@@ -69,7 +72,7 @@ def write_safetensors(path, tensors):
 # ---- tiny models -------------------------------------------------------------------------
 
 def make_model(family, out_dir, seed=0, layers=2, hidden=16, heads=2, ffn=24, vocab=40, labels=3,
-               dtype="F32", max_pos=24):
+               dtype="F32", max_pos=24, mlm=False):
     g = torch.Generator().manual_seed(seed)
 
     def rnd(*shape, std=0.02):
@@ -96,6 +99,16 @@ def make_model(family, out_dir, seed=0, layers=2, hidden=16, heads=2, ffn=24, vo
     if family == "bert":
         w["bert.pooler.dense.weight"] = rnd(hidden, hidden, std=0.3)
         w["bert.pooler.dense.bias"] = rnd(hidden, std=0.1)
+    if mlm:
+        r, ln = ("cls.predictions.", "cls.predictions.transform.LayerNorm") if family == "bert" else \
+            ("lm_head.", "lm_head.layer_norm")
+        dense = r + ("transform.dense" if family == "bert" else "dense")
+        w[dense + ".weight"] = rnd(hidden, hidden, std=0.3)
+        w[dense + ".bias"] = rnd(hidden, std=0.1)
+        w[ln + ".weight"] = 1 + rnd(hidden, std=0.1)
+        w[ln + ".bias"] = rnd(hidden, std=0.1)
+        w[r + "bias"] = rnd(vocab, std=0.1)
+    elif family == "bert":
         w["classifier.weight"] = rnd(labels, hidden, std=0.3)
         w["classifier.bias"] = rnd(labels, std=0.1)
     else:
@@ -104,8 +117,8 @@ def make_model(family, out_dir, seed=0, layers=2, hidden=16, heads=2, ffn=24, vo
         w["classifier.out_proj.weight"] = rnd(labels, hidden, std=0.3)
         w["classifier.out_proj.bias"] = rnd(labels, std=0.1)
     w = {k: v.to(DTYPES[dtype]) for k, v in w.items()}
-    config = {"model_type": family, "architectures": [
-        "RobertaForSequenceClassification" if family == "roberta" else "BertForSequenceClassification"],
+    arch = ("Roberta" if family == "roberta" else "Bert") + ("ForMaskedLM" if mlm else "ForSequenceClassification")
+    config = {"model_type": family, "architectures": [arch],
         "vocab_size": vocab, "hidden_size": hidden, "num_hidden_layers": layers,
         "num_attention_heads": heads, "intermediate_size": ffn, "hidden_act": "gelu",
         "max_position_embeddings": max_pos, "type_vocab_size": types, "pad_token_id": pad,
@@ -236,7 +249,24 @@ class Model:
         ln = f"encoder.layer.{l}.output.LayerNorm"
         return torch.nn.functional.layer_norm(h + dn, (d,), self.p(ln + ".weight"), self.p(ln + ".bias"), eps)
 
-    def forward(self, ids, keep, type_ids, labels, label_smoothing=0.0):
+    def mlm_head(self, x):
+        """BertForMaskedLM / RobertaForMaskedLM: logits (B*T, V)."""
+        d = self.cfg["hidden_size"]
+        eps = self.cfg.get("layer_norm_eps", 1e-12)
+        if self.family == "bert":
+            dense, ln, bias = "cls.predictions.transform.dense", "cls.predictions.transform.LayerNorm", \
+                "cls.predictions.bias"
+            act = torch.nn.functional.gelu if self.cfg.get("hidden_act", "gelu") == "gelu" else \
+                (lambda z: torch.nn.functional.gelu(z, approximate="tanh"))
+        else:
+            dense, ln, bias = "lm_head.dense", "lm_head.layer_norm", "lm_head.bias"
+            act = torch.nn.functional.gelu
+        h = act(x @ self.w[dense + ".weight"].T + self.w[dense + ".bias"])
+        h = torch.nn.functional.layer_norm(h, (d,), self.w[ln + ".weight"], self.w[ln + ".bias"], eps)
+        logits = h @ self.p("embeddings.word_embeddings.weight").T + self.w[bias]
+        return logits.reshape(-1, logits.shape[-1])
+
+    def forward(self, ids, keep, type_ids, labels, label_smoothing=0.0, mlm_labels=None):
         d = self.cfg["hidden_size"]
         eps = self.cfg.get("layer_norm_eps", 1e-12)
         pad = self.cfg.get("pad_token_id", 0)
@@ -251,6 +281,11 @@ class Model:
                                            self.p("embeddings.LayerNorm.bias"), eps)
         for l in range(self.cfg["num_hidden_layers"]):
             x = self.layer(l, x, keep)
+        if mlm_labels is not None:
+            logits = self.mlm_head(x)
+            loss = torch.nn.functional.cross_entropy(logits, mlm_labels.reshape(-1), ignore_index=-100,
+                                                     label_smoothing=label_smoothing)
+            return loss, logits
         first = x[:, 0]
         if self.family == "bert":
             pooled = torch.tanh(first @ self.p("pooler.dense.weight").T + self.p("pooler.dense.bias"))
@@ -273,8 +308,9 @@ def run(args):
     ids = torch.tensor(batch["input_ids"], dtype=torch.long)
     keep = torch.tensor(batch.get("attention_mask", [[1] * ids.shape[1]] * ids.shape[0]), dtype=torch.long)
     type_ids = torch.tensor(batch.get("token_type_ids", [[0] * ids.shape[1]] * ids.shape[0]), dtype=torch.long)
-    labels = torch.tensor(batch["labels"], dtype=torch.long)
-    loss, logits = model.forward(ids, keep, type_ids, labels, batch.get("label_smoothing", 0.0))
+    labels = torch.tensor(batch["labels"], dtype=torch.long) if "labels" in batch else None
+    mlm = torch.tensor(batch["mlm_labels"], dtype=torch.long) if "mlm_labels" in batch else None
+    loss, logits = model.forward(ids, keep, type_ids, labels, batch.get("label_smoothing", 0.0), mlm)
     loss.backward()
     out = {"loss": loss.detach().reshape(1), "logits": logits.detach()}
     for name, t in model.trainable.items():
@@ -293,6 +329,7 @@ def main():
                          ("vocab", 40), ("labels", 3)):
         mk.add_argument("--" + opt, type=int, default=default)
     mk.add_argument("--dtype", default="F32", choices=["F32", "F16", "BF16"])
+    mk.add_argument("--mlm", action="store_true")
     rn = sub.add_parser("run")
     for opt in ("model", "spec", "delta", "batch", "out"):
         rn.add_argument("--" + opt, required=True)
@@ -302,7 +339,7 @@ def main():
     torch.set_grad_enabled(True)
     if args.cmd == "make-model":
         make_model(args.family, args.dir, args.seed, args.layers, args.hidden, args.heads, args.ffn,
-                   args.vocab, args.labels, args.dtype)
+                   args.vocab, args.labels, args.dtype, mlm=args.mlm)
         return 0
     if args.cmd == "run-many":
         with open(args.jobs) as f:
