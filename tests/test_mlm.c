@@ -12,6 +12,7 @@
  * torch (default /usr/bin/python3). */
 #include "encoder.h"
 #include "safetensors.h"
+#include "torchtest.h"
 #include "vktest.h"
 
 #include <math.h>
@@ -29,21 +30,6 @@ static const char *const presets[] = {"full", "lora:r=2,a=3"};
 
 enum { B = 3, T = 6, V = 40 };
 
-static bool sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static bool sh(const char *fmt, ...) {
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    return CHECKF(rc == 0, "command failed (%d): %s", rc, cmd);
-}
-
-static const char *python(void) {
-    const char *p = getenv("VKPEFT_TORCH_PYTHON");
-    return p && *p ? p : "/usr/bin/python3";
-}
 
 /* Normwise agreement ||got − want|| ≤ tol·||want|| + floor, the reasoning
  * of test_torch_parity.c: fp32 on the GPU (u = 2^-24) against double in
@@ -55,18 +41,11 @@ static const char *python(void) {
  * gradient that is exactly ~0: 40·u. */
 static const double tol = 40.0 * 40.0 * 5.960464477539063e-08 * 4.0;
 
-static bool close_normwise(const float *got, const double *want, size_t n, const char *what, double *ratio) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)got[i] - want[i];
-        num += d * d;
-        den += want[i] * want[i];
-    }
-    double bound = tol * sqrt(den) + 40 * 5.960464477539063e-08;
-    *ratio = sqrt(num) / bound;
-    return CHECKF(sqrt(num) <= bound, "%s: |error| %.3g > bound %.3g (|want| %.3g)", what, sqrt(num), bound,
-                  sqrt(den));
+static bool close_normwise_at(const float *got, const double *want, size_t n, const char *what,
+                              double *ratio, int line) {
+    return torch_close_normwise(got, want, n, tol, 40 * 5.960464477539063e-08, what, __FILE__, line, ratio);
 }
+#define close_normwise(got, want, n, what, ratio) close_normwise_at(got, want, n, what, ratio, __LINE__)
 
 static int append_matrix(char *buf, size_t cap, int len, const char *key, const int32_t *v) {
     len += snprintf(buf + len, cap - (size_t)len, "%s\"%s\":[", len > 1 ? "," : "", key);
@@ -81,7 +60,7 @@ static void family(bool bert) {
     const char *fam = bert ? "bert" : "roberta";
     char model[128], path[256];
     snprintf(model, sizeof model, "%s/%s-mlm", dir, fam);
-    if (!sh("mkdir -p '%s' && '%s' '%s' make-model %s '%s' --seed 13 --vocab %d --mlm", model, python(), script,
+    if (!torch_sh("mkdir -p '%s' && '%s' '%s' make-model %s '%s' --seed 13 --vocab %d --mlm", model, torch_python(), script,
             fam, model, V))
         return;
     vp_context *ctx = vt_context(NULL);
@@ -121,27 +100,10 @@ static void family(bool bert) {
         /* The head comes from the file. */
         const char *bias_name = bert ? "cls.predictions.bias" : "lm_head.bias";
         CHECKF(delta_params_find(p, bias_name) != NULL, "no %s param", bias_name);
-        /* Random values for every trainable tensor (zero-initialised ones too). */
-        struct io_tensor_out *out = calloc((size_t)p->count, sizeof *out);
-        float **vals = calloc((size_t)p->count, sizeof *vals);
-        uint64_t st = 2000 + j;
-        for (int i = 0; i < p->count; i++) {
-            const struct delta_param *t = &p->items[i];
-            vals[i] = malloc(t->n * sizeof **vals);
-            for (uint64_t k = 0; k < t->n; k++) vals[i][k] = (float)th_rand_uniform(&st, -0.5, 0.5);
-            CHECK(encoder_tensor_write(enc[j], t->name, vals[i], t->n) == VP_OK);
-            out[i] = (struct io_tensor_out){t->name, IO_DTYPE_F32, t->ndim, {0}, vals[i]};
-            for (int d = 0; d < t->ndim; d++) out[i].shape[d] = t->shape[d];
-        }
+        char spec_path[300];
         snprintf(path, sizeof path, "%s/delta-%zu.safetensors", model, j);
-        CHECK(io_safetensors_write(path, out, (size_t)p->count, NULL) == VP_OK);
-        for (int i = 0; i < p->count; i++) free(vals[i]);
-        free(vals);
-        free(out);
-        char *sj = delta_spec_to_json(&spec);
-        snprintf(path, sizeof path, "%s/spec-%zu.json", model, j);
-        CHECK(vp_file_write_atomic(path, sj, strlen(sj)) == VP_OK);
-        free(sj);
+        snprintf(spec_path, sizeof spec_path, "%s/spec-%zu.json", model, j);
+        CHECK(torch_randomize_delta(enc[j], &spec, 2000 + j, path, spec_path));
         const struct encoder_batch eb = {ids, mask, bert ? types : NULL, labels};
         CHECK(encoder_write_batch(enc[j], &eb) == VP_OK);
         CHECK(encoder_zero_grads(enc[j]) == VP_OK);
@@ -154,7 +116,7 @@ static void family(bool bert) {
     strcat(jobs, "]");
     snprintf(path, sizeof path, "%s/jobs.json", model);
     CHECK(vp_file_write_atomic(path, jobs, strlen(jobs)) == VP_OK);
-    if (sh("'%s' '%s' run-many '%s'", python(), script, path)) {
+    if (torch_sh("'%s' '%s' run-many '%s'", torch_python(), script, path)) {
         for (size_t j = 0; j < PRESETS; j++) {
             if (!enc[j]) continue;
             snprintf(path, sizeof path, "%s/out-%zu.safetensors", model, j);
@@ -207,7 +169,7 @@ static void roberta_mlm_matches_torch(void) { family(false); }
 static void mlm_head_initialised_and_planned(void) {
     char model[128];
     snprintf(model, sizeof model, "%s/bert-cls", dir);
-    if (!sh("mkdir -p '%s' && '%s' '%s' make-model bert '%s' --seed 3 --vocab %d", model, python(), script, model,
+    if (!torch_sh("mkdir -p '%s' && '%s' '%s' make-model bert '%s' --seed 3 --vocab %d", model, torch_python(), script, model,
             V))
         return;
     vp_context *ctx = vt_context(NULL);
@@ -284,7 +246,7 @@ static vp_status record_step(struct vk_recorder *rec, void *arg) {
 static void training_lowers_mlm_loss(void) {
     char model[128];
     snprintf(model, sizeof model, "%s/roberta-train", dir);
-    if (!sh("mkdir -p '%s' && '%s' '%s' make-model roberta '%s' --seed 5 --vocab %d --mlm", model, python(), script,
+    if (!torch_sh("mkdir -p '%s' && '%s' '%s' make-model roberta '%s' --seed 5 --vocab %d --mlm", model, torch_python(), script,
             model, V))
         return;
     vp_context *ctx = vt_context(NULL);

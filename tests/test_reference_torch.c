@@ -7,6 +7,7 @@
  * argv[1]: the script. VKPEFT_TORCH_PYTHON names the interpreter holding
  * torch (default /usr/bin/python3, where Debian installs python3-torch). */
 #include "harness.h"
+#include "torchtest.h"
 #include "model.h"
 #include "safetensors.h"
 
@@ -49,21 +50,6 @@ static const struct job jobs[] = {
 
 enum { B = 3, T = 6 };
 
-static bool sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static bool sh(const char *fmt, ...) {
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    return CHECKF(rc == 0, "command failed (%d): %s", rc, cmd);
-}
-
-static const char *python(void) {
-    const char *p = getenv("VKPEFT_TORCH_PYTHON");
-    return p && *p ? p : "/usr/bin/python3";
-}
 
 /* Loads the PyTorch-written weights into the reference model. */
 static bool load_weights(struct refm *m, const struct io_weights *w) {
@@ -149,7 +135,7 @@ static void family(bool bert) {
     const char *fam = bert ? "bert" : "roberta";
     char model[128];
     snprintf(model, sizeof model, "%s/%s", dir, fam);
-    if (!sh("mkdir -p '%s' && '%s' '%s' make-model %s '%s' --seed 7", model, python(), script, fam, model))
+    if (!torch_sh("mkdir -p '%s' && '%s' '%s' make-model %s '%s' --seed 7", model, torch_python(), script, fam, model))
         return;
     struct model_arch arch;
     struct io_weights *w;
@@ -205,7 +191,7 @@ static void family(bool bert) {
     strcat(jobs_json, "]");
     snprintf(path, sizeof path, "%s/jobs.json", model);
     write_text(path, jobs_json);
-    if (sh("'%s' '%s' run-many '%s'", python(), script, path))
+    if (torch_sh("'%s' '%s' run-many '%s'", torch_python(), script, path))
         for (size_t j = 0; j < JOB_COUNT; j++) {
             if (!models[j]) continue;
             char what[64];

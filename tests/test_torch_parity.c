@@ -9,6 +9,7 @@
  * torch (default /usr/bin/python3). */
 #include "encoder.h"
 #include "safetensors.h"
+#include "torchtest.h"
 #include "vktest.h"
 
 #include <math.h>
@@ -28,21 +29,6 @@ static const char *const presets[] = {"lora:r=2,a=3", "adapter:r=4", "prefix:l=3
 
 enum { B = 3, T = 6 };
 
-static bool sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static bool sh(const char *fmt, ...) {
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    return CHECKF(rc == 0, "command failed (%d): %s", rc, cmd);
-}
-
-static const char *python(void) {
-    const char *p = getenv("VKPEFT_TORCH_PYTHON");
-    return p && *p ? p : "/usr/bin/python3";
-}
 
 /* Normwise agreement ||got − want|| ≤ tol·||want|| + floor. The GPU computes
  * in fp32 (unit roundoff u = 2^-24), PyTorch in double. Every value passes
@@ -52,29 +38,20 @@ static const char *python(void) {
  * ×4 for the condition of LayerNorm and softmax at these scales: 2.3e-4. */
 static const double tol = 40.0 * 24.0 * 5.960464477539063e-08 * 4.0;
 
-static bool close_normwise(const float *got, const double *want, size_t n, const char *what,
-                           double *ratio) {
-    double num = 0, den = 0, maxw = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)got[i] - want[i];
-        num += d * d;
-        den += want[i] * want[i];
-        if (fabs(want[i]) > maxw) maxw = fabs(want[i]);
-    }
+static bool close_normwise_at(const float *got, const double *want, size_t n, const char *what,
+                              double *ratio, int line) {
     /* An absolute floor for tensors whose exact gradient is ~0 (the key
      * bias: softmax ignores a shift), where only fp32 noise of about
      * K·u·(gradient scale ~1) = 24·6e-8 ≈ 1.4e-6 remains. */
-    double bound = tol * sqrt(den) + 24 * 5.960464477539063e-08;
-    *ratio = sqrt(num) / bound;
-    return CHECKF(sqrt(num) <= bound, "%s: |error| %.3g > bound %.3g (|want| %.3g, max %.3g)", what,
-                  sqrt(num), bound, sqrt(den), maxw);
+    return torch_close_normwise(got, want, n, tol, 24 * 5.960464477539063e-08, what, __FILE__, line, ratio);
 }
+#define close_normwise(got, want, n, what, ratio) close_normwise_at(got, want, n, what, ratio, __LINE__)
 
 static void family(bool bert) {
     const char *fam = bert ? "bert" : "roberta";
     char model[128], path[256];
     snprintf(model, sizeof model, "%s/%s", dir, fam);
-    if (!sh("mkdir -p '%s' && '%s' '%s' make-model %s '%s' --seed 11", model, python(), script, fam, model))
+    if (!torch_sh("mkdir -p '%s' && '%s' '%s' make-model %s '%s' --seed 11", model, torch_python(), script, fam, model))
         return;
     vp_context *ctx = vt_context(NULL);
     if (!ctx) return;
@@ -114,29 +91,10 @@ static void family(bool bert) {
         if (!CHECKF(encoder_create(ctx, model, &spec, &opt, B, T, &enc[j]) == VP_OK, "%s: %s", presets[j],
                     vp_last_error()))
             continue;
-        /* Random values for every trainable tensor (zero-initialised ones
-         * included, or many gradients would be trivially zero). */
-        struct delta_params *p = encoder_params(enc[j]);
-        struct io_tensor_out *out = calloc((size_t)p->count, sizeof *out);
-        float **vals = calloc((size_t)p->count, sizeof *vals);
-        uint64_t st = 1000 + j;
-        for (int i = 0; i < p->count; i++) {
-            const struct delta_param *t = &p->items[i];
-            vals[i] = malloc(t->n * sizeof **vals);
-            for (uint64_t k = 0; k < t->n; k++) vals[i][k] = (float)th_rand_uniform(&st, -0.5, 0.5);
-            CHECK(encoder_tensor_write(enc[j], t->name, vals[i], t->n) == VP_OK);
-            out[i] = (struct io_tensor_out){t->name, IO_DTYPE_F32, t->ndim, {0}, vals[i]};
-            for (int d = 0; d < t->ndim; d++) out[i].shape[d] = t->shape[d];
-        }
+        char spec_path[300];
         snprintf(path, sizeof path, "%s/delta-%zu.safetensors", model, j);
-        CHECK(io_safetensors_write(path, out, (size_t)p->count, NULL) == VP_OK);
-        for (int i = 0; i < p->count; i++) free(vals[i]);
-        free(vals);
-        free(out);
-        char *sj = delta_spec_to_json(&spec);
-        snprintf(path, sizeof path, "%s/spec-%zu.json", model, j);
-        CHECK(vp_file_write_atomic(path, sj, strlen(sj)) == VP_OK);
-        free(sj);
+        snprintf(spec_path, sizeof spec_path, "%s/spec-%zu.json", model, j);
+        CHECK(torch_randomize_delta(enc[j], &spec, 1000 + j, path, spec_path));
         const struct encoder_batch eb = {ids, mask, bert ? types : NULL, labels};
         CHECK(encoder_write_batch(enc[j], &eb) == VP_OK);
         CHECK(encoder_zero_grads(enc[j]) == VP_OK);
@@ -149,7 +107,7 @@ static void family(bool bert) {
     strcat(jobs, "]");
     snprintf(path, sizeof path, "%s/jobs.json", model);
     CHECK(vp_file_write_atomic(path, jobs, strlen(jobs)) == VP_OK);
-    if (sh("'%s' '%s' run-many '%s'", python(), script, path)) {
+    if (torch_sh("'%s' '%s' run-many '%s'", torch_python(), script, path)) {
         for (size_t j = 0; j < PRESETS; j++) {
             if (!enc[j]) continue;
             snprintf(path, sizeof path, "%s/out-%zu.safetensors", model, j);
