@@ -18,6 +18,7 @@ static const char usage[] =
     "commands:\n"
     "  devices   list Vulkan devices, their capabilities, and which one is used\n"
     "  train     fine-tune a delta (and the classification head) on JSONL data\n"
+    "  pretrain  masked-LM training from plain text (a full model folder, or a delta)\n"
     "  eval      accuracy, macro-F1 and Matthews correlation of a trained delta\n"
     "  predict   per-example logits and predictions of a trained delta (JSONL)\n"
     "  inspect   a delta's modules, parameter counts, share of the model, memory plan\n"
@@ -103,6 +104,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "inspect") == 0) return cmd_inspect(argc - 1, argv + 1);
     if (strcmp(cmd, "merge") == 0) return cmd_merge(argc - 1, argv + 1);
     if (strcmp(cmd, "train") == 0) return cmd_train(argc - 1, argv + 1);
+    if (strcmp(cmd, "pretrain") == 0) return cmd_pretrain(argc - 1, argv + 1);
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc - 1, argv + 1);
     if (strcmp(cmd, "predict") == 0) return cmd_predict(argc - 1, argv + 1);
     if (strcmp(cmd, "report") == 0) return cmd_report(argc - 1, argv + 1);

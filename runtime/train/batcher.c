@@ -195,7 +195,7 @@ vp_status train_batch_init(struct train_batch *b, int B, int cap_T) {
     b->ids = malloc(n * sizeof *b->ids);
     b->types = malloc(n * sizeof *b->types);
     b->mask = malloc(n);
-    b->labels = malloc((size_t)B * sizeof *b->labels);
+    b->labels = malloc(n * sizeof *b->labels); /* per token for the masked LM */
     b->index = malloc((size_t)B * sizeof *b->index);
     b->lens = malloc((size_t)B * sizeof *b->lens);
     if (!b->ids || !b->types || !b->mask || !b->labels || !b->index || !b->lens) {

@@ -66,6 +66,7 @@ void trainer_options_default(struct trainer_options *o) {
         .epochs = 3,
         .seed = 42,
         .dropout = -1.0,
+        .mask_prob = 0.15,
     };
 }
 
@@ -90,6 +91,8 @@ vp_status trainer_options_check(const struct trainer_options *o) {
     if (!(o->dropout < 1)) BAD("--dropout %g must be below 1", o->dropout);
     if (!(o->label_smoothing >= 0 && o->label_smoothing <= 1))
         BAD("--label-smoothing %g must be in [0, 1]", o->label_smoothing);
+    if (!(o->mask_prob > 0 && o->mask_prob <= 1)) BAD("--mask-prob %g must be in (0, 1]", o->mask_prob);
+    if ((unsigned)o->head > MODEL_HEAD_MLM) BAD("unknown head %d", (int)o->head);
     if (o->optimizer != TRAINER_ADAMW && o->optimizer != TRAINER_SGD) BAD("unknown --optimizer");
 #undef BAD
     return VP_OK;
@@ -131,6 +134,7 @@ vp_status trainer_open(vp_context *ctx, const char *model_dir, const struct delt
         .dropout = t->dropout,
         .seed = o->seed,
         .label_smoothing = o->label_smoothing,
+        .head = o->head,
     };
     s = encoder_open(ctx, model_dir, spec, &eo, &t->e);
     if (s != VP_OK) {
@@ -412,6 +416,55 @@ vp_status trainer_evaluate(struct encoder *e, struct train_data *d, int batch, i
     return s;
 }
 
+vp_status trainer_evaluate_mlm(struct encoder *e, struct train_corpus *c, int batch, int max_len,
+                               int pad_multiple, const struct mlm_masking *m,
+                               struct trainer_eval_result *out) {
+    memset(out, 0, sizeof *out);
+    const int V = encoder_arch(e)->vocab_size;
+    const uint64_t n = train_corpus_count(c);
+    struct train_batch b;
+    const int cap_T = train_batch_length(train_corpus_longest(c), max_len, pad_multiple);
+    vp_status s = train_batch_init(&b, batch, cap_T);
+    if (s != VP_OK) return s;
+    float *logits = malloc((size_t)batch * (size_t)cap_T * (size_t)V * sizeof *logits);
+    uint64_t *idx = malloc((size_t)batch * sizeof *idx);
+    if (!logits || !idx) s = vp_fail(VP_ERROR_HOST_MEMORY, "evaluation: out of host memory");
+    double loss_sum = 0;
+    uint64_t masked = 0, correct = 0;
+    for (uint64_t first = 0; s == VP_OK && first < n; first += (uint64_t)batch) {
+        const int count = n - first < (uint64_t)batch ? (int)(n - first) : batch;
+        for (int r = 0; r < count; r++) idx[r] = first + (uint64_t)r;
+        s = train_batch_fill_mlm(&b, c, idx, count, encoder_arch(e)->pad_token_id, max_len, pad_multiple, m, 0);
+        if (s == VP_OK) s = encoder_set_batch(e, batch, b.T);
+        const struct encoder_batch view = train_batch_view(&b);
+        if (s == VP_OK) s = encoder_write_batch(e, &view);
+        if (s == VP_OK) s = encoder_run(e, ENCODER_PASS_EVAL);
+        if (s != VP_OK) break;
+        float loss;
+        uint32_t cnt;
+        encoder_loss(e, &loss, &cnt);
+        if (cnt) loss_sum += (double)loss * cnt;
+        encoder_logits(e, logits);
+        for (int r = 0; r < count; r++)
+            for (int k = 0; k < b.T; k++) {
+                const size_t row = (size_t)r * (size_t)b.T + (size_t)k;
+                if (b.labels[row] == ENCODER_IGNORE_INDEX) continue;
+                masked++;
+                correct += argmax(logits + row * (size_t)V, V) == b.labels[row];
+            }
+    }
+    if (s == VP_OK) {
+        out->count = n;
+        out->labelled = masked;
+        out->loss = masked ? loss_sum / (double)masked : 0;
+        out->metrics.accuracy = masked ? (double)correct / (double)masked : 0;
+    }
+    free(logits);
+    free(idx);
+    train_batch_finish(&b);
+    return s;
+}
+
 /* ------------------------------------------------------------------------
  * The loop
  * ------------------------------------------------------------------------ */
@@ -423,6 +476,7 @@ struct fit_state {
     uint64_t n, total, *perm, pos, epoch, tokens;
     double t0;
     struct trainer_summary *sum;
+    struct mlm_masking masking;
 };
 
 static void emit(struct fit_state *f, struct trainer_event *ev) {
@@ -432,9 +486,19 @@ static void emit(struct fit_state *f, struct trainer_event *ev) {
 static vp_status evaluate(struct fit_state *f, const struct trainer_step_result *last) {
     struct trainer *t = f->t;
     struct trainer_eval_result r;
-    vp_status s = trainer_evaluate(t->e, f->c->eval, t->o.batch, t->max_len, t->o.pad_multiple, NULL, NULL, &r);
+    vp_status s;
+    if (f->c->eval_corpus) {
+        struct mlm_masking m;
+        s = train_corpus_masking(f->c->eval_corpus, t->o.mask_prob, t->o.seed, &m);
+        if (s == VP_OK)
+            s = trainer_evaluate_mlm(t->e, f->c->eval_corpus, t->o.batch, t->max_len, t->o.pad_multiple, &m, &r);
+    } else {
+        s = trainer_evaluate(t->e, f->c->eval, t->o.batch, t->max_len, t->o.pad_multiple, NULL, NULL, &r);
+    }
     trainer_forget_recordings(t); /* the evaluation changed the encoder's shape */
-    if (s != VP_OK) return vp_fail_context(s, "evaluating on %s", train_data_path(f->c->eval));
+    if (s != VP_OK)
+        return vp_fail_context(s, "evaluating on %s", f->c->eval_corpus ? train_corpus_path(f->c->eval_corpus)
+                                                                        : train_data_path(f->c->eval));
     struct trainer_summary *sum = f->sum;
     if (!sum->has_eval || r.metrics.accuracy > sum->best.metrics.accuracy) {
         sum->best = r;
@@ -466,8 +530,12 @@ static vp_status fit_step(struct fit_state *f, struct train_batch *b, struct tra
             train_permutation(f->perm, f->n, t->o.seed, f->epoch);
         }
         const int count = f->n - f->pos < (uint64_t)B ? (int)(f->n - f->pos) : B;
-        s = train_batch_fill(b, f->c->train, f->perm + f->pos, count, encoder_arch(t->e)->pad_token_id,
-                             t->max_len, t->o.pad_multiple);
+        if (f->c->corpus)
+            s = train_batch_fill_mlm(b, f->c->corpus, f->perm + f->pos, count, encoder_arch(t->e)->pad_token_id,
+                                     t->max_len, t->o.pad_multiple, &f->masking, f->epoch);
+        else
+            s = train_batch_fill(b, f->c->train, f->perm + f->pos, count, encoder_arch(t->e)->pad_token_id,
+                                 t->max_len, t->o.pad_multiple);
         f->pos += (uint64_t)count;
         if (f->pos == f->n) *epoch_done = true;
         f->sum->examples += (uint64_t)count;
@@ -480,15 +548,22 @@ static vp_status fit_step(struct fit_state *f, struct train_batch *b, struct tra
 vp_status trainer_fit(struct trainer *t, const struct trainer_fit_config *c, struct trainer_summary *out) {
     memset(out, 0, sizeof *out);
     if (!t->loaded) return vp_fail(VP_ERROR_INVALID_ARGUMENT, "trainer: not loaded (trainer_load)");
-    struct fit_state f = {.t = t, .c = c, .sum = out, .n = train_data_count(c->train)};
+    if ((t->o.head == MODEL_HEAD_MLM) != (c->corpus != NULL))
+        return vp_fail(VP_ERROR_INVALID_ARGUMENT, "trainer: a masked-LM fit takes a corpus (and only it does)");
+    struct fit_state f = {.t = t, .c = c, .sum = out,
+                          .n = c->corpus ? train_corpus_count(c->corpus) : train_data_count(c->train)};
+    if (c->corpus) {
+        vp_status ms = train_corpus_masking(c->corpus, t->o.mask_prob, t->o.seed, &f.masking);
+        if (ms != VP_OK) return ms;
+    }
+    const int longest = c->corpus ? train_corpus_longest(c->corpus) : train_data_longest(c->train);
     f.total = trainer_total_steps(&t->o, f.n);
     f.perm = malloc(f.n * sizeof *f.perm);
     if (!f.perm) return vp_fail(VP_ERROR_HOST_MEMORY, "trainer: out of host memory for %llu examples",
                                 (unsigned long long)f.n);
     train_permutation(f.perm, f.n, t->o.seed, 0);
     struct train_batch b;
-    vp_status s = train_batch_init(&b, t->o.batch, train_batch_length(train_data_longest(c->train), t->max_len,
-                                                                       t->o.pad_multiple));
+    vp_status s = train_batch_init(&b, t->o.batch, train_batch_length(longest, t->max_len, t->o.pad_multiple));
     if (s == VP_OK && c->log_path) s = train_log_open(c->log_path, &f.log);
     if (s == VP_OK && f.log) {
         uint64_t plan[VP_POOL_COUNT];
@@ -528,7 +603,7 @@ vp_status trainer_fit(struct trainer *t, const struct trainer_fit_config *c, str
         }
         const bool due = t->o.eval_every ? t->steps % t->o.eval_every == 0 : epoch_done;
         evaluated_last = false;
-        if (s == VP_OK && c->eval && due) {
+        if (s == VP_OK && (c->eval || c->eval_corpus) && due) {
             s = evaluate(&f, &r);
             evaluated_last = true;
         }
@@ -539,7 +614,7 @@ vp_status trainer_fit(struct trainer *t, const struct trainer_fit_config *c, str
         }
     }
     out->tokens = f.tokens;
-    if (s == VP_OK && c->eval && !evaluated_last && !out->diverged && !out->interrupted && out->steps)
+    if (s == VP_OK && (c->eval || c->eval_corpus) && !evaluated_last && !out->diverged && !out->interrupted && out->steps)
         s = evaluate(&f, &r);
     out->seconds = vp_now() - f.t0;
     out->step_seconds = out->steps > 1 ? rest_seconds / (double)(out->steps - 1) : first_seconds;

@@ -49,6 +49,7 @@
 #include "dataset.h"
 #include "encoder.h"
 #include "metrics.h"
+#include "tokenizer.h"
 
 /* ---- data (batcher.c) ------------------------------------------------------------ */
 
@@ -98,7 +99,8 @@ struct train_batch {
     int32_t *ids;      /* (B,T) */
     int32_t *types;    /* (B,T) segment ids (0 for padding) */
     uint8_t *mask;     /* (B,T) 1 = real token */
-    int32_t *labels;   /* (B) class, or ENCODER_IGNORE_INDEX */
+    int32_t *labels;   /* (B) class, or ENCODER_IGNORE_INDEX; masked LM: (B,T) token ids
+                          (capacity B·cap_T) */
     uint64_t *index;   /* (B) example index of each row (UINT64_MAX for filler rows) */
     int32_t *lens;     /* (B) real tokens of each row */
 };
@@ -114,6 +116,46 @@ int train_batch_length(int longest, int max_len, int pad_multiple);
 vp_status train_batch_fill(struct train_batch *b, struct train_data *d, const uint64_t *indices,
                            int count, int pad_id, int max_len, int pad_multiple);
 struct encoder_batch train_batch_view(const struct train_batch *b);
+
+/* ---- masked-LM corpus (corpus.c) -------------------------------------------------- */
+
+/* A plain-text corpus, one example per line (blank lines skipped), indexed
+ * by one streaming pass (byte offset per line) that tokenizes every line
+ * with special tokens, truncated to max_len, so a bad file fails before
+ * training. Lines are read and tokenized again when a batch needs them. */
+struct train_corpus;
+
+vp_status train_corpus_open(const char *path, const struct tok_tokenizer *tok, int max_len, int vocab_size,
+                            struct train_corpus **out);
+void train_corpus_close(struct train_corpus *c);
+uint64_t train_corpus_count(const struct train_corpus *c);
+int train_corpus_longest(const struct train_corpus *c);
+const char *train_corpus_path(const struct train_corpus *c);
+
+/* BERT's masking of one row of `len` tokens (ids changed in place):
+ * each token not marked special is chosen with probability prob; a chosen
+ * token becomes mask_id (80%), a uniformly random non-special token below
+ * vocab (10%) or stays (10%); labels[k] is the original id at chosen
+ * positions, ENCODER_IGNORE_INDEX elsewhere. The draws come from a
+ * counter-based generator keyed by (seed, epoch, example), so they do not
+ * depend on the batch the example lands in. Returns the chosen count. */
+struct mlm_masking {
+    double prob;
+    uint64_t seed;
+    int32_t mask_id, vocab;
+    const struct tok_tokenizer *tok; /* special ids are never drawn as random tokens */
+};
+int mlm_mask_row(const struct mlm_masking *m, uint64_t epoch, uint64_t example, int32_t *ids,
+                 const uint8_t *special, int len, int32_t *labels);
+/* The masking for corpus c: its tokenizer's mask token (an error when it
+ * has none), vocab = min(tokenizer, model). */
+vp_status train_corpus_masking(const struct train_corpus *c, double prob, uint64_t seed,
+                               struct mlm_masking *out);
+/* Reads and masks examples indices[0..count) into b (per-token labels);
+ * filler rows copy row 0 with every label ignored. */
+vp_status train_batch_fill_mlm(struct train_batch *b, struct train_corpus *c, const uint64_t *indices,
+                               int count, int pad_id, int max_len, int pad_multiple,
+                               const struct mlm_masking *m, uint64_t epoch);
 
 /* ---- options --------------------------------------------------------------------- */
 
@@ -142,6 +184,8 @@ struct trainer_options {
                                    classifier dropout probability */
     double label_smoothing;
     enum encoder_storage storage;
+    enum model_head head;       /* MODEL_HEAD_MLM: masked-LM training on a train_corpus */
+    double mask_prob;           /* MLM: share of non-special tokens chosen (default 0.15) */
 };
 
 /* AdamW (0.9, 0.999, 1e-8), lr 1e-4, weight decay 0.01, linear schedule
@@ -223,6 +267,13 @@ typedef vp_status (*trainer_example_fn)(void *user, uint64_t index, const float 
 vp_status trainer_evaluate(struct encoder *e, struct train_data *d, int batch, int max_len,
                            int pad_multiple, trainer_example_fn fn, void *user,
                            struct trainer_eval_result *out);
+/* The masked-LM evaluation over every line of c (masks keyed by epoch 0 of
+ * m's seed, so every evaluation sees the same masks): loss = mean
+ * cross-entropy over the masked tokens, metrics.accuracy = the share of
+ * them predicted exactly, labelled = their count. */
+vp_status trainer_evaluate_mlm(struct encoder *e, struct train_corpus *c, int batch, int max_len,
+                               int pad_multiple, const struct mlm_masking *m,
+                               struct trainer_eval_result *out);
 
 /* ---- the loop -------------------------------------------------------------------- */
 
@@ -241,6 +292,10 @@ struct trainer_event {
 struct trainer_fit_config {
     struct train_data *train;
     struct train_data *eval;  /* NULL: no evaluation */
+    /* Masked LM (options.head MLM): the corpus replaces train, eval_corpus
+     * eval; evaluation reports the MLM loss and masked-token accuracy
+     * (metrics.accuracy, labelled = masked tokens). */
+    struct train_corpus *corpus, *eval_corpus;
     const char *log_path;     /* JSONL log (checkpoint.c), NULL: none */
     void (*on_event)(const struct trainer_event *ev, void *user);
     /* Polled after every step (and its evaluation); returning true ends the
