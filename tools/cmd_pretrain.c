@@ -2,6 +2,7 @@
  * validation order and output; the work is runtime/train/trainer.h with
  * options.head = MODEL_HEAD_MLM. */
 #include "cli.h"
+#include "cli_trainer.h"
 #include "safetensors.h"
 #include "save.h"
 #include "trainer.h"
@@ -66,32 +67,6 @@ struct pretrain_args {
     struct trainer_options o;
 };
 
-static bool parse_double(const char *text, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(text, &end);
-    if (errno || end == text || *end || !isfinite(v)) return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_u64(const char *text, uint64_t *out) {
-    char *end;
-    errno = 0;
-    if (!*text || *text == '-') return false;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (errno || end == text || *end) return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_int(const char *text, int *out) {
-    uint64_t v;
-    if (!parse_u64(text, &v) || v > 1000000000) return false;
-    *out = (int)v;
-    return true;
-}
-
 static int option_value(struct pretrain_args *a, const char *name, const char *v) {
     struct trainer_options *o = &a->o;
     bool ok = true;
@@ -100,50 +75,12 @@ static int option_value(struct pretrain_args *a, const char *name, const char *v
     else if (strcmp(name, "--data") == 0) a->data = v;
     else if (strcmp(name, "--eval") == 0) a->eval = v;
     else if (strcmp(name, "--out") == 0) a->out = v;
-    else if (strcmp(name, "--mask-prob") == 0) ok = parse_double(v, &o->mask_prob);
-    else if (strcmp(name, "--optimizer") == 0) {
-        ok = strcmp(v, "adamw") == 0 || strcmp(v, "sgd") == 0;
-        o->optimizer = strcmp(v, "sgd") == 0 ? TRAINER_SGD : TRAINER_ADAMW;
-    } else if (strcmp(name, "--lr") == 0) ok = parse_double(v, &o->lr);
-    else if (strcmp(name, "--weight-decay") == 0) ok = parse_double(v, &o->weight_decay);
-    else if (strcmp(name, "--betas") == 0) {
-        char buf[128];
-        snprintf(buf, sizeof buf, "%s", v);
-        char *comma = strchr(buf, ',');
-        ok = comma != NULL;
-        if (ok) *comma = 0;
-        ok = ok && parse_double(buf, &o->beta1) && parse_double(comma + 1, &o->beta2);
-    } else if (strcmp(name, "--eps") == 0) ok = parse_double(v, &o->eps);
-    else if (strcmp(name, "--momentum") == 0) ok = parse_double(v, &o->momentum);
-    else if (strcmp(name, "--schedule") == 0) ok = schedule_parse_kind(v, &o->schedule) == VP_OK;
-    else if (strcmp(name, "--warmup") == 0) {
-        size_t n = strlen(v);
-        if (n > 1 && v[n - 1] == '%') {
-            char buf[64];
-            snprintf(buf, sizeof buf, "%.*s", (int)(n - 1), v);
-            ok = parse_double(buf, &o->warmup_ratio) && o->warmup_ratio >= 0 && o->warmup_ratio <= 100;
-            o->warmup_ratio /= 100;
-            o->warmup_steps = 0;
-        } else {
-            ok = parse_u64(v, &o->warmup_steps);
-            o->warmup_ratio = 0;
-        }
-    } else if (strcmp(name, "--clip") == 0) ok = parse_double(v, &o->clip);
-    else if (strcmp(name, "--batch") == 0) ok = parse_int(v, &o->batch) && o->batch > 0;
-    else if (strcmp(name, "--accum") == 0) ok = parse_int(v, &o->accum) && o->accum > 0;
-    else if (strcmp(name, "--epochs") == 0) ok = parse_int(v, &o->epochs) && o->epochs > 0;
-    else if (strcmp(name, "--steps") == 0) ok = parse_u64(v, &o->steps) && o->steps > 0;
-    else if (strcmp(name, "--max-len") == 0 || strcmp(name, "--max-length") == 0)
-        ok = parse_int(v, &o->max_len) && o->max_len > 0;
-    else if (strcmp(name, "--dropout") == 0) ok = parse_double(v, &o->dropout) && o->dropout >= 0;
-    else if (strcmp(name, "--seed") == 0) ok = parse_u64(v, &o->seed);
-    else if (strcmp(name, "--eval-every") == 0) ok = parse_u64(v, &o->eval_every);
-    else if (strcmp(name, "--weights") == 0) {
-        if (strcmp(v, "f32") == 0) o->storage = ENCODER_STORAGE_F32;
-        else if (strcmp(v, "f16") == 0) o->storage = ENCODER_STORAGE_F16;
-        else if (strcmp(v, "bf16") == 0) o->storage = ENCODER_STORAGE_BF16;
-        else ok = false;
-    } else return -1;
+    else if (strcmp(name, "--mask-prob") == 0) ok = cli_parse_double(v, &o->mask_prob);
+    else {
+        int rc = cli_trainer_option(o, name, v);
+        if (rc < 0) return -1;
+        ok = rc == 1;
+    }
     return ok ? 0 : cli_usage_error("pretrain", "%s '%s' is not a valid value", name, v);
 }
 
