@@ -97,26 +97,33 @@ bool write_model(const char *name, const char *model_type, const char *skip) {
     bool ok = CHECKF(refm_create(&m, &arch, &spec, &ro) == VP_OK, "%s", vp_last_error());
     model_arch_finish(&arch);
     if (!ok) return false;
+    static const char *const keep[] = {"roberta.", "classifier.", NULL};
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    ok = write_reference_weights(path, m, keep, skip);
+    refm_destroy(m);
+    return ok;
+}
+
+bool write_reference_weights(const char *path, struct refm *m, const char *const *prefixes, const char *skip) {
     const int count = refm_tensor_count(m);
     struct io_tensor_out *out = calloc((size_t)count, sizeof *out);
     float **data = calloc((size_t)count, sizeof *data);
     size_t n = 0;
     for (int k = 0; k < count; k++) {
         struct refm_tensor *t = refm_tensor_at(m, k);
-        if (strncmp(t->name, "roberta.", 8) != 0 && strncmp(t->name, "classifier.", 11) != 0) continue;
-        if (skip && strcmp(t->name, skip) == 0) continue;
+        bool wanted = false;
+        for (int p = 0; prefixes[p] && !wanted; p++) wanted = strncmp(t->name, prefixes[p], strlen(prefixes[p])) == 0;
+        if (!wanted || (skip && strcmp(t->name, skip) == 0)) continue;
         data[n] = malloc(t->n * sizeof **data);
         for (size_t i = 0; i < t->n; i++) data[n][i] = (float)t->data[i];
         out[n] = (struct io_tensor_out){t->name, IO_DTYPE_F32, t->ndim, {0}, data[n]};
         for (int i = 0; i < t->ndim; i++) out[n].shape[i] = t->shape[i];
         n++;
     }
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    ok = CHECKF(io_safetensors_write(path, out, n, NULL) == VP_OK, "%s", vp_last_error());
+    bool ok = CHECKF(io_safetensors_write(path, out, n, NULL) == VP_OK, "%s", vp_last_error());
     for (size_t k = 0; k < n; k++) free(data[k]);
     free(data);
     free(out);
-    refm_destroy(m);
     return ok;
 }
 

@@ -36,6 +36,11 @@ double json_number(const cJSON *o, const char *key); /* NaN when absent */
  * model.safetensors with random weights; `skip` names a tensor to leave
  * out (NULL: none). */
 bool write_model(const char *name, const char *model_type, const char *skip);
+struct refm;
+/* Writes a reference model's tensors whose names start with one of
+ * `prefixes` (NULL-terminated), except `skip` (may be NULL), as F32
+ * safetensors at `path`. */
+bool write_reference_weights(const char *path, struct refm *m, const char *const *prefixes, const char *skip);
 /* root/name: JSONL where the label is which marker (3, 4, 5) a sequence holds. */
 bool write_task(const char *name, int count, uint64_t seed, bool labels);
 

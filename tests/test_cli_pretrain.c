@@ -43,24 +43,9 @@ static bool write_bert(const char *name) {
     bool ok = CHECKF(refm_create(&m, &arch, &spec, &ro) == VP_OK, "%s", vp_last_error());
     model_arch_finish(&arch);
     if (!ok) return false;
-    const int count = refm_tensor_count(m);
-    struct io_tensor_out *out = calloc((size_t)count, sizeof *out);
-    float **data = calloc((size_t)count, sizeof *data);
-    size_t n = 0;
-    for (int k = 0; k < count; k++) {
-        struct refm_tensor *t = refm_tensor_at(m, k);
-        if (strncmp(t->name, "bert.", 5) != 0) continue;
-        data[n] = malloc(t->n * sizeof **data);
-        for (size_t i = 0; i < t->n; i++) data[n][i] = (float)t->data[i];
-        out[n] = (struct io_tensor_out){t->name, IO_DTYPE_F32, t->ndim, {0}, data[n]};
-        for (int i = 0; i < t->ndim; i++) out[n].shape[i] = t->shape[i];
-        n++;
-    }
+    static const char *const keep[] = {"bert.", NULL};
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    ok = CHECKF(io_safetensors_write(path, out, n, NULL) == VP_OK, "%s", vp_last_error());
-    for (size_t k = 0; k < n; k++) free(data[k]);
-    free(data);
-    free(out);
+    ok = write_reference_weights(path, m, keep, NULL);
     refm_destroy(m);
     return ok;
 }
