@@ -73,4 +73,97 @@ static void bad_configs(void) {
                  "entry \"5\"");
 }
 
-TH_MAIN(TH_CASE(roberta_config), TH_CASE(bert_defaults), TH_CASE(bad_configs))
+/* gpt2's own config.json (Hugging Face hub), trimmed of task fields. */
+static void gpt2_config(void) {
+    struct model_arch a;
+    const char *gpt2 = "{\"activation_function\":\"gelu_new\",\"architectures\":[\"GPT2LMHeadModel\"],"
+                       "\"attn_pdrop\":0.1,\"bos_token_id\":50256,\"embd_pdrop\":0.1,\"eos_token_id\":50256,"
+                       "\"initializer_range\":0.02,\"layer_norm_epsilon\":1e-05,\"model_type\":\"gpt2\","
+                       "\"n_ctx\":1024,\"n_embd\":768,\"n_head\":12,\"n_layer\":12,\"n_positions\":1024,"
+                       "\"resid_pdrop\":0.1,\"vocab_size\":50257}";
+    if (!CHECKF(parse(gpt2, &a) == VP_OK, "%s", vp_last_error())) return;
+    CHECK(a.family == MODEL_FAMILY_GPT2 && a.stack == MODEL_STACK_DECODER && model_arch_generates(&a));
+    CHECK(a.hidden == 768 && a.layers == 12 && a.heads == 12 && a.head_dim == 64 && a.intermediate == 3072);
+    CHECK(a.max_positions == 1024 && a.pre_norm && a.final_norm && a.norm == MODEL_NORM_LAYERNORM);
+    CHECK(a.act == MODEL_ACT_GELU_TANH && a.tie_word_embeddings && a.qkv_bias && a.ffn_bias);
+    CHECK(a.bos_token_id == 50256 && a.eos_token_id == 50256 && a.pad_token_id == -1);
+    CHECK(a.norm_eps == 1e-5 && a.positions == MODEL_POS_LEARNED && a.position_offset == 0);
+    model_arch_finish(&a);
+}
+
+#define LLAMA_SIZES "\"vocab_size\":32000,\"hidden_size\":4096,\"num_hidden_layers\":32," \
+                    "\"num_attention_heads\":32,\"intermediate_size\":11008"
+
+static void llama_family_configs(void) {
+    struct model_arch a;
+    if (!CHECKF(parse("{\"model_type\":\"llama\"," LLAMA_SIZES ",\"rms_norm_eps\":1e-05}", &a) == VP_OK, "%s",
+                vp_last_error()))
+        return;
+    CHECK(a.family == MODEL_FAMILY_LLAMA && a.stack == MODEL_STACK_DECODER && a.kv_heads == 32);
+    CHECK(a.norm == MODEL_NORM_RMSNORM && a.pre_norm && a.final_norm && a.act == MODEL_ACT_SWIGLU);
+    CHECK(a.positions == MODEL_POS_ROTARY && a.rope_theta == 10000 && a.head_dim == 128);
+    CHECK(!a.qkv_bias && !a.out_bias && !a.ffn_bias && !a.tie_word_embeddings && a.sliding_window == 0);
+    CHECK(a.bos_token_id == 1 && a.eos_token_id == 2 && a.norm_eps == 1e-5);
+    model_arch_finish(&a);
+
+    const char *mistral = "{\"model_type\":\"mistral\"," LLAMA_SIZES ",\"num_key_value_heads\":8,"
+                          "\"rope_theta\":1000000.0,\"sliding_window\":null}";
+    if (CHECKF(parse(mistral, &a) == VP_OK, "%s", vp_last_error())) {
+        CHECK(a.kv_heads == 8 && a.rope_theta == 1e6 && a.sliding_window == 4096);
+        model_arch_finish(&a);
+    }
+    const char *qwen2 = "{\"model_type\":\"qwen2\",\"vocab_size\":151936,\"hidden_size\":896,"
+                        "\"num_hidden_layers\":24,\"num_attention_heads\":14,\"num_key_value_heads\":2,"
+                        "\"intermediate_size\":4864,\"tie_word_embeddings\":true,\"bos_token_id\":151643,"
+                        "\"eos_token_id\":151643,\"use_sliding_window\":false,\"sliding_window\":32768}";
+    if (CHECKF(parse(qwen2, &a) == VP_OK, "%s", vp_last_error())) {
+        CHECK(a.qkv_bias && !a.out_bias && !a.ffn_bias && a.tie_word_embeddings && a.sliding_window == 0);
+        CHECK(a.head_dim == 64 && a.kv_heads == 2 && a.bos_token_id == 151643);
+        model_arch_finish(&a);
+    }
+}
+
+#define BART_SIZES "\"d_model\":1024,\"encoder_layers\":12,\"decoder_layers\":12," \
+                   "\"encoder_ffn_dim\":4096," \
+                   "\"decoder_ffn_dim\":4096"
+#define BART_HEADS(n) "\"encoder_attention_heads\":16,\"decoder_attention_heads\":" #n
+
+static void bart_family_configs(void) {
+    struct model_arch a;
+    const char *bart = "{\"model_type\":\"bart\",\"vocab_size\":50265," BART_SIZES "," BART_HEADS(16) ",\"scale_embedding\":false,"
+                       "\"forced_eos_token_id\":2,\"forced_bos_token_id\":0,\"dropout\":0.1}";
+    if (!CHECKF(parse(bart, &a) == VP_OK, "%s", vp_last_error())) return;
+    CHECK(a.family == MODEL_FAMILY_BART && a.stack == MODEL_STACK_ENCODER_DECODER);
+    CHECK(a.layers == 12 && a.decoder_layers == 12 && a.decoder_heads == 16 && a.decoder_intermediate == 4096);
+    CHECK(!a.pre_norm && !a.final_norm && a.embed_norm && a.position_offset == 2 && a.embed_scale == 1);
+    CHECK(a.pad_token_id == 1 && a.bos_token_id == 0 && a.eos_token_id == 2 && a.decoder_start_token_id == 2);
+    CHECK(a.forced_eos_token_id == 2 && a.forced_bos_token_id == 0 && a.act == MODEL_ACT_GELU);
+    model_arch_finish(&a);
+    const char *mbart = "{\"model_type\":\"mbart\"," BART_SIZES "," BART_HEADS(16) ",\"vocab_size\":250027,\"scale_embedding\":true,"
+                        "\"max_position_embeddings\":1024,\"decoder_start_token_id\":250020}";
+    if (CHECKF(parse(mbart, &a) == VP_OK, "%s", vp_last_error())) {
+        CHECK(a.family == MODEL_FAMILY_MBART && a.pre_norm && a.final_norm && a.embed_scale == 32);
+        CHECK(a.decoder_start_token_id == 250020 && a.forced_bos_token_id == -1);
+        model_arch_finish(&a);
+    }
+}
+
+static void bad_decoder_configs(void) {
+    expect_error("{\"model_type\":\"gpt2\",\"n_embd\":8,\"n_head\":2,\"n_layer\":1}", "\"vocab_size\" is missing");
+    expect_error("{\"model_type\":\"gpt2\",\"vocab_size\":10,\"n_embd\":9,\"n_head\":2,\"n_layer\":1}",
+                 "not a multiple of its 2 heads");
+    expect_error("{\"model_type\":\"gpt2\",\"vocab_size\":10,\"n_embd\":8,\"n_head\":2,\"n_layer\":1,"
+                 "\"scale_attn_by_inverse_layer_idx\":true}", "scale_attn_by_inverse_layer_idx");
+    expect_error("{\"model_type\":\"llama\"," LLAMA_SIZES ",\"rope_scaling\":{\"type\":\"linear\"}}", "rope_scaling");
+    expect_error("{\"model_type\":\"llama\"," LLAMA_SIZES ",\"num_key_value_heads\":5}", "not a multiple of");
+    expect_error("{\"model_type\":\"llama\"," LLAMA_SIZES ",\"hidden_act\":\"gelu\"}", "\"gelu\" is not supported");
+    expect_error("{\"model_type\":\"llama\"," LLAMA_SIZES ",\"eos_token_id\":32000}", "outside the vocabulary");
+    expect_error("{\"model_type\":\"llama\"," LLAMA_SIZES ",\"tie_word_embeddings\":1}", "true or false");
+    expect_error("{\"model_type\":\"bart\",\"vocab_size\":99," BART_SIZES "," BART_HEADS(16) ",\"pad_token_id\":99}",
+                 "outside the vocabulary");
+    expect_error("{\"model_type\":\"bart\",\"vocab_size\":99," BART_SIZES "," BART_HEADS(8) "}", "differ");
+    expect_error("{\"model_type\":\"mbart\",\"vocab_size\":10,\"d_model\":8}", "\"encoder_layers\" is missing");
+}
+
+TH_MAIN(TH_CASE(roberta_config), TH_CASE(bert_defaults), TH_CASE(bad_configs), TH_CASE(gpt2_config),
+        TH_CASE(llama_family_configs), TH_CASE(bart_family_configs), TH_CASE(bad_decoder_configs))

@@ -442,7 +442,7 @@ int cmd_compare(int argc, char **argv) {
     if ((rc = cli_check_model_dir("compare", a.model)) != 0) return rc;
     if ((rc = check_out(&a)) != 0) return rc;
     struct model_arch arch;
-    vp_status s = model_arch_load(a.model, &arch);
+    vp_status s = model_arch_load_encoder(a.model, &arch);
     if (s != VP_OK) return cli_fail(s);
     for (int i = 0; i < n && s == VP_OK; i++) {
         if (!a.quiet && !a.common.json) fprintf(stderr, "[%d/%d] training %s\n", i + 1, n, rows[i].preset);

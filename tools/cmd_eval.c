@@ -217,7 +217,7 @@ static int run(struct eval_args *a) {
     struct trainer_eval_result r;
     const vp_context_options co = {.device = a->common.device};
     vp_status s = vp_context_create(&co, &ctx);
-    if (s == VP_OK) arch_ok = (s = model_arch_load(a->model, &arch)) == VP_OK;
+    if (s == VP_OK) arch_ok = (s = model_arch_load_encoder(a->model, &arch)) == VP_OK;
     if (s == VP_OK && (s = delta_load(a->delta, &arch, &spec, &tensors)) != VP_OK)
         vp_fail_context(s, "--delta %s", a->delta);
     const int limit = arch_ok ? trainer_model_max_len(&arch) : 0;

@@ -348,7 +348,7 @@ int cmd_inspect(int argc, char **argv) {
     if (rc != EXIT_OK) return rc;
     struct inspect *in = calloc(1, sizeof *in);
     if (!in) return cli_fail(vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory"));
-    vp_status s = model_arch_load(o.model, &in->arch);
+    vp_status s = model_arch_load_encoder(o.model, &in->arch);
     if (s == VP_OK) {
         in->has_delta = o.delta != NULL;
         if (in->has_delta) s = load_spec(o.delta, &in->arch, &in->spec);

@@ -351,7 +351,7 @@ static int prepare(struct run *r) {
     if (a->delta && (s = delta_spec_load(a->delta, &r->spec)) != VP_OK) return cli_fail(s);
     const vp_context_options co = {.device = a->common.device};
     if ((s = vp_context_create(&co, &r->ctx)) != VP_OK) return cli_fail(s);
-    if ((s = model_arch_load(a->model, &r->arch)) != VP_OK) return cli_fail(s);
+    if ((s = model_arch_load_encoder(a->model, &r->arch)) != VP_OK) return cli_fail(s);
     r->arch_ok = true;
     if (a->init) {
         struct delta_spec saved;

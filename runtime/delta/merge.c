@@ -352,7 +352,7 @@ vp_status delta_merge(const char *model_dir, const char *delta_dir, const char *
     struct model_arch arch;
     struct delta_spec spec;
     struct delta_tensors t = {0};
-    vp_status s = model_arch_load(model_dir, &arch);
+    vp_status s = model_arch_load_encoder(model_dir, &arch);
     if (s != VP_OK) return s;
     /* A vkpeft delta says what it holds before its tensors are read. */
     char path[4096];

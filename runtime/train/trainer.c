@@ -116,7 +116,7 @@ vp_status trainer_open(vp_context *ctx, const char *model_dir, const struct delt
     vp_status s = trainer_options_check(o);
     if (s != VP_OK) return s;
     struct model_arch arch;
-    s = model_arch_load(model_dir, &arch);
+    s = model_arch_load_encoder(model_dir, &arch);
     if (s != VP_OK) return s;
     const bool model_dropout =
         arch.hidden_dropout > 0 || arch.attention_dropout > 0 || arch.classifier_dropout > 0;
