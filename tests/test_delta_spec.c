@@ -167,5 +167,59 @@ static void parameter_counts(void) {
     model_arch_finish(&bert);
 }
 
+#define GPT2 "{\"model_type\":\"gpt2\",\"vocab_size\":50257,\"n_embd\":768,\"n_layer\":12,\"n_head\":12}"
+#define BART_LARGE "{\"model_type\":\"bart\",\"vocab_size\":50265,\"d_model\":1024,\"encoder_layers\":12," \
+    "\"decoder_layers\":12,\"encoder_attention_heads\":16,\"decoder_attention_heads\":16," \
+    "\"encoder_ffn_dim\":4096,\"decoder_ffn_dim\":4096,\"max_position_embeddings\":1024}"
+#define TINYLLAMA "{\"model_type\":\"llama\",\"vocab_size\":32000,\"hidden_size\":2048,\"num_hidden_layers\":22," \
+    "\"num_attention_heads\":32,\"num_key_value_heads\":4,\"intermediate_size\":5632}"
+#define QWEN2_05B "{\"model_type\":\"qwen2\",\"vocab_size\":151936,\"hidden_size\":896,\"num_hidden_layers\":24," \
+    "\"num_attention_heads\":14,\"num_key_value_heads\":2,\"intermediate_size\":4864,\"tie_word_embeddings\":true}"
+
+/* Decoder and encoder-decoder models: Hugging Face's num_parameters() for
+ * gpt2 (124,439,808), facebook/bart-large (406,291,456), TinyLlama-1.1B
+ * (1,100,048,384) and Qwen2-0.5B (494,032,768); the paper's MAM on BART. */
+static void decoder_parameter_counts(void) {
+    struct model_arch gpt2 = arch_of(GPT2), bart = arch_of(BART_LARGE), llama = arch_of(TINYLLAMA),
+                      qwen = arch_of(QWEN2_05B);
+    struct delta_counts c;
+    CHECK(count_of("full", &gpt2, &c) == 124439808ull && c.model_params == 124439808ull && c.head_params == 0);
+    CHECK(count_of("full", &bart, &c) == 406291456ull);
+    CHECK(count_of("full", &llama, &c) == 1100048384ull);
+    CHECK(count_of("full", &qwen, &c) == 494032768ull);
+    /* LoRA r=8 on q and v: PEFT reports 1,126,400 for TinyLlama (22 layers ·
+     * 8 · ((2048+2048) + (2048+256))) and 540,672 for Qwen2-0.5B. */
+    CHECK(count_of("lora", &llama, &c) == 1126400ull);
+    CHECK(count_of("lora", &qwen, &c) == 540672ull);
+    /* GPT-2 q and v slices of c_attn: 12 · 8 · (768+768) · 2. */
+    CHECK(count_of("lora", &gpt2, &c) == 294912ull);
+    /* BART: LoRA on q, v of every attention block (encoder self, decoder
+     * self, cross): 36 blocks · 2 · 8 · 2048. */
+    CHECK(count_of("lora", &bart, &c) == 36ull * 2 * 8 * 2048);
+    /* MAM as the paper places it on BART-large: prefix l=30 on all 36
+     * attention blocks (2·30·1024 each) and scaled PA r=512 on all 24 FFNs:
+     * 27,414,528 saved, the paper's 6.7% of 406M. */
+    CHECK(count_of("mam", &bart, &c) > 0);
+    CHECK(c.module_saved[0] == 36ull * 2 * 30 * 1024);
+    CHECK(c.module_saved[1] == 24ull * (2 * 512 * 1024 + 512 + 1024));
+    const double share = (double)(c.module_saved[0] + c.module_saved[1]) / (double)c.model_params;
+    CHECKF(share > 0.0670 && share < 0.0680, "MAM share %.4f", share);
+    /* BitFit: LLaMA has no biases; Qwen2 q/k/v only (24 · (896 + 2·128)). */
+    CHECK(count_of("bitfit", &llama, &c) == 0);
+    CHECK(count_of("bitfit", &qwen, &c) == 24ull * (896 + 2 * 128));
+    /* GPT-2: c_attn 3d, c_proj d, c_fc I, mlp c_proj d, ln_1/ln_2 β, + ln_f β. */
+    CHECK(count_of("bitfit", &gpt2, &c) == 12ull * (3 * 768 + 768 + 3072 + 768 + 2 * 768) + 768);
+    /* A module only for the encoder does not fit a decoder-only model. */
+    struct delta_spec s;
+    const char *json = "{\"modules\":[{\"kind\":\"lora\",\"at\":\"q\",\"stack\":\"encoder\"}]}";
+    CHECK(delta_spec_parse(json, strlen(json), "s.json", &s) == VP_OK);
+    CHECK(delta_count_params(&s, &llama, &c) == VP_ERROR_BAD_INPUT);
+    CHECK(strstr(vp_last_error(), "encoder stack") != NULL);
+    model_arch_finish(&gpt2);
+    model_arch_finish(&bart);
+    model_arch_finish(&llama);
+    model_arch_finish(&qwen);
+}
+
 TH_MAIN(TH_CASE(every_preset_parses), TH_CASE(presets_place_modules_as_the_paper), TH_CASE(overrides),
-        TH_CASE(json_spec), TH_CASE(parameter_counts))
+        TH_CASE(json_spec), TH_CASE(parameter_counts), TH_CASE(decoder_parameter_counts))
