@@ -297,6 +297,29 @@ static void inspect_weights_and_folders(void) {
     EXPECT_OUTPUT("prefix");
 }
 
+/* Decoder and encoder-decoder models: counts as the paper's tables (memory
+ * plans come with the GPU decoder). MAM on bart-large: 27,414,528 saved. */
+static void inspect_decoder_models(void) {
+    if (!setup()) return;
+    CHECK(vp_mkdir_p(path_of("bart-large")) == VP_OK);
+    write_text(path_of("bart-large/config.json"),
+               "{\"model_type\":\"bart\",\"vocab_size\":50265,\"d_model\":1024,\"encoder_layers\":12,"
+               "\"decoder_layers\":12,\"encoder_attention_heads\":16,\"decoder_attention_heads\":16,"
+               "\"encoder_ffn_dim\":4096,\"decoder_ffn_dim\":4096,\"max_position_embeddings\":1024}");
+    run("inspect --model %s --delta mam", path_of("bart-large"));
+    EXPECT_EXIT(0);
+    EXPECT_OUTPUT("406,291,456");
+    EXPECT_OUTPUT("6.7475%");
+    EXPECT_OUTPUT("attention blocks: encoder self, decoder self, cross");
+    EXPECT_OUTPUT("36 (all)");
+    EXPECT_OUTPUT("unavailable: bart runs on the GPU decoder");
+    run("inspect --model %s --delta lora --json", path_of("bart-large"));
+    EXPECT_EXIT(0);
+    cJSON *j = parse_output();
+    if (j) CHECK(num(j, "model_params") == 406291456.0 && num(j, "share_saved") > 0);
+    cJSON_Delete(j);
+}
+
 static void inspect_bad_input(void) {
     if (!setup()) return;
     run("inspect --model %s --delta lorax", path_of("roberta-base"));
@@ -313,11 +336,12 @@ static void inspect_bad_input(void) {
     run("inspect --model %s --delta lora", path_of("no-such-model"));
     EXPECT_EXIT(2);
     EXPECT_OUTPUT("no-such-model");
-    /* A decoder is read but not yet run by the encoder commands: said so, exit 2. */
+    /* A decoder is read but not yet trained by the encoder commands: said so, exit 2. */
     CHECK(vp_mkdir_p(path_of("gpt2")) == VP_OK);
     write_text(path_of("gpt2/config.json"), "{\"model_type\":\"gpt2\",\"vocab_size\":50257,\"n_embd\":768,"
                                             "\"n_layer\":12,\"n_head\":12}");
-    run("inspect --model %s --delta lora", path_of("gpt2"));
+    write_text(path_of("x.jsonl"), "{\"input_ids\": [1, 2], \"label\": 0}\n");
+    run("train --model %s --delta lora --data %s --out %s", path_of("gpt2"), path_of("x.jsonl"), path_of("o"));
     EXPECT_EXIT(2);
     EXPECT_OUTPUT("gpt2 is a decoder-only model; this command runs BERT and RoBERTa encoders only so far");
     /* The tiny model's delta on roberta-base. */
@@ -405,7 +429,7 @@ int main(int argc, char **argv) {
     vkpeft = argv[1];
     static const struct th_case cases[] = {
         TH_CASE(help_texts),          TH_CASE(inspect_roberta_base_lora),   TH_CASE(inspect_every_preset),
-        TH_CASE(inspect_weights_and_folders), TH_CASE(inspect_bad_input), TH_CASE(merge_lora),
+        TH_CASE(inspect_weights_and_folders), TH_CASE(inspect_decoder_models), TH_CASE(inspect_bad_input), TH_CASE(merge_lora),
         TH_CASE(merge_bad_input),     TH_CASE(teardown),
     };
     return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);

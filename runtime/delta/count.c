@@ -158,6 +158,21 @@ static void count_in_stack(const struct delta_module *m, const struct model_arch
     }
 }
 
+/* Does module m go into the blocks of stack `bit`? Cross-attention blocks have
+ * no FFN, and bitfit counts a decoder layer's cross-attention with it. */
+static bool in_stack(const struct delta_module *m, const struct model_arch *a, unsigned bit) {
+    if (!(m->stacks & model_stacks(a) & bit)) return false;
+    return !(bit == DELTA_STACK_CROSS && (at_ffn(m->at) || m->kind == DELTA_BITFIT));
+}
+
+int delta_module_places(const struct delta_module *m, const struct model_arch *a) {
+    int n = 0;
+    for (unsigned bit = 1; bit <= DELTA_STACK_CROSS; bit <<= 1)
+        if (in_stack(m, a, bit))
+            for (int l = 0; l < stack_layers(a, bit); l++) n += delta_module_has_layer(m, l);
+    return n;
+}
+
 static vp_status count_module(const struct delta_module *m, const struct model_arch *a, int index,
                               uint64_t *trained, uint64_t *saved) {
     const unsigned stacks = m->stacks & model_stacks(a);
@@ -176,7 +191,7 @@ static vp_status count_module(const struct delta_module *m, const struct model_a
     *saved = 0;
     uint64_t prefix_out = 0;
     for (unsigned bit = 1; bit <= DELTA_STACK_CROSS; bit <<= 1) {
-        if (!(stacks & bit) || (bit == DELTA_STACK_CROSS && (at_ffn(m->at) || m->kind == DELTA_BITFIT))) continue;
+        if (!in_stack(m, a, bit)) continue;
         uint64_t blocks = 0;
         for (int l = 0; l < stack_layers(a, bit); l++) blocks += delta_module_has_layer(m, l);
         count_in_stack(m, a, bit, blocks, saved, &prefix_out);

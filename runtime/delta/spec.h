@@ -72,6 +72,10 @@ const char *delta_at_name(enum delta_at a);
 /* Does module m apply to layer `layer` of an arch with `layers` layers? */
 bool delta_module_has_layer(const struct delta_module *m, int layer);
 
+/* The (layer, attention block or FFN) places module m occupies in a model:
+ * its layers, in every stack of the model it is for (encoder self-attention,
+ * decoder self-attention, cross-attention; FFN sites in encoder and decoder). */
+int delta_module_places(const struct delta_module *m, const struct model_arch *a);
 /* Parameter counts for a spec on an architecture. */
 struct delta_counts {
     uint64_t module_params[DELTA_MAX_MODULES]; /* trained during training */
