@@ -129,11 +129,84 @@ def make_model(family, out_dir, seed=0, layers=2, hidden=16, heads=2, ffn=24, vo
     write_safetensors(f"{out_dir}/model.safetensors", w)
 
 
-# ---- the model ----------------------------------------------------------------------------
+# ---- pieces shared with decoder_torch.py -------------------------------------------------------
 
 def act_fn(name):
     return {"relu": torch.relu, "gelu": lambda x: torch.nn.functional.gelu(x),
             "identity": lambda x: x}[name]
+
+
+def load_trainable(weights, delta):
+    """The delta file's tensors as float64 leaves that require grad, keyed by name; a name the
+    model has (bitfit, full, the head) replaces the model's own tensor in `weights`."""
+    trainable = {}
+    for name, t in delta.items():
+        t = t.double().clone().requires_grad_(True)
+        trainable[name] = t
+        if name in weights:
+            weights[name] = t
+    return trainable
+
+
+def adapter_delta(m, z, down_w, down_b, up_w, up_b, gate, heads):
+    """s·Δ(z) of adapter module m: Δ(z) = f(z·W_downᵀ + b_down)·W_upᵀ + b_up, per head with
+    m["per_head"] (head h's columns of z give head h's of Δ); s = 1, m["scale"] or σ(gate)."""
+    f = act_fn(m.get("act", "relu"))
+    if m.get("per_head"):
+        zh = z.unflatten(-1, (heads, -1))                                    # (B,T,H,hd)
+        hid = f(torch.einsum("bthd,hrd->bthr", zh, down_w) + down_b)        # (B,T,H,r)
+        out = (torch.einsum("bthr,hdr->bthd", hid, up_w) + up_b).flatten(-2)
+    else:
+        out = f(z @ down_w.T + down_b) @ up_w.T + up_b
+    compose = m.get("compose", "add")
+    if compose == "scale":
+        out = out * m.get("scale", 1.0)
+    elif compose == "gated":
+        out = out * torch.sigmoid(gate)[0]
+    return out
+
+
+def reparam_output(trainable, i):
+    """Prefix module i's reparameterisation: tanh(E·W0ᵀ + b0)·W2ᵀ + b2, (L, layers·2·width)."""
+    hid = torch.tanh(trainable[f"delta{i}.reparam.embedding"] @ trainable[f"delta{i}.reparam.0.weight"].T
+                     + trainable[f"delta{i}.reparam.0.bias"])
+    return hid @ trainable[f"delta{i}.reparam.2.weight"].T + trainable[f"delta{i}.reparam.2.bias"]
+
+
+def backward_and_write(path, loss, logits, trainable):
+    """Runs loss's backward and writes "loss" (1), "logits" and "grad.<name>" of every trainable
+    tensor (zeros where none flowed)."""
+    loss.backward()
+    out = {"loss": loss.detach().reshape(1), "logits": logits.detach()}
+    for name, t in trainable.items():
+        out["grad." + name] = t.grad if t.grad is not None else torch.zeros_like(t)
+    write_safetensors(path, out)
+
+
+def command_line(doc):
+    """The parser of a script's commands with `run` and `run-many`, and its subparsers for more."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    rn = sub.add_parser("run")
+    for opt in ("model", "spec", "delta", "batch", "out"):
+        rn.add_argument("--" + opt, required=True)
+    many = sub.add_parser("run-many")
+    many.add_argument("jobs")
+    return ap, sub
+
+
+def run_command(args, run):
+    """`run` once, or `run-many`: every job of the list in this process (importing torch once)."""
+    torch.set_grad_enabled(True)
+    if args.cmd == "run-many":
+        with open(args.jobs) as f:
+            for job in json.load(f):
+                run(argparse.Namespace(**job))
+        return 0
+    return run(args)
+
+
+# ---- the model ----------------------------------------------------------------------------
 
 
 class Model:
@@ -145,12 +218,7 @@ class Model:
         self.family = self.cfg["model_type"]
         self.w = {k: v.double() for k, v in read_safetensors(f"{model_dir}/model.safetensors").items()}
         self.spec = spec
-        self.trainable = {}
-        for name, t in delta.items():
-            t = t.double().clone().requires_grad_(True)
-            self.trainable[name] = t
-            if name in self.w:  # bitfit / full / head: the model's own tensor is trained
-                self.w[name] = t
+        self.trainable = load_trainable(self.w, delta)  # bitfit / full / head train the model's own
 
     def p(self, name):
         return self.w[f"{self.family}.{name}"]
@@ -168,23 +236,9 @@ class Model:
 
     def adapter(self, l, i, m, z):
         base = f"encoder.layers.{l}.delta{i}."
-        down_w, down_b = self.d(base + "down.weight"), self.d(base + "down.bias")
-        up_w, up_b = self.d(base + "up.weight"), self.d(base + "up.bias")
-        f = act_fn(m.get("act", "relu"))
-        if m.get("per_head"):
-            H = self.cfg["num_attention_heads"]
-            zh = z.view(*z.shape[:-1], H, -1)                                 # (B,T,H,hd)
-            hid = f(torch.einsum("bthd,hrd->bthr", zh, down_w) + down_b)      # (B,T,H,r)
-            out = torch.einsum("bthr,hdr->bthd", hid, up_w) + up_b
-            out = out.reshape(z.shape)
-        else:
-            out = f(z @ down_w.T + down_b) @ up_w.T + up_b
-        compose = m.get("compose", "add")
-        if compose == "scale":
-            out = out * m.get("scale", 1.0)
-        elif compose == "gated":
-            out = out * torch.sigmoid(self.d(base + "gate"))[0]
-        return out
+        return adapter_delta(m, z, self.d(base + "down.weight"), self.d(base + "down.bias"),
+                             self.d(base + "up.weight"), self.d(base + "up.bias"), self.d(base + "gate"),
+                             self.cfg["num_attention_heads"])
 
     def proj(self, l, at, name, x):
         y = x @ self.p(f"encoder.layer.{l}.{name}.weight").T + self.p(f"encoder.layer.{l}.{name}.bias")
@@ -201,9 +255,7 @@ class Model:
                 layers = m.get("layers", "all")
                 applicable = list(range(self.cfg["num_hidden_layers"])) if layers == "all" else sorted(layers)
                 j = applicable.index(l)
-                e = self.d(f"delta{i}.reparam.embedding")
-                hid = torch.tanh(e @ self.d(f"delta{i}.reparam.0.weight").T + self.d(f"delta{i}.reparam.0.bias"))
-                out = hid @ self.d(f"delta{i}.reparam.2.weight").T + self.d(f"delta{i}.reparam.2.bias")
+                out = reparam_output(self.trainable, i)
                 pk, pv = out[:, j * 2 * d:j * 2 * d + d], out[:, j * 2 * d + d:(j + 1) * 2 * d]
             else:
                 pk = self.d(f"encoder.layers.{l}.delta{i}.prefix_k")
@@ -311,17 +363,12 @@ def run(args):
     labels = torch.tensor(batch["labels"], dtype=torch.long) if "labels" in batch else None
     mlm = torch.tensor(batch["mlm_labels"], dtype=torch.long) if "mlm_labels" in batch else None
     loss, logits = model.forward(ids, keep, type_ids, labels, batch.get("label_smoothing", 0.0), mlm)
-    loss.backward()
-    out = {"loss": loss.detach().reshape(1), "logits": logits.detach()}
-    for name, t in model.trainable.items():
-        out["grad." + name] = t.grad if t.grad is not None else torch.zeros_like(t)
-    write_safetensors(args.out, out)
+    backward_and_write(args.out, loss, logits, model.trainable)
     return 0
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    ap, sub = command_line(__doc__)
     mk = sub.add_parser("make-model")
     mk.add_argument("family", choices=["bert", "roberta"])
     mk.add_argument("dir")
@@ -330,23 +377,12 @@ def main():
         mk.add_argument("--" + opt, type=int, default=default)
     mk.add_argument("--dtype", default="F32", choices=["F32", "F16", "BF16"])
     mk.add_argument("--mlm", action="store_true")
-    rn = sub.add_parser("run")
-    for opt in ("model", "spec", "delta", "batch", "out"):
-        rn.add_argument("--" + opt, required=True)
-    many = sub.add_parser("run-many")
-    many.add_argument("jobs")
     args = ap.parse_args()
-    torch.set_grad_enabled(True)
     if args.cmd == "make-model":
         make_model(args.family, args.dir, args.seed, args.layers, args.hidden, args.heads, args.ffn,
                    args.vocab, args.labels, args.dtype, mlm=args.mlm)
         return 0
-    if args.cmd == "run-many":
-        with open(args.jobs) as f:
-            for job in json.load(f):
-                run(argparse.Namespace(**job))
-        return 0
-    return run(args)
+    return run_command(args, run)
 
 
 if __name__ == "__main__":

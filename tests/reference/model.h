@@ -1,7 +1,9 @@
 /* Plain-C, double-precision whole-model reference: a BERT/RoBERTa sequence
  * classifier with every delta module of the unified view (adapters, mh-pa,
  * LoRA, prefixes with or without their reparameterisation, BitFit, full),
- * forward and backward, assembled from the op references in ref.h.
+ * forward and backward, assembled from the op references in ref.h and the
+ * tensor registry and delta modules it shares with the decoder reference
+ * (delta_ref.h).
  *
  * It computes exactly runtime/model/README.md (the contract the GPU model and
  * the PyTorch parity script share), with one deliberate difference: every
@@ -49,24 +51,13 @@
 #ifndef VKPEFT_TESTS_REFERENCE_MODEL_H
 #define VKPEFT_TESTS_REFERENCE_MODEL_H
 
-#include "spec.h"
+#include "delta_ref.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define REFM_IGNORE_INDEX (-100) /* labels equal to this are skipped, as PyTorch */
-
-/* One named tensor. Owned by its model. */
-struct refm_tensor {
-    char name[128];
-    int ndim;
-    int shape[3];
-    size_t n;       // number of values, the product of shape
-    double *data;   // (n)
-    double *grad;   // (n), or NULL: the tensor is frozen
-    uint32_t stream; // Philox stream its initial values came from
-};
 
 struct refm_options {
     uint64_t seed;            // Philox key of every initial value
@@ -106,30 +97,6 @@ struct refm_weights {
     struct refm_tensor *cls_w, *cls_b;       // classifier (BERT) / classifier.out_proj: (C,d), (C)
 };
 
-/* One delta module in one layer: its tensors and the activations of the
- * last forward (sized for N = B·T rows). */
-struct refm_slot {
-    bool active; // the module applies to this layer
-    int module, layer;
-    int din, dout; // widths the module reads and writes (LoRA: the projection's in, out)
-    struct refm_tensor *down_w, *down_b, *up_w, *up_b, *gate; // adapter
-    struct refm_tensor *lora_a, *lora_b;                      // LoRA
-    struct refm_tensor *prefix_k, *prefix_v; // prefix without reparameterisation
-    int prefix_block;  // ℓ: this layer's block of the reparameterisation's output
-    int prefix_offset; // first row of this module's prefix among the layer's prefix rows
-    double *in;    // (N,in) what the module read
-    double *hpre;  // adapter: (N,r), per head (H,N,r), bottleneck before f; LoRA: x·Aᵀ (N,r)
-    double *hact;  // adapter: f(hpre), same shape
-    double *delta; // (N,out) Δ before composition (LoRA: (x·Aᵀ)·Bᵀ before s)
-};
-
-/* A prefix module's training-time MLP: E → Linear(d,R) → tanh → Linear(R, nl·2d). */
-struct refm_reparam {
-    struct refm_tensor *emb, *w0, *b0, *w2, *b2; // all NULL when absent or collapsed
-    double *h0pre, *h0; // (L,R)
-    double *out;        // (L, nl·2d)
-};
-
 /* Activations of one encoder layer from the last forward; N = B·T. */
 struct refm_layer_acts {
     double *x;                  // (N,d) layer input
@@ -162,21 +129,16 @@ struct refm_acts {
     double *pool_pre, *pool; // (B,d) BERT pooler / RoBERTa dense, before and after tanh
     double *logits;    // (B,C)
     double loss;
-    void **owned;      // every buffer above, freed together
-    int owned_count, owned_cap;
+    struct ref_arena owned; // every buffer above, freed together
 };
 
 struct refm {
     struct model_arch arch;      // copy (labels not kept)
     struct delta_spec spec;      // copy; refm_collapse_prefix sets reparam = 0
     struct refm_options opt;
-    struct refm_tensor **tensors; // in creation order
-    int tensor_count, tensor_cap;
-    uint32_t next_stream;
+    struct ref_tensors tensors;  // every tensor, in creation order
+    struct ref_deltas deltas;    // the delta modules, over arch, spec and tensors
     struct refm_weights w;
-    struct refm_slot *slots;       // (spec.count, layers): slot i·layers + l
-    struct refm_reparam *reparam;  // (spec.count)
-    int *prefix_rows;              // (layers) prefix rows of every module in the layer
     struct refm_acts acts;
 };
 
@@ -216,7 +178,7 @@ void refm_zero_grad(struct refm *m);
 
 /* Module `module` in layer `layer`: its tensors and last activations
  * (active is false where the module does not apply, and for bitfit/full). */
-struct refm_slot *refm_slot_at(struct refm *m, int module, int layer);
+struct ref_slot *refm_slot_at(struct refm *m, int module, int layer);
 
 /* Replaces each reparameterised prefix module by the plain prefix_k/prefix_v
  * tensors it currently produces (what is saved after training); the forward
@@ -229,13 +191,6 @@ vp_status refm_collapse_prefix(struct refm *m);
  * model_backward.c); not for tests.
  * ------------------------------------------------------------------------ */
 
-/* E → tanh(E·W0ᵀ + b0) → ·W2ᵀ + b2 into reparam[module].out. */
-void refm_reparam_forward(struct refm *m, int module);
 void refm_acts_free(struct refm_acts *a);
-/* (B,T,H,D) → (B,H,T,D) and back. */
-void refm_split_heads(double *dst, const double *src, int B, int T, int H, int D);
-void refm_merge_heads(double *dst, const double *src, int B, int T, int H, int D);
-/* dst (N,w) = columns c0 .. c0+w−1 of src (N,C). */
-void refm_gather_cols(double *dst, const double *src, int N, int C, int c0, int w);
 
 #endif

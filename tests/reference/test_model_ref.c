@@ -9,6 +9,7 @@
 #include "harness.h"
 #include "model.h"
 #include "ref.h"
+#include "reftest.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -140,16 +141,7 @@ static bool fixture_init_layers(struct fixture *f, bool bert, int layers) {
 static bool fixture_init(struct fixture *f, bool bert) { return fixture_init_layers(f, bert, 2); }
 
 static bool spec_of(const struct spec_case *c, struct delta_spec *s) {
-    vp_status st = c->json ? delta_spec_parse(c->json, strlen(c->json), c->label, s)
-                           : delta_spec_preset(c->preset, s);
-    if (st != VP_OK) {
-        FAIL("%s: %s", c->label, vp_last_error());
-        return false;
-    }
-    if (c->reparam >= 0)
-        for (int i = 0; i < s->count; i++)
-            if (s->modules[i].kind == DELTA_PREFIX) s->modules[i].reparam = c->reparam;
-    return true;
+    return reftest_spec(s, c->label, c->preset, c->json, c->reparam);
 }
 
 /* A model for the case; randomise: zero-initialised delta tensors random, as
@@ -169,15 +161,6 @@ static struct refm *model_of(const struct fixture *f, const struct spec_case *c,
     return m;
 }
 
-static double max_abs_diff(const double *a, const double *b, size_t n) {
-    double worst = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs(a[i] - b[i]);
-        if (!(d <= worst)) worst = d; /* NaN counts as worst */
-    }
-    return worst;
-}
-
 static bool is_model_tensor(const char *name) {
     return strncmp(name, "bert.", 5) == 0 || strncmp(name, "roberta.", 8) == 0 ||
            strncmp(name, "classifier.", 11) == 0;
@@ -187,49 +170,16 @@ static bool is_model_tensor(const char *name) {
  * Gradients against finite differences
  * ------------------------------------------------------------------------ */
 
-/* Checks every element of every trainable tensor; returns how many. */
+static double forward_loss(void *m, const void *batch) { return refm_forward(m, NULL, batch); }
+static void backward(void *m) { refm_backward(m); }
+
+/* Checks every element of every trainable tensor; returns how many. The key
+ * bias is the one gradient that may be 0: softmax is shift-invariant, so
+ * without prefix keys dL/db_k = 0 (up to rounding). */
 static size_t check_gradients(struct refm *m, const struct refm_batch *batch, const char *what) {
-    refm_forward(m, NULL, batch);
-    refm_zero_grad(m);
-    refm_backward(m);
-    size_t checked = 0;
-    double worst_all = 0.0;
-    for (int k = 0; k < refm_tensor_count(m); k++) {
-        struct refm_tensor *t = refm_tensor_at(m, k);
-        if (!t->grad) continue;
-        double worst = 0.0, worst_fd = 0.0, largest = 0.0;
-        size_t worst_i = 0;
-        for (size_t i = 0; i < t->n; i++) {
-            const double saved = t->data[i];
-            const double h = FD_STEP * fmax(1.0, fabs(saved));
-            const double plus = saved + h, minus = saved - h;
-            t->data[i] = plus;
-            const double loss_plus = refm_forward(m, NULL, batch);
-            t->data[i] = minus;
-            const double loss_minus = refm_forward(m, NULL, batch);
-            t->data[i] = saved;
-            const double fd = (loss_plus - loss_minus) / (plus - minus);
-            const double err = fabs(fd - t->grad[i]) / (FD_ATOL + FD_RTOL * fabs(fd));
-            if (!(err <= worst)) {
-                worst = err;
-                worst_i = i;
-                worst_fd = fd;
-            }
-            largest = fmax(largest, fabs(t->grad[i]));
-        }
-        checked += t->n;
-        worst_all = fmax(worst_all, worst);
-        CHECKF(worst <= 1.0, "%s: d%s[%zu]: analytic %.12g, finite difference %.12g (error %.3g x tolerance)",
-               what, t->name, worst_i, t->grad[worst_i], worst_fd, worst);
-        /* A tensor whose gradient is all 0 would pass vacuously. The key bias
-         * is the one exception: softmax is shift-invariant, so without
-         * prefix keys dL/db_k = 0 (up to rounding). */
-        if (!strstr(t->name, "attention.self.key.bias"))
-            CHECKF(largest > 1e-6, "%s: d%s is 0 everywhere (largest %.3g): the check is vacuous", what,
-                   t->name, largest);
-    }
-    th_diag("%-34s %5zu gradients, worst %.3g x tolerance", what, checked, worst_all);
-    return checked;
+    const struct reftest_model rm = {m, &m->tensors, forward_loss, backward};
+    const struct reftest_fd fd = {FD_STEP, FD_RTOL, FD_ATOL, "attention.self.key.bias", 34};
+    return reftest_check_gradients(&rm, batch, &fd, what);
 }
 
 static void gradients_for(bool bert) {
@@ -267,7 +217,7 @@ static void backward_accumulates(void) {
     double e0 = e->grad[0];
     refm_backward(m);
     memcpy(twice, t->grad, t->n * sizeof(double));
-    CHECK(max_abs_diff(twice, once, t->n) == EXACT); /* g + g = 2g exactly */
+    CHECK(reftest_max_abs_diff(twice, once, t->n) == EXACT); /* g + g = 2g exactly */
     CHECK(e->grad[0] == 2.0 * e0 && e0 != 0.0);
     refm_zero_grad(m);
     CHECK(t->grad[0] == 0.0 && e->grad[0] == 0.0);
@@ -305,7 +255,7 @@ static void zero_init_keeps_frozen_logits(void) {
                 CHECKF(refm_tensor_set(m, t->name, t->data, t->n) == VP_OK, "%s", vp_last_error());
             }
             refm_forward(m, got, &f.batch);
-            double diff = max_abs_diff(got, want, B * 3);
+            double diff = reftest_max_abs_diff(got, want, B * 3);
             if (cases[c].zero_at_init)
                 CHECKF(diff == EXACT, "%s %s: logits differ from the frozen model's by %.3g",
                        f.arch.model_type, cases[c].label, diff);
@@ -329,15 +279,7 @@ static void zero_init_keeps_frozen_logits(void) {
  * or every tensor both have. Returns how many same-named tensors differ in
  * size (and were left alone). */
 static int copy_tensors(struct refm *dst, struct refm *src, bool model_only) {
-    int skipped = 0;
-    for (int k = 0; k < refm_tensor_count(dst); k++) {
-        struct refm_tensor *t = refm_tensor_at(dst, k);
-        const struct refm_tensor *from =
-            !model_only || is_model_tensor(t->name) ? refm_tensor_find(src, t->name) : NULL;
-        if (from && from->n != t->n) skipped++;
-        else if (from) memcpy(t->data, from->data, t->n * sizeof(double));
-    }
-    return skipped;
+    return reftest_copy_tensors(&dst->tensors, &src->tensors, model_only ? is_model_tensor : NULL);
 }
 
 /* A model with m's frozen weights and head and no delta. */
@@ -361,9 +303,9 @@ static void check_same_logits(struct refm *a, const struct refm_batch *ba, struc
     refm_forward(a, la, ba);
     refm_forward(b, lb, bb);
     refm_forward(unchanged, lu, bb);
-    CHECKF(max_abs_diff(la, lb, (size_t)n) <= MERGE_TOL, "%s: logits differ by %.3g", what,
-           max_abs_diff(la, lb, (size_t)n));
-    CHECKF(max_abs_diff(lb, lu, (size_t)n) > 1e-6, "%s: the delta changes nothing; the check is vacuous", what);
+    CHECKF(reftest_max_abs_diff(la, lb, (size_t)n) <= MERGE_TOL, "%s: logits differ by %.3g", what,
+           reftest_max_abs_diff(la, lb, (size_t)n));
+    CHECKF(reftest_max_abs_diff(lb, lu, (size_t)n) > 1e-6, "%s: the delta changes nothing; the check is vacuous", what);
 }
 
 static struct refm_tensor *projection_of(struct refm *m, int l, enum delta_at at) {
@@ -392,7 +334,7 @@ static void lora_merges_into_its_projection(void) {
             for (int i = 0; merged && i < m->spec.count; i++) {
                 const struct delta_module *mod = &m->spec.modules[i];
                 for (int l = 0; l < f.arch.layers; l++) {
-                    const struct refm_slot *s = refm_slot_at(m, i, l);
+                    const struct ref_slot *s = refm_slot_at(m, i, l);
                     if (!s->active) continue;
                     struct refm_tensor *w = projection_of(merged, l, mod->at);
                     const int out = w->shape[0], in = w->shape[1], r = mod->size;
@@ -420,7 +362,7 @@ static void lora_merges_into_its_projection(void) {
  * y + s·(W_u·(W_d·y + b_d) + b_u) = M·W·u + M·b + s·(W_u·b_d + b_u),
  * M = I + s·W_u·W_d. Pins the attention adapter after W_o and the FFN one
  * after W_down, both before the residual add. */
-static void merge_sequential(struct refm_tensor *w, struct refm_tensor *b, const struct refm_slot *s,
+static void merge_sequential(struct refm_tensor *w, struct refm_tensor *b, const struct ref_slot *s,
                              double scale, int d, int r) {
     const int in = w->shape[1];
     double *M = calloc((size_t)d * d, sizeof(double)), *W = malloc(w->n * sizeof(double));
@@ -495,8 +437,8 @@ static void mh_pa_is_a_block_diagonal_adapter(void) {
         if (m && full && plain) {
             CHECK(copy_tensors(full, m, true) == 0);
             for (int l = 0; l < f.arch.layers; l++) {
-                const struct refm_slot *s = refm_slot_at(m, 0, l);
-                struct refm_slot *w = refm_slot_at(full, 0, l);
+                const struct ref_slot *s = refm_slot_at(m, 0, l);
+                struct ref_slot *w = refm_slot_at(full, 0, l);
                 memset(w->down_w->data, 0, w->down_w->n * sizeof(double));
                 memset(w->up_w->data, 0, w->up_w->n * sizeof(double));
                 for (int h = 0; h < H; h++)
@@ -542,7 +484,7 @@ static void ffn_pa_is_extra_ffn_units(void) {
             /* Every tensor but W_up, b_up, W_down of each layer. */
             CHECK(copy_tensors(wide, m, true) == 3 * f.arch.layers);
             for (int l = 0; l < f.arch.layers; l++) {
-                const struct refm_slot *s = refm_slot_at(m, 0, l);
+                const struct ref_slot *s = refm_slot_at(m, 0, l);
                 const struct refm_layer *from = &m->w.layers[l];
                 struct refm_layer *to = &wide->w.layers[l];
                 memcpy(to->wup->data, from->wup->data, from->wup->n * sizeof(double));
@@ -658,15 +600,15 @@ static void padding_does_not_change_logits(void) {
             g.batch.mask = g.mask;
             g.batch.labels = g.labels;
             refm_forward(m, after, &g.batch);
-            CHECKF(max_abs_diff(after, before, B * 3) == EXACT, "%s %s: padding changed the logits by %.3g",
-                   f.arch.model_type, cases[c].label, max_abs_diff(after, before, B * 3));
+            CHECKF(reftest_max_abs_diff(after, before, B * 3) == EXACT, "%s %s: padding changed the logits by %.3g",
+                   f.arch.model_type, cases[c].label, reftest_max_abs_diff(after, before, B * 3));
             const struct refm_batch one = {.ids = f.ids + T, .mask = f.mask + T,
                                            .type_ids = f.batch.type_ids ? f.types + T : NULL,
                                            .labels = f.labels + 1, .B = 1, .T = 3};
             refm_forward(m, alone, &one);
-            CHECKF(max_abs_diff(alone, before + 3, 3) <= 1e-12,
+            CHECKF(reftest_max_abs_diff(alone, before + 3, 3) <= 1e-12,
                    "%s %s: unpadded sequence's logits differ by %.3g", f.arch.model_type, cases[c].label,
-                   max_abs_diff(alone, before + 3, 3));
+                   reftest_max_abs_diff(alone, before + 3, 3));
             refm_destroy(m);
         }
         model_arch_finish(&f.arch);
@@ -693,9 +635,9 @@ static void collapse_prefix_keeps_forward(void) {
             double loss_before = refm_forward(m, before, &f.batch);
             CHECK(refm_collapse_prefix(m) == VP_OK);
             double loss_after = refm_forward(m, after, &f.batch);
-            CHECKF(max_abs_diff(after, before, B * 3) == EXACT && loss_after == loss_before,
+            CHECKF(reftest_max_abs_diff(after, before, B * 3) == EXACT && loss_after == loss_before,
                    "%s %s: collapse changed the logits by %.3g", f.arch.model_type, cases[c].label,
-                   max_abs_diff(after, before, B * 3));
+                   reftest_max_abs_diff(after, before, B * 3));
             for (int k = 0; k < refm_tensor_count(m); k++)
                 CHECKF(!strstr(refm_tensor_at(m, k)->name, "reparam"), "%s left after collapse",
                        refm_tensor_at(m, k)->name);
@@ -747,14 +689,7 @@ static void trainable_counts_match_delta_count_params(void) {
 }
 
 static void expect_tensor(struct refm *m, const char *name, int ndim, int s0, int s1, int s2, bool trainable) {
-    const struct refm_tensor *t = refm_tensor_find(m, name);
-    if (!CHECKF(t != NULL, "no tensor %s", name)) return;
-    const int want[3] = {s0, s1, s2};
-    bool same = t->ndim == ndim;
-    for (int k = 0; k < ndim && same; k++) same = t->shape[k] == want[k];
-    CHECKF(same, "%s has %d dims (%d,%d,%d), want (%d,%d,%d)", name, t->ndim, t->shape[0], t->shape[1], t->shape[2],
-           s0, s1, s2);
-    CHECKF((t->grad != NULL) == trainable, "%s should be %s", name, trainable ? "trainable" : "frozen");
+    reftest_expect_tensor(&m->tensors, name, ndim, s0, s1, s2, trainable);
 }
 
 /* The names and shapes model.h promises. */
