@@ -1,0 +1,271 @@
+/* The GPU decoder-only causal language model (GPT-2, and LLaMA / Mistral /
+ * Qwen2), computing exactly what tests/reference/decoder.h specifies in
+ * double precision: pre-norm layers, causal attention with grouped kv
+ * heads, RoPE or learned positions, the final norm, the LM head (tied or
+ * not) and HF's shifted mean cross-entropy.
+ *
+ *     struct decoder *m;
+ *     struct decoder_options opt = {.storage = ENCODER_STORAGE_F32};
+ *     decoder_create(ctx, "models/tiny-llama", &spec, &opt, 2, 8, &m);
+ *     decoder_write_batch(m, &(struct decoder_batch){ids, mask, loss_mask});
+ *     decoder_run(m, DECODER_PASS_EVAL);                 // recorded once, replayed after
+ *     float loss; decoder_loss(m, &loss, NULL);
+ *     decoder_logits(m, logits);                         // (B,T,V)
+ *     decoder_destroy(m);
+ *
+ * Deltas: LoRA on q, k, v, o, up, down; adapters at attn and ffn,
+ * sequential or parallel, per head (mh-pa), compose add, scale or gated;
+ * prefixes, plain or reparameterised (sequence positions start at the
+ * prefix length, as PEFT);
+ * BitFit; full fine-tuning (a tied head's gradient sums the embedding
+ * scatter and dlogitsᵀ·norm_f(x_L)). Dropout is not modelled (always
+ * off).
+ *
+ * The header is decoder_lm.h, not decoder.h: tests/reference/decoder.h
+ * (the double-precision reference) already has that name, and runtime/model
+ * comes first on the include path of the tests that include it.
+ *
+ * Memory (who owns what): the frozen pool holds every pretrained tensor the
+ * delta does not train, weight matrices and embedding tables in the storage
+ * type, norm weights and biases f32. Weight matrices are stored [out, in]
+ * whatever the file's layout: GPT-2's Conv1D weights ([in, out]) are transposed at the upload
+ * and c_attn is split into its q, k and v column blocks (three pieces); by
+ * name they read back in the file's layout. The trainable pool holds the
+ * params (delta/params.h's list for the spec, renamed decoder.layers.*,
+ * without its classification head, plus the model tensors bitfit / full
+ * train under their Hugging Face names, f32, Conv1D weights transposed like
+ * the frozen ones; read and written by name in the file's layout), their
+ * gradients and AdamW moments. The activations pool holds
+ * every activation for the batch shape, the constant index tables and the
+ * RoPE table; the staging pool the inputs the host writes (ids, positions,
+ * targets, key mask) and the outputs a run copies back (loss words,
+ * logits). The decoder owns all of them and frees them in decoder_destroy.
+ *
+ * Recording: one recording per pass and batch shape (eval: forward + loss;
+ * train: + backward), made at the first run and replayed after it; a run
+ * first copies the batch from staging, last copies loss and logits to
+ * staging. Gradients accumulate (+=) over runs until decoder_zero_grads. */
+#ifndef VKPEFT_MODEL_DECODER_LM_H
+#define VKPEFT_MODEL_DECODER_LM_H
+
+#include "encoder.h"
+
+/* Zero means default. Storage is the encoder's enum (f16 by default, bf16
+ * for bf16 files). */
+struct decoder_options {
+    enum encoder_storage storage;
+    uint64_t seed;
+    double label_smoothing;
+};
+
+enum decoder_pass { DECODER_PASS_EVAL = 0, DECODER_PASS_TRAIN, DECODER_PASS_COUNT };
+
+/* One batch (right padding); B and T are the decoder's batch shape. The
+ * label of token t is ids[t] where mask and loss_mask are 1, else ignored;
+ * the logits of token t are scored against the label of token t+1. */
+struct decoder_batch {
+    const int32_t *ids;       /* (B,T) token ids in [0, vocab) */
+    const uint8_t *mask;      /* (B,T) 1 = real token; NULL: all real */
+    const uint8_t *loss_mask; /* (B,T) 1 = token is a target; NULL: all */
+};
+
+struct decoder;
+
+/* Reads dir/config.json (a GPT-2 or LLaMA-family decoder), opens the
+ * weights and checks every tensor the model needs. No device memory yet. */
+vp_status decoder_open(vp_context *ctx, const char *dir, const struct delta_spec *spec,
+                       const struct decoder_options *opt, struct decoder **out);
+/* Bytes each pool needs for batch shape (B,T). */
+vp_status decoder_plan(const struct decoder *m, int B, int T, uint64_t bytes[VP_POOL_COUNT]);
+/* Reserves the plan, uploads the frozen tensors, allocates the activations. */
+vp_status decoder_load(struct decoder *m, int B, int T);
+vp_status decoder_create(vp_context *ctx, const char *dir, const struct delta_spec *spec,
+                         const struct decoder_options *opt, int B, int T, struct decoder **out);
+void decoder_destroy(struct decoder *m);
+
+const struct model_arch *decoder_arch(const struct decoder *m);
+/* The trainable tensors (for an optimiser: delta_params_opt_tensors). */
+struct delta_params *decoder_params(struct decoder *m);
+enum vp_dtype decoder_weight_dtype(const struct decoder *m);
+
+/* Writes a batch into staging (ids checked against the vocabulary). */
+vp_status decoder_write_batch(struct decoder *m, const struct decoder_batch *batch);
+/* Runs a pass on the batch last written, recording it first when needed. */
+vp_status decoder_run(struct decoder *m, enum decoder_pass pass);
+/* Zeroes every gradient (they accumulate over training passes). */
+vp_status decoder_zero_grads(struct decoder *m);
+/* The last run's mean loss over scored positions and their count (either
+ * may be NULL), and the logits (B,T,V). */
+vp_status decoder_loss(const struct decoder *m, float *loss, uint32_t *count);
+vp_status decoder_logits(const struct decoder *m, float *logits);
+
+/* Any tensor by name: the model's (Hugging Face names, in the file's
+ * layout, converted from the storage type) and the delta's
+ * (decoder.layers.{l}.delta{i}.*, delta{i}.reparam.*); n must be its size.
+ * Gradients exist for trainable tensors only; frozen tensors cannot be
+ * written (VP_ERROR_INVALID_ARGUMENT). */
+vp_status decoder_tensor_numel(const struct decoder *m, const char *name, uint64_t *n);
+vp_status decoder_tensor_read(const struct decoder *m, const char *name, float *out, size_t n);
+vp_status decoder_grad_read(const struct decoder *m, const char *name, float *out, size_t n);
+vp_status decoder_tensor_write(struct decoder *m, const char *name, const float *data, size_t n);
+
+/* ------------------------------------------------------------------------
+ * Shared between the decoder's own files (decoder*.c); not for callers.
+ * ------------------------------------------------------------------------ */
+
+/* A device piece of a pretrained tensor, [out, in] (or a vector of `out`):
+ * the file tensor `name`, or for a Conv1D weight stored [in, ld] its
+ * columns c0 .. c0+out transposed (a bias: its elements c0 .. c0+out). */
+struct dec_weight {
+    char name[96];
+    int ndim;              /* of the file tensor */
+    int64_t shape[2];      /* of the file tensor */
+    int out, in;           /* the device piece: (out, in), or (out) when in == 0 */
+    bool conv1d;           /* the file stores [in, ld] */
+    int c0;                /* Conv1D: first column (bias: element) of this piece */
+    bool matrix;           /* stored in the storage type; else f32 */
+    uint64_t n;            /* elements of the piece */
+    enum vp_dtype dtype;
+    struct vk_buffer frozen;
+    const struct io_tensor *file;
+    /* Trained (full): the param of the whole file tensor, held in the device
+     * layout (Conv1D weights transposed to [ld, in]), and this piece's
+     * first element in it. NULL: frozen. */
+    struct delta_param *param;
+    uint64_t poff;
+};
+
+struct dec_layer_weights {
+    struct dec_weight *norm1_w, *norm1_b, *wq, *bq, *wk, *bk, *wv, *bv, *wo, *bo;
+    struct dec_weight *norm2_w, *norm2_b, *wgate, *bgate, *wup, *bup, *wdown, *bdown;
+};
+
+/* A LoRA or parallel adapter module in one layer. */
+struct dec_slot {
+    bool active;
+    int module, layer, din, dout;
+    struct delta_param *lora_a, *lora_b;                 /* LoRA */
+    struct delta_param *down_w, *down_b, *up_w, *up_b, *gate; /* adapter (gate when gated) */
+    struct delta_param *prefix_k, *prefix_v;             /* plain prefix (rank, kvd) */
+    int prefix_offset;              /* first row of this module among the layer's prefix rows */
+    /* Where this layer's P_k, P_v rows of the module sit in prefix_src:
+     * element offsets of row 0 and the row stride (elements). */
+    uint64_t src_k, src_v, src_stride;
+    struct vk_buffer hpre;          /* (N,r) x·Aᵀ, or the adapter's bottleneck before f */
+    struct vk_buffer hact, delta;   /* adapter: (N,r) f(hpre) (unused for identity), (N,dout) Δ */
+    struct vk_buffer out;           /* sequential or gated adapter: (N,dout) target + s·Δ */
+    struct vk_buffer zh, dh;        /* per head (mh-pa): (H,N,hd) the input and Δ split by heads */
+    const struct vk_buffer *in;     /* what it read (set while recording) */
+};
+
+/* A reparameterised prefix module: E (L,d) → tanh(E·W0ᵀ + b0) → ·W2ᵀ + b2
+ * into its region of prefix_src (L, nl·2·kvd). */
+struct dec_reparam {
+    struct delta_param *emb, *w0, *b0, *w2, *b2;
+    uint64_t out;                       /* element offset of its output in prefix_src */
+    uint32_t width;                     /* nl·2·kvd */
+    struct vk_buffer h0pre, h0, g_h0, g_e; /* (L,R) ×3, (L,d) */
+};
+
+struct dec_layer_acts {
+    struct vk_buffer mean1, rstd1, a_in;  /* (N), (N), (N,d) */
+    struct vk_buffer q, k, v;             /* (N,qd), (N,kvd), (N,kvd) */
+    struct vk_buffer qh, kh, vh;          /* (B,H,T,hd): rotated, kv repeated per group */
+    struct vk_buffer atth, lse, ctx;      /* (B,H,T,hd), (B,H,T), (N,qd) */
+    struct vk_buffer o, h;                /* (N,d) */
+    struct vk_buffer mean2, rstd2, f_in;  /* (N), (N), (N,d) */
+    struct vk_buffer gpre, upre, u;       /* (N,I) */
+    struct vk_buffer dn, out;             /* (N,d) */
+    const struct vk_buffer *o_final, *dn_final; /* after sequential adapters (set while recording) */
+    /* The layer's Lp prefix rows (H,Lp,hd), gathered element by element
+     * from the params' value arena (kv heads repeated per group), and the
+     * scatter groups their gradients take back into the gradient arena. */
+    struct vk_buffer pk, pv, ids_pk, ids_pv, groups_pk, groups_pv;
+};
+
+struct dec_acts {
+    int B, T;
+    struct vk_buffer ids, pos, targets, keep;          /* inputs, copied from staging */
+    struct vk_buffer groups_word, groups_pos, ones;    /* full: embedding scatter groups, ones (N) */
+    struct vk_buffer ids_split_q, ids_split_kv, ids_merge, rope; /* constants */
+    struct vk_buffer x0;                               /* (N,d) */
+    struct dec_layer_acts *layers;
+    struct vk_buffer meanf, rstdf, xf, logits;         /* (N), (N), (N,d), (N,V) */
+    struct vk_buffer loss, ce_lse, ce_scratch;
+    /* Backward (shared across layers), when something trains. */
+    struct vk_buffer groups_kv;                        /* scatter of ids_split_kv */
+    struct vk_buffer g_logits, g_x, g_h, g_a, g_t;     /* (N,V), (N,d) ×4 */
+    struct vk_buffer g_u, g_up, g_gate;                /* (N,I) */
+    struct vk_buffer g_ctx, g_q, g_k, g_v;             /* (N,qd), (N,qd), (N,kvd) ×2 */
+    struct vk_buffer g_atth, g_qh, g_kh, g_vh;         /* (B,H,T,hd) */
+    struct vk_buffer g_r, g_r2, attn_scratch, norm_scratch; /* (N,rmax) ×2 */
+    struct vk_buffer g_pk, g_pv;                       /* (H,Lp,hd) of the widest layer */
+    struct vk_buffer g_s0, g_s1, gate_scratch;         /* sequential adapters: (N,d) ×2; gates */
+    struct vk_buffer ids_hsplit, ids_hmerge, g_dh, g_dz; /* per-head adapters: (N·H) ×2, (N,d) ×2 */
+    /* Every prefix module's rows (plain ones copied from their params each
+     * run, reparameterised ones written by their MLP) and their gradient. */
+    struct vk_buffer prefix_src, dprefix_src;
+    struct vk_buffer stage_in, stage_out;
+    uint64_t in_ids, in_pos, in_targets, in_keep, in_gword, in_gpos;
+    struct vk_buffer **owned;
+    int owned_count, owned_cap;
+};
+
+struct decoder {
+    vp_context *ctx;
+    struct model_arch arch;
+    struct delta_spec spec;
+    struct decoder_options opt;
+    char dir[1024];
+    struct io_weights *file;
+    enum vp_dtype wtype;
+    struct dec_weight *weights;
+    int weight_count;
+    struct {
+        struct dec_weight *embed, *pos, *normf_w, *normf_b, *head;
+        struct dec_layer_weights *layers;
+    } w;
+    struct delta_params *params; /* the trainable tensors (decoder.layers.{l}.delta{i}.*) */
+    struct dec_slot *slots;       /* (spec.count, layers) */
+    int rank_max;
+    bool trains;                  /* some tensor has a gradient */
+    bool full;                    /* every model tensor trains (full fine-tuning) */
+    bool model_trains;            /* some model tensor trains (full, bitfit) */
+    bool per_head;                /* some adapter is per head (mh-pa) */
+    int *prefix_rows;             /* (layers) Lp */
+    struct dec_reparam *reparam;  /* (spec.count) */
+    uint64_t prefix_src_elems;
+    int prefix_max;
+    int position_offset; /* P: the first token's position (PEFT: the most prefix rows of a layer) */
+    bool loaded;
+    struct dec_acts acts;
+    struct vk_recorder *rec[DECODER_PASS_COUNT];
+    bool recorded[DECODER_PASS_COUNT];
+    struct vk_recorder *zero_rec;
+    bool zero_recorded;
+};
+
+/* decoder_load.c */
+vp_status dec_weights_init(struct decoder *m);
+vp_status dec_open_weights(struct decoder *m);
+vp_status dec_upload_frozen(struct decoder *m);
+uint64_t dec_frozen_bytes(const struct decoder *m);
+void dec_free_weights(struct decoder *m);
+/* What the kernels read for a whole (unsliced) tensor: its frozen piece or
+ * its param's value. */
+static inline const struct vk_buffer *dec_wbuf(const struct dec_weight *w) {
+    return w->param ? &w->param->value : &w->frozen;
+}
+
+static inline struct dec_slot *dec_slot_at(struct decoder *m, int module, int layer) {
+    return &m->slots[(size_t)module * m->arch.layers + layer];
+}
+
+/* decoder_forward.c */
+vp_status dec_record_forward(struct decoder *m, struct vk_recorder *rec);
+/* A view of `len` bytes at `offset` (aligned) of a piece. */
+struct vk_buffer dec_view(const struct vk_buffer *buf, uint64_t offset, uint64_t len);
+/* decoder_backward.c */
+vp_status dec_record_backward(struct decoder *m, struct vk_recorder *rec);
+
+#endif
