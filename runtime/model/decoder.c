@@ -248,34 +248,6 @@ vp_status decoder_open(vp_context *ctx, const char *dir, const struct delta_spec
  * Activation layout: one walk sizes the plan and allocates
  * ------------------------------------------------------------------------ */
 
-struct taker {
-    struct decoder *m;
-    struct dec_acts *a;
-    bool alloc;
-    uint64_t bytes[VP_POOL_COUNT];
-    vp_status status;
-};
-
-static void take(struct taker *t, vp_pool pool, struct vk_buffer *buf, uint64_t size) {
-    if (t->status != VP_OK) return;
-    size = align_up(size ? size : 4, 4);
-    t->bytes[pool] += align_up(size, vk_pool_alignment(t->m->ctx));
-    if (!t->alloc) return;
-    struct dec_acts *a = t->a;
-    if (a->owned_count == a->owned_cap) {
-        int cap = a->owned_cap ? 2 * a->owned_cap : 128;
-        struct vk_buffer **no = realloc(a->owned, (size_t)cap * sizeof *no);
-        if (!no) {
-            t->status = vp_fail(VP_ERROR_HOST_MEMORY, "decoder: out of host memory");
-            return;
-        }
-        a->owned = no;
-        a->owned_cap = cap;
-    }
-    t->status = vk_buffer_alloc(t->m->ctx, pool, size, buf);
-    if (t->status == VP_OK) a->owned[a->owned_count++] = buf;
-}
-
 static vp_status acts_layout(struct decoder *m, struct dec_acts *a, int B_, int T_, bool alloc,
                              uint64_t bytes[VP_POOL_COUNT]) {
     const struct model_arch *ar = &m->arch;
@@ -284,103 +256,103 @@ static vp_status acts_layout(struct decoder *m, struct dec_acts *a, int B_, int 
     const uint64_t V = (uint64_t)ar->vocab_size, qd = H * hd, kvd = (uint64_t)ar->kv_heads * hd;
     const bool rope = ar->positions == MODEL_POS_ROTARY, llama = ar->family == MODEL_FAMILY_LLAMA;
     const vp_pool A = VP_POOL_ACTIVATIONS;
-    struct taker t = {.m = m, .a = a, .alloc = alloc};
+    struct model_taker t = {.ctx = m->ctx, .owned = &a->owned, .who = "decoder", .alloc = alloc};
     a->B = B_;
     a->T = T_;
     a->layers = calloc((size_t)ar->layers, sizeof *a->layers);
     if (!a->layers) return vp_fail(VP_ERROR_HOST_MEMORY, "decoder: out of host memory");
-    take(&t, A, &a->ids, N * 4);
-    take(&t, A, &a->pos, N * 4);
-    take(&t, A, &a->targets, N * 4);
-    take(&t, A, &a->keep, align_up(N, 4));
+    model_take(&t, A, &a->ids, N * 4);
+    model_take(&t, A, &a->pos, N * 4);
+    model_take(&t, A, &a->targets, N * 4);
+    model_take(&t, A, &a->keep, align_up(N, 4));
     if (m->full) {
-        take(&t, A, &a->groups_word, kernel_embedding_groups_words((uint32_t)N) * 4);
-        if (m->w.pos) take(&t, A, &a->groups_pos, kernel_embedding_groups_words((uint32_t)N) * 4);
+        model_take(&t, A, &a->groups_word, kernel_embedding_groups_words((uint32_t)N) * 4);
+        if (m->w.pos) model_take(&t, A, &a->groups_pos, kernel_embedding_groups_words((uint32_t)N) * 4);
     }
-    if (m->model_trains || m->per_head) take(&t, A, &a->ones, N * 4);
+    if (m->model_trains || m->per_head) model_take(&t, A, &a->ones, N * 4);
     if (m->per_head) {
-        take(&t, A, &a->ids_hsplit, N * H * 4);
-        take(&t, A, &a->ids_hmerge, N * H * 4);
+        model_take(&t, A, &a->ids_hsplit, N * H * 4);
+        model_take(&t, A, &a->ids_hmerge, N * H * 4);
     }
-    take(&t, A, &a->ids_split_q, N * H * 4);
-    take(&t, A, &a->ids_split_kv, N * H * 4);
-    take(&t, A, &a->ids_merge, N * H * 4);
-    if (rope) take(&t, A, &a->rope, (uint64_t)ar->max_positions * hd * 4);
-    take(&t, A, &a->x0, N * d * 4);
-    if (m->prefix_max) take(&t, A, &a->prefix_src, m->prefix_src_elems * 4);
+    model_take(&t, A, &a->ids_split_q, N * H * 4);
+    model_take(&t, A, &a->ids_split_kv, N * H * 4);
+    model_take(&t, A, &a->ids_merge, N * H * 4);
+    if (rope) model_take(&t, A, &a->rope, (uint64_t)ar->max_positions * hd * 4);
+    model_take(&t, A, &a->x0, N * d * 4);
+    if (m->prefix_max) model_take(&t, A, &a->prefix_src, m->prefix_src_elems * 4);
     for (int i = 0; i < m->spec.count; i++)
         if (m->reparam[i].emb) {
             const uint64_t L = (uint64_t)m->spec.modules[i].size, R = (uint64_t)m->spec.modules[i].reparam;
-            take(&t, A, &m->reparam[i].h0pre, L * R * 4);
-            take(&t, A, &m->reparam[i].h0, L * R * 4);
+            model_take(&t, A, &m->reparam[i].h0pre, L * R * 4);
+            model_take(&t, A, &m->reparam[i].h0, L * R * 4);
         }
     for (int l = 0; l < ar->layers; l++) {
         struct dec_layer_acts *la = &a->layers[l];
         struct vk_buffer *nd[] = {&la->a_in, &la->o, &la->h, &la->f_in, &la->dn, &la->out};
-        for (size_t k = 0; k < sizeof nd / sizeof nd[0]; k++) take(&t, A, nd[k], N * d * 4);
+        for (size_t k = 0; k < sizeof nd / sizeof nd[0]; k++) model_take(&t, A, nd[k], N * d * 4);
         struct vk_buffer *n1[] = {&la->mean1, &la->rstd1, &la->mean2, &la->rstd2};
-        for (size_t k = 0; k < sizeof n1 / sizeof n1[0]; k++) take(&t, A, n1[k], N * 4);
-        take(&t, A, &la->q, N * qd * 4);
-        take(&t, A, &la->k, N * kvd * 4);
-        take(&t, A, &la->v, N * kvd * 4);
+        for (size_t k = 0; k < sizeof n1 / sizeof n1[0]; k++) model_take(&t, A, n1[k], N * 4);
+        model_take(&t, A, &la->q, N * qd * 4);
+        model_take(&t, A, &la->k, N * kvd * 4);
+        model_take(&t, A, &la->v, N * kvd * 4);
         struct vk_buffer *nh[] = {&la->qh, &la->kh, &la->vh, &la->atth, &la->ctx};
-        for (size_t k = 0; k < sizeof nh / sizeof nh[0]; k++) take(&t, A, nh[k], N * qd * 4);
-        take(&t, A, &la->lse, N * H * 4);
+        for (size_t k = 0; k < sizeof nh / sizeof nh[0]; k++) model_take(&t, A, nh[k], N * qd * 4);
+        model_take(&t, A, &la->lse, N * H * 4);
         const uint64_t np = (uint64_t)m->prefix_rows[l] * H * hd;
         if (np) {
-            take(&t, A, &la->pk, np * 4);
-            take(&t, A, &la->pv, np * 4);
-            take(&t, A, &la->ids_pk, np * 4);
-            take(&t, A, &la->ids_pv, np * 4);
+            model_take(&t, A, &la->pk, np * 4);
+            model_take(&t, A, &la->pv, np * 4);
+            model_take(&t, A, &la->ids_pk, np * 4);
+            model_take(&t, A, &la->ids_pv, np * 4);
             if (m->trains) {
-                take(&t, A, &la->groups_pk, kernel_embedding_groups_words((uint32_t)np) * 4);
-                take(&t, A, &la->groups_pv, kernel_embedding_groups_words((uint32_t)np) * 4);
+                model_take(&t, A, &la->groups_pk, kernel_embedding_groups_words((uint32_t)np) * 4);
+                model_take(&t, A, &la->groups_pv, kernel_embedding_groups_words((uint32_t)np) * 4);
             }
         }
-        if (llama) take(&t, A, &la->gpre, N * I * 4);
-        take(&t, A, &la->upre, N * I * 4);
-        take(&t, A, &la->u, N * I * 4);
+        if (llama) model_take(&t, A, &la->gpre, N * I * 4);
+        model_take(&t, A, &la->upre, N * I * 4);
+        model_take(&t, A, &la->u, N * I * 4);
     }
-    take(&t, A, &a->meanf, N * 4);
-    take(&t, A, &a->rstdf, N * 4);
-    take(&t, A, &a->xf, N * d * 4);
-    take(&t, A, &a->logits, N * V * 4);
-    take(&t, A, &a->loss, 8);
-    take(&t, A, &a->ce_lse, N * 4);
+    model_take(&t, A, &a->meanf, N * 4);
+    model_take(&t, A, &a->rstdf, N * 4);
+    model_take(&t, A, &a->xf, N * d * 4);
+    model_take(&t, A, &a->logits, N * V * 4);
+    model_take(&t, A, &a->loss, 8);
+    model_take(&t, A, &a->ce_lse, N * 4);
     const struct kernel_cross_entropy_config ce = {(uint32_t)N, (uint32_t)V, ENCODER_IGNORE_INDEX,
                                                    (float)m->opt.label_smoothing};
-    take(&t, A, &a->ce_scratch, kernel_cross_entropy_scratch_bytes(m->ctx, &ce));
+    model_take(&t, A, &a->ce_scratch, kernel_cross_entropy_scratch_bytes(m->ctx, &ce));
     for (int k = 0; k < m->spec.count * ar->layers; k++) {
         struct dec_slot *sl = &m->slots[k];
         const struct delta_module *dm = &m->spec.modules[sl->module];
         if (!sl->active) continue;
         const uint64_t rows = dm->kind == DELTA_ADAPTER && dm->per_head ? N * H : N;
-        take(&t, A, &sl->hpre, rows * (uint64_t)dm->size * 4);
+        model_take(&t, A, &sl->hpre, rows * (uint64_t)dm->size * 4);
         if (dm->kind == DELTA_ADAPTER && dm->act != DELTA_ACT_IDENTITY)
-            take(&t, A, &sl->hact, rows * (uint64_t)dm->size * 4);
+            model_take(&t, A, &sl->hact, rows * (uint64_t)dm->size * 4);
         if (dm->kind == DELTA_ADAPTER && dm->per_head) {
-            take(&t, A, &sl->zh, N * d * 4);
-            take(&t, A, &sl->dh, N * d * 4);
+            model_take(&t, A, &sl->zh, N * d * 4);
+            model_take(&t, A, &sl->dh, N * d * 4);
         }
-        if (dm->kind == DELTA_ADAPTER) take(&t, A, &sl->delta, N * (uint64_t)sl->dout * 4);
+        if (dm->kind == DELTA_ADAPTER) model_take(&t, A, &sl->delta, N * (uint64_t)sl->dout * 4);
         if (dm->kind == DELTA_ADAPTER && (dm->insert == DELTA_SEQUENTIAL || dm->compose == DELTA_COMPOSE_GATED))
-            take(&t, A, &sl->out, N * (uint64_t)sl->dout * 4);
+            model_take(&t, A, &sl->out, N * (uint64_t)sl->dout * 4);
     }
     if (m->trains) {
         const uint64_t I2 = I > qd ? I : qd;
-        take(&t, A, &a->groups_kv, kernel_embedding_groups_words((uint32_t)(N * H)) * 4);
-        take(&t, A, &a->g_logits, N * V * 4);
+        model_take(&t, A, &a->groups_kv, kernel_embedding_groups_words((uint32_t)(N * H)) * 4);
+        model_take(&t, A, &a->g_logits, N * V * 4);
         struct vk_buffer *nd[] = {&a->g_x, &a->g_h, &a->g_a, &a->g_t};
-        for (size_t k = 0; k < sizeof nd / sizeof nd[0]; k++) take(&t, A, nd[k], N * d * 4);
-        take(&t, A, &a->g_u, N * I2 * 4);
-        take(&t, A, &a->g_up, N * I * 4);
-        take(&t, A, &a->g_gate, N * I * 4);
+        for (size_t k = 0; k < sizeof nd / sizeof nd[0]; k++) model_take(&t, A, nd[k], N * d * 4);
+        model_take(&t, A, &a->g_u, N * I2 * 4);
+        model_take(&t, A, &a->g_up, N * I * 4);
+        model_take(&t, A, &a->g_gate, N * I * 4);
         struct vk_buffer *nq[] = {&a->g_ctx, &a->g_q, &a->g_atth, &a->g_qh, &a->g_kh, &a->g_vh};
-        for (size_t k = 0; k < sizeof nq / sizeof nq[0]; k++) take(&t, A, nq[k], N * qd * 4);
-        take(&t, A, &a->g_k, N * kvd * 4);
-        take(&t, A, &a->g_v, N * kvd * 4);
-        take(&t, A, &a->g_r, N * (uint64_t)(m->rank_max > 0 ? m->rank_max : 1) * 4);
-        take(&t, A, &a->g_r2, N * (uint64_t)(m->rank_max > 0 ? m->rank_max : 1) * 4);
+        for (size_t k = 0; k < sizeof nq / sizeof nq[0]; k++) model_take(&t, A, nq[k], N * qd * 4);
+        model_take(&t, A, &a->g_k, N * kvd * 4);
+        model_take(&t, A, &a->g_v, N * kvd * 4);
+        model_take(&t, A, &a->g_r, N * (uint64_t)(m->rank_max > 0 ? m->rank_max : 1) * 4);
+        model_take(&t, A, &a->g_r2, N * (uint64_t)(m->rank_max > 0 ? m->rank_max : 1) * 4);
         bool seq = false, gated = false;
         for (int i = 0; i < m->spec.count; i++) {
             const struct delta_module *dm = &m->spec.modules[i];
@@ -388,30 +360,30 @@ static vp_status acts_layout(struct decoder *m, struct dec_acts *a, int B_, int 
             gated |= dm->kind == DELTA_ADAPTER && dm->compose == DELTA_COMPOSE_GATED;
         }
         if (seq) {
-            take(&t, A, &a->g_s0, N * d * 4);
-            take(&t, A, &a->g_s1, N * d * 4);
+            model_take(&t, A, &a->g_s0, N * d * 4);
+            model_take(&t, A, &a->g_s1, N * d * 4);
         }
-        if (gated) take(&t, A, &a->gate_scratch, kernel_sigmoid_gate_scratch_bytes((uint32_t)N, (uint32_t)d));
+        if (gated) model_take(&t, A, &a->gate_scratch, kernel_sigmoid_gate_scratch_bytes((uint32_t)N, (uint32_t)d));
         if (m->per_head) {
-            take(&t, A, &a->g_dh, N * d * 4);
-            take(&t, A, &a->g_dz, N * d * 4);
+            model_take(&t, A, &a->g_dh, N * d * 4);
+            model_take(&t, A, &a->g_dz, N * d * 4);
         }
         const struct kernel_attention_config cfg = {.B = (uint32_t)B, .H = (uint32_t)H, .T = (uint32_t)T,
                                                     .S = (uint32_t)T, .L = (uint32_t)m->prefix_max,
                                                     .D = (uint32_t)hd, .causal = true};
         if (m->prefix_max) {
-            take(&t, A, &a->g_pk, (uint64_t)m->prefix_max * H * hd * 4);
-            take(&t, A, &a->g_pv, (uint64_t)m->prefix_max * H * hd * 4);
-            take(&t, A, &a->dprefix_src, m->prefix_src_elems * 4);
+            model_take(&t, A, &a->g_pk, (uint64_t)m->prefix_max * H * hd * 4);
+            model_take(&t, A, &a->g_pv, (uint64_t)m->prefix_max * H * hd * 4);
+            model_take(&t, A, &a->dprefix_src, m->prefix_src_elems * 4);
         }
         for (int i = 0; i < m->spec.count; i++)
             if (m->reparam[i].emb) {
                 const uint64_t L = (uint64_t)m->spec.modules[i].size, R = (uint64_t)m->spec.modules[i].reparam;
-                take(&t, A, &m->reparam[i].g_h0, L * R * 4);
-                take(&t, A, &m->reparam[i].g_e, L * d * 4);
+                model_take(&t, A, &m->reparam[i].g_h0, L * R * 4);
+                model_take(&t, A, &m->reparam[i].g_e, L * d * 4);
             }
-        take(&t, A, &a->attn_scratch, kernel_attention_scratch_bytes(m->ctx, &cfg));
-        take(&t, A, &a->norm_scratch, kernel_norm_scratch_bytes((uint32_t)N, (uint32_t)d));
+        model_take(&t, A, &a->attn_scratch, kernel_attention_scratch_bytes(m->ctx, &cfg));
+        model_take(&t, A, &a->norm_scratch, kernel_norm_scratch_bytes((uint32_t)N, (uint32_t)d));
     }
     uint64_t in = 0;
     a->in_ids = in, in += N * 4;
@@ -420,15 +392,14 @@ static vp_status acts_layout(struct decoder *m, struct dec_acts *a, int B_, int 
     a->in_keep = in, in += align_up(N, 4);
     a->in_gword = in, in += m->full ? kernel_embedding_groups_words((uint32_t)N) * 4 : 0;
     a->in_gpos = in, in += m->full && m->w.pos ? kernel_embedding_groups_words((uint32_t)N) * 4 : 0;
-    take(&t, VP_POOL_STAGING, &a->stage_in, in);
-    take(&t, VP_POOL_STAGING, &a->stage_out, 8 + N * V * 4);
+    model_take(&t, VP_POOL_STAGING, &a->stage_in, in);
+    model_take(&t, VP_POOL_STAGING, &a->stage_out, 8 + N * V * 4);
     if (bytes) memcpy(bytes, t.bytes, sizeof t.bytes);
     return t.status;
 }
 
 static void acts_free(struct decoder *m, struct dec_acts *a) {
-    for (int k = 0; k < a->owned_count; k++) vk_buffer_free(m->ctx, a->owned[k]);
-    free(a->owned);
+    model_owned_free(m->ctx, &a->owned);
     free(a->layers);
     memset(a, 0, sizeof *a);
 }

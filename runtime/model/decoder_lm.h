@@ -207,8 +207,7 @@ struct dec_acts {
     struct vk_buffer prefix_src, dprefix_src;
     struct vk_buffer stage_in, stage_out;
     uint64_t in_ids, in_pos, in_targets, in_keep, in_gword, in_gpos;
-    struct vk_buffer **owned;
-    int owned_count, owned_cap;
+    struct model_owned owned;
 };
 
 struct decoder {

@@ -30,11 +30,8 @@ static struct dec_weight *piece(struct lister *L, bool matrix, bool conv1d, int 
     memset(w, 0, sizeof *w);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(w->name, sizeof w->name, fmt, ap);
+    model_tensor_name_shape(w->name, sizeof w->name, &w->ndim, w->shape, s0, s1, fmt, ap);
     va_end(ap);
-    w->shape[0] = s0;
-    w->shape[1] = s1;
-    w->ndim = s1 > 0 ? 2 : 1;
     w->out = out;
     w->in = in;
     w->conv1d = conv1d;
@@ -112,16 +109,6 @@ static int list_llama(struct decoder *m, struct lister *L) {
     return L->count;
 }
 
-static enum vp_dtype storage_dtype(enum encoder_storage s, enum io_dtype file) {
-    switch (s) {
-    case ENCODER_STORAGE_F32: return VP_DTYPE_F32;
-    case ENCODER_STORAGE_F16: return VP_DTYPE_F16;
-    case ENCODER_STORAGE_BF16: return VP_DTYPE_BF16;
-    case ENCODER_STORAGE_DEFAULT: break;
-    }
-    return file == IO_DTYPE_BF16 ? VP_DTYPE_BF16 : VP_DTYPE_F16;
-}
-
 static void set_dtypes(struct decoder *m) {
     for (int k = 0; k < m->weight_count; k++)
         m->weights[k].dtype = m->weights[k].matrix && !m->weights[k].param ? m->wtype : VP_DTYPE_F32;
@@ -135,7 +122,7 @@ vp_status dec_weights_init(struct decoder *m) {
     if (!m->weights || !m->w.layers) return vp_fail(VP_ERROR_HOST_MEMORY, "decoder: out of host memory");
     struct lister L = {m->weights, 0};
     m->weight_count = m->arch.family == MODEL_FAMILY_GPT2 ? list_gpt2(m, &L) : list_llama(m, &L);
-    m->wtype = storage_dtype(m->opt.storage, IO_DTYPE_F32);
+    m->wtype = model_storage_dtype(m->opt.storage, IO_DTYPE_F32);
     set_dtypes(m);
     return VP_OK;
 }
@@ -150,20 +137,11 @@ vp_status dec_open_weights(struct decoder *m) {
                         "tensor of the model)", m->dir, w->name, m->arch.model_type);
             break;
         }
-        if (t->dtype != IO_DTYPE_F32 && t->dtype != IO_DTYPE_F16 && t->dtype != IO_DTYPE_BF16)
-            s = vp_fail(VP_ERROR_BAD_INPUT, "%s: tensor %s is %s; vkpeft reads F32, F16 and BF16", m->dir,
-                        t->name, io_dtype_name(t->dtype));
-        bool same = t->ndim == w->ndim;
-        for (int i = 0; same && i < w->ndim; i++) same = t->shape[i] == w->shape[i];
-        if (s == VP_OK && !same)
-            s = vp_fail(VP_ERROR_BAD_INPUT, "%s: tensor %s has shape (%lld%s%lld), config.json implies "
-                        "(%lld%s%lld); is config.json from the same model?", m->dir, t->name,
-                        (long long)t->shape[0], t->ndim > 1 ? ", " : "", t->ndim > 1 ? (long long)t->shape[1] : 0LL,
-                        (long long)w->shape[0], w->ndim > 1 ? ", " : "", w->ndim > 1 ? (long long)w->shape[1] : 0LL);
+        s = model_check_file_tensor(m->dir, t, w->ndim, w->shape);
         w->file = t;
     }
     if (s != VP_OK) return s;
-    m->wtype = storage_dtype(m->opt.storage, m->weights[0].file->dtype);
+    m->wtype = model_storage_dtype(m->opt.storage, m->weights[0].file->dtype);
     set_dtypes(m);
     return VP_OK;
 }
@@ -314,19 +292,12 @@ vp_status decoder_tensor_read(const struct decoder *m, const char *name, float *
         const struct dec_weight *w = &m->weights[k];
         if (strcmp(w->name, name) != 0) continue;
         float *f = malloc(w->n * sizeof *f);
-        uint16_t *h = malloc(w->n * sizeof *h + 2);
-        if (!f || !h) s = vp_fail(VP_ERROR_HOST_MEMORY, "decoder: out of host memory");
-        if (s == VP_OK && w->dtype == VP_DTYPE_F32) s = vk_buffer_read(m->ctx, &w->frozen, 0, f, w->n * 4);
-        if (s == VP_OK && w->dtype != VP_DTYPE_F32) {
-            s = vk_buffer_read(m->ctx, &w->frozen, 0, h, w->n * 2);
-            if (w->dtype == VP_DTYPE_F16) vp_f16_to_f32_array(f, h, w->n);
-            else vp_bf16_to_f32_array(f, h, w->n);
-        }
+        s = f ? model_frozen_read(m->ctx, &w->frozen, w->dtype, w->n, f, "decoder")
+              : vp_fail(VP_ERROR_HOST_MEMORY, "decoder: out of host memory");
         const uint64_t in = w->in > 0 ? (uint64_t)w->in : 1;
         for (uint64_t o = 0; s == VP_OK && o < (uint64_t)w->out; o++)
             for (uint64_t i = 0; i < in; i++) out[file_index(w, o, i)] = f[o * in + i];
         free(f);
-        free(h);
     }
     return s;
 }

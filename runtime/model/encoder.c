@@ -200,34 +200,6 @@ vp_status encoder_open(vp_context *ctx, const char *dir, const struct delta_spec
  * exactly what is allocated
  * ------------------------------------------------------------------------ */
 
-struct taker {
-    struct encoder *e;
-    struct enc_acts *a;
-    bool alloc;
-    uint64_t bytes[VP_POOL_COUNT];
-    vp_status status;
-};
-
-static void take(struct taker *t, vp_pool pool, struct vk_buffer *buf, uint64_t size) {
-    if (t->status != VP_OK) return;
-    size = align_up(size ? size : 4, 4);
-    t->bytes[pool] += align_up(size, vk_pool_alignment(t->e->ctx));
-    if (!t->alloc) return;
-    struct enc_acts *a = t->a;
-    if (a->owned_count == a->owned_cap) {
-        int cap = a->owned_cap ? 2 * a->owned_cap : 128;
-        struct vk_buffer **no = realloc(a->owned, (size_t)cap * sizeof *no);
-        if (!no) {
-            t->status = vp_fail(VP_ERROR_HOST_MEMORY, "encoder: out of host memory");
-            return;
-        }
-        a->owned = no;
-        a->owned_cap = cap;
-    }
-    t->status = vk_buffer_alloc(t->e->ctx, pool, size, buf);
-    if (t->status == VP_OK) a->owned[a->owned_count++] = buf;
-}
-
 static bool any_per_head(const struct encoder *e) {
     for (int i = 0; i < e->spec.count; i++)
         if (e->spec.modules[i].kind == DELTA_ADAPTER && e->spec.modules[i].per_head) return true;
@@ -245,46 +217,46 @@ static double adapter_dropout(const struct encoder *e, const struct delta_module
     return m->dropout >= 0.0 ? m->dropout : e->arch.hidden_dropout;
 }
 
-static void take_slot(struct taker *t, struct encoder *e, struct enc_slot *s, struct enc_slot_acts *sa,
+static void take_slot(struct model_taker *t, struct encoder *e, struct enc_slot *s, struct enc_slot_acts *sa,
                       uint64_t N) {
     const struct delta_module *m = &e->spec.modules[s->module];
     const uint64_t d = (uint64_t)e->arch.hidden, H = (uint64_t)e->arch.heads, r = (uint64_t)m->size;
     if (m->kind == DELTA_LORA) {
-        take(t, VP_POOL_ACTIVATIONS, &sa->hpre, N * r * 4);
+        model_take(t, VP_POOL_ACTIVATIONS, &sa->hpre, N * r * 4);
         return;
     }
     if (m->kind != DELTA_ADAPTER) return;
     uint64_t rows = m->per_head ? H * N : N;
     sa->hact_own = m->act != DELTA_ACT_IDENTITY || enc_dropout_p(e, true, adapter_dropout(e, m)) > 0.0;
     if (m->per_head) {
-        take(t, VP_POOL_ACTIVATIONS, &sa->zh, N * d * 4);
-        take(t, VP_POOL_ACTIVATIONS, &sa->dh, N * d * 4);
+        model_take(t, VP_POOL_ACTIVATIONS, &sa->zh, N * d * 4);
+        model_take(t, VP_POOL_ACTIVATIONS, &sa->dh, N * d * 4);
     }
-    take(t, VP_POOL_ACTIVATIONS, &sa->hpre, rows * r * 4);
-    if (sa->hact_own) take(t, VP_POOL_ACTIVATIONS, &sa->hact, rows * r * 4);
-    take(t, VP_POOL_ACTIVATIONS, &sa->delta, N * d * 4);
-    take(t, VP_POOL_ACTIVATIONS, &sa->out, N * d * 4);
+    model_take(t, VP_POOL_ACTIVATIONS, &sa->hpre, rows * r * 4);
+    if (sa->hact_own) model_take(t, VP_POOL_ACTIVATIONS, &sa->hact, rows * r * 4);
+    model_take(t, VP_POOL_ACTIVATIONS, &sa->delta, N * d * 4);
+    model_take(t, VP_POOL_ACTIVATIONS, &sa->out, N * d * 4);
 }
 
-static void take_layer(struct taker *t, struct encoder *e, struct enc_layer_acts *la, int l, uint64_t N) {
+static void take_layer(struct model_taker *t, struct encoder *e, struct enc_layer_acts *la, int l, uint64_t N) {
     const uint64_t d = (uint64_t)e->arch.hidden, H = (uint64_t)e->arch.heads, I = (uint64_t)e->arch.intermediate;
     const uint64_t Lp = (uint64_t)e->prefix_rows[l];
     vp_pool A = VP_POOL_ACTIVATIONS;
     struct vk_buffer *nd[] = {&la->qh, &la->kh, &la->vh, &la->atth, &la->ctx, &la->o, &la->res1,
                               &la->h, &la->dn, &la->res2, &la->out};
-    for (size_t k = 0; k < sizeof nd / sizeof nd[0]; k++) take(t, A, nd[k], N * d * 4);
-    take(t, A, &la->lse, N * H * 4);
+    for (size_t k = 0; k < sizeof nd / sizeof nd[0]; k++) model_take(t, A, nd[k], N * d * 4);
+    model_take(t, A, &la->lse, N * H * 4);
     struct vk_buffer *n1[] = {&la->mean1, &la->rstd1, &la->mean2, &la->rstd2};
-    for (size_t k = 0; k < sizeof n1 / sizeof n1[0]; k++) take(t, A, n1[k], N * 4);
-    take(t, A, &la->upre, N * I * 4);
-    take(t, A, &la->u, N * I * 4);
+    for (size_t k = 0; k < sizeof n1 / sizeof n1[0]; k++) model_take(t, A, n1[k], N * 4);
+    model_take(t, A, &la->upre, N * I * 4);
+    model_take(t, A, &la->u, N * I * 4);
     if (Lp) {
-        take(t, A, &la->pk, Lp * d * 4);
-        take(t, A, &la->pv, Lp * d * 4);
-        take(t, A, &la->ids_pk, Lp * d * 4);
-        take(t, A, &la->ids_pv, Lp * d * 4);
-        take(t, A, &la->groups_pk, kernel_embedding_groups_words((uint32_t)(Lp * d)) * 4);
-        take(t, A, &la->groups_pv, kernel_embedding_groups_words((uint32_t)(Lp * d)) * 4);
+        model_take(t, A, &la->pk, Lp * d * 4);
+        model_take(t, A, &la->pv, Lp * d * 4);
+        model_take(t, A, &la->ids_pk, Lp * d * 4);
+        model_take(t, A, &la->ids_pv, Lp * d * 4);
+        model_take(t, A, &la->groups_pk, kernel_embedding_groups_words((uint32_t)(Lp * d)) * 4);
+        model_take(t, A, &la->groups_pv, kernel_embedding_groups_words((uint32_t)(Lp * d)) * 4);
     }
 }
 
@@ -304,7 +276,7 @@ vp_status enc_acts_layout(struct encoder *e, struct enc_acts *a, int B_, int T_,
     uint32_t rows, classes;
     enc_loss_shape(e, B_, T_, &rows, &classes);
     const uint64_t R = rows, C = classes; /* loss rows and classes: (B, labels) or (B·T, vocab) */
-    struct taker t = {.e = e, .a = a, .alloc = alloc};
+    struct model_taker t = {.ctx = e->ctx, .owned = &a->owned, .who = "encoder", .alloc = alloc};
     const vp_pool A = VP_POOL_ACTIVATIONS;
     a->B = B_;
     a->T = T_;
@@ -315,30 +287,30 @@ vp_status enc_acts_layout(struct encoder *e, struct enc_acts *a, int B_, int T_,
         return vp_fail(VP_ERROR_HOST_MEMORY, "encoder: out of host memory");
     const uint64_t gwords = kernel_embedding_groups_words((uint32_t)N) * 4;
     /* Inputs. */
-    take(&t, A, &a->ids, N * 4);
-    take(&t, A, &a->pos, N * 4);
-    if (e->w.type) take(&t, A, &a->types, N * 4);
-    take(&t, A, &a->keep, N);
-    take(&t, A, &a->labels, R * 4);
-    if (e->w.word->param) take(&t, A, &a->groups_word, gwords);
-    if (e->w.pos->param) take(&t, A, &a->groups_pos, gwords);
-    if (e->w.type && e->w.type->param) take(&t, A, &a->groups_type, gwords);
+    model_take(&t, A, &a->ids, N * 4);
+    model_take(&t, A, &a->pos, N * 4);
+    if (e->w.type) model_take(&t, A, &a->types, N * 4);
+    model_take(&t, A, &a->keep, N);
+    model_take(&t, A, &a->labels, R * 4);
+    if (e->w.word->param) model_take(&t, A, &a->groups_word, gwords);
+    if (e->w.pos->param) model_take(&t, A, &a->groups_pos, gwords);
+    if (e->w.type && e->w.type->param) model_take(&t, A, &a->groups_type, gwords);
     /* Constant tables. */
-    take(&t, A, &a->ids_split, N * H * 4);
-    take(&t, A, &a->ids_merge, N * H * 4);
+    model_take(&t, A, &a->ids_split, N * H * 4);
+    model_take(&t, A, &a->ids_merge, N * H * 4);
     if (any_per_head(e)) {
-        take(&t, A, &a->ids_hsplit, N * H * 4);
-        take(&t, A, &a->ids_hmerge, N * H * 4);
-        take(&t, A, &a->ones, N * 4);
+        model_take(&t, A, &a->ids_hsplit, N * H * 4);
+        model_take(&t, A, &a->ids_hmerge, N * H * 4);
+        model_take(&t, A, &a->ones, N * 4);
     }
-    take(&t, A, &a->ids_cls, B * 4);
-    take(&t, A, &a->groups_cls, kernel_embedding_groups_words((uint32_t)B) * 4);
+    model_take(&t, A, &a->ids_cls, B * 4);
+    model_take(&t, A, &a->groups_cls, kernel_embedding_groups_words((uint32_t)B) * 4);
     /* Forward. */
-    take(&t, A, &a->emb, N * d * 4);
-    take(&t, A, &a->emb_mean, N * 4);
-    take(&t, A, &a->emb_rstd, N * 4);
-    take(&t, A, &a->x0, N * d * 4);
-    take(&t, A, &a->proj, N * d * 4);
+    model_take(&t, A, &a->emb, N * d * 4);
+    model_take(&t, A, &a->emb_mean, N * 4);
+    model_take(&t, A, &a->emb_rstd, N * 4);
+    model_take(&t, A, &a->x0, N * d * 4);
+    model_take(&t, A, &a->proj, N * d * 4);
     for (int l = 0; l < ar->layers; l++) take_layer(&t, e, &a->layers[l], l, N);
     for (int i = 0; i < e->spec.count; i++)
         for (int l = 0; l < ar->layers; l++)
@@ -348,9 +320,9 @@ vp_status enc_acts_layout(struct encoder *e, struct enc_acts *a, int B_, int T_,
         const struct delta_module *m = &e->spec.modules[i];
         if (m->kind != DELTA_PREFIX || m->reparam <= 0) continue;
         const uint64_t LR = (uint64_t)m->size * (uint64_t)m->reparam;
-        take(&t, A, &a->reparam[i].h0pre, LR * 4);
-        take(&t, A, &a->reparam[i].h0, LR * 4);
-        take(&t, A, &a->reparam[i].dh0, LR * 4);
+        model_take(&t, A, &a->reparam[i].h0pre, LR * 4);
+        model_take(&t, A, &a->reparam[i].h0, LR * 4);
+        model_take(&t, A, &a->reparam[i].dh0, LR * 4);
         for (int l = 0; l < ar->layers; l++)
             if (enc_slot_at(e, i, l)->active && enc_slot_at(e, i, l)->prefix_block == 0) {
                 a->reparam[i].out_offset = enc_slot_at(e, i, l)->src_k;
@@ -358,31 +330,31 @@ vp_status enc_acts_layout(struct encoder *e, struct enc_acts *a, int B_, int T_,
             }
     }
     if (e->prefix_src_elems) {
-        take(&t, A, &a->prefix_src, e->prefix_src_elems * 4);
-        take(&t, A, &a->dprefix_src, e->prefix_src_elems * 4);
+        model_take(&t, A, &a->prefix_src, e->prefix_src_elems * 4);
+        model_take(&t, A, &a->dprefix_src, e->prefix_src_elems * 4);
     }
     /* Head and loss. */
-    take(&t, A, &a->cls, B * d * 4);
-    take(&t, A, &a->pool_pre, B * d * 4);
-    take(&t, A, &a->pool, B * d * 4);
+    model_take(&t, A, &a->cls, B * d * 4);
+    model_take(&t, A, &a->pool_pre, B * d * 4);
+    model_take(&t, A, &a->pool, B * d * 4);
     if (mlm) {
-        take(&t, A, &a->mlm_pre, N * d * 4);
-        take(&t, A, &a->mlm_act, N * d * 4);
-        take(&t, A, &a->mlm_mean, N * 4);
-        take(&t, A, &a->mlm_rstd, N * 4);
-        take(&t, A, &a->mlm_h, N * d * 4);
+        model_take(&t, A, &a->mlm_pre, N * d * 4);
+        model_take(&t, A, &a->mlm_act, N * d * 4);
+        model_take(&t, A, &a->mlm_mean, N * 4);
+        model_take(&t, A, &a->mlm_rstd, N * 4);
+        model_take(&t, A, &a->mlm_h, N * d * 4);
     }
-    take(&t, A, &a->logits, R * C * 4);
-    take(&t, A, &a->loss, 8);
-    take(&t, A, &a->ce_lse, R * 4);
+    model_take(&t, A, &a->logits, R * C * 4);
+    model_take(&t, A, &a->loss, 8);
+    model_take(&t, A, &a->ce_lse, R * 4);
     const struct kernel_cross_entropy_config ce = {rows, classes, ENCODER_IGNORE_INDEX, 0.0f};
-    take(&t, A, &a->ce_scratch, kernel_cross_entropy_scratch_bytes(e->ctx, &ce));
+    model_take(&t, A, &a->ce_scratch, kernel_cross_entropy_scratch_bytes(e->ctx, &ce));
     /* Backward. */
     struct vk_buffer *gnd[] = {&a->g_cur, &a->g_next, &a->g_res, &a->g_h, &a->g_tmp, &a->g_ctx, &a->g_q,
                                &a->g_atth, &a->g_qh, &a->g_kh, &a->g_vh, &a->g_delta, &a->g_dz,
                                &a->g_ddh, &a->g_dzh};
-    for (size_t k = 0; k < sizeof gnd / sizeof gnd[0]; k++) take(&t, A, gnd[k], N * d * 4);
-    take(&t, A, &a->g_u, N * I * 4);
+    for (size_t k = 0; k < sizeof gnd / sizeof gnd[0]; k++) model_take(&t, A, gnd[k], N * d * 4);
+    model_take(&t, A, &a->g_u, N * I * 4);
     uint64_t lp_max = 0, scratch = 4;
     for (int l = 0; l < ar->layers; l++) {
         if ((uint64_t)e->prefix_rows[l] > lp_max) lp_max = (uint64_t)e->prefix_rows[l];
@@ -391,16 +363,16 @@ vp_status enc_acts_layout(struct encoder *e, struct enc_acts *a, int B_, int T_,
         if (sb > scratch) scratch = sb;
     }
     if (lp_max) {
-        take(&t, A, &a->g_pk, lp_max * d * 4);
-        take(&t, A, &a->g_pv, lp_max * d * 4);
+        model_take(&t, A, &a->g_pk, lp_max * d * 4);
+        model_take(&t, A, &a->g_pv, lp_max * d * 4);
     }
-    take(&t, A, &a->attn_scratch, scratch);
-    take(&t, A, &a->norm_scratch, kernel_norm_scratch_bytes((uint32_t)N, (uint32_t)d));
-    if (any_gated(e)) take(&t, A, &a->gate_scratch, kernel_sigmoid_gate_scratch_bytes((uint32_t)N, (uint32_t)d));
-    if (e->rank_max) take(&t, A, &a->g_hact, N * (uint64_t)e->rank_max * 4);
-    take(&t, A, &a->g_logits, R * C * 4);
-    take(&t, A, &a->g_pool, B * d * 4);
-    take(&t, A, &a->g_cls, B * d * 4);
+    model_take(&t, A, &a->attn_scratch, scratch);
+    model_take(&t, A, &a->norm_scratch, kernel_norm_scratch_bytes((uint32_t)N, (uint32_t)d));
+    if (any_gated(e)) model_take(&t, A, &a->gate_scratch, kernel_sigmoid_gate_scratch_bytes((uint32_t)N, (uint32_t)d));
+    if (e->rank_max) model_take(&t, A, &a->g_hact, N * (uint64_t)e->rank_max * 4);
+    model_take(&t, A, &a->g_logits, R * C * 4);
+    model_take(&t, A, &a->g_pool, B * d * 4);
+    model_take(&t, A, &a->g_cls, B * d * 4);
     /* Staging: the inputs the host writes, then the outputs a run copies back. */
     uint64_t in = 0;
     a->in_ids = in, in += N * 4;
@@ -411,15 +383,14 @@ vp_status enc_acts_layout(struct encoder *e, struct enc_acts *a, int B_, int T_,
     a->in_gword = in, in += e->tables_trained ? gwords : 0;
     a->in_gpos = in, in += e->tables_trained ? gwords : 0;
     a->in_gtype = in, in += e->tables_trained ? gwords : 0;
-    take(&t, VP_POOL_STAGING, &a->stage_in, in);
-    take(&t, VP_POOL_STAGING, &a->stage_out, 8 + R * C * 4);
+    model_take(&t, VP_POOL_STAGING, &a->stage_in, in);
+    model_take(&t, VP_POOL_STAGING, &a->stage_out, 8 + R * C * 4);
     if (bytes) memcpy(bytes, t.bytes, sizeof t.bytes);
     return t.status;
 }
 
 static void acts_free(struct encoder *e, struct enc_acts *a) {
-    for (int k = 0; k < a->owned_count; k++) vk_buffer_free(e->ctx, a->owned[k]);
-    free(a->owned);
+    model_owned_free(e->ctx, &a->owned);
     free(a->layers);
     free(a->slots);
     free(a->reparam);

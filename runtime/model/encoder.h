@@ -39,17 +39,12 @@
 
 #include "arch.h"
 #include "kernels.h"
+#include "model_common.h"
 #include "params.h"
 #include "spec.h"
 #include "vk.h"
 
-/* Storage of the frozen weight matrices and embedding tables. */
-enum encoder_storage {
-    ENCODER_STORAGE_DEFAULT = 0, /* bf16 when the file's matrices are bf16, else f16 */
-    ENCODER_STORAGE_F32,
-    ENCODER_STORAGE_F16,
-    ENCODER_STORAGE_BF16,
-};
+/* enum encoder_storage (the decoder stores its weights the same way): model_common.h. */
 
 /* Zero means default. */
 struct encoder_options {
@@ -276,8 +271,7 @@ struct enc_acts {
     struct vk_buffer stage_in, stage_out;
     uint64_t in_ids, in_pos, in_types, in_labels, in_keep, in_gword, in_gpos, in_gtype;
     /* Every piece above that was allocated, for freeing. */
-    struct vk_buffer **owned;
-    int owned_count, owned_cap;
+    struct model_owned owned;
 };
 
 struct encoder {

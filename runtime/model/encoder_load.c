@@ -28,11 +28,8 @@ static void emit(struct lister *L, int layer, bool bias, bool matrix, int64_t s0
         memset(d, 0, sizeof *d);
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(d->name, sizeof d->name, fmt, ap);
+        model_tensor_name_shape(d->name, sizeof d->name, &d->ndim, d->shape, s0, s1, fmt, ap);
         va_end(ap);
-        d->shape[0] = s0;
-        d->shape[1] = s1;
-        d->ndim = s1 > 0 ? 2 : 1;
         d->layer = layer;
         d->bias = bias;
         d->matrix = matrix;
@@ -117,36 +114,6 @@ static const struct io_tensor *find_in_file(const struct encoder *e, const char 
     return t;
 }
 
-static vp_status check_file_tensor(const struct encoder *e, const struct io_tensor *t,
-                                   const struct encoder_tensor_desc *d) {
-    if (t->dtype != IO_DTYPE_F32 && t->dtype != IO_DTYPE_F16 && t->dtype != IO_DTYPE_BF16)
-        return vp_fail(VP_ERROR_BAD_INPUT, "%s: tensor %s is %s; vkpeft reads F32, F16 and BF16",
-                       e->dir, t->name, io_dtype_name(t->dtype));
-    bool same = t->ndim == d->ndim;
-    for (int i = 0; same && i < d->ndim; i++) same = t->shape[i] == d->shape[i];
-    if (!same)
-        return vp_fail(VP_ERROR_BAD_INPUT,
-                       "%s: tensor %s has shape (%lld%s%lld), config.json implies (%lld%s%lld); "
-                       "is config.json from the same model?",
-                       e->dir, t->name, (long long)t->shape[0], t->ndim > 1 ? ", " : "",
-                       t->ndim > 1 ? (long long)t->shape[1] : 0LL, (long long)d->shape[0],
-                       d->ndim > 1 ? ", " : "", d->ndim > 1 ? (long long)d->shape[1] : 0LL);
-    return VP_OK;
-}
-
-static enum vp_dtype storage_dtype(enum encoder_storage s, enum io_dtype file) {
-    switch (s) {
-    case ENCODER_STORAGE_F32: return VP_DTYPE_F32;
-    case ENCODER_STORAGE_F16: return VP_DTYPE_F16;
-    case ENCODER_STORAGE_BF16: return VP_DTYPE_BF16;
-    case ENCODER_STORAGE_DEFAULT: break;
-    }
-    /* bf16 files stay bf16 (lossless); everything else is stored f16, which
-     * every device reads (kernels unpack packed words, no 16-bit storage
-     * feature needed). */
-    return file == IO_DTYPE_BF16 ? VP_DTYPE_BF16 : VP_DTYPE_F16;
-}
-
 /* Each tensor's dtype on the device: trained tensors and vectors f32,
  * frozen matrices and tables the storage type. */
 static void set_dtypes(struct encoder *e) {
@@ -175,7 +142,7 @@ vp_status enc_weights_init(struct encoder *e) {
         w->param = delta_params_find(e->params, w->desc.name);
     }
     free(desc);
-    e->wtype = storage_dtype(e->opt.storage, IO_DTYPE_F32);
+    e->wtype = model_storage_dtype(e->opt.storage, IO_DTYPE_F32);
     set_dtypes(e);
     e->head_count = encoder_head_tensors(&e->arch, e->head_desc);
     return VP_OK;
@@ -193,14 +160,14 @@ vp_status enc_open_weights(struct encoder *e) {
             s = vp_fail(VP_ERROR_BAD_INPUT, "%s: the weights have no tensor %s (a %s checkpoint "
                         "names every tensor of the model)", e->dir, w->desc.name, e->arch.model_type);
         else
-            s = check_file_tensor(e, w->file, &w->desc);
+            s = model_check_file_tensor(e->dir, w->file, w->desc.ndim, w->desc.shape);
     }
     if (s != VP_OK) return s;
-    e->wtype = storage_dtype(e->opt.storage, e->weights[0].file->dtype);
+    e->wtype = model_storage_dtype(e->opt.storage, e->weights[0].file->dtype);
     set_dtypes(e);
     for (int k = 0; k < e->head_count && s == VP_OK; k++) {
         e->head_file[k] = io_weights_find(e->file, e->head_desc[k].name);
-        if (e->head_file[k]) s = check_file_tensor(e, e->head_file[k], &e->head_desc[k]);
+        if (e->head_file[k]) s = model_check_file_tensor(e->dir, e->head_file[k], e->head_desc[k].ndim, e->head_desc[k].shape);
     }
     return s;
 }
@@ -335,14 +302,7 @@ vp_status encoder_tensor_read(const struct encoder *e, const char *name, float *
     if (n != w->n || !w->frozen.buffer)
         return vp_fail(VP_ERROR_INVALID_ARGUMENT, "encoder: %s holds %llu values (not %zu) or is not "
                        "loaded", name, (unsigned long long)w->n, n);
-    if (w->dtype == VP_DTYPE_F32) return vk_buffer_read(e->ctx, &w->frozen, 0, out, n * 4);
-    uint16_t *h = malloc(n * 2 + 2);
-    if (!h) return vp_fail(VP_ERROR_HOST_MEMORY, "encoder: out of host memory");
-    vp_status s = vk_buffer_read(e->ctx, &w->frozen, 0, h, n * 2);
-    if (s == VP_OK && w->dtype == VP_DTYPE_F16) vp_f16_to_f32_array(out, h, n);
-    if (s == VP_OK && w->dtype == VP_DTYPE_BF16) vp_bf16_to_f32_array(out, h, n);
-    free(h);
-    return s;
+    return model_frozen_read(e->ctx, &w->frozen, w->dtype, n, out, "encoder");
 }
 
 vp_status encoder_grad_read(const struct encoder *e, const char *name, float *out, size_t n) {
