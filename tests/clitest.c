@@ -38,6 +38,13 @@ void run_env(const char *env, const char *args) {
 void run(const char *args) { run_env(NULL, args); }
 
 
+void teardown(void) {
+    if (!root[0]) return;
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    CHECK(system(cmd) == 0);
+}
+
 bool exists(const char *name) {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", root, name);

@@ -27,6 +27,8 @@ void run(const char *args);
 #define EXPECT_OUTPUT(text) CHECKF(strstr(r.out, (text)) != NULL, "output lacks '%s':\n%s", (text), r.out)
 
 bool exists(const char *name);                       /* root/name */
+/* The last case of every CLI test: removes root (when it was made). */
+void teardown(void);
 bool write_text(const char *name, const char *text); /* root/name */
 cJSON *output_json(void);                            /* the JSON object in r.out */
 double json_number(const cJSON *o, const char *key); /* NaN when absent */

@@ -132,13 +132,6 @@ static void make_run_job_trains(void) {
     CHECK(exists("run/report.html"));
 }
 
-static void teardown(void) {
-    if (!root[0]) return;
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    CHECK(system(cmd) == 0);
-}
-
 int main(int argc, char **argv) {
     if (argc < 4) {
         fprintf(stderr, "usage: test_bundled_model VKPEFT MODELS-DIR MAKE-CORPUS.py [CASE]\n");

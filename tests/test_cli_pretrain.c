@@ -209,13 +209,6 @@ static void bad_input_exits_2(void) {
     EXPECT_OUTPUT("vkpeft pretrain --model");
 }
 
-static void teardown(void) {
-    if (!root[0]) return;
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    CHECK(system(cmd) == 0);
-}
-
 int main(int argc, char **argv) {
     if (argc < 4) {
         fprintf(stderr, "usage: test_cli_pretrain VKPEFT MAKE-CORPUS.py MAKE-TOKENIZER.py [CASE]\n");

@@ -270,13 +270,6 @@ static void second_sigint_exits_at_once(void) {
     free(args);
 }
 
-static void teardown(void) {
-    if (!root[0]) return;
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    CHECK(system(cmd) == 0);
-}
-
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_cli_report PATH-TO-VKPEFT\n");

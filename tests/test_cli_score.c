@@ -86,13 +86,6 @@ static void bad_input_exits_2(void) {
     EXPECT_OUTPUT("examples:");
 }
 
-static void teardown(void) {
-    if (!root[0]) return;
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    CHECK(system(cmd) == 0);
-}
-
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_cli_score VKPEFT [CASE]\n");

@@ -345,13 +345,6 @@ static void over_budget_leaves_no_out(void) {
     CHECK(!exists("small"));
 }
 
-static void teardown(void) {
-    if (!root[0]) return;
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    CHECK(system(cmd) == 0);
-}
-
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_cli_train PATH-TO-VKPEFT\n");

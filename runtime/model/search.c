@@ -269,12 +269,7 @@ int search_argmax(const float *scores, int vocab) {
     return best;
 }
 
-uint64_t search_rng_next(uint64_t *state) {
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+uint64_t search_rng_next(uint64_t *state) { return vp_splitmix64(state); }
 
 uint64_t search_rng_seed(uint64_t seed, uint64_t stream) {
     /* The stream number goes through one mix so neighbouring streams start

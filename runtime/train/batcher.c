@@ -155,28 +155,11 @@ vp_status train_data_get(struct train_data *d, uint64_t i, struct io_example *ex
  * Permutations
  * ------------------------------------------------------------------------ */
 
-static uint64_t splitmix64(uint64_t *state) {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [0, bound) without modulo bias (rejection). */
-static uint64_t below(uint64_t *state, uint64_t bound) {
-    const uint64_t limit = UINT64_MAX - UINT64_MAX % bound;
-    uint64_t r;
-    do r = splitmix64(state);
-    while (r >= limit);
-    return r % bound;
-}
-
 void train_permutation(uint64_t *perm, uint64_t n, uint64_t seed, uint64_t epoch) {
-    uint64_t state = seed ^ (0x632be59bd9b4e019ull * (epoch + 1));
-    splitmix64(&state);
+    uint64_t state = vp_epoch_rng(seed, epoch);
     for (uint64_t i = 0; i < n; i++) perm[i] = i;
     for (uint64_t i = n; i > 1; i--) {
-        uint64_t j = below(&state, i);
+        uint64_t j = vp_random_below(&state, i);
         uint64_t tmp = perm[i - 1];
         perm[i - 1] = perm[j];
         perm[j] = tmp;

@@ -49,25 +49,6 @@ struct lm_data {
 };
 
 /* ------------------------------------------------------------------------
- * Randomness (the classification batcher's splitmix64)
- * ------------------------------------------------------------------------ */
-
-static uint64_t splitmix64(uint64_t *state) {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t below(uint64_t *state, uint64_t bound) {
-    const uint64_t limit = UINT64_MAX - UINT64_MAX % bound;
-    uint64_t r;
-    do r = splitmix64(state);
-    while (r >= limit);
-    return r % bound;
-}
-
-/* ------------------------------------------------------------------------
  * Line reader
  * ------------------------------------------------------------------------ */
 
@@ -287,7 +268,7 @@ static vp_status next_example(struct lm_data *d, bool *done) {
         d->have_cur = false;
         return VP_OK;
     }
-    const int pick = d->o.shuffle_window > 0 ? (int)below(&d->rng, (uint64_t)d->pool_n) : 0;
+    const int pick = d->o.shuffle_window > 0 ? (int)vp_random_below(&d->rng, (uint64_t)d->pool_n) : 0;
     struct lm_example t = d->cur;
     d->cur = d->pool[pick];
     d->pool[pick] = d->pool[d->pool_n - 1]; /* file order (window 1): pick is 0 = pool_n - 1 */
@@ -392,8 +373,7 @@ vp_status lm_data_rewind(struct lm_data *d, uint64_t epoch) {
     d->pool_n = 0;
     d->have_cur = false;
     d->skipped = d->examples = 0;
-    d->rng = d->o.seed ^ (0x632be59bd9b4e019ull * (epoch + 1));
-    splitmix64(&d->rng);
+    d->rng = vp_epoch_rng(d->o.seed, epoch);
     return VP_OK;
 }
 

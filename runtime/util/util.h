@@ -28,6 +28,13 @@ vp_status vp_file_write_atomic(const char *path, const void *data, size_t size);
 /* mkdir -p. */
 vp_status vp_mkdir_p(const char *path);
 
+/* Deterministic host randomness (random.c): splitmix64; a draw uniform in
+ * [0, bound) without modulo bias (bound > 0); the shuffling state of an
+ * epoch of a seeded run. */
+uint64_t vp_splitmix64(uint64_t *state);
+uint64_t vp_random_below(uint64_t *state, uint64_t bound);
+uint64_t vp_epoch_rng(uint64_t seed, uint64_t epoch);
+
 /* Monotonic seconds. */
 double vp_now(void);
 
