@@ -84,7 +84,7 @@ def arch_corpus():
     yield "bad_heads", dict(bert, num_attention_heads=3)
     yield "bad_type", dict(bert, model_type="t5")
     yield "negative", dict(llama, num_key_value_heads=-1)
-    yield "huge", dict(bert, hidden_size=999999936, intermediate_size=1000000000, num_hidden_layers=1000000,
+    yield "huge", dict(bert, hidden_size=999999936, intermediate_size=1000000000, num_hidden_layers=4096,
                        vocab_size=1000000000, num_attention_heads=2, max_position_embeddings=1000000000)
 
 
