@@ -165,5 +165,23 @@ static void bad_decoder_configs(void) {
     expect_error("{\"model_type\":\"mbart\",\"vocab_size\":10,\"d_model\":8}", "\"encoder_layers\" is missing");
 }
 
+/* Found by tests/fuzz/fuzz_arch: a config claiming a million layers made the
+ * delta planner's per-layer loops run for seconds (minutes at 1e9). */
+static void absurd_depth_is_refused(void) {
+    expect_error("{\"model_type\":\"bert\",\"vocab_size\":100,\"hidden_size\":8,\"num_hidden_layers\":1000000,"
+                 "\"num_attention_heads\":2,\"intermediate_size\":16}",
+                 "1000000 layers is more than vkpeft supports (4096)");
+    expect_error("{\"model_type\":\"bart\",\"vocab_size\":100,\"d_model\":8,\"encoder_layers\":1,"
+                 "\"decoder_layers\":5000,\"encoder_attention_heads\":2,\"decoder_attention_heads\":2,"
+                 "\"encoder_ffn_dim\":16,\"decoder_ffn_dim\":16,\"max_position_embeddings\":16}",
+                 "5000 layers is more than vkpeft supports");
+    struct model_arch a;
+    const char *deep = "{\"model_type\":\"bert\",\"vocab_size\":100,\"hidden_size\":8,\"num_hidden_layers\":4096,"
+                       "\"num_attention_heads\":2,\"intermediate_size\":16}";
+    CHECKF(model_arch_parse(deep, strlen(deep), "m/config.json", &a) == VP_OK, "%s", vp_last_error());
+    model_arch_finish(&a);
+}
+
 TH_MAIN(TH_CASE(roberta_config), TH_CASE(bert_defaults), TH_CASE(bad_configs), TH_CASE(gpt2_config),
-        TH_CASE(llama_family_configs), TH_CASE(bart_family_configs), TH_CASE(bad_decoder_configs))
+        TH_CASE(llama_family_configs), TH_CASE(bart_family_configs), TH_CASE(bad_decoder_configs),
+        TH_CASE(absurd_depth_is_refused))

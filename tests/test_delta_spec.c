@@ -221,5 +221,26 @@ static void decoder_parameter_counts(void) {
     model_arch_finish(&qwen);
 }
 
+/* Found by tests/fuzz/fuzz_delta_spec: presets took sizes and scales that the
+ * JSON reader refuses, so a saved delta.json of such a run did not load. */
+static void preset_overrides_stay_within_what_json_reads(void) {
+    struct delta_spec s, back;
+    CHECK(delta_spec_preset("mam:l=1000000", &s) == VP_ERROR_BAD_INPUT);
+    CHECKF(strstr(vp_last_error(), "l must be an integer in [1, 65536]") != NULL, "%s", vp_last_error());
+    CHECK(delta_spec_preset("adapter:r=65537", &s) == VP_ERROR_BAD_INPUT);
+    CHECK(delta_spec_preset("mam:s=1e9", &s) == VP_ERROR_BAD_INPUT);
+    CHECKF(strstr(vp_last_error(), "'s=1e9' needs a number in [1e-06, 1e+06]") != NULL, "%s", vp_last_error());
+    CHECK(delta_spec_preset("lora:a=1e-7", &s) == VP_ERROR_BAD_INPUT);
+    const char *edges[] = {"mam:l=65536,r=65536,s=1e6", "lora:r=1,a=1e-6", "lora:r=65536,a=1e6"};
+    for (int i = 0; i < 3; i++) {
+        if (!CHECKF(delta_spec_preset(edges[i], &s) == VP_OK, "%s: %s", edges[i], vp_last_error())) continue;
+        char *json = delta_spec_to_json(&s);
+        CHECKF(json && delta_spec_parse(json, strlen(json), "delta.json", &back) == VP_OK, "%s: %s", edges[i],
+               vp_last_error());
+        free(json);
+    }
+}
+
 TH_MAIN(TH_CASE(every_preset_parses), TH_CASE(presets_place_modules_as_the_paper), TH_CASE(overrides),
-        TH_CASE(json_spec), TH_CASE(parameter_counts), TH_CASE(decoder_parameter_counts))
+        TH_CASE(json_spec), TH_CASE(parameter_counts), TH_CASE(decoder_parameter_counts),
+        TH_CASE(preset_overrides_stay_within_what_json_reads))

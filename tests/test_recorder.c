@@ -1,8 +1,10 @@
 /* The command recorder: derived barriers, replay, timestamps. */
 #include "vktest.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct fixture {
     vp_context *ctx;
@@ -195,6 +197,112 @@ static void misuse_is_reported(void) {
     teardown(&f);
 }
 
+/* stderr into a temporary file, to read back what the validation layer said
+ * (the library's messenger prints every message there). */
+struct captured_stderr {
+    FILE *file;
+    int saved;
+};
+
+static bool capture_stderr(struct captured_stderr *c) {
+    fflush(stderr);
+    c->file = tmpfile();
+    c->saved = c->file ? dup(STDERR_FILENO) : -1;
+    if (c->saved < 0 || dup2(fileno(c->file), STDERR_FILENO) < 0) {
+        if (c->file) fclose(c->file);
+        return false;
+    }
+    return true;
+}
+
+/* Restores stderr, echoes the captured text there, returns it (malloc'd). */
+static char *release_stderr(struct captured_stderr *c) {
+    fflush(stderr);
+    dup2(c->saved, STDERR_FILENO);
+    close(c->saved);
+    long size = ftell(c->file);
+    char *text = calloc(1, size > 0 ? (size_t)size + 1 : 1);
+    rewind(c->file);
+    if (text && size > 0 && fread(text, 1, (size_t)size, c->file) != (size_t)size) text[0] = 0;
+    fclose(c->file);
+    if (text) fputs(text, stderr);
+    return text;
+}
+
+struct scale_add_push {
+    uint32_t n;
+    float a, b;
+    uint32_t pad;
+};
+_Static_assert(sizeof(struct scale_add_push) == 16, "matches Push in shaders/scale_add.comp");
+
+/* Records b = a (a dispatch declaring its use of b as `declared`), then a
+ * copy of b into c, and runs it. */
+static void record_write_then_copy(struct fixture *f, struct vk_pipeline *pipe, enum vk_access declared,
+                                   const struct vk_buffer *c) {
+    struct scale_add_push push = {(uint32_t)f->n, 1.0f, 0.0f, 0};
+    uint32_t groups = ((uint32_t)f->n + 255) / 256; /* the 256-wide workgroup of the desc */
+    struct vk_bind binds[2] = {{&f->a, 0, 0, VK_ACCESS_READ}, {&f->b, 0, 0, declared}};
+    CHECK(vk_recorder_begin(f->rec) == VP_OK);
+    CHECK(vk_recorder_dispatch(f->rec, pipe, binds, 2, &push, groups, 1, 1) == VP_OK);
+    CHECK(vk_recorder_copy(f->rec, c, 0, &f->b, 0, f->n * 4) == VP_OK);
+    CHECK(vk_recorder_end(f->rec) == VP_OK);
+    CHECK(vk_recorder_run(f->rec) == VP_OK);
+}
+
+/* Synchronization validation is really on under VKPEFT_VALIDATE=sync: a
+ * dispatch that writes b, declared as a mere read so that the recorder
+ * derives no barrier before the copy that reads b, is reported by the layer
+ * as a read-after-write hazard; declared honestly, the recorder puts a
+ * barrier between them and the layer is silent. The hazard's messages are
+ * expected here, so they do not fail the case. */
+static void sync_validation_reports_a_missing_barrier(void) {
+    const char *validate = getenv("VKPEFT_VALIDATE");
+    if (!validate || strcmp(validate, "sync") != 0) {
+        th_diag("skipped: synchronization validation needs VKPEFT_VALIDATE=sync");
+        return;
+    }
+    struct fixture f;
+    if (!setup(&f, NULL, 4096, 0)) return teardown(&f);
+    struct vk_buffer c;
+    struct vk_kernel_desc desc = {
+        .shader = "scale_add.comp",
+        .bindings = 2,
+        .push_size = sizeof(struct scale_add_push),
+        .spec_count = 1,
+        .spec = {256},
+    };
+    struct vk_pipeline *pipe;
+    if (!CHECK(vk_buffer_alloc(f.ctx, VP_POOL_ACTIVATIONS, f.n * 4, &c) == VP_OK)) return teardown(&f);
+    if (!CHECK(vk_pipeline_get(f.ctx, &desc, &pipe) == VP_OK)) {
+        vk_buffer_free(f.ctx, &c);
+        return teardown(&f);
+    }
+
+    uint64_t before = vp_validation_message_count();
+    record_write_then_copy(&f, pipe, VK_ACCESS_WRITE, &c);
+    CHECK(vk_recorder_barrier_count(f.rec) == 1);
+    CHECKF(vp_validation_message_count() == before, "%llu message(s) for a correctly ordered recording",
+           (unsigned long long)(vp_validation_message_count() - before));
+
+    struct captured_stderr captured;
+    if (CHECK(capture_stderr(&captured))) {
+        record_write_then_copy(&f, pipe, VK_ACCESS_READ, &c);
+        uint64_t reported = vp_validation_message_count() - before;
+        char *text = release_stderr(&captured);
+        vt_accept_validation_messages();
+        CHECK(vk_recorder_barrier_count(f.rec) == 0);
+        CHECKF(reported > 0, "the layer reported nothing for a copy racing a dispatch: is synchronization "
+                             "validation enabled (runtime/vk/instance.c)?");
+        CHECKF(text && strstr(text, "SYNC-HAZARD-READ-AFTER-WRITE"),
+               "no SYNC-HAZARD-READ-AFTER-WRITE among the %llu message(s)", (unsigned long long)reported);
+        free(text);
+    }
+    vk_buffer_free(f.ctx, &c);
+    teardown(&f);
+}
+
 VT_MAIN(TH_CASE(dependent_chain_of_1000), TH_CASE(independent_dispatches_get_no_barrier),
         TH_CASE(hazards_are_detected), TH_CASE(replay_unified), TH_CASE(replay_discrete),
-        TH_CASE(timestamps_per_dispatch), TH_CASE(misuse_is_reported))
+        TH_CASE(timestamps_per_dispatch), TH_CASE(misuse_is_reported),
+        TH_CASE(sync_validation_reports_a_missing_barrier))

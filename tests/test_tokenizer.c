@@ -609,6 +609,22 @@ static void missing_unknown_token(void) {
     tok_tokenizer_free(tok);
 }
 
+/* Found by tests/fuzz/fuzz_tokenizer: a post-processor naming an id past the
+ * vocabulary put it into encodings, to be read past the embedding table. */
+static void post_processor_ids_must_be_in_the_vocabulary(void) {
+    FAILS("{\"post_processor\":{\"type\":\"RobertaProcessing\",\"cls\":[\"<s>\",300],\"sep\":[\"[UNK]\",0]},"
+          WP_MODEL "}",
+          VP_ERROR_BAD_INPUT, "\"post_processor.cls\" names id 300, which is not in the vocabulary (ids 0..1)");
+    FAILS("{\"post_processor\":{\"type\":\"BertProcessing\",\"cls\":[\"a\",1],\"sep\":[\"[SEP]\",2]}," WP_MODEL "}",
+          VP_ERROR_BAD_INPUT, "\"post_processor.sep\" names id 2");
+    FAILS("{\"post_processor\":{\"type\":\"Sequence\",\"processors\":[{\"type\":\"ByteLevel\"},"
+          "{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<s>\",\"type_id\":0}},"
+          "{\"Sequence\":{\"id\":\"A\",\"type_id\":0}}],\"pair\":[{\"Sequence\":{\"id\":\"A\",\"type_id\":0}}],"
+          "\"special_tokens\":{\"<s>\":{\"id\":\"<s>\",\"ids\":[1,7],\"tokens\":[\"a\",\"<s>\"]}}}]}," WP_MODEL "}",
+          VP_ERROR_BAD_INPUT, "\"post_processor.processors[1].special_tokens.<s>.ids\" names id 7");
+}
+
 TH_MAIN(TH_CASE(gpt2_byte_level_bpe), TH_CASE(roberta_processing), TH_CASE(bert_wordpiece), TH_CASE(unigram_viterbi),
         TH_CASE(llama_byte_fallback_bpe), TH_CASE(load_from_folder), TH_CASE(unsupported_features_are_named),
-        TH_CASE(malformed_files_name_the_field), TH_CASE(missing_unknown_token))
+        TH_CASE(malformed_files_name_the_field), TH_CASE(missing_unknown_token),
+        TH_CASE(post_processor_ids_must_be_in_the_vocabulary))

@@ -9,6 +9,7 @@ packages="
   glslang-dev spirv-tools libcjson-dev libopenblas-dev
   python3-torch
   sentencepiece
+  clang libclang-rt-14-dev
 "
 
 missing=""

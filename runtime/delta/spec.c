@@ -16,6 +16,12 @@ static const char *const act_names[] = {"relu", "gelu", "identity"};
 static const char *const compose_names[] = {"add", "scale", "gated"};
 static const char *const init_names[] = {"lora", "bert"};
 
+/* Limits shared by presets and JSON, so that a spec written by
+ * delta_spec_to_json (a saved delta.json) always reads back. */
+#define MAX_MODULE_SIZE 65536 /* bottleneck, rank, prefix length, reparam width */
+#define MIN_SCALE 1e-6        /* scale and LoRA alpha */
+#define MAX_SCALE 1e6
+
 const char *delta_kind_name(enum delta_kind k) { return kind_names[k]; }
 const char *delta_at_name(enum delta_at a) { return at_names[a]; }
 
@@ -110,20 +116,24 @@ static bool build_preset(const char *name, struct delta_spec *s) {
 static vp_status apply_override(struct delta_spec *s, const char *key, const char *val) {
     char *end;
     double v = strtod(val, &end);
-    if (end == val || *end || !isfinite(v) || v <= 0)
-        return vp_fail(VP_ERROR_BAD_INPUT, "delta preset %s: '%s=%s' needs a positive number",
-                       s->name, key, val);
+    if (end == val || *end || !isfinite(v) || v < MIN_SCALE || v > MAX_SCALE)
+        return vp_fail(VP_ERROR_BAD_INPUT, "delta preset %s: '%s=%s' needs a number in [%g, %g]",
+                       s->name, key, val, MIN_SCALE, MAX_SCALE);
     bool used = false;
     for (int i = 0; i < s->count; i++) {
         struct delta_module *m = &s->modules[i];
-        bool integer = floor(v) == v && v <= 1e6;
+        bool integer = floor(v) == v && v >= 1 && v <= MAX_MODULE_SIZE;
         if (strcmp(key, "r") == 0 && (m->kind == DELTA_ADAPTER || m->kind == DELTA_LORA)) {
-            if (!integer) return vp_fail(VP_ERROR_BAD_INPUT, "delta preset %s: r must be an integer", s->name);
+            if (!integer)
+                return vp_fail(VP_ERROR_BAD_INPUT, "delta preset %s: r must be an integer in [1, %d]", s->name,
+                               MAX_MODULE_SIZE);
             m->size = (int)v;
             if (m->kind == DELTA_LORA) m->scale = m->alpha / m->size;
             used = true;
         } else if (strcmp(key, "l") == 0 && m->kind == DELTA_PREFIX) {
-            if (!integer) return vp_fail(VP_ERROR_BAD_INPUT, "delta preset %s: l must be an integer", s->name);
+            if (!integer)
+                return vp_fail(VP_ERROR_BAD_INPUT, "delta preset %s: l must be an integer in [1, %d]", s->name,
+                               MAX_MODULE_SIZE);
             m->size = (int)v;
             used = true;
         } else if (strcmp(key, "s") == 0 && m->kind == DELTA_ADAPTER) {
@@ -292,12 +302,12 @@ static void parse_module(struct field_reader *r, const cJSON *o, struct delta_mo
         m->insert != DELTA_PARALLEL)
         field_error(r, "insert", "%s modules are always parallel", kind_names[kind]);
     const char *size_field = kind == DELTA_ADAPTER ? "bottleneck" : kind == DELTA_LORA ? "rank" : "length";
-    if (kind <= DELTA_PREFIX) m->size = (int)number_field(r, o, size_field, m->size, 1, 65536, true);
+    if (kind <= DELTA_PREFIX) m->size = (int)number_field(r, o, size_field, m->size, 1, MAX_MODULE_SIZE, true);
     m->act = (enum delta_act)enum_field(r, o, "act", act_names, 3, m->act);
     m->compose = (enum delta_compose)enum_field(r, o, "compose", compose_names, 3, m->compose);
-    m->scale = number_field(r, o, "scale", m->scale, 1e-6, 1e6, false);
+    m->scale = number_field(r, o, "scale", m->scale, MIN_SCALE, MAX_SCALE, false);
     if (kind == DELTA_LORA) {
-        m->alpha = number_field(r, o, "alpha", m->alpha, 1e-6, 1e6, false);
+        m->alpha = number_field(r, o, "alpha", m->alpha, MIN_SCALE, MAX_SCALE, false);
         m->scale = m->alpha / m->size;
     }
     const cJSON *heads = cJSON_GetObjectItemCaseSensitive(o, "per_head");
@@ -306,7 +316,7 @@ static void parse_module(struct field_reader *r, const cJSON *o, struct delta_mo
     if (m->per_head && m->at != DELTA_AT_ATTN && r->status == VP_OK)
         field_error(r, "per_head", "only an adapter at attn can be per head");
     m->init = (enum delta_init)enum_field(r, o, "init", init_names, 2, m->init);
-    if (kind == DELTA_PREFIX) m->reparam = (int)number_field(r, o, "reparam", m->reparam, 0, 65536, true);
+    if (kind == DELTA_PREFIX) m->reparam = (int)number_field(r, o, "reparam", m->reparam, 0, MAX_MODULE_SIZE, true);
     m->dropout = number_field(r, o, "dropout", m->dropout, -1, 0.99, false);
     parse_layers(r, o, m);
     parse_stacks(r, o, m);

@@ -342,6 +342,18 @@ static void check_tokens(struct reader *r, const struct model_arch *a) {
                             r->path, a->pad_token_id, a->vocab_size);
 }
 
+/* Far beyond any published model (about 130 at most); a config.json claiming
+ * millions of layers would otherwise make per-layer planning loops run for
+ * minutes before anything else fails. */
+#define MAX_LAYERS 4096
+
+static void check_depth(struct reader *r, const struct model_arch *a) {
+    int most = a->layers > a->decoder_layers ? a->layers : a->decoder_layers;
+    if (most > MAX_LAYERS)
+        r->status = vp_fail(VP_ERROR_BAD_INPUT, "%s: %d layers is more than vkpeft supports (%d); is the "
+                            "file corrupt?", r->path, most, MAX_LAYERS);
+}
+
 static const struct {
     const char *type;
     enum model_family family;
@@ -385,6 +397,7 @@ vp_status model_arch_parse(const char *text, size_t size, const char *path, stru
         }
     }
     if (r.status == VP_OK) check_tokens(&r, out);
+    if (r.status == VP_OK) check_depth(&r, out);
     cJSON_Delete(root);
     if (r.status != VP_OK) model_arch_finish(out);
     return r.status;

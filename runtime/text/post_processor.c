@@ -189,6 +189,32 @@ vp_status tx_post_parse(const struct tx_json *j, const cJSON *o, const char *whe
     return VP_OK;
 }
 
+/* Every id the post-processor inserts must be a token of the vocabulary:
+ * tokenizer.json may name any number, and an id past the embedding table
+ * would be read out of bounds later. */
+vp_status tx_post_check_ids(const struct tx_json *j, const struct tx_post *p, const char *where, int32_t vocab_size) {
+    if ((p->kind == POST_BERT || p->kind == POST_ROBERTA) && (p->cls >= vocab_size || p->sep >= vocab_size))
+        return tx_bad(j, where, p->cls >= vocab_size ? "cls" : "sep",
+                      "names id %d, which is not in the vocabulary (ids 0..%d)",
+                      p->cls >= vocab_size ? p->cls : p->sep, vocab_size - 1);
+    char base[256], path[300];
+    tx_path(base, sizeof base, where, "special_tokens", 0);
+    for (int i = 0; i < p->n_specials; i++)
+        for (int k = 0; k < p->specials[i].n; k++)
+            if (p->specials[i].ids[k] >= vocab_size) {
+                tx_path(path, sizeof path, base, p->specials[i].name, 0);
+                return tx_bad(j, path, "ids", "names id %d, which is not in the vocabulary (ids 0..%d)",
+                              p->specials[i].ids[k], vocab_size - 1);
+            }
+    tx_path(base, sizeof base, where, "processors", 0);
+    for (int i = 0; i < p->n_seq; i++) {
+        tx_path(path, sizeof path, base, NULL, i);
+        vp_status s = tx_post_check_ids(j, p->seq[i], path, vocab_size);
+        if (s != VP_OK) return s;
+    }
+    return VP_OK;
+}
+
 int tx_post_added(const struct tx_post *p, bool pair) {
     int n = 0;
     switch (p->kind) {

@@ -193,6 +193,8 @@ struct tx_encodings {
     int n;
 };
 vp_status tx_post_parse(const struct tx_json *j, const cJSON *o, const char *where, struct tx_post **out);
+/* VP_ERROR_BAD_INPUT when an id it inserts is >= vocab_size. */
+vp_status tx_post_check_ids(const struct tx_json *j, const struct tx_post *p, const char *where, int32_t vocab_size);
 /* Number of special tokens the processor adds (used by truncation). */
 int tx_post_added(const struct tx_post *p, bool pair);
 vp_status tx_post_run(const struct tx_post *p, struct tx_encodings *e, bool add_special_tokens);

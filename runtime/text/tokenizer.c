@@ -101,6 +101,7 @@ static vp_status parse_root(const struct tx_json *j, const cJSON *root, struct t
     if (s == VP_OK && (c = component(root, "post_processor"))) s = tx_post_parse(j, c, "post_processor", &tok->post);
     if (s == VP_OK && (c = component(root, "decoder"))) s = tx_decoder_parse(j, c, "decoder", &tok->decoder);
     if (s == VP_OK) s = tx_added_parse(j, cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), tok);
+    if (s == VP_OK && tok->post) s = tx_post_check_ids(j, tok->post, "post_processor", tok->vocab_size);
     return s;
 }
 
