@@ -119,8 +119,24 @@ static void llama_family_configs(void) {
     if (CHECKF(parse(qwen2, &a) == VP_OK, "%s", vp_last_error())) {
         CHECK(a.qkv_bias && !a.out_bias && !a.ffn_bias && a.tie_word_embeddings && a.sliding_window == 0);
         CHECK(a.head_dim == 64 && a.kv_heads == 2 && a.bos_token_id == 151643);
+        CHECK(a.eos_count == 1 && a.eos_token_ids[0] == 151643);
         model_arch_finish(&a);
     }
+    /* Llama 3 and Qwen2 chat configs list several end tokens. */
+    const char *llama3 = "{\"model_type\":\"llama\",\"vocab_size\":128256,\"hidden_size\":2048,"
+                         "\"num_hidden_layers\":16,\"num_attention_heads\":32,\"num_key_value_heads\":8,"
+                         "\"intermediate_size\":8192,\"bos_token_id\":128000,"
+                         "\"eos_token_id\":[128001,128008,128009]}";
+    if (CHECKF(parse(llama3, &a) == VP_OK, "%s", vp_last_error())) {
+        CHECK(a.eos_count == 3 && a.eos_token_id == 128001 && a.eos_token_ids[1] == 128008 &&
+              a.eos_token_ids[2] == 128009);
+        model_arch_finish(&a);
+    }
+    expect_error("{\"model_type\":\"llama\"," LLAMA_SIZES ",\"eos_token_id\":[2,32000]}",
+                 "\"eos_token_id\" entry 1 must be a token id in 0..31999");
+    expect_error("{\"model_type\":\"llama\"," LLAMA_SIZES ",\"eos_token_id\":[]}",
+                 "\"eos_token_id\" lists 0 ids");
+    expect_error("{\"model_type\":\"llama\"," LLAMA_SIZES ",\"eos_token_id\":[2,\"x\"]}", "entry 1");
 }
 
 #define BART_SIZES "\"d_model\":1024,\"encoder_layers\":12,\"decoder_layers\":12," \

@@ -76,6 +76,37 @@ static int get_token(struct reader *r, const char *key, int fallback) {
     return id;
 }
 
+/* eos_token_id: one id, or a list of them (Llama 3, Qwen2 chat models end
+ * on any of several). Fills a->eos_token_ids; eos_token_id is the first. */
+static void get_eos_tokens(struct reader *r, struct model_arch *a, int fallback) {
+    a->eos_count = 0;
+    a->eos_token_id = -1;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(r->root, "eos_token_id");
+    if (r->status != VP_OK) return;
+    if (!cJSON_IsArray(v)) {
+        a->eos_token_id = get_token(r, "eos_token_id", fallback);
+        if (a->eos_token_id >= 0) a->eos_token_ids[a->eos_count++] = a->eos_token_id;
+        return;
+    }
+    const int n = cJSON_GetArraySize(v);
+    if (n < 1 || n > MODEL_MAX_EOS) {
+        r->status = vp_fail(VP_ERROR_BAD_INPUT, "%s: \"eos_token_id\" lists %d ids (1 to %d are supported)",
+                            r->path, n, MODEL_MAX_EOS);
+        return;
+    }
+    for (const cJSON *e = v->child; e; e = e->next) {
+        const double d = cJSON_IsNumber(e) ? e->valuedouble : -1;
+        if (!(d >= 0 && d < r->vocab && d == (int)d)) {
+            r->status = vp_fail(VP_ERROR_BAD_INPUT,
+                                "%s: \"eos_token_id\" entry %d must be a token id in 0..%d", r->path,
+                                a->eos_count, r->vocab - 1);
+            return;
+        }
+        a->eos_token_ids[a->eos_count++] = (int)d;
+    }
+    a->eos_token_id = a->eos_token_ids[0];
+}
+
 static const char *get_string(struct reader *r, const char *key, const char *fallback) {
     if (r->status != VP_OK) return fallback;
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(r->root, key);
@@ -165,7 +196,7 @@ static void parse_encoder(struct reader *r, struct model_arch *a) {
     if (r->status != VP_OK) return;
     r->vocab = a->vocab_size;
     a->bos_token_id = get_token(r, "bos_token_id", -1);
-    a->eos_token_id = get_token(r, "eos_token_id", -1);
+    get_eos_tokens(r, a, -1);
     if (a->hidden % a->heads)
         r->status = vp_fail(VP_ERROR_BAD_INPUT,
                             "%s: hidden_size %d is not a multiple of num_attention_heads %d",
@@ -203,7 +234,7 @@ static void check_heads(struct reader *r, const struct model_arch *a, int hidden
 static void parse_common_tokens(struct reader *r, struct model_arch *a, int bos, int eos, int pad) {
     r->vocab = a->vocab_size;
     a->bos_token_id = get_token(r, "bos_token_id", bos);
-    a->eos_token_id = get_token(r, "eos_token_id", eos);
+    get_eos_tokens(r, a, eos);
     a->pad_token_id = get_token(r, "pad_token_id", pad);
     a->decoder_start_token_id = -1;
     a->forced_bos_token_id = get_token(r, "forced_bos_token_id", -1);

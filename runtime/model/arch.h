@@ -27,6 +27,7 @@ enum model_positions { MODEL_POS_LEARNED = 0, MODEL_POS_ROTARY };
 enum model_head { MODEL_HEAD_CLASSIFY = 0, MODEL_HEAD_MLM };
 
 #define MODEL_MAX_LABELS 1024
+#define MODEL_MAX_EOS 8 /* ids in a list-valued eos_token_id (search.h: SEARCH_MAX_EOS) */
 
 struct model_arch {
     enum model_family family;
@@ -62,6 +63,8 @@ struct model_arch {
     int pad_token_id;
     /* Token ids generation needs; -1 when the config has none. */
     int bos_token_id, eos_token_id, decoder_start_token_id;
+    int eos_count;                        /* ids in eos_token_ids (config.json may list several) */
+    int eos_token_ids[MODEL_MAX_EOS];     /* eos_token_id is the first */
     int forced_bos_token_id, forced_eos_token_id;
     double hidden_dropout, attention_dropout, classifier_dropout;
     double activation_dropout;  /* BART: dropout after the FFN activation */
