@@ -5,7 +5,8 @@
 //   m <- lerp(m, g, 1 - b1)                 (PyTorch's m.lerp_(g, 1 - b1))
 //   v <- v b2 + (1 - b2) g g
 //   p <- p - step_size m / (sqrt(v) / sqrt(1 - b2^t) + eps),  step_size = lr / (1 - b1^t)
-// with g = grad, times the clip coefficient when `use_clip`. Hyperparameters
+// with g = grad, times the clip coefficient when `use_clip`, which also skips the update
+// when the norm beside it is not finite. Hyperparameters
 // come from a device buffer (struct kernel_adamw_hparams) that the host
 // rewrites between runs of a recording; the scalars that depend on the
 // step are computed there in double, as PyTorch does in Python.
@@ -37,7 +38,12 @@ void main() {
     const uint i = vp_flat_index();
     if (i >= p.n) return;
     float g = grad[p.base_g + i];
-    if (p.use_clip != 0u) g *= clip_coef;
+    if (p.use_clip != 0u) {
+        // A non-finite global norm (a NaN or Inf gradient somewhere) skips
+        // the whole update: parameters and moments stay as they were.
+        if (isnan(clip_norm) || isinf(clip_norm)) return;
+        g *= clip_coef;
+    }
     float w = prm[p.base_p + i];
     if (p.decay != 0u) w *= h.decay_factor;
     float m = m1[p.base_m + i];

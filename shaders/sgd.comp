@@ -5,7 +5,8 @@
 //   buf <- d at step 1, else momentum buf + d   (when there is a buffer and
 //                                                momentum != 0)
 //   p <- p - lr (buf or d)
-// g = grad, times the clip coefficient when `use_clip`. Hyperparameters come
+// g = grad, times the clip coefficient when `use_clip`, which also skips the update
+// when the norm beside it is not finite. Hyperparameters come
 // from a device buffer (struct kernel_sgd_hparams) rewritten between runs.
 #include "common.glsl"
 
@@ -31,7 +32,12 @@ void main() {
     const uint i = vp_flat_index();
     if (i >= p.n) return;
     float g = grad[p.base_g + i];
-    if (p.use_clip != 0u) g *= clip_coef;
+    if (p.use_clip != 0u) {
+        // A non-finite global norm (a NaN or Inf gradient somewhere) skips
+        // the whole update: parameters and moments stay as they were.
+        if (isnan(clip_norm) || isinf(clip_norm)) return;
+        g *= clip_coef;
+    }
     float w = prm[p.base_p + i];
     float d = p.decay != 0u ? g + h.weight_decay * w : g;
     if (p.has_buf != 0u && h.momentum != 0.0) {

@@ -283,6 +283,71 @@ static void adamw_with_clipping(void) {
     adamw_case(NULL, &c, 2, 1e9, 1, NULL);
 }
 
+/* A NaN or Inf gradient makes the global norm non-finite, and an optimiser
+ * step given that norm changes nothing: parameters and moments (AdamW), or
+ * parameters and the momentum buffer (SGD), keep every bit. */
+static bool read_role(vp_context *ctx, const struct opt_state *s, int r, float *out) {
+    const struct opt_case *c = s->c;
+    const struct kt_tensor *pieces[4] = {s->dp, s->dg, s->dm, s->dv};
+    for (uint32_t i = 0; i < c->count; i++) {
+        if (!CHECK(vk_buffer_read(ctx, &pieces[r][i].buf, 0, out, c->n[i] * 4) == VP_OK)) return false;
+        out += c->n[i];
+    }
+    return true;
+}
+
+static vp_status record_sgd_clipped(vp_context *ctx, struct vk_recorder *rec, void *arg) {
+    struct adamw_args *a = arg;
+    vp_status s = kernel_grad_norm(ctx, rec, a->clip, a->scratch, a->s->t, a->s->c->count, a->max_norm);
+    return s == VP_OK ? kernel_sgd_step(ctx, rec, a->s->t, a->s->c->count, a->hp, a->clip) : s;
+}
+
+static void steps_skip_on_nonfinite_norm(void) {
+    static const struct opt_case c = {2, {1000, 333}, {true, false}, false, true};
+    for (int sgd = 0; sgd < 2; sgd++) {
+        vp_context *ctx = vt_context(NULL);
+        if (!ctx) return;
+        struct opt_state s;
+        host_init(&s, &c, 700 + sgd);
+        s.g[1][7] = sgd ? INFINITY : NAN;
+        struct vk_buffer hp = {0}, clip = {0}, scratch = {0};
+        struct vk_recorder *rec = NULL;
+        float *before = calloc(4 * 1333, sizeof(float)), *after = calloc(4 * 1333, sizeof(float));
+        if (dev_init(ctx, &s) && CHECK(vk_buffer_alloc(ctx, VP_POOL_TRAINABLE, 64, &hp) == VP_OK) &&
+            CHECK(vk_buffer_alloc(ctx, VP_POOL_TRAINABLE, 8, &clip) == VP_OK) &&
+            CHECK(vk_buffer_alloc(ctx, VP_POOL_ACTIVATIONS, kernel_grad_norm_scratch_bytes(ctx, s.t, 2),
+                                  &scratch) == VP_OK) &&
+            CHECK(vk_recorder_create(ctx, 0, &rec) == VP_OK)) {
+            struct adamw_args a = {&s, &hp, &clip, &scratch, 1e9f, 1};
+            bool ok = true;
+            if (sgd) {
+                struct kernel_sgd_hparams k = {0.1f, 0.9f, 1e-2f, 2};
+                ok = CHECK(vk_buffer_write(ctx, &hp, 0, &k, sizeof k) == VP_OK);
+            } else {
+                const struct ref_adamw_hparams r = {1e-3, 0.9, 0.999, 1e-8, 0.01};
+                ok = write_adamw_hparams(ctx, &hp, &r, 3);
+            }
+            for (int role = 0; ok && role < 4; role++) ok = read_role(ctx, &s, role, before + role * 1333);
+            if (ok && kt_run(ctx, rec, sgd ? record_sgd_clipped : record_adamw, &a)) {
+                float norm[2];
+                CHECK(vk_buffer_read(ctx, &clip, 0, norm, sizeof norm) == VP_OK);
+                CHECKF(!isfinite(norm[0]), "norm %g", norm[0]);
+                for (int role = 0; role < 4; role++) read_role(ctx, &s, role, after + role * 1333);
+                CHECKF(memcmp(before, after, 4 * 1333 * sizeof(float)) == 0,
+                       "%s changed something after a non-finite norm", sgd ? "sgd" : "adamw");
+            }
+        }
+        free(before);
+        free(after);
+        vk_recorder_destroy(rec);
+        if (hp.buffer) vk_buffer_free(ctx, &hp);
+        if (clip.buffer) vk_buffer_free(ctx, &clip);
+        if (scratch.buffer) vk_buffer_free(ctx, &scratch);
+        state_free(ctx, &s);
+        vp_context_destroy(ctx);
+    }
+}
+
 /* ---- SGD ---------------------------------------------------------------------- */
 
 struct sgd_args {
@@ -432,6 +497,7 @@ static void rejects_bad_arguments(void) {
 }
 
 VT_MAIN(TH_CASE(adamw_separate_tensors), TH_CASE(adamw_packed_views),
-        TH_CASE(adamw_across_binding_ranges), TH_CASE(adamw_with_clipping), TH_CASE(sgd_momentum),
+        TH_CASE(adamw_across_binding_ranges), TH_CASE(adamw_with_clipping),
+        TH_CASE(steps_skip_on_nonfinite_norm), TH_CASE(sgd_momentum),
         TH_CASE(sgd_plain), TH_CASE(grad_norm), TH_CASE(grad_norm_of_nothing),
         TH_CASE(rejects_bad_arguments))

@@ -283,7 +283,8 @@ struct kernel_sgd_hparams {
 
 /* One AdamW step over every tensor (ref_adamw_step). clip, when not NULL, is
  * kernel_grad_norm's output: gradients are multiplied by its coefficient as
- * they are read (they stay unclipped in memory). */
+ * they are read (they stay unclipped in memory), and when its norm is not
+ * finite the step writes nothing (a skipped step). */
 vp_status kernel_adamw_step(vp_context *ctx, struct vk_recorder *rec,
                             const struct kernel_opt_tensor *tensors, uint32_t count,
                             const struct vk_buffer *hparams, /* struct kernel_adamw_hparams */

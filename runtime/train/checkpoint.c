@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------------------
@@ -39,6 +40,27 @@ vp_status train_log_open(const char *path, struct train_log **out) {
     }
     *out = l;
     return VP_OK;
+}
+
+vp_status train_log_reopen(const char *path, uint64_t bytes, struct train_log **out) {
+    *out = NULL;
+    struct train_log *l = calloc(1, sizeof *l);
+    if (!l) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory opening %s", path);
+    snprintf(l->path, sizeof l->path, "%s", path);
+    l->fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (l->fd < 0 || ftruncate(l->fd, (off_t)bytes) != 0) {
+        vp_status s = vp_fail(VP_ERROR_IO, "cannot continue %s: %s", path, strerror(errno));
+        if (l->fd >= 0) close(l->fd);
+        free(l);
+        return s;
+    }
+    *out = l;
+    return VP_OK;
+}
+
+uint64_t train_log_bytes(const struct train_log *l) {
+    struct stat st;
+    return l && fstat(l->fd, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
 /* Writes one whole line with one write(2). */
@@ -91,6 +113,15 @@ vp_status train_log_interrupted(struct train_log *l, uint64_t step, double elaps
     cJSON_AddStringToObject(o, "type", "interrupted");
     cJSON_AddNumberToObject(o, "step", (double)step);
     add_number(o, "elapsed", elapsed);
+    return log_object(l, o);
+}
+
+vp_status train_log_nonfinite(struct train_log *l, uint64_t step, bool applied, const char *tensor) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "type", "nonfinite");
+    cJSON_AddNumberToObject(o, "step", (double)step);
+    cJSON_AddBoolToObject(o, "skipped", !applied);
+    if (tensor && *tensor) cJSON_AddStringToObject(o, "tensor", tensor);
     return log_object(l, o);
 }
 
@@ -196,6 +227,15 @@ static const char *storage_name(enum encoder_storage s) {
 vp_status train_write_args(const char *path, const struct trainer_options *o, const char *model_dir,
                            const struct delta_spec *spec, const char *train_path, const char *eval_path,
                            uint64_t total_steps) {
+    char *text = train_args_json(o, model_dir, spec, train_path, eval_path, total_steps);
+    if (!text) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory writing %s", path);
+    vp_status s = vp_file_write_atomic(path, text, strlen(text));
+    free(text);
+    return s;
+}
+
+char *train_args_json(const struct trainer_options *o, const char *model_dir, const struct delta_spec *spec,
+                      const char *train_path, const char *eval_path, uint64_t total_steps) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "vkpeft", vp_version_string());
     cJSON_AddStringToObject(root, "model", model_dir);
@@ -232,10 +272,7 @@ vp_status train_write_args(const char *path, const struct trainer_options *o, co
     cJSON_AddStringToObject(root, "weights", storage_name(o->storage));
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
-    if (!text) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory writing %s", path);
-    vp_status s = vp_file_write_atomic(path, text, strlen(text));
-    free(text);
-    return s;
+    return text;
 }
 
 char *train_eval_json(const struct trainer_eval_result *r) {

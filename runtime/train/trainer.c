@@ -249,10 +249,11 @@ static vp_status record_step(struct trainer *t, struct vk_recorder *rec, bool ze
         const struct vk_buffer *g = &p->arena[DELTA_ARENA_GRAD];
         s = kernel_scale_add(ctx, rec, g, g, p->arena_bytes / 4, scale, 0.0f);
     }
-    /* The norm is always reduced (it is logged); with clipping off the
-     * step does not read the coefficient. */
+    /* The norm is always reduced (it is logged) and the optimiser always
+     * reads it: a non-finite norm skips the update on the device. With
+     * clipping off the coefficient is exactly 1. */
     const float max_norm = t->o.clip > 0 ? (float)t->o.clip : FLT_MAX;
-    const struct vk_buffer *clip = t->o.clip > 0 ? &t->clip : NULL;
+    const struct vk_buffer *clip = &t->clip;
     if (s == VP_OK) s = kernel_grad_norm(ctx, rec, &t->clip, &t->scratch, t->opt, t->opt_count, max_norm);
     if (s == VP_OK)
         s = t->o.optimizer == TRAINER_SGD ? kernel_sgd_step(ctx, rec, t->opt, t->opt_count, &t->hp, clip)
@@ -342,8 +343,11 @@ vp_status trainer_micro_step(struct trainer *t, const struct train_batch *b, boo
     if (!update) return VP_OK;
     float norm[2];
     memcpy(norm, (const char *)t->stage.host + STAGE_NORM, sizeof norm);
-    t->steps++;
-    if (r) *r = (struct trainer_step_result){t->loss_sum / t->micro_in_step, norm[0], lr, t->steps};
+    /* The device skipped the update when the norm was not finite: the step
+     * count (the schedule's and AdamW's t) stays too. */
+    const bool applied = isfinite(norm[0]);
+    if (applied) t->steps++;
+    if (r) *r = (struct trainer_step_result){t->loss_sum / t->micro_in_step, norm[0], lr, t->steps, applied};
     t->loss_sum = 0;
     t->micro_in_step = 0;
     return VP_OK;
@@ -545,6 +549,47 @@ static vp_status fit_step(struct fit_state *f, struct train_batch *b, struct tra
     return s;
 }
 
+/* Where the fit stands now (between steps). */
+static struct trainer_position position_of(const struct fit_state *f, double elapsed) {
+    const struct trainer_summary *sum = f->sum;
+    return (struct trainer_position){
+        .steps = f->t->steps, .micro = f->t->micro, .epoch = f->epoch, .pos = f->pos, .tokens = f->tokens,
+        .examples = sum->examples, .log_bytes = train_log_bytes(f->log), .skipped = sum->skipped,
+        .elapsed = elapsed, .first_loss = sum->first_loss, .has_eval = sum->has_eval, .eval = sum->eval,
+        .best = sum->best, .best_step = sum->best_step,
+    };
+}
+
+static vp_status checkpoint(struct fit_state *f, double elapsed) {
+    const struct trainer_position pos = position_of(f, elapsed);
+    vp_status s = train_checkpoint_save(f->c->checkpoint_path, encoder_params(f->t->e), &pos,
+                                        f->c->checkpoint_settings);
+    if (s == VP_OK) f->sum->checkpoints++;
+    return s;
+}
+
+/* After a non-finite step: the first trainable tensor (in parameter order)
+ * whose gradient holds a NaN or Inf; "" when all are finite. The gradients
+ * are still in their arena (the next step zeroes them). */
+static vp_status find_nonfinite(struct trainer *t, char *name, size_t size) {
+    name[0] = 0;
+    const struct delta_params *p = encoder_params(t->e);
+    float *g = malloc(p->arena_bytes ? (size_t)p->arena_bytes : 1);
+    if (!g) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory reading the gradients");
+    vp_status s = vk_buffer_read(t->ctx, &p->arena[DELTA_ARENA_GRAD], 0, g, p->arena_bytes);
+    for (int i = 0; s == VP_OK && i < p->count && !name[0]; i++) {
+        const struct delta_param *d = &p->items[i];
+        const float *v = g + d->offset / sizeof *g;
+        for (uint64_t k = 0; k < d->n; k++)
+            if (!isfinite(v[k])) {
+                snprintf(name, size, "%s", d->name);
+                break;
+            }
+    }
+    free(g);
+    return s;
+}
+
 vp_status trainer_fit(struct trainer *t, const struct trainer_fit_config *c, struct trainer_summary *out) {
     memset(out, 0, sizeof *out);
     if (!t->loaded) return vp_fail(VP_ERROR_INVALID_ARGUMENT, "trainer: not loaded (trainer_load)");
@@ -558,48 +603,84 @@ vp_status trainer_fit(struct trainer *t, const struct trainer_fit_config *c, str
     }
     const int longest = c->corpus ? train_corpus_longest(c->corpus) : train_data_longest(c->train);
     f.total = trainer_total_steps(&t->o, f.n);
+    const struct trainer_position *rp = c->resume;
+    if (rp && (rp->steps + rp->skipped > f.total || rp->pos > f.n))
+        return vp_fail(VP_ERROR_BAD_INPUT, "the checkpoint is at step %llu of %llu, past this run's end",
+                       (unsigned long long)(rp->steps + rp->skipped), (unsigned long long)f.total);
     f.perm = malloc(f.n * sizeof *f.perm);
     if (!f.perm) return vp_fail(VP_ERROR_HOST_MEMORY, "trainer: out of host memory for %llu examples",
                                 (unsigned long long)f.n);
-    train_permutation(f.perm, f.n, t->o.seed, 0);
+    uint64_t first_step = 0;
+    double elapsed0 = 0;
+    if (rp) {
+        /* The random state is (seed, epoch) for the data order and the
+         * micro-batch count for dropout: restoring the counters restores it. */
+        t->steps = rp->steps;
+        t->micro = rp->micro;
+        f.epoch = rp->epoch;
+        f.pos = rp->pos;
+        f.tokens = rp->tokens;
+        out->examples = rp->examples;
+        out->skipped = rp->skipped;
+        out->first_loss = rp->first_loss;
+        out->steps = rp->steps;
+        out->has_eval = rp->has_eval;
+        out->eval = rp->eval;
+        out->best = rp->best;
+        out->best_step = rp->best_step;
+        first_step = rp->steps + rp->skipped;
+        elapsed0 = rp->elapsed;
+    }
+    train_permutation(f.perm, f.n, t->o.seed, f.epoch);
     struct train_batch b;
     vp_status s = train_batch_init(&b, t->o.batch, train_batch_length(longest, t->max_len, t->o.pad_multiple));
-    if (s == VP_OK && c->log_path) s = train_log_open(c->log_path, &f.log);
-    if (s == VP_OK && f.log) {
+    if (s == VP_OK && c->log_path)
+        s = rp ? train_log_reopen(c->log_path, rp->log_bytes, &f.log) : train_log_open(c->log_path, &f.log);
+    if (s == VP_OK && f.log && !rp) {
         uint64_t plan[VP_POOL_COUNT];
         trainer_plan(t, plan);
         s = train_log_start(f.log, f.total, t->o.batch, &t->counts, plan);
     }
-    f.t0 = vp_now();
+    f.t0 = vp_now() - elapsed0;
     double first_seconds = 0, rest_seconds = 0;
+    uint64_t timed = 0;
     struct trainer_step_result r = {0};
     bool evaluated_last = false;
-    for (uint64_t step = 0; s == VP_OK && step < f.total; step++) {
+    for (uint64_t step = first_step; s == VP_OK && step < f.total; step++) {
         bool epoch_done = false;
         const double t_step = vp_now();
         s = fit_step(&f, &b, &r, &epoch_done);
         if (s != VP_OK) break;
         /* The first step records and may compile; later ones replay. */
-        if (step == 0) {
-            out->first_loss = r.loss;
+        if (step == 0) out->first_loss = r.loss;
+        if (step == first_step) {
             first_seconds = vp_now() - t_step;
         } else {
             rest_seconds += vp_now() - t_step;
+            timed++;
         }
         out->steps = t->steps;
         out->final_loss = r.loss;
         struct trainer_event ev = {
-            .kind = TRAINER_EVENT_STEP, .step = t->steps, .total_steps = f.total,
+            .kind = TRAINER_EVENT_STEP, .step = step + 1, .total_steps = f.total,
             .epoch = (double)f.epoch + (double)f.pos / (double)f.n, .elapsed = vp_now() - f.t0,
             .tokens = f.tokens, .last = r,
         };
         if (epoch_done) ev.epoch = (double)(f.epoch + 1);
         if (f.log) s = train_log_step(f.log, &ev);
         emit(&f, &ev);
-        if (!isfinite(r.loss) || !isfinite(r.grad_norm)) {
-            out->diverged = true;
-            out->diverged_step = t->steps;
-            break;
+        if (s == VP_OK && (!isfinite(r.loss) || !r.applied)) {
+            if (!out->nonfinite_step) {
+                out->nonfinite_step = step + 1;
+                s = find_nonfinite(t, out->nonfinite_tensor, sizeof out->nonfinite_tensor);
+            }
+            if (s == VP_OK && f.log) s = train_log_nonfinite(f.log, step + 1, r.applied, out->nonfinite_tensor);
+            if (!r.applied) out->skipped++;
+            if (c->on_nonfinite == TRAINER_NONFINITE_STOP) {
+                out->diverged = true;
+                out->diverged_step = step + 1;
+                break;
+            }
         }
         const bool due = t->o.eval_every ? t->steps % t->o.eval_every == 0 : epoch_done;
         evaluated_last = false;
@@ -607,9 +688,13 @@ vp_status trainer_fit(struct trainer *t, const struct trainer_fit_config *c, str
             s = evaluate(&f, &r);
             evaluated_last = true;
         }
-        if (s == VP_OK && step + 1 < f.total && c->should_stop && c->should_stop(c->user)) {
+        const bool stop = s == VP_OK && step + 1 < f.total && c->should_stop && c->should_stop(c->user);
+        const bool ckpt_due = c->checkpoint_every ? (step + 1) % c->checkpoint_every == 0 : epoch_done;
+        if (s == VP_OK && c->checkpoint_path && step + 1 < f.total && (ckpt_due || stop))
+            s = checkpoint(&f, vp_now() - f.t0);
+        if (stop) {
             out->interrupted = true;
-            if (f.log) s = train_log_interrupted(f.log, t->steps, vp_now() - f.t0);
+            if (f.log) s = train_log_interrupted(f.log, step + 1, vp_now() - f.t0);
             break;
         }
     }
@@ -617,7 +702,7 @@ vp_status trainer_fit(struct trainer *t, const struct trainer_fit_config *c, str
     if (s == VP_OK && (c->eval || c->eval_corpus) && !evaluated_last && !out->diverged && !out->interrupted && out->steps)
         s = evaluate(&f, &r);
     out->seconds = vp_now() - f.t0;
-    out->step_seconds = out->steps > 1 ? rest_seconds / (double)(out->steps - 1) : first_seconds;
+    out->step_seconds = timed ? rest_seconds / (double)timed : first_seconds;
     if (f.log) {
         vp_status cs = train_log_close(f.log);
         if (s == VP_OK) s = cs;

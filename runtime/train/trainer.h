@@ -235,7 +235,9 @@ struct trainer_step_result {
     double loss;       /* mean of the micro-batches' mean losses */
     double grad_norm;  /* global norm before clipping (of the 1/accum-scaled sum) */
     double lr;         /* the learning rate the step used */
-    uint64_t step;     /* 1-based */
+    uint64_t step;     /* 1-based: optimiser steps applied, this one included when applied */
+    bool applied;      /* false: the gradient norm was not finite and the optimiser left every
+                          parameter, moment and the step count as they were */
 };
 
 /* One micro-batch: forward and backward, gradients accumulated; when
@@ -289,6 +291,32 @@ struct trainer_event {
     const struct trainer_eval_result *eval; /* TRAINER_EVENT_EVAL */
 };
 
+/* Where a fit stands between two optimiser steps: what a checkpoint
+ * saves (with the delta and the optimiser's moments) and a resumed fit
+ * continues from. The data order of an epoch comes from (seed, epoch) and
+ * dropout masks from the micro-batch count, so these numbers are the whole
+ * random state. */
+struct trainer_position {
+    uint64_t steps;          /* optimiser steps done */
+    uint64_t micro;          /* micro-batches done */
+    uint64_t epoch, pos;     /* the current epoch, and examples of its order consumed */
+    uint64_t tokens, examples;
+    uint64_t log_bytes;      /* the log's length when it was taken (later lines are dropped) */
+    uint64_t skipped;        /* steps skipped as non-finite */
+    double elapsed;          /* seconds of fitting before it */
+    double first_loss;
+    bool has_eval;
+    struct trainer_eval_result eval, best;
+    uint64_t best_step;
+};
+
+/* What a step whose loss or gradient norm is not finite does. */
+enum trainer_nonfinite {
+    TRAINER_NONFINITE_SKIP = 0, /* the update is not applied (parameters, moments and the step
+                                   count stay); the run goes on */
+    TRAINER_NONFINITE_STOP,     /* the run stops there (summary->diverged) */
+};
+
 struct trainer_fit_config {
     struct train_data *train;
     struct train_data *eval;  /* NULL: no evaluation */
@@ -304,6 +332,18 @@ struct trainer_fit_config {
      * sets a flag that this reads. NULL: never stops early. */
     bool (*should_stop)(void *user);
     void *user;
+    /* Checkpoints (resume.c): the file, written every checkpoint_every
+     * steps (0: at the end of every epoch) and when should_stop ends the
+     * fit; settings (JSON text, the run's identity) is stored with it.
+     * NULL: none. */
+    const char *checkpoint_path;
+    uint64_t checkpoint_every;
+    const char *checkpoint_settings;
+    /* Continue from here (the params already hold the checkpoint's values
+     * and moments: train_checkpoint_load); the log is cut back to
+     * resume->log_bytes and appended to. NULL: a fresh fit. */
+    const struct trainer_position *resume;
+    enum trainer_nonfinite on_nonfinite;
 };
 
 struct trainer_summary {
@@ -312,8 +352,16 @@ struct trainer_summary {
     double seconds;          /* wall time of the loop, evaluations included */
     double step_seconds;     /* mean wall time of a step after the first */
     double first_loss, final_loss; /* the first step's, the last step's */
-    bool diverged;           /* a loss or gradient norm was NaN or Inf */
+    bool diverged;           /* a loss or gradient norm was NaN or Inf (and on_nonfinite is stop) */
     uint64_t diverged_step;
+    uint64_t skipped;        /* steps skipped as non-finite (on_nonfinite skip) */
+    /* The first non-finite step's report: the step (1-based, counting
+     * skipped ones) and the first trainable tensor, in parameter order,
+     * whose gradient is not finite ("" when every gradient is finite:
+     * only the loss was). */
+    uint64_t nonfinite_step;
+    char nonfinite_tensor[DELTA_NAME_MAX];
+    uint64_t checkpoints;    /* checkpoints written */
     bool interrupted;        /* should_stop ended the fit after `steps` steps */
     uint64_t tokens;         /* real tokens trained on */
     bool has_eval;
@@ -345,6 +393,10 @@ vp_status train_log_start(struct train_log *l, uint64_t total_steps, int batch, 
 /* {"type":"interrupted","step":N}: the fit was stopped after step N. */
 vp_status train_log_interrupted(struct train_log *l, uint64_t step, double elapsed);
 vp_status train_log_step(struct train_log *l, const struct trainer_event *ev);
+/* {"type":"nonfinite","step":N,"skipped":bool,"tensor":name}: step N's loss
+ * or gradient norm was not finite; tensor is the first trainable tensor
+ * whose gradient was not (absent when only the loss was). */
+vp_status train_log_nonfinite(struct train_log *l, uint64_t step, bool applied, const char *tensor);
 vp_status train_log_eval(struct train_log *l, const struct trainer_event *ev);
 vp_status train_log_close(struct train_log *l);
 
@@ -364,8 +416,31 @@ void train_file_abort(struct train_file *f);
 vp_status train_write_args(const char *path, const struct trainer_options *o,
                            const char *model_dir, const struct delta_spec *spec,
                            const char *train_path, const char *eval_path, uint64_t total_steps);
+/* The same settings as JSON text (malloc'd; NULL when out of memory). */
+char *train_args_json(const struct trainer_options *o, const char *model_dir, const struct delta_spec *spec,
+                      const char *train_path, const char *eval_path, uint64_t total_steps);
 /* An evaluation as JSON text (malloc'd): loss, accuracy, macro_f1,
  * matthews, count. */
 char *train_eval_json(const struct trainer_eval_result *r);
+
+/* ---- resumable checkpoints (resume.c) -------------------------------------------- */
+
+/* Writes the checkpoint file `path`: the params' values and optimiser
+ * moments, the position and `settings` (JSON text or NULL), through a
+ * temporary file, fsync and rename, so a kill at any moment leaves the
+ * previous checkpoint or this one whole. */
+vp_status train_checkpoint_save(const char *path, const struct delta_params *p,
+                                const struct trainer_position *pos, const char *settings);
+/* Reads a checkpoint: checks its checksum and that its layout is p's,
+ * writes the values and moments into p (NULL: only reads the position),
+ * and returns the settings text (malloc'd, may be NULL). A damaged or
+ * foreign file is VP_ERROR_BAD_INPUT naming it. */
+vp_status train_checkpoint_load(const char *path, struct delta_params *p, struct trainer_position *pos,
+                                char **settings);
+/* The training log continued by a resumed fit: cut back to `bytes` (the
+ * lines after the checkpoint are written again) and appended to. */
+vp_status train_log_reopen(const char *path, uint64_t bytes, struct train_log **out);
+/* The log's length now (what a checkpoint records). */
+uint64_t train_log_bytes(const struct train_log *l);
 
 #endif

@@ -6,6 +6,7 @@
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 vp_status vk_loader_open(struct vk_fns *fns, void **lib) {
     const char *path = getenv("VKPEFT_VULKAN_LIBRARY");
@@ -81,4 +82,17 @@ vp_status vk_fail_result(VkResult r, const char *call, const char *file, int lin
         hint = "; lower --batch or --max-len, or use --weights f16";
     }
     return vp_fail(s, "%s failed with %s (%s:%d)%s", call, vk_result_name(r), file, line, hint);
+}
+
+/* VKPEFT_TEST_FAULT="site:k" (tests only): the k-th call at `site` fails
+ * with `r` instead of calling Vulkan, so tests can check how a lost device
+ * or a failed allocation is reported. Sites: "submit", "alloc". */
+VkResult vk_test_fault(const char *site, VkResult r) {
+    static unsigned long calls[2];
+    const char *e = getenv("VKPEFT_TEST_FAULT");
+    if (!e || !*e) return VK_SUCCESS;
+    const size_t n = strlen(site);
+    if (strncmp(e, site, n) != 0 || e[n] != ':') return VK_SUCCESS;
+    const int slot = strcmp(site, "submit") == 0 ? 0 : 1;
+    return ++calls[slot] == strtoul(e + n + 1, NULL, 10) ? r : VK_SUCCESS;
 }

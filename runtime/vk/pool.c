@@ -150,7 +150,7 @@ static vp_status over_budget(const vp_context *ctx, const char *what, uint64_t n
     describe_pools(ctx, plan, pools, sizeof pools);
     return vp_fail(VP_ERROR_OVER_BUDGET,
                    "%s needs %s more device memory, but only %s of the %s budget is left (%s); "
-                   "lower --batch or --max-len, use --weights f16 or --checkpoint-activations, "
+                   "lower --batch or --max-len, or use --weights f16, "
                    "or raise VKPEFT_BUDGET",
                    what, vp_format_bytes(need, n, sizeof n),
                    vp_format_bytes(ctx->budget > used ? ctx->budget - used : 0, left, sizeof left),
@@ -186,7 +186,8 @@ static vp_status block_create(vp_context *ctx, struct vk_pool *pool, VkDeviceSiz
         .allocationSize = req.size,
         .memoryTypeIndex = pool->memory_type,
     };
-    r = fn->vkAllocateMemory(ctx->device, &ai, NULL, &blk.memory);
+    r = vk_test_fault("alloc", VK_ERROR_OUT_OF_DEVICE_MEMORY);
+    if (r == VK_SUCCESS) r = fn->vkAllocateMemory(ctx->device, &ai, NULL, &blk.memory);
     if (r != VK_SUCCESS) goto fail;
     r = fn->vkBindBufferMemory(ctx->device, blk.buffer, blk.memory, 0);
     if (r != VK_SUCCESS) goto fail;

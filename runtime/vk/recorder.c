@@ -557,6 +557,8 @@ vp_status vk_recorder_run(struct vk_recorder *rec) {
         .commandBufferCount = 1,
         .pCommandBuffers = &rec->cmd,
     };
+    const VkResult fault = vk_test_fault("submit", VK_ERROR_DEVICE_LOST);
+    if (fault != VK_SUCCESS) return VK_FAIL(fault, "vkQueueSubmit (VKPEFT_TEST_FAULT)");
     VK_TRY(fn->vkQueueSubmit(ctx->queue, 1, &si, ctx->fence));
     ctx->stats.submissions++;
     VK_TRY(fn->vkWaitForFences(ctx->device, 1, &ctx->fence, VK_TRUE, UINT64_MAX));

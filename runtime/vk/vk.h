@@ -36,6 +36,9 @@ vp_status vk_loader_load_device(struct vk_fns *fns, VkDevice device);
 const char *vk_result_name(VkResult r);
 /* vp_fail() for a failed Vulkan call: names the call, the result and where. */
 vp_status vk_fail_result(VkResult r, const char *call, const char *file, int line);
+/* Test-only fault injection (VKPEFT_TEST_FAULT="submit:k" or "alloc:k"):
+ * returns r for the k-th call at `site`, VK_SUCCESS otherwise. */
+VkResult vk_test_fault(const char *site, VkResult r);
 #define VK_FAIL(r, call) vk_fail_result((r), (call), __FILE__, __LINE__)
 /* Evaluates a Vulkan call; on failure returns a status from the enclosing function. */
 #define VK_TRY(expr)                                    \
