@@ -143,7 +143,7 @@ static void learns(const char *delta, const char *out, const char *extra) {
     char args[1024];
     snprintf(args, sizeof args,
              "train --model llama --delta %s --data train.jsonl --eval dev.jsonl --out %s --batch 16 --epochs 30 "
-             "--lr 1e-2 --warmup 5%% --weight-decay 0 --weights f32 --json --quiet %s", delta, out, extra);
+             "--warmup 5%% --weight-decay 0 --weights f32 --json --quiet %s", delta, out, extra);
     run(args);
     EXPECT_EXIT(0);
     cJSON *j = output_json();
@@ -157,9 +157,9 @@ static void learns(const char *delta, const char *out, const char *extra) {
     CHECK(json_number(j, "steps") == 180); /* 96 examples in 6 batches of 16, 30 epochs */
     CHECKF(last < 0.25 * first, "%s: loss %.3f -> %.3f", delta, first, last);
     /* 16 held-out prompts (word pairs never seen together) × (2 completion
-     * words + EOS); chance is 1/20. Measured on lavapipe: lora 0.917 (a
+     * words + EOS); chance is 1/20. Measured on lavapipe: lora 0.875 (a
      * few first words of unseen pairs still wrong: the attention mixes the
-     * two prompt words), mam 1.000; 0.85 asks for the mapping on unseen
+     * two prompt words), mam 0.979; 0.85 asks for the mapping on unseen
      * pairs, far above what memorising the training pairs gives. (A second
      * word f(a), two tokens back, is memorised but reaches only ~0.5 on
      * held-out pairs with this model, so it is not the task.) */
@@ -175,8 +175,10 @@ static void learns(const char *delta, const char *out, const char *extra) {
     }
 }
 
-static void lora_learns_completion(void) { learns("lora:r=8,a=16", "run-lora", "--lora-targets q_proj,v_proj,o_proj,up_proj,down_proj"); }
-static void mam_learns_completion(void) { learns("mam:l=4,r=32,s=2", "run-mam", ""); }
+static void lora_learns_completion(void) {
+    learns("lora:r=8,a=16", "run-lora", "--lr 5e-3 --lora-targets q_proj,v_proj,o_proj,up_proj,down_proj");
+}
+static void mam_learns_completion(void) { learns("mam:l=4,r=32,s=2", "run-mam", "--lr 1e-2"); }
 
 /* ------------------------------------------------------------------------
  * eval against the decoder, one example at a time
