@@ -376,6 +376,22 @@ static void packed_text(void) {
     }
 }
 
+/* bench train prints its figures (no assertion on time: only that they are there). */
+static void bench_train_prints(void) {
+    if (!setup()) return;
+    run("bench train --model llama --delta lora --batch 2 --len 8 --steps 3 --json");
+    EXPECT_EXIT(0);
+    cJSON *j = output_json();
+    if (j) {
+        CHECK(json_number(j, "batch") == 2 && json_number(j, "len") == 8 && json_number(j, "steps") == 3);
+        CHECK(json_number(j, "tokens_per_second") > 0 && json_number(j, "ms_per_step") > 0);
+        cJSON_Delete(j);
+    }
+    run("bench train --model llama --delta mam:l=4 --len 32");
+    EXPECT_EXIT(2);
+    EXPECT_OUTPUT("exceed the model's 32 positions");
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: %s path/to/vkpeft\n", argv[0]);
@@ -386,7 +402,7 @@ int main(int argc, char **argv) {
     static const struct th_case cases[] = {
         TH_CASE(bad_input), TH_CASE(lora_learns_completion), TH_CASE(eval_matches_decoder),
         TH_CASE(mam_learns_completion), TH_CASE(peft_llama), TH_CASE(peft_gpt2), TH_CASE(packed_text),
-        TH_CASE(teardown),
+        TH_CASE(bench_train_prints), TH_CASE(teardown),
     };
     return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);
 }
