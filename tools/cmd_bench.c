@@ -203,6 +203,7 @@ static int bench_startup(const struct bench_opts *o) {
 
 int cmd_bench(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "kernels") == 0) return bench_kernels(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "train") == 0) return bench_train(argc - 1, argv + 1);
     struct bench_opts o = {.count = 1000, .repeat = 5};
     const char *what = NULL;
     for (int i = 1; i < argc; i++) {

@@ -3,6 +3,7 @@
  * JSONL file. */
 #include "cli.h"
 #include "cli_data.h"
+#include "cli_lm.h"
 #include "merge.h"
 #include "save.h"
 #include "trainer.h"
@@ -278,5 +279,8 @@ static int command(int argc, char **argv, bool predict) {
     return run(&a);
 }
 
-int cmd_eval(int argc, char **argv) { return command(argc, argv, false); }
+int cmd_eval(int argc, char **argv) {
+    if (cli_model_is_decoder(argc, argv)) return cmd_eval_lm(argc, argv); /* causal LM: cmd_train_lm.c */
+    return command(argc, argv, false);
+}
 int cmd_predict(int argc, char **argv) { return command(argc, argv, true); }

@@ -4,6 +4,7 @@
 #include "cli.h"
 #include "cli_trainer.h"
 #include "cli_data.h"
+#include "cli_lm.h"
 #include "merge.h"
 #include "save.h"
 #include "trainer.h"
@@ -24,8 +25,9 @@ static const char help[] =
     "                    [--eval FILE] [--init-delta DIR] [options]\n"
     "\n"
     "Trains a delta (and the classification head, which every preset trains) on\n"
-    "a frozen BERT/RoBERTa model. Data is JSONL, one example per line, with token\n"
-    "ids or text:\n"
+    "a frozen BERT/RoBERTa model (a GPT-2 or LLaMA-family --model trains as a causal\n"
+    "LM: 'vkpeft train --model DIR --help' lists its options). Data is JSONL, one\n"
+    "example per line, with token ids or text:\n"
     "  {\"input_ids\": [0, 713, 16, 2], \"label\": 1}\n"
     "  {\"sentence1\": \"A man sleeps.\", \"sentence2\": \"He rests.\", \"label\": \"entailment\"}\n"
     "or CSV/TSV with a header row (GLUE's layout; CSV quoting as in RFC 4180).\n"
@@ -53,6 +55,8 @@ static const char help[] =
     "  --delta X            a preset (adapter, adapter-ffn, prefix, lora, pa, scaled-pa,\n"
     "                       mh-pa, mam, bitfit, full; e.g. mam:l=16,r=16,s=2), a spec\n"
     "                       JSON file, or a delta folder (its spec, freshly initialised)\n"
+    "  --lora-targets LIST  LoRA's projections: query,key,value,attention.output.dense,\n"
+    "                       intermediate.dense,output.dense (or q,k,v,o,up,down)\n"
     "  --init-delta DIR     start from a trained delta (vkpeft's or a PEFT LoRA folder);\n"
     "                       its spec is used when --delta is not given\n"
     "  --data FILE          training examples (.jsonl, .csv or .tsv)\n"
@@ -119,7 +123,7 @@ static const char help_rest[] =
 
 struct train_args {
     struct cli_common common;
-    const char *model, *delta, *init, *data, *eval, *out;
+    const char *model, *delta, *init, *data, *eval, *out, *targets;
     bool skip_bad, overwrite, quiet, resume, no_checkpoint;
     uint64_t checkpoint_every;
     enum trainer_nonfinite on_nonfinite;
@@ -144,6 +148,7 @@ static int option_value(struct train_args *a, const char *name, const char *v) {
     else if (strcmp(name, "--data") == 0) a->data = v;
     else if (strcmp(name, "--eval") == 0) a->eval = v;
     else if (strcmp(name, "--out") == 0) a->out = v;
+    else if (strcmp(name, "--lora-targets") == 0) a->targets = v;
     else if (strcmp(name, "--checkpoint-every") == 0) {
         char *end;
         errno = 0;
@@ -200,7 +205,7 @@ static int parse_args(int argc, char **argv, struct train_args *a) {
                     "--weight-decay", "--betas", "--eps", "--momentum", "--schedule", "--warmup", "--clip",
                     "--batch", "--accum", "--epochs", "--steps", "--max-len", "--max-length", "--dropout",
                     "--label-smoothing", "--seed", "--eval-every", "--weights", "--checkpoint-every",
-                    "--on-nonfinite"};
+                    "--on-nonfinite", "--lora-targets"};
                 bool known = cli_data_takes(name);
                 for (size_t k = 0; k < sizeof takes / sizeof takes[0]; k++) known |= strcmp(name, takes[k]) == 0;
                 if (known) return cli_usage_error("train", "%s needs a value", name);
@@ -405,6 +410,7 @@ static int prepare(struct run *r) {
             return cli_fail(vp_fail_context(s, "--init-delta %s", a->init));
         if (!a->delta) r->spec = saved;
     }
+    if (a->targets && (s = delta_spec_set_lora_targets(&r->spec, a->targets, &r->arch)) != VP_OK) return cli_fail(s);
     if ((s = trainer_open(r->ctx, a->model, &r->spec, &a->o, &r->t)) != VP_OK) return cli_fail(s);
     struct io_dataset_options dopt = {
         .vocab_size = r->arch.vocab_size, .num_labels = r->arch.num_labels, .labels_required = true,
@@ -709,6 +715,7 @@ static int check_readable(const char *flag, const char *path, bool folder) {
 }
 
 int cmd_train(int argc, char **argv) {
+    if (cli_model_is_decoder(argc, argv)) return cmd_train_lm(argc, argv); /* causal LM: cmd_train_lm.c */
     struct run r;
     memset(&r, 0, sizeof r);
     int rc = parse_args(argc, argv, &r.a);

@@ -165,9 +165,10 @@ static int module_layers(const struct model_arch *a, const struct delta_module *
 
 static void add_module(struct builder *b, const struct model_arch *a, const struct delta_module *m, int i) {
     const int d = a->hidden, H = a->heads, hd = a->head_dim, r = m->size;
-    const char *P = "encoder.layers";
+    const char *P = delta_params_layers_name(a);
+    const int kvd = delta_params_prefix_width(a);
     if (m->kind == DELTA_PREFIX && m->reparam > 0) {
-        int R = m->reparam, W = module_layers(a, m) * 2 * a->kv_heads * hd;
+        int R = m->reparam, W = module_layers(a, m) * 2 * kvd;
         add(b, DELTA_PARAM_DELTA, DELTA_PART_REPARAM_EMB, i, -1, r, d, 0, "delta%d.reparam.embedding", i);
         add(b, DELTA_PARAM_DELTA, DELTA_PART_REPARAM_W0, i, -1, R, d, 0, "delta%d.reparam.0.weight", i);
         add(b, DELTA_PARAM_DELTA, DELTA_PART_REPARAM_B0, i, -1, R, 0, 0, "delta%d.reparam.0.bias", i);
@@ -196,8 +197,8 @@ static void add_module(struct builder *b, const struct model_arch *a, const stru
             add(b, DELTA_PARAM_DELTA, DELTA_PART_LORA_A, i, l, r, in, 0, "%s.%d.delta%d.lora_A", P, l, i);
             add(b, DELTA_PARAM_DELTA, DELTA_PART_LORA_B, i, l, out, r, 0, "%s.%d.delta%d.lora_B", P, l, i);
         } else if (m->kind == DELTA_PREFIX && m->reparam == 0) {
-            add(b, DELTA_PARAM_DELTA, DELTA_PART_PREFIX_K, i, l, r, d, 0, "%s.%d.delta%d.prefix_k", P, l, i);
-            add(b, DELTA_PARAM_DELTA, DELTA_PART_PREFIX_V, i, l, r, d, 0, "%s.%d.delta%d.prefix_v", P, l, i);
+            add(b, DELTA_PARAM_DELTA, DELTA_PART_PREFIX_K, i, l, r, kvd, 0, "%s.%d.delta%d.prefix_k", P, l, i);
+            add(b, DELTA_PARAM_DELTA, DELTA_PART_PREFIX_V, i, l, r, kvd, 0, "%s.%d.delta%d.prefix_v", P, l, i);
         }
     }
 }
@@ -254,8 +255,12 @@ vp_status delta_params_create(vp_context *ctx, const struct model_arch *arch,
     p->spec = *spec;
     p->seed = seed;
     struct builder b = {.p = p};
-    add_model_tensors(&b, arch, spec);
-    add_head(&b, arch);
+    /* A decoder-only model has no classification head, and its loader
+     * adds the model tensors bitfit / full train (delta_params_add_model). */
+    if (arch->stack != MODEL_STACK_DECODER) {
+        add_model_tensors(&b, arch, spec);
+        add_head(&b, arch);
+    }
     for (int i = 0; i < spec->count && b.status == VP_OK; i++) add_module(&b, arch, &spec->modules[i], i);
     if (b.status != VP_OK) {
         delta_params_destroy(p);
@@ -263,6 +268,26 @@ vp_status delta_params_create(vp_context *ctx, const struct model_arch *arch,
     }
     layout(p);
     *out = p;
+    return VP_OK;
+}
+
+const char *delta_params_layers_name(const struct model_arch *a) {
+    return a->stack == MODEL_STACK_DECODER ? "decoder.layers" : "encoder.layers";
+}
+
+int delta_params_prefix_width(const struct model_arch *a) {
+    return a->stack == MODEL_STACK_DECODER ? a->kv_heads * a->head_dim : a->hidden;
+}
+
+vp_status delta_params_add_model(struct delta_params *p, const char *name, int ndim, const int64_t shape[2]) {
+    if (p->allocated)
+        return vp_fail(VP_ERROR_INVALID_ARGUMENT, "delta params: %s added after the arenas were allocated", name);
+    struct builder b = {.p = p, .cap = p->count, .next_stream = (uint32_t)p->count};
+    struct delta_param *t = add(&b, DELTA_PARAM_MODEL, DELTA_PART_NONE, -1, -1, (int)shape[0],
+                                ndim > 1 ? (int)shape[1] : 0, 0, "%s", name);
+    if (!t) return b.status;
+    t->decay = ndim > 1; /* matrices decay; biases and norm weights do not */
+    layout(p);
     return VP_OK;
 }
 

@@ -96,6 +96,16 @@ struct delta_params {
 vp_status delta_params_create(vp_context *ctx, const struct model_arch *arch,
                               const struct delta_spec *spec, uint64_t seed,
                               struct delta_params **out);
+/* Decoder-only models (arch stack MODEL_STACK_DECODER) have no head; their
+ * delta tensors are named decoder.layers.{l}.delta{i}.* and their prefixes
+ * live in K/V head space, (L, kv_heads·head_dim). These give the layer
+ * name prefix ("encoder.layers" / "decoder.layers") and the prefix width. */
+const char *delta_params_layers_name(const struct model_arch *arch);
+int delta_params_prefix_width(const struct model_arch *arch);
+/* Appends a pretrained model tensor bitfit / full train (role
+ * DELTA_PARAM_MODEL, Hugging Face name, decay for matrices) and lays the
+ * arenas out again; before delta_params_alloc only. */
+vp_status delta_params_add_model(struct delta_params *p, const char *name, int ndim, const int64_t shape[2]);
 /* Frees the arenas (when allocated) and the list. NULL is fine. */
 void delta_params_destroy(struct delta_params *p);
 

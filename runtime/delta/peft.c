@@ -33,27 +33,29 @@ static bool all_lora(const struct delta_spec *s) {
     return true;
 }
 
-bool delta_peft_supported(const struct delta_spec *s, const struct model_arch *arch, const char **why) {
-    (void)arch;
-    *why = NULL;
-    if (s->count >= 1 && all_lora(s)) {
-        const struct delta_module *m0 = &s->modules[0];
-        for (int i = 1; i < s->count; i++) {
-            const struct delta_module *m = &s->modules[i];
-            if (m->size != m0->size || m->alpha != m0->alpha || m->all_layers != m0->all_layers ||
-                m->layer_count != m0->layer_count ||
-                memcmp(m->layers, m0->layers, (size_t)m->layer_count * sizeof m->layers[0]) != 0) {
-                *why = "PEFT's LoRA config has one rank, alpha and layer list for all targets";
+bool delta_peft_lora_uniform(const struct delta_spec *s, const char **why) {
+    const struct delta_module *m0 = &s->modules[0];
+    for (int i = 1; i < s->count; i++) {
+        const struct delta_module *m = &s->modules[i];
+        if (m->size != m0->size || m->alpha != m0->alpha || m->all_layers != m0->all_layers ||
+            m->layer_count != m0->layer_count ||
+            memcmp(m->layers, m0->layers, (size_t)m->layer_count * sizeof m->layers[0]) != 0) {
+            *why = "PEFT's LoRA config has one rank, alpha and layer list for all targets";
+            return false;
+        }
+        for (int j = 0; j < i; j++)
+            if (s->modules[j].at == m->at) {
+                *why = "two LoRA modules on the same projection";
                 return false;
             }
-            for (int j = 0; j < i; j++)
-                if (s->modules[j].at == m->at) {
-                    *why = "two LoRA modules on the same projection";
-                    return false;
-                }
-        }
-        return true;
     }
+    return true;
+}
+
+bool delta_peft_supported(const struct delta_spec *s, const struct model_arch *arch, const char **why) {
+    if (arch->stack == MODEL_STACK_DECODER) return delta_peft_decoder_supported(s, arch, why);
+    *why = NULL;
+    if (s->count >= 1 && all_lora(s)) return delta_peft_lora_uniform(s, why);
     if (s->count == 1 && s->modules[0].kind == DELTA_PREFIX) {
         if (!s->modules[0].all_layers) {
             *why = "PEFT's prefix tuning covers every layer";
@@ -165,6 +167,7 @@ static bool parse_delta_name(const char *name, int *layer, int *module, const ch
 
 vp_status delta_peft_export(const char *dir, const struct delta_spec *spec, const struct model_arch *arch,
                             const struct delta_tensors *t, const char *base_model) {
+    if (arch->stack == MODEL_STACK_DECODER) return delta_peft_decoder_export(dir, spec, arch, t, base_model);
     const char *why;
     if (!delta_peft_supported(spec, arch, &why))
         return vp_fail(VP_ERROR_UNSUPPORTED, "delta '%s' cannot be written in PEFT's layout: %s", spec->name, why);

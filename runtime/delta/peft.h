@@ -17,6 +17,16 @@ bool delta_peft_supported(const struct delta_spec *spec, const struct model_arch
 vp_status delta_peft_export(const char *dir, const struct delta_spec *spec, const struct model_arch *arch,
                             const struct delta_tensors *tensors, const char *base_model);
 
+/* A LoRA spec PEFT's config can hold: one rank, alpha and layer list, at
+ * most one module per projection (else false and *why). */
+bool delta_peft_lora_uniform(const struct delta_spec *spec, const char **why);
+/* The same for decoder-only models (peft_decoder.c): LoRA only, task_type
+ * CAUSAL_LM, LLaMA-family and GPT-2 key names (GPT-2's q/k/v LoRA fused
+ * into one c_attn LoRA). delta_peft_supported/export dispatch to these. */
+bool delta_peft_decoder_supported(const struct delta_spec *spec, const struct model_arch *arch, const char **why);
+vp_status delta_peft_decoder_export(const char *dir, const struct delta_spec *spec, const struct model_arch *arch,
+                                    const struct delta_tensors *tensors, const char *base_model);
+
 /* Reads a PEFT LoRA folder into a spec and tensors with vkpeft's names. */
 vp_status delta_peft_import_lora(const char *dir, const struct model_arch *arch, struct delta_spec *spec,
                                  struct delta_tensors *tensors);

@@ -73,11 +73,12 @@ static void remove_prefixed(struct delta_tensors *t, const char *prefix) {
 
 static vp_status collapse_module(const struct delta_module *m, int i, const struct model_arch *a,
                                  struct delta_tensors *t) {
-    const int L = m->size, d = a->hidden, R = m->reparam;
+    const int L = m->size, d = a->hidden, R = m->reparam, kvd = delta_params_prefix_width(a);
     int nl = 0;
     for (int l = 0; l < a->layers; l++) nl += delta_module_has_layer(m, l);
-    /* Per applied layer ℓ (in order), P_k is the column block [ℓ·2d, ℓ·2d+d) and P_v the next d. */
-    const int64_t W = (int64_t)nl * 2 * d;
+    /* Per applied layer ℓ (in order), P_k is the column block [ℓ·2w, ℓ·2w+w) and P_v the next w
+     * (w = d, or a decoder's kv_heads·head_dim). */
+    const int64_t W = (int64_t)nl * 2 * kvd;
     vp_status s = VP_OK;
     const struct delta_tensor *E = reparam_tensor(t, i, "embedding", L, d, &s);
     const struct delta_tensor *W0 = reparam_tensor(t, i, "0.weight", R, d, &s);
@@ -102,15 +103,16 @@ static vp_status collapse_module(const struct delta_module *m, int i, const stru
         if (!delta_module_has_layer(m, l)) continue;
         for (int kv = 0; kv < 2 && s == VP_OK; kv++) {
             char name[DELTA_NAME_MAX];
-            snprintf(name, sizeof name, "encoder.layers.%d.delta%d.%s", l, i, kv ? "prefix_v" : "prefix_k");
-            struct delta_tensor *p = delta_tensors_add(t, name, 2, (const int64_t[]){L, d});
+            snprintf(name, sizeof name, "%s.%d.delta%d.%s", delta_params_layers_name(a), l, i,
+                     kv ? "prefix_v" : "prefix_k");
+            struct delta_tensor *p = delta_tensors_add(t, name, 2, (const int64_t[]){L, kvd});
             if (!p) {
                 s = VP_ERROR_HOST_MEMORY;
                 break;
             }
             for (int j = 0; j < L; j++)
-                memcpy(p->data + (size_t)j * d, out + (size_t)j * W + ((size_t)2 * block + kv) * d,
-                       (size_t)d * sizeof *out);
+                memcpy(p->data + (size_t)j * kvd, out + (size_t)j * W + ((size_t)2 * block + kv) * kvd,
+                       (size_t)kvd * sizeof *out);
         }
         block++;
     }

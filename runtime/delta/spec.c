@@ -409,3 +409,88 @@ bool delta_module_has_layer(const struct delta_module *m, int layer) {
         if (m->layers[i] == layer) return true;
     return false;
 }
+
+/* ------------------------------------------------------------------------
+ * --lora-targets: module names per family
+ * ------------------------------------------------------------------------ */
+
+struct lora_target {
+    const char *name;
+    enum delta_at at[3];
+};
+
+/* GPT-2's c_attn is one fused Conv1D holding q, k and v: naming it puts
+ * LoRA on all three (vkpeft keeps one A, B pair per projection). */
+static const struct lora_target gpt2_targets[] = {
+    {"c_attn", {DELTA_AT_Q, DELTA_AT_K, DELTA_AT_V}}, {"attn.c_attn", {DELTA_AT_Q, DELTA_AT_K, DELTA_AT_V}},
+    {"attn.c_proj", {DELTA_AT_O}}, {"c_fc", {DELTA_AT_UP}}, {"mlp.c_fc", {DELTA_AT_UP}},
+    {"mlp.c_proj", {DELTA_AT_DOWN}}, {NULL, {0}}};
+static const struct lora_target llama_targets[] = {
+    {"q_proj", {DELTA_AT_Q}}, {"k_proj", {DELTA_AT_K}}, {"v_proj", {DELTA_AT_V}}, {"o_proj", {DELTA_AT_O}},
+    {"up_proj", {DELTA_AT_UP}}, {"down_proj", {DELTA_AT_DOWN}}, {NULL, {0}}};
+static const struct lora_target encoder_targets[] = {
+    {"query", {DELTA_AT_Q}}, {"key", {DELTA_AT_K}}, {"value", {DELTA_AT_V}},
+    {"attention.output.dense", {DELTA_AT_O}}, {"intermediate.dense", {DELTA_AT_UP}},
+    {"output.dense", {DELTA_AT_DOWN}}, {NULL, {0}}};
+static const struct lora_target generic_targets[] = {
+    {"q", {DELTA_AT_Q}}, {"k", {DELTA_AT_K}}, {"v", {DELTA_AT_V}}, {"o", {DELTA_AT_O}},
+    {"up", {DELTA_AT_UP}}, {"down", {DELTA_AT_DOWN}}, {NULL, {0}}};
+
+static const struct lora_target *family_targets(const struct model_arch *a) {
+    if (a->family == MODEL_FAMILY_GPT2) return gpt2_targets;
+    if (a->family == MODEL_FAMILY_LLAMA) return llama_targets;
+    if (a->family == MODEL_FAMILY_BERT || a->family == MODEL_FAMILY_ROBERTA) return encoder_targets;
+    return NULL;
+}
+
+static const struct lora_target *find_target(const struct lora_target *list, const char *name) {
+    for (int i = 0; list && list[i].name; i++)
+        if (strcmp(list[i].name, name) == 0) return &list[i];
+    return NULL;
+}
+
+vp_status delta_spec_set_lora_targets(struct delta_spec *spec, const char *list, const struct model_arch *a) {
+    const struct lora_target *fam = family_targets(a);
+    char valid[256] = "";
+    for (int i = 0; fam && fam[i].name; i++)
+        snprintf(valid + strlen(valid), sizeof valid - strlen(valid), "%s%s", i ? ", " : "", fam[i].name);
+    int lora = -1;
+    for (int i = 0; i < spec->count && lora < 0; i++)
+        if (spec->modules[i].kind == DELTA_LORA) lora = i;
+    if (lora < 0)
+        return vp_fail(VP_ERROR_BAD_INPUT, "--lora-targets: delta '%s' has no LoRA module to place (use --delta "
+                       "lora, or a spec with one)", spec->name);
+    const struct delta_module tmpl = spec->modules[lora];
+    struct delta_spec out = *spec;
+    out.count = 0;
+    for (int i = 0; i < spec->count; i++)
+        if (spec->modules[i].kind != DELTA_LORA) out.modules[out.count++] = spec->modules[i];
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", list);
+    int named = 0;
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ') tok++;
+        const struct lora_target *t = find_target(fam, tok);
+        if (!t) t = find_target(generic_targets, tok);
+        if (!t)
+            return vp_fail(VP_ERROR_BAD_INPUT, "--lora-targets: '%s' is not a module LoRA can target in a %s "
+                           "model; valid: %s%s(or q, k, v, o, up, down)", tok, a->model_type, valid,
+                           valid[0] ? " " : "");
+        named++;
+        for (int k = 0; k < 3 && t->at[k] != DELTA_AT_NONE; k++) {
+            bool dup = false;
+            for (int i = 0; i < out.count; i++)
+                dup |= out.modules[i].kind == DELTA_LORA && out.modules[i].at == t->at[k];
+            if (dup) continue;
+            if (out.count == DELTA_MAX_MODULES)
+                return vp_fail(VP_ERROR_BAD_INPUT, "--lora-targets: more than %d modules", DELTA_MAX_MODULES);
+            out.modules[out.count] = tmpl;
+            out.modules[out.count++].at = t->at[k];
+        }
+    }
+    if (!named)
+        return vp_fail(VP_ERROR_BAD_INPUT, "--lora-targets: give module names separated by commas (valid: %s)",
+                       valid);
+    *spec = out;
+    return VP_OK;
+}

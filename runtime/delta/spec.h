@@ -69,6 +69,15 @@ extern const char *const delta_preset_names[];
 const char *delta_kind_name(enum delta_kind k);
 const char *delta_at_name(enum delta_at a);
 
+/* --lora-targets: replaces the spec's LoRA modules by one per projection
+ * `list` names (comma-separated), each a copy of its first LoRA module
+ * (rank, alpha, layers). Names are the family's module names (LLaMA:
+ * q_proj, k_proj, v_proj, o_proj, up_proj, down_proj; GPT-2: c_attn (q, k
+ * and v), attn.c_proj, c_fc, mlp.c_proj; BERT/RoBERTa: query, key, value,
+ * attention.output.dense, intermediate.dense, output.dense) or q, k, v, o,
+ * up, down. VP_ERROR_BAD_INPUT naming the flag and the valid names. */
+vp_status delta_spec_set_lora_targets(struct delta_spec *spec, const char *list, const struct model_arch *arch);
+
 /* Does module m apply to layer `layer` of an arch with `layers` layers? */
 bool delta_module_has_layer(const struct delta_module *m, int layer);
 

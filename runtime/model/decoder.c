@@ -3,6 +3,7 @@
  * are in decoder_load.c, the forward in decoder_forward.c. */
 #include "decoder_lm.h"
 #include "safetensors.h"
+#include "save.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,11 +56,9 @@ static bool model_trained(const struct decoder *m, const struct dec_weight *w) {
     return false;
 }
 
-/* The trainable tensors: delta/params.h's list for the spec with the
- * decoder's names ("decoder.layers." for "encoder.layers."), without the
- * classification head it adds for every model, laid out again (decay
- * tensors first, each on the pool alignment, as params.c lays them out).
- * So far only LoRA modules are supported. */
+/* The trainable tensors: delta/params.h's list for the spec (named
+ * decoder.layers.*, prefixes in K/V head space, no head) plus the model
+ * tensors bitfit / full train, in the file's shape. */
 static vp_status setup_params(struct decoder *m) {
     const struct model_arch *a = &m->arch;
     const int qd = a->heads * a->head_dim;
@@ -80,52 +79,14 @@ static vp_status setup_params(struct decoder *m) {
     vp_status s = delta_params_create(m->ctx, a, &m->spec, m->opt.seed, &m->params);
     if (s != VP_OK) return s;
     struct delta_params *p = m->params;
-    int kept = 0;
-    for (int k = 0; k < p->count; k++) {
-        struct delta_param t = p->items[k];
-        if (t.role != DELTA_PARAM_DELTA) continue;
-        if (t.part == DELTA_PART_PREFIX_K || t.part == DELTA_PART_PREFIX_V) { /* (L, kvd): K/V head space */
-            t.shape[1] = (int64_t)a->kv_heads * a->head_dim;
-            t.n = (uint64_t)t.shape[0] * (uint64_t)t.shape[1];
-        }
-        if (strncmp(t.name, "encoder.", 8) == 0) {
-            char name[DELTA_NAME_MAX];
-            snprintf(name, sizeof name, "decoder.%s", t.name + 8);
-            memcpy(t.name, name, sizeof t.name);
-        }
-        p->items[kept++] = t;
-    }
-    p->count = kept;
-    { /* the model tensors full (all) and bitfit (biases) train, once each, in the file's shape */
-        struct delta_param *ni = realloc(p->items, (size_t)(p->count + m->weight_count) * sizeof *ni);
-        if (!ni) return vp_fail(VP_ERROR_HOST_MEMORY, "decoder: out of host memory");
-        p->items = ni;
-        for (int k = 0; k < m->weight_count; k++) {
-            struct dec_weight *w = &m->weights[k];
-            if (!model_trained(m, w) || delta_params_find(p, w->name)) continue;
-            m->model_trains = true;
-            struct delta_param *t = &p->items[p->count++];
-            memset(t, 0, sizeof *t);
-            snprintf(t->name, sizeof t->name, "%s", w->name);
-            t->ndim = w->ndim;
-            t->shape[0] = w->shape[0];
-            t->shape[1] = w->ndim > 1 ? w->shape[1] : 0;
-            t->n = (uint64_t)w->shape[0] * (uint64_t)(w->ndim > 1 ? w->shape[1] : 1);
-            t->role = DELTA_PARAM_MODEL;
-            t->module = t->layer = -1;
-            t->decay = w->ndim > 1;
-        }
+    /* the model tensors full (all) and bitfit (biases) train, once each, in the file's shape */
+    for (int k = 0; k < m->weight_count; k++) {
+        struct dec_weight *w = &m->weights[k];
+        if (!model_trained(m, w) || delta_params_find(p, w->name)) continue;
+        m->model_trains = true;
+        if ((s = delta_params_add_model(p, w->name, w->ndim, w->shape)) != VP_OK) return s;
     }
     const VkDeviceSize align = vk_pool_alignment(m->ctx);
-    VkDeviceSize at = 0;
-    for (int pass = 0; pass < 2; pass++)
-        for (int k = 0; k < p->count; k++) {
-            struct delta_param *t = &p->items[k];
-            if (t->decay != (pass == 0)) continue;
-            t->offset = at;
-            at = align_to(at + t->n * 4, align);
-        }
-    p->arena_bytes = at ? at : align;
     m->trains = p->count > 0;
     m->slots = calloc((size_t)m->spec.count * a->layers + 1, sizeof *m->slots);
     m->prefix_rows = calloc((size_t)a->layers, sizeof *m->prefix_rows);
@@ -672,4 +633,72 @@ vp_status decoder_logits(const struct decoder *m, float *logits) {
     const size_t n = (size_t)m->acts.B * (size_t)m->acts.T * (size_t)m->arch.vocab_size;
     memcpy(logits, (const char *)m->acts.stage_out.host + 8, n * 4);
     return VP_OK;
+}
+
+/* ------------------------------------------------------------------------
+ * For a trainer (trainer.h's trainer_model) and for saved deltas
+ * ------------------------------------------------------------------------ */
+
+vp_status decoder_record(struct decoder *m, struct vk_recorder *rec, enum decoder_pass pass) {
+    vp_status s = check_ready(m, "record");
+    return s == VP_OK ? record(m, rec, pass == DECODER_PASS_TRAIN) : s;
+}
+
+vp_status decoder_record_zero_grads(struct decoder *m, struct vk_recorder *rec) {
+    vp_status s = check_ready(m, "record_zero_grads");
+    return s == VP_OK ? delta_params_record_zero_grads(m->params, rec) : s;
+}
+
+void decoder_batch_shape(const struct decoder *m, int *B, int *T) {
+    *B = m->acts.B;
+    *T = m->acts.T;
+}
+
+vp_status decoder_set_batch(struct decoder *m, int B, int T) {
+    if (!m->loaded) return decoder_load(m, B, T);
+    if (B == m->acts.B && T == m->acts.T) return VP_OK;
+    uint64_t plan[VP_POOL_COUNT];
+    vp_status s = decoder_plan(m, B, T, plan);
+    if (s != VP_OK) return s;
+    acts_free(m, &m->acts);
+    for (int p = 0; p < DECODER_PASS_COUNT; p++) m->recorded[p] = false;
+    vk_pools_trim(m->ctx);
+    plan[VP_POOL_FROZEN] = plan[VP_POOL_TRAINABLE] = 0; /* already held */
+    s = vk_pools_reserve(m->ctx, plan);
+    if (s == VP_OK) s = acts_layout(m, &m->acts, B, T, true, NULL);
+    if (s == VP_OK) s = upload_constants(m);
+    return s;
+}
+
+vp_status decoder_load_delta(struct decoder *m, const char *dir) {
+    vp_status s = check_ready(m, "load_delta");
+    if (s != VP_OK) return s;
+    struct delta_spec spec;
+    struct delta_tensors t = {0};
+    s = delta_load(dir, &m->arch, &spec, &t);
+    if (s == VP_OK) s = delta_params_load(m->params, &t);
+    delta_tensors_free(&t);
+    if (s != VP_OK) vp_fail_context(s, "loading the delta %s into %s", dir, m->dir);
+    return s;
+}
+
+vp_status decoder_create_with_delta(vp_context *ctx, const char *dir, const char *delta_dir,
+                                    const struct decoder_options *opt, int B, int T, struct decoder **out) {
+    *out = NULL;
+    struct model_arch arch;
+    vp_status s = model_arch_load(dir, &arch);
+    if (s != VP_OK) return s;
+    struct delta_spec spec;
+    struct delta_tensors t = {0};
+    s = delta_load(delta_dir, &arch, &spec, &t);
+    model_arch_finish(&arch);
+    if (s == VP_OK) s = decoder_create(ctx, dir, &spec, opt, B, T, out);
+    if (s == VP_OK) s = delta_params_load((*out)->params, &t);
+    delta_tensors_free(&t);
+    if (s != VP_OK) {
+        vp_fail_context(s, "--delta %s", delta_dir);
+        decoder_destroy(*out);
+        *out = NULL;
+    }
+    return s;
 }

@@ -99,6 +99,25 @@ vp_status decoder_zero_grads(struct decoder *m);
 vp_status decoder_loss(const struct decoder *m, float *loss, uint32_t *count);
 vp_status decoder_logits(const struct decoder *m, float *logits);
 
+/* For a trainer (train/trainer.h's trainer_model, train/lmtrainer.h):
+ * recording a pass or the gradient zeroing into the caller's recorder
+ * (which must not outlive the batch shape), the batch shape, and a new
+ * shape (reallocates the activations and staging; the decoder's own
+ * recordings are made again at their next run). */
+vp_status decoder_record(struct decoder *m, struct vk_recorder *rec, enum decoder_pass pass);
+vp_status decoder_record_zero_grads(struct decoder *m, struct vk_recorder *rec);
+void decoder_batch_shape(const struct decoder *m, int *B, int *T);
+vp_status decoder_set_batch(struct decoder *m, int B, int T);
+
+/* Saved deltas (delta/save.h: a vkpeft delta folder or a PEFT LoRA one).
+ * decoder_load_delta writes a saved delta's tensors into a loaded decoder
+ * whose spec trains them (same names and shapes); decoder_create_with_delta
+ * opens the model with the saved delta's spec, loads it for (B,T) and
+ * writes the tensors. */
+vp_status decoder_load_delta(struct decoder *m, const char *delta_dir);
+vp_status decoder_create_with_delta(vp_context *ctx, const char *dir, const char *delta_dir,
+                                    const struct decoder_options *opt, int B, int T, struct decoder **out);
+
 /* Any tensor by name: the model's (Hugging Face names, in the file's
  * layout, converted from the storage type) and the delta's
  * (decoder.layers.{l}.delta{i}.*, delta{i}.reparam.*); n must be its size.

@@ -154,6 +154,8 @@ vp_status train_log_eval(struct train_log *l, const struct trainer_event *ev) {
     return log_object(l, o);
 }
 
+vp_status train_log_object(struct train_log *l, void *json_object) { return log_object(l, json_object); }
+
 vp_status train_log_close(struct train_log *l) {
     if (!l) return VP_OK;
     vp_status s = VP_OK;

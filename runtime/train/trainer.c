@@ -27,7 +27,8 @@ struct step_recording {
 
 struct trainer {
     vp_context *ctx;
-    struct encoder *e;
+    struct encoder *e;       /* NULL when a trainer_model other than the encoder trains */
+    struct trainer_model model;
     struct trainer_options o;
     bool dropout;            /* the encoder runs dropout (recordings depend on the step) */
     int max_len;
@@ -110,6 +111,48 @@ uint64_t trainer_total_steps(const struct trainer_options *o, uint64_t n) {
  * Open, load, destroy
  * ------------------------------------------------------------------------ */
 
+static vp_status set_shape(struct trainer *t, int B, int T);
+
+/* The encoder as the trainer's model. */
+static vp_status enc_record_zero_grads(void *m, struct vk_recorder *rec) { return encoder_record_zero_grads(m, rec); }
+static vp_status enc_record_train(void *m, struct vk_recorder *rec) { return encoder_record(m, rec, ENCODER_PASS_TRAIN); }
+static struct delta_params *enc_params(void *m) { return encoder_params(m); }
+static void enc_batch_shape(const void *m, int *B, int *T) { encoder_batch_shape(m, B, T); }
+static vp_status enc_set_batch(void *m, int B, int T) { return encoder_set_batch(m, B, T); }
+static vp_status enc_plan(const void *m, int B, int T, uint64_t bytes[VP_POOL_COUNT]) {
+    return encoder_plan(m, B, T, bytes);
+}
+static vp_status enc_load(void *m, int B, int T) { return encoder_load(m, B, T); }
+static float enc_loss(const void *m) {
+    float loss = 0;
+    encoder_loss(m, &loss, NULL);
+    return loss;
+}
+static void enc_destroy(void *m) { encoder_destroy(m); }
+
+struct trainer_model trainer_encoder_model(struct encoder *e) {
+    return (struct trainer_model){e, enc_record_zero_grads, enc_record_train, enc_params, enc_batch_shape,
+                                  enc_set_batch, enc_plan, enc_load, enc_loss, enc_destroy};
+}
+
+vp_status trainer_open_model(vp_context *ctx, const struct trainer_model *model, const struct trainer_options *o,
+                             int max_len, const struct delta_counts *counts, struct trainer **out) {
+    *out = NULL;
+    vp_status s = trainer_options_check(o);
+    if (s != VP_OK) return s;
+    struct trainer *t = calloc(1, sizeof *t);
+    if (!t) return vp_fail(VP_ERROR_HOST_MEMORY, "trainer: out of host memory");
+    t->ctx = ctx;
+    t->o = *o;
+    t->model = *model;
+    t->max_len = max_len;
+    if (counts) t->counts = *counts;
+    *out = t;
+    return VP_OK;
+}
+
+vp_status trainer_set_shape(struct trainer *t, int B, int T) { return set_shape(t, B, T); }
+
 vp_status trainer_open(vp_context *ctx, const char *model_dir, const struct delta_spec *spec,
                        const struct trainer_options *o, struct trainer **out) {
     *out = NULL;
@@ -141,6 +184,7 @@ vp_status trainer_open(vp_context *ctx, const char *model_dir, const struct delt
         free(t);
         return s;
     }
+    t->model = trainer_encoder_model(t->e);
     if (o->dropout > 0) {
         /* encoder_options has no probability of its own: the model's
          * config values are replaced before anything is recorded (the
@@ -172,9 +216,9 @@ static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 vp_status trainer_load(struct trainer *t, int longest) {
     if (t->loaded) return vp_fail(VP_ERROR_INVALID_ARGUMENT, "trainer: already loaded");
     const int T = train_batch_length(longest < 1 ? 1 : longest, t->max_len, t->o.pad_multiple);
-    vp_status s = encoder_load(t->e, t->o.batch, T);
+    vp_status s = t->model.load(t->model.self, t->o.batch, T);
     if (s != VP_OK) return s;
-    struct delta_params *p = encoder_params(t->e);
+    struct delta_params *p = t->model.params(t->model.self);
     free(t->opt);
     t->opt = calloc((size_t)p->count + 1, sizeof *t->opt);
     if (!t->opt) return vp_fail(VP_ERROR_HOST_MEMORY, "trainer: out of host memory");
@@ -207,7 +251,7 @@ void trainer_destroy(struct trainer *t) {
         for (int u = 0; u < 2; u++) vk_recorder_destroy(t->rec[z][u].rec);
     if (t->loaded) free_optimizer(t);
     free(t->opt);
-    encoder_destroy(t->e);
+    if (t->model.destroy) t->model.destroy(t->model.self);
     free(t);
 }
 
@@ -226,8 +270,8 @@ void trainer_counts(const struct trainer *t, struct delta_counts *out) { *out = 
 
 void trainer_plan(const struct trainer *t, uint64_t bytes[VP_POOL_COUNT]) {
     int B, T;
-    encoder_batch_shape(t->e, &B, &T);
-    if (encoder_plan(t->e, B, T, bytes) != VP_OK) memset(bytes, 0, VP_POOL_COUNT * sizeof *bytes);
+    t->model.batch_shape(t->model.self, &B, &T);
+    if (t->model.plan(t->model.self, B, T, bytes) != VP_OK) memset(bytes, 0, VP_POOL_COUNT * sizeof *bytes);
     for (int p = 0; p < VP_POOL_COUNT; p++) bytes[p] += t->extra[p];
 }
 
@@ -240,12 +284,12 @@ static vp_status record_step(struct trainer *t, struct vk_recorder *rec, bool ze
     vp_context *ctx = t->ctx;
     vp_status s = VP_OK;
     if (update) s = vk_recorder_copy(rec, &t->hp, 0, &t->stage, STAGE_HP, HP_BYTES);
-    if (s == VP_OK && zero) s = encoder_record_zero_grads(t->e, rec);
-    if (s == VP_OK) s = encoder_record(t->e, rec, ENCODER_PASS_TRAIN);
+    if (s == VP_OK && zero) s = t->model.record_zero_grads(t->model.self, rec);
+    if (s == VP_OK) s = t->model.record_train(t->model.self, rec);
     if (s != VP_OK || !update) return s;
     if (scale != 1.0f) {
         /* The mean over micro-batches (padding between tensors holds zeros). */
-        const struct delta_params *p = encoder_params(t->e);
+        const struct delta_params *p = t->model.params(t->model.self);
         const struct vk_buffer *g = &p->arena[DELTA_ARENA_GRAD];
         s = kernel_scale_add(ctx, rec, g, g, p->arena_bytes / 4, scale, 0.0f);
     }
@@ -286,10 +330,10 @@ static vp_status recording(struct trainer *t, bool zero, bool update, float scal
  * which every recording of the trainer refers to. */
 static vp_status set_shape(struct trainer *t, int B, int T) {
     int b0, t0;
-    encoder_batch_shape(t->e, &b0, &t0);
+    t->model.batch_shape(t->model.self, &b0, &t0);
     if (b0 == B && t0 == T) return VP_OK;
     t->gen++;
-    return encoder_set_batch(t->e, B, T);
+    return t->model.set_batch(t->model.self, B, T);
 }
 
 static void write_hparams(struct trainer *t, double lr, uint64_t step) {
@@ -315,6 +359,7 @@ static struct schedule schedule_of(const struct trainer_options *o, uint64_t tot
 vp_status trainer_micro_step(struct trainer *t, const struct train_batch *b, bool update,
                              uint64_t total_steps, struct trainer_step_result *r) {
     if (!t->loaded) return vp_fail(VP_ERROR_INVALID_ARGUMENT, "trainer: not loaded (trainer_load)");
+    if (!t->e) return vp_fail(VP_ERROR_INVALID_ARGUMENT, "trainer: no encoder (write the batch, then trainer_micro_step_written)");
     if (b->B != t->o.batch)
         return vp_fail(VP_ERROR_INVALID_ARGUMENT, "trainer: a batch of %d rows, the trainer's is %d", b->B,
                        t->o.batch);
@@ -324,6 +369,12 @@ vp_status trainer_micro_step(struct trainer *t, const struct train_batch *b, boo
     encoder_set_step(t->e, (uint32_t)t->micro);
     const struct encoder_batch view = train_batch_view(b);
     if (s == VP_OK) s = encoder_write_batch(t->e, &view);
+    return s == VP_OK ? trainer_micro_step_written(t, update, total_steps, r) : s;
+}
+
+vp_status trainer_micro_step_written(struct trainer *t, bool update, uint64_t total_steps,
+                                     struct trainer_step_result *r) {
+    vp_status s = t->loaded ? VP_OK : vp_fail(VP_ERROR_INVALID_ARGUMENT, "trainer: not loaded (trainer_load)");
     double lr = 0;
     if (update) {
         const struct schedule sch = schedule_of(&t->o, total_steps);
@@ -335,8 +386,7 @@ vp_status trainer_micro_step(struct trainer *t, const struct train_batch *b, boo
     if (s == VP_OK) s = recording(t, t->micro_in_step == 0, update, scale, &rec);
     if (s == VP_OK) s = vk_recorder_run(rec);
     if (s != VP_OK) return s;
-    float loss;
-    encoder_loss(t->e, &loss, NULL);
+    const float loss = t->model.loss(t->model.self);
     t->loss_sum += loss;
     t->micro++;
     t->micro_in_step++;
@@ -562,7 +612,7 @@ static struct trainer_position position_of(const struct fit_state *f, double ela
 
 static vp_status checkpoint(struct fit_state *f, double elapsed) {
     const struct trainer_position pos = position_of(f, elapsed);
-    vp_status s = train_checkpoint_save(f->c->checkpoint_path, encoder_params(f->t->e), &pos,
+    vp_status s = train_checkpoint_save(f->c->checkpoint_path, f->t->model.params(f->t->model.self), &pos,
                                         f->c->checkpoint_settings);
     if (s == VP_OK) f->sum->checkpoints++;
     return s;
@@ -573,7 +623,7 @@ static vp_status checkpoint(struct fit_state *f, double elapsed) {
  * are still in their arena (the next step zeroes them). */
 static vp_status find_nonfinite(struct trainer *t, char *name, size_t size) {
     name[0] = 0;
-    const struct delta_params *p = encoder_params(t->e);
+    const struct delta_params *p = t->model.params(t->model.self);
     float *g = malloc(p->arena_bytes ? (size_t)p->arena_bytes : 1);
     if (!g) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory reading the gradients");
     vp_status s = vk_buffer_read(t->ctx, &p->arena[DELTA_ARENA_GRAD], 0, g, p->arena_bytes);

@@ -199,6 +199,32 @@ vp_status trainer_options_check(const struct trainer_options *o);
 
 struct trainer;
 
+/* The model a trainer steps: the encoder (trainer_open) or another one,
+ * e.g. the decoder-only LM (lmtrainer.h). The recorded step calls
+ * record_zero_grads, record_train (forward, loss, backward: gradients
+ * accumulate), then reduces the norm of params' gradient arena and runs
+ * the optimiser on it; loss reads the last run's mean loss. set_batch
+ * reallocates the activations for a new shape (the trainer then records
+ * again). destroy (may be NULL) runs at trainer_destroy. */
+struct trainer_model {
+    void *self;
+    vp_status (*record_zero_grads)(void *self, struct vk_recorder *rec);
+    vp_status (*record_train)(void *self, struct vk_recorder *rec);
+    struct delta_params *(*params)(void *self);
+    void (*batch_shape)(const void *self, int *B, int *T);
+    vp_status (*set_batch)(void *self, int B, int T);
+    vp_status (*plan)(const void *self, int B, int T, uint64_t bytes[VP_POOL_COUNT]);
+    vp_status (*load)(void *self, int B, int T);
+    float (*loss)(const void *self);
+    void (*destroy)(void *self);
+};
+struct trainer_model trainer_encoder_model(struct encoder *e);
+/* A trainer for any model (opened, not loaded): the trainer owns it when
+ * model->destroy is set. max_len: the longest sequence; counts: for the
+ * log (may be NULL). trainer_encoder returns NULL for such a trainer. */
+vp_status trainer_open_model(vp_context *ctx, const struct trainer_model *model, const struct trainer_options *o,
+                             int max_len, const struct delta_counts *counts, struct trainer **out);
+
 /* Opens the model for training (encoder_open: config, weights, spec; no
  * device memory). Everything a bad model or spec can get wrong fails here. */
 vp_status trainer_open(vp_context *ctx, const char *model_dir, const struct delta_spec *spec,
@@ -246,6 +272,14 @@ struct trainer_step_result {
  * from the schedule over `total_steps`. */
 vp_status trainer_micro_step(struct trainer *t, const struct train_batch *b, bool update,
                              uint64_t total_steps, struct trainer_step_result *r);
+
+/* trainer_micro_step in two halves for a model whose batches the caller
+ * writes itself: trainer_set_shape (a new shape reallocates the model's
+ * activations and staging), then the caller writes the batch into the
+ * model, then trainer_micro_step_written runs it as trainer_micro_step does. */
+vp_status trainer_set_shape(struct trainer *t, int B, int T);
+vp_status trainer_micro_step_written(struct trainer *t, bool update, uint64_t total_steps,
+                                     struct trainer_step_result *r);
 
 /* Optimiser steps a fit over n examples runs: `steps`, else
  * ceil(epochs · ceil(n / batch) / accum). */
@@ -398,6 +432,8 @@ vp_status train_log_step(struct train_log *l, const struct trainer_event *ev);
  * whose gradient was not (absent when only the loss was). */
 vp_status train_log_nonfinite(struct train_log *l, uint64_t step, bool applied, const char *tensor);
 vp_status train_log_eval(struct train_log *l, const struct trainer_event *ev);
+/* Writes a cJSON object as one line and deletes it (other loops' lines). */
+vp_status train_log_object(struct train_log *l, void *json_object);
 vp_status train_log_close(struct train_log *l);
 
 /* A file written in a stream and published whole: a temporary file beside

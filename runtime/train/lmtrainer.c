@@ -1,0 +1,433 @@
+/* Causal-LM fine-tuning: the decoder as the trainer's model, lmdata
+ * batches, the LM evaluation and the loop. See lmtrainer.h. */
+#include "lmtrainer.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct lm_trainer {
+    vp_context *ctx;
+    struct decoder *m;       /* owned by tr (its trainer_model's destroy) */
+    struct trainer *tr;
+    struct trainer_options o;
+    int max_len;
+};
+
+/* ------------------------------------------------------------------------
+ * The decoder as a trainer_model
+ * ------------------------------------------------------------------------ */
+
+static vp_status dec_zero(void *m, struct vk_recorder *rec) { return decoder_record_zero_grads(m, rec); }
+static vp_status dec_train(void *m, struct vk_recorder *rec) { return decoder_record(m, rec, DECODER_PASS_TRAIN); }
+static struct delta_params *dec_params(void *m) { return decoder_params(m); }
+static void dec_shape(const void *m, int *B, int *T) { decoder_batch_shape(m, B, T); }
+static vp_status dec_set(void *m, int B, int T) { return decoder_set_batch(m, B, T); }
+static vp_status dec_plan(const void *m, int B, int T, uint64_t bytes[VP_POOL_COUNT]) {
+    return decoder_plan(m, B, T, bytes);
+}
+static vp_status dec_load(void *m, int B, int T) { return decoder_load(m, B, T); }
+static float dec_loss(const void *m) {
+    float loss = 0;
+    decoder_loss(m, &loss, NULL);
+    return loss;
+}
+static void dec_destroy(void *m) { decoder_destroy(m); }
+
+vp_status lm_trainer_open(vp_context *ctx, const char *model_dir, const struct delta_spec *spec,
+                          const struct trainer_options *o, struct lm_trainer **out) {
+    *out = NULL;
+    vp_status s = trainer_options_check(o);
+    if (s != VP_OK) return s;
+    if (o->dropout > 0)
+        return vp_fail(VP_ERROR_INVALID_ARGUMENT, "--dropout %g: the GPU decoder does not model dropout "
+                       "(leave it unset or 0)", o->dropout);
+    struct lm_trainer *t = calloc(1, sizeof *t);
+    if (!t) return vp_fail(VP_ERROR_HOST_MEMORY, "trainer: out of host memory");
+    t->ctx = ctx;
+    t->o = *o;
+    const struct decoder_options dopt = {.storage = o->storage, .seed = o->seed,
+                                         .label_smoothing = o->label_smoothing};
+    s = decoder_open(ctx, model_dir, spec, &dopt, &t->m);
+    if (s != VP_OK) {
+        free(t);
+        return s;
+    }
+    const struct model_arch *a = decoder_arch(t->m);
+    const int limit = a->max_positions - t->m->position_offset;
+    if (o->max_len > limit) {
+        s = vp_fail(VP_ERROR_INVALID_ARGUMENT, "--max-len %d is longer than %s allows (%d tokens: "
+                    "max_position_embeddings %d less %d prefix rows)", o->max_len, model_dir, limit,
+                    a->max_positions, t->m->position_offset);
+        decoder_destroy(t->m);
+        free(t);
+        return s;
+    }
+    t->max_len = o->max_len > 0 ? o->max_len : limit;
+    struct delta_counts counts;
+    if (delta_count_params(spec, a, &counts) != VP_OK) memset(&counts, 0, sizeof counts);
+    const struct trainer_model model = {t->m, dec_zero, dec_train, dec_params, dec_shape, dec_set, dec_plan,
+                                        dec_load, dec_loss, dec_destroy};
+    s = trainer_open_model(ctx, &model, o, t->max_len, &counts, &t->tr);
+    if (s != VP_OK) {
+        decoder_destroy(t->m);
+        free(t);
+        return s;
+    }
+    *out = t;
+    return VP_OK;
+}
+
+void lm_trainer_destroy(struct lm_trainer *t) {
+    if (!t) return;
+    trainer_destroy(t->tr); /* destroys the decoder */
+    free(t);
+}
+
+struct decoder *lm_trainer_decoder(struct lm_trainer *t) { return t->m; }
+struct trainer *lm_trainer_trainer(struct lm_trainer *t) { return t->tr; }
+int lm_trainer_max_len(const struct lm_trainer *t) { return t->max_len; }
+
+vp_status lm_trainer_load(struct lm_trainer *t, int longest) { return trainer_load(t->tr, longest); }
+
+/* ------------------------------------------------------------------------
+ * Batches
+ * ------------------------------------------------------------------------ */
+
+/* A decoder batch of B rows of T tokens from an lmdata batch (fewer rows,
+ * shorter): padding is mask 0 and scores nothing. */
+struct lm_dev_batch {
+    int B, T;
+    int32_t *ids;
+    uint8_t *mask, *loss_mask;
+    size_t cap;
+};
+
+static vp_status dev_batch_fill(struct lm_dev_batch *d, const struct lm_batch *b, int B, int T, int32_t pad) {
+    const size_t n = (size_t)B * (size_t)T;
+    if (n > d->cap) {
+        int32_t *ids = realloc(d->ids, n * sizeof *ids);
+        if (ids) d->ids = ids;
+        uint8_t *mask = realloc(d->mask, n), *lm = mask ? realloc(d->loss_mask, n) : NULL;
+        if (mask) d->mask = mask;
+        if (lm) d->loss_mask = lm;
+        if (!ids || !mask || !lm) return vp_fail(VP_ERROR_HOST_MEMORY, "trainer: out of host memory for a batch");
+        d->cap = n;
+    }
+    d->B = B;
+    d->T = T;
+    for (int r = 0; r < B; r++)
+        for (int k = 0; k < T; k++) {
+            const size_t o = (size_t)r * T + k, i = (size_t)r * b->T + k;
+            const bool real = r < b->B && k < b->T && b->mask[i];
+            d->ids[o] = real ? b->ids[i] : pad;
+            d->mask[o] = real;
+            d->loss_mask[o] = real && b->labels[i] != LM_IGNORE_INDEX;
+        }
+    return VP_OK;
+}
+
+static void dev_batch_finish(struct lm_dev_batch *d) {
+    free(d->ids);
+    free(d->mask);
+    free(d->loss_mask);
+    memset(d, 0, sizeof *d);
+}
+
+static int32_t pad_of(const struct lm_data *d) {
+    const struct lm_data_ids ids = lm_data_ids(d);
+    return ids.pad >= 0 ? ids.pad : ids.eos >= 0 ? ids.eos : 0;
+}
+
+static struct lm_data_options data_options(const struct lm_trainer *t, const struct lm_data_options *base) {
+    struct lm_data_options o = *base;
+    o.task = LM_TASK_CAUSAL;
+    o.arch = decoder_arch(t->m);
+    o.batch = t->o.batch;
+    o.max_len = t->max_len;
+    o.seed = t->o.seed;
+    if (!o.shuffle_window) o.shuffle_window = 4096; /* training order: a streaming shuffle */
+    return o;
+}
+
+vp_status lm_trainer_scan(const struct lm_trainer *t, const struct lm_fit_config *c, const char *path,
+                          struct lm_scan *out) {
+    memset(out, 0, sizeof *out);
+    const struct lm_data_options o = data_options(t, &c->data);
+    struct lm_data *d;
+    vp_status s = lm_data_open(path, &o, &d);
+    if (s != VP_OK) return s;
+    struct lm_batch b = {0};
+    bool done = false;
+    while (s == VP_OK && (s = lm_data_next(d, &b, &done)) == VP_OK && !done) {
+        out->batches++;
+        out->loss_tokens += b.loss_tokens;
+        if (b.T > out->longest) out->longest = b.T;
+        for (size_t i = 0; i < (size_t)b.B * (size_t)b.T; i++) out->tokens += b.mask[i];
+    }
+    out->examples = lm_data_examples(d);
+    out->skipped = lm_data_skipped(d);
+    if (s == VP_OK && out->loss_tokens == 0)
+        s = vp_fail(VP_ERROR_BAD_INPUT, "%s: no token to train on (%llu examples)", path,
+                    (unsigned long long)out->examples);
+    lm_batch_finish(&b);
+    lm_data_close(d);
+    return s;
+}
+
+/* ------------------------------------------------------------------------
+ * Evaluation
+ * ------------------------------------------------------------------------ */
+
+static int argmax(const float *v, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (v[i] > v[best]) best = i;
+    return best;
+}
+
+vp_status lm_evaluate(struct decoder *m, const char *path, const struct lm_data_options *o, int pad_multiple,
+                      struct lm_eval_result *out) {
+    memset(out, 0, sizeof *out);
+    struct lm_data_options dopt = *o;
+    dopt.task = LM_TASK_CAUSAL;
+    dopt.shuffle_window = 0;
+    const int B = dopt.batch > 0 ? dopt.batch : 1, V = decoder_arch(m)->vocab_size;
+    struct lm_data *d;
+    vp_status s = lm_data_open(path, &dopt, &d);
+    if (s != VP_OK) return s;
+    struct lm_batch b = {0};
+    struct lm_dev_batch db = {0};
+    float *logits = NULL;
+    size_t logits_cap = 0;
+    double loss_sum = 0;
+    uint64_t correct = 0;
+    bool done = false;
+    while (s == VP_OK && (s = lm_data_next(d, &b, &done)) == VP_OK && !done) {
+        const int T = train_batch_length(b.T, dopt.max_len > 0 ? dopt.max_len : b.T, pad_multiple);
+        s = dev_batch_fill(&db, &b, B, T, pad_of(d));
+        if (s == VP_OK) s = decoder_set_batch(m, B, T);
+        if (s == VP_OK) s = decoder_write_batch(m, &(struct decoder_batch){db.ids, db.mask, db.loss_mask});
+        if (s == VP_OK) s = decoder_run(m, DECODER_PASS_EVAL);
+        const size_t n = (size_t)B * T * V;
+        if (s == VP_OK && n > logits_cap) {
+            free(logits);
+            logits_cap = n;
+            if (!(logits = malloc(n * sizeof *logits))) s = vp_fail(VP_ERROR_HOST_MEMORY, "evaluation: out of host memory");
+        }
+        if (s != VP_OK) break;
+        float loss;
+        uint32_t count;
+        decoder_loss(m, &loss, &count);
+        decoder_logits(m, logits);
+        if (count) loss_sum += (double)loss * count;
+        out->tokens += count;
+        /* The decoder's rule: position t scores the token at t+1 when that
+         * one is real and a target. */
+        for (int r = 0; r < B; r++)
+            for (int k = 0; k + 1 < T; k++) {
+                const size_t i = (size_t)r * T + k;
+                if (!db.mask[i + 1] || !db.loss_mask[i + 1]) continue;
+                correct += argmax(logits + i * V, V) == db.ids[i + 1];
+            }
+    }
+    if (s == VP_OK) {
+        out->examples = lm_data_examples(d);
+        out->loss = out->tokens ? loss_sum / (double)out->tokens : 0;
+        out->perplexity = exp(out->loss);
+        out->accuracy = out->tokens ? (double)correct / (double)out->tokens : 0;
+        if (!out->tokens) s = vp_fail(VP_ERROR_BAD_INPUT, "%s: no token to evaluate", path);
+    } else {
+        vp_fail_context(s, "evaluating on %s", path);
+    }
+    free(logits);
+    dev_batch_finish(&db);
+    lm_batch_finish(&b);
+    lm_data_close(d);
+    return s;
+}
+
+static cJSON *eval_object(const struct lm_eval_result *r) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "loss", r->loss);
+    if (isfinite(r->perplexity)) cJSON_AddNumberToObject(o, "perplexity", r->perplexity);
+    else cJSON_AddNullToObject(o, "perplexity");
+    cJSON_AddNumberToObject(o, "accuracy", r->accuracy);
+    cJSON_AddNumberToObject(o, "tokens", (double)r->tokens);
+    cJSON_AddNumberToObject(o, "examples", (double)r->examples);
+    return o;
+}
+
+char *lm_eval_json(const struct lm_eval_result *r) {
+    cJSON *o = eval_object(r);
+    char *text = cJSON_Print(o);
+    cJSON_Delete(o);
+    return text;
+}
+
+/* ------------------------------------------------------------------------
+ * The loop
+ * ------------------------------------------------------------------------ */
+
+struct lm_fit {
+    struct lm_trainer *t;
+    const struct lm_fit_config *c;
+    struct lm_data *data;
+    struct lm_batch b;
+    struct lm_dev_batch db;
+    struct train_log *log;
+    uint64_t epoch, batches_in_epoch, batches_per_epoch, total, tokens;
+    double t0;
+    struct lm_summary *sum;
+};
+
+static vp_status evaluate(struct lm_fit *f, const struct trainer_step_result *last) {
+    struct lm_trainer *t = f->t;
+    struct lm_data_options o = data_options(t, &f->c->data);
+    struct lm_eval_result r;
+    vp_status s = lm_evaluate(t->m, f->c->eval, &o, t->o.pad_multiple, &r);
+    trainer_forget_recordings(t->tr); /* the evaluation changed the decoder's shape */
+    if (s != VP_OK) return s;
+    struct lm_summary *sum = f->sum;
+    const uint64_t step = trainer_steps_done(t->tr);
+    if (!sum->has_eval || r.loss < sum->best.loss) {
+        sum->best = r;
+        sum->best_step = step;
+    }
+    sum->has_eval = true;
+    sum->eval = r;
+    const double epoch = (double)f->epoch + (double)f->batches_in_epoch / (double)f->batches_per_epoch;
+    if (f->log) {
+        cJSON *line = eval_object(&r);
+        cJSON_AddStringToObject(line, "type", "eval");
+        cJSON_AddNumberToObject(line, "step", (double)step);
+        cJSON_AddNumberToObject(line, "epoch", epoch);
+        cJSON_AddNumberToObject(line, "elapsed", vp_now() - f->t0);
+        s = train_log_object(f->log, line);
+    }
+    /* The event's eval holds the LM figures in the classification fields:
+     * loss, accuracy (token accuracy) and labelled (scored tokens). */
+    struct trainer_eval_result er = {.loss = r.loss, .count = r.examples, .labelled = r.tokens};
+    er.metrics.accuracy = r.accuracy;
+    struct trainer_event ev = {.kind = TRAINER_EVENT_EVAL, .step = step, .total_steps = f->total, .epoch = epoch,
+                               .elapsed = vp_now() - f->t0, .tokens = f->tokens, .last = *last, .eval = &er};
+    if (f->c->on_event) f->c->on_event(&ev, f->c->user);
+    return s;
+}
+
+/* The next micro-batch, into the decoder; a new epoch rewinds the data. */
+static vp_status next_micro(struct lm_fit *f, bool *epoch_done) {
+    struct lm_trainer *t = f->t;
+    bool done = false;
+    vp_status s = lm_data_next(f->data, &f->b, &done);
+    if (s == VP_OK && done) {
+        f->epoch++;
+        f->batches_in_epoch = 0;
+        s = lm_data_rewind(f->data, f->epoch);
+        if (s == VP_OK) s = lm_data_next(f->data, &f->b, &done);
+        if (s == VP_OK && done) s = vp_fail(VP_ERROR_BAD_INPUT, "%s holds no example", f->c->train);
+    }
+    if (s != VP_OK) return s;
+    if (++f->batches_in_epoch == f->batches_per_epoch) *epoch_done = true;
+    const int T = train_batch_length(f->b.T, t->max_len, t->o.pad_multiple);
+    s = dev_batch_fill(&f->db, &f->b, t->o.batch, T, pad_of(f->data));
+    for (int r = 0; r < f->b.B; r++) f->sum->base.examples++;
+    for (size_t i = 0; i < (size_t)f->b.B * (size_t)f->b.T; i++) f->tokens += f->b.mask[i];
+    if (s == VP_OK) s = trainer_set_shape(t->tr, t->o.batch, T);
+    if (s == VP_OK) s = decoder_write_batch(t->m, &(struct decoder_batch){f->db.ids, f->db.mask, f->db.loss_mask});
+    return s;
+}
+
+static vp_status fit_step(struct lm_fit *f, struct trainer_step_result *r, bool *epoch_done) {
+    struct lm_trainer *t = f->t;
+    vp_status s = VP_OK;
+    for (int k = 0; k < t->o.accum && s == VP_OK; k++) {
+        s = next_micro(f, epoch_done);
+        if (s == VP_OK) s = trainer_micro_step_written(t->tr, k == t->o.accum - 1, f->total, r);
+    }
+    return s;
+}
+
+static vp_status fit_loop(struct lm_fit *f) {
+    struct lm_trainer *t = f->t;
+    const struct lm_fit_config *c = f->c;
+    struct trainer_summary *out = &f->sum->base;
+    double first_seconds = 0, rest_seconds = 0;
+    struct trainer_step_result r = {0};
+    bool evaluated_last = false;
+    vp_status s = VP_OK;
+    f->t0 = vp_now();
+    for (uint64_t step = 0; s == VP_OK && step < f->total; step++) {
+        bool epoch_done = false;
+        const double t_step = vp_now();
+        s = fit_step(f, &r, &epoch_done);
+        if (s != VP_OK) break;
+        if (step == 0) {
+            out->first_loss = r.loss;
+            first_seconds = vp_now() - t_step;
+        } else {
+            rest_seconds += vp_now() - t_step;
+        }
+        out->steps = r.step;
+        out->final_loss = r.loss;
+        struct trainer_event ev = {
+            .kind = TRAINER_EVENT_STEP, .step = r.step, .total_steps = f->total,
+            .epoch = epoch_done ? (double)(f->epoch + 1)
+                                : (double)f->epoch + (double)f->batches_in_epoch / (double)f->batches_per_epoch,
+            .elapsed = vp_now() - f->t0, .tokens = f->tokens, .last = r,
+        };
+        if (f->log) s = train_log_step(f->log, &ev);
+        if (c->on_event) c->on_event(&ev, c->user);
+        if (!isfinite(r.loss) || !isfinite(r.grad_norm)) {
+            out->diverged = true;
+            out->diverged_step = r.step;
+            break;
+        }
+        const bool due = t->o.eval_every ? r.step % t->o.eval_every == 0 : epoch_done;
+        evaluated_last = false;
+        if (s == VP_OK && c->eval && due) {
+            s = evaluate(f, &r);
+            evaluated_last = true;
+        }
+        if (s == VP_OK && step + 1 < f->total && c->should_stop && c->should_stop(c->user)) {
+            out->interrupted = true;
+            if (f->log) s = train_log_interrupted(f->log, r.step, vp_now() - f->t0);
+            break;
+        }
+    }
+    out->tokens = f->tokens;
+    if (s == VP_OK && c->eval && !evaluated_last && !out->diverged && !out->interrupted && out->steps)
+        s = evaluate(f, &r);
+    out->seconds = vp_now() - f->t0;
+    out->step_seconds = out->steps > 1 ? rest_seconds / (double)(out->steps - 1) : first_seconds;
+    return s;
+}
+
+vp_status lm_trainer_fit(struct lm_trainer *t, const struct lm_fit_config *c, const struct lm_scan *train,
+                         struct lm_summary *out) {
+    memset(out, 0, sizeof *out);
+    struct lm_fit f = {.t = t, .c = c, .sum = out, .batches_per_epoch = train->batches ? train->batches : 1};
+    /* trainer_total_steps counts micro-batches as ceil(n / batch). */
+    f.total = trainer_total_steps(&t->o, f.batches_per_epoch * (uint64_t)t->o.batch);
+    struct lm_data_options o = data_options(t, &c->data);
+    vp_status s = lm_data_open(c->train, &o, &f.data);
+    if (s == VP_OK && c->log_path) s = train_log_open(c->log_path, &f.log);
+    if (s == VP_OK && f.log) {
+        uint64_t plan[VP_POOL_COUNT];
+        struct delta_counts counts;
+        trainer_plan(t->tr, plan);
+        trainer_counts(t->tr, &counts);
+        s = train_log_start(f.log, f.total, t->o.batch, &counts, plan);
+    }
+    if (s == VP_OK) s = fit_loop(&f);
+    if (f.log) {
+        vp_status cs = train_log_close(f.log);
+        if (s == VP_OK) s = cs;
+    }
+    lm_batch_finish(&f.b);
+    dev_batch_finish(&f.db);
+    lm_data_close(f.data);
+    return s;
+}

@@ -1,0 +1,90 @@
+/* Causal-LM fine-tuning of a decoder-only model (GPT-2, LLaMA / Mistral /
+ * Qwen2): the decoder (model/decoder_lm.h) driven by the trainer's
+ * recorded step (trainer.h: optimiser, schedule, clipping, accumulation in
+ * one submission per micro-batch) on batches from lmdata.h, with the
+ * evaluation a language model gets: mean cross-entropy per scored token,
+ * perplexity exp(loss), and teacher-forced next-token accuracy.
+ *
+ *     struct lm_trainer *t;
+ *     lm_trainer_open(ctx, "models/tiny-llama", &spec, &o, &t);   // host only
+ *     struct lm_data_options d = {.tokenizer = tok, .arch = lm_trainer_arch(t), .pack = true};
+ *     struct lm_fit_config fc = {.train = "train.jsonl", .eval = "dev.jsonl", .data = d,
+ *                                .log_path = "out/train.jsonl"};
+ *     lm_trainer_scan(t, &fc, &scan);        // one pass: validates every line, counts batches
+ *     lm_trainer_load(t, scan.longest);      // device memory
+ *     lm_trainer_fit(t, &fc, &scan, &sum);
+ *     lm_trainer_destroy(t);
+ *
+ * Batches: lmdata's rows (right-padded to the batch's longest row, or
+ * exactly max_len when packing) are padded again to train_batch_length's
+ * multiple and to o.batch rows (filler rows are all padding, scoring
+ * nothing), so few shapes are recorded. The label of a position is the id
+ * there where lmdata's label is not -100, and the decoder scores the
+ * logits of position t against the label of t+1 (HF's shift). */
+#ifndef VKPEFT_TRAIN_LMTRAINER_H
+#define VKPEFT_TRAIN_LMTRAINER_H
+
+#include "decoder_lm.h"
+#include "lmdata.h"
+#include "trainer.h"
+
+struct lm_trainer;
+
+/* Opens the decoder with spec (no device memory). max_len: o->max_len, else
+ * the model's positions after the prefix rows; a longer --max-len fails. */
+vp_status lm_trainer_open(vp_context *ctx, const char *model_dir, const struct delta_spec *spec,
+                          const struct trainer_options *o, struct lm_trainer **out);
+void lm_trainer_destroy(struct lm_trainer *t);
+struct decoder *lm_trainer_decoder(struct lm_trainer *t);
+struct trainer *lm_trainer_trainer(struct lm_trainer *t);
+int lm_trainer_max_len(const struct lm_trainer *t);
+
+struct lm_fit_config {
+    const char *train, *eval;       /* JSONL paths (eval may be NULL) */
+    struct lm_data_options data;    /* task, tokenizer, fields, pack, skip_bad; batch, max_len,
+                                       seed and shuffle are set from the trainer's options */
+    const char *log_path;           /* NULL: no log */
+    void (*on_event)(const struct trainer_event *ev, void *user);
+    bool (*should_stop)(void *user);
+    void *user;
+};
+
+/* What one pass over a file found. */
+struct lm_scan {
+    uint64_t examples, batches, tokens, loss_tokens, skipped;
+    int longest;                    /* the longest row */
+};
+/* Reads every line of `path` once (validation and counts). */
+vp_status lm_trainer_scan(const struct lm_trainer *t, const struct lm_fit_config *c, const char *path,
+                          struct lm_scan *out);
+/* Loads the decoder for batches of `longest` tokens and the optimiser. */
+vp_status lm_trainer_load(struct lm_trainer *t, int longest);
+
+struct lm_eval_result {
+    double loss;       /* mean cross-entropy over scored tokens */
+    double perplexity; /* exp(loss) */
+    double accuracy;   /* share of scored tokens whose argmax logit is the label */
+    uint64_t tokens;   /* scored tokens */
+    uint64_t examples;
+};
+/* The evaluation pass over every example of `path` in file order. The
+ * decoder's batch shape changes (a trainer then forgets its recordings). */
+vp_status lm_evaluate(struct decoder *m, const char *path, const struct lm_data_options *o, int pad_multiple,
+                      struct lm_eval_result *out);
+/* {"loss", "perplexity", "accuracy", "tokens", "examples"} (malloc'd). */
+char *lm_eval_json(const struct lm_eval_result *r);
+
+struct lm_summary {
+    struct trainer_summary base;    /* steps, losses, timings; eval fields unused */
+    bool has_eval;
+    struct lm_eval_result eval, best; /* the last evaluation, the lowest loss */
+    uint64_t best_step;
+};
+/* Trains trainer_total_steps(o, train.batches · batch) steps, evaluating
+ * every eval_every steps (else each epoch) and at the end; log lines as
+ * trainer_fit writes them (eval lines hold loss, perplexity, accuracy,
+ * tokens). Stops at a non-finite loss or norm with base.diverged set. */
+vp_status lm_trainer_fit(struct lm_trainer *t, const struct lm_fit_config *c, const struct lm_scan *train,
+                         struct lm_summary *out);
+
+#endif
