@@ -173,13 +173,14 @@ def reparam_output(trainable, i):
     return hid @ trainable[f"delta{i}.reparam.2.weight"].T + trainable[f"delta{i}.reparam.2.bias"]
 
 
-def backward_and_write(path, loss, logits, trainable):
+def backward_and_write(path, loss, logits, trainable, extra=None):
     """Runs loss's backward and writes "loss" (1), "logits" and "grad.<name>" of every trainable
-    tensor (zeros where none flowed)."""
+    tensor (zeros where none flowed), and the tensors of `extra` (a dict) when given."""
     loss.backward()
     out = {"loss": loss.detach().reshape(1), "logits": logits.detach()}
     for name, t in trainable.items():
         out["grad." + name] = t.grad if t.grad is not None else torch.zeros_like(t)
+    out.update(extra or {})
     write_safetensors(path, out)
 
 

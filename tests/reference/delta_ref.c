@@ -235,9 +235,17 @@ struct ref_slot *ref_deltas_slot(const struct ref_deltas *dl, int module, int la
     return &dl->slots[(size_t)module * dl->arch->layers + layer];
 }
 
+/* The stack bit, layer and name root of slot layer l (a block with a map). */
+static unsigned block_stack(const struct ref_deltas *dl, int l) { return dl->blocks ? dl->blocks[l].stack : dl->stack; }
+static int block_layer(const struct ref_deltas *dl, int l) { return dl->blocks ? dl->blocks[l].layer : l; }
+static const char *block_root(const struct ref_deltas *dl, int l) { return dl->blocks ? dl->blocks[l].root : dl->root; }
+
 bool ref_deltas_applies(const struct ref_deltas *dl, int module, int layer) {
     const struct delta_module *mod = &dl->spec->modules[module];
-    return (mod->stacks & dl->stack) && delta_module_has_layer(mod, layer);
+    const unsigned stack = block_stack(dl, layer);
+    const bool ffn = mod->at == DELTA_AT_FFN || mod->at == DELTA_AT_UP || mod->at == DELTA_AT_DOWN;
+    if (stack == DELTA_STACK_CROSS && ffn) return false;
+    return (mod->stacks & stack) && delta_module_has_layer(mod, block_layer(dl, layer));
 }
 
 vp_status ref_deltas_check_spec(const struct delta_spec *spec, const struct model_arch *a, unsigned stack,
@@ -276,8 +284,8 @@ static int kv_width(const struct ref_deltas *dl) { return dl->arch->kv_heads * d
 static void create_adapter(struct ref_deltas *dl, struct ref_slot *s, const struct delta_module *mod) {
     const struct model_arch *a = dl->arch;
     struct ref_tensors *ts = dl->tensors;
-    const int r = mod->size, H = a->heads, hd = a->head_dim, i = s->module, l = s->layer;
-    const char *p = dl->root;
+    const int r = mod->size, H = a->heads, hd = a->head_dim, i = s->module, l = block_layer(dl, s->layer);
+    const char *p = block_root(dl, s->layer);
     s->din = a->hidden;
     s->dout = mod->at == DELTA_AT_ATTN && mod->insert == DELTA_PARALLEL ? H * hd : a->hidden;
     if (mod->per_head) {
@@ -312,20 +320,20 @@ static void create_lora(struct ref_deltas *dl, struct ref_slot *s, const struct 
     struct ref_tensors *ts = dl->tensors;
     s->din = in;
     s->dout = out;
-    s->lora_a = ref_tensors_add(ts, true, mod->size, in, 0, "%s.layers.%d.delta%d.lora_A", dl->root, s->layer,
-                                s->module);
-    s->lora_b = ref_tensors_add(ts, true, out, mod->size, 0, "%s.layers.%d.delta%d.lora_B", dl->root, s->layer,
-                                s->module);
+    s->lora_a = ref_tensors_add(ts, true, mod->size, in, 0, "%s.layers.%d.delta%d.lora_A",
+                                block_root(dl, s->layer), block_layer(dl, s->layer), s->module);
+    s->lora_b = ref_tensors_add(ts, true, out, mod->size, 0, "%s.layers.%d.delta%d.lora_B",
+                                block_root(dl, s->layer), block_layer(dl, s->layer), s->module);
     ref_tensors_fill_uniform(ts, s->lora_a, 1.0 / sqrt((double)in));
     ref_tensors_fill_zero(ts, s->lora_b);
 }
 
 static void create_plain_prefix(struct ref_deltas *dl, struct ref_slot *s, const struct delta_module *mod) {
     const int L = mod->size, kvd = kv_width(dl);
-    s->prefix_k = ref_tensors_add(dl->tensors, true, L, kvd, 0, "%s.layers.%d.delta%d.prefix_k", dl->root,
-                                  s->layer, s->module);
-    s->prefix_v = ref_tensors_add(dl->tensors, true, L, kvd, 0, "%s.layers.%d.delta%d.prefix_v", dl->root,
-                                  s->layer, s->module);
+    s->prefix_k = ref_tensors_add(dl->tensors, true, L, kvd, 0, "%s.layers.%d.delta%d.prefix_k",
+                                  block_root(dl, s->layer), block_layer(dl, s->layer), s->module);
+    s->prefix_v = ref_tensors_add(dl->tensors, true, L, kvd, 0, "%s.layers.%d.delta%d.prefix_v",
+                                  block_root(dl, s->layer), block_layer(dl, s->layer), s->module);
 }
 
 /* Number of layers module i applies to. */

@@ -144,6 +144,19 @@ struct ref_reparam {
     double *out;        // (L, nl·2·kvd)
 };
 
+/* A model with several stacks (the seq2seq reference) runs one ref_deltas
+ * over all its blocks — encoder layers, decoder layers, cross-attention
+ * blocks — so a prefix module's one reparameterisation spans them all (as
+ * count.c counts it). Slot "layer" b is then block b: layer `layer` of
+ * `stack` (one DELTA_STACK_* bit), its tensors named
+ * {root}.layers.{layer}.delta{i}.*. A cross-attention block has no FFN:
+ * modules at ffn, up or down do not apply there. */
+struct ref_block {
+    unsigned stack;
+    int layer;
+    const char *root;
+};
+
 struct ref_deltas {
     const struct model_arch *arch; // the model's
     struct delta_spec *spec;       // the model's; ref_deltas_collapse_prefix sets reparam = 0
@@ -153,6 +166,7 @@ struct ref_deltas {
     struct ref_slot *slots;        // (spec->count, layers): slot i·layers + l
     struct ref_reparam *reparam;   // (spec->count)
     int *prefix_rows;              // (layers) prefix rows of every module in the layer
+    const struct ref_block *blocks; // (arch->layers) set after init; NULL: layer l of `stack` under `root`
 };
 
 void ref_deltas_init(struct ref_deltas *dl, const struct model_arch *arch, struct delta_spec *spec,

@@ -85,3 +85,12 @@ size_t reftest_check_gradients(const struct reftest_model *m, const void *batch,
     th_diag("%-*s %5zu gradients, worst %.3g x tolerance", fd->label_width, what, checked, worst_all);
     return checked;
 }
+
+double reftest_token_loss(const double *z, int V, int y, double eps) {
+    double mx = z[0], sum = 0.0, mean_logp = 0.0;
+    for (int v = 1; v < V; v++) mx = fmax(mx, z[v]);
+    for (int v = 0; v < V; v++) sum += exp(z[v] - mx);
+    const double lse = mx + log(sum);
+    for (int v = 0; v < V; v++) mean_logp += (z[v] - lse) / V;
+    return (1.0 - eps) * (lse - z[y]) - eps * mean_logp;
+}

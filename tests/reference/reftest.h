@@ -28,6 +28,10 @@ int reftest_copy_tensors(struct ref_tensors *dst, const struct ref_tensors *src,
 void reftest_expect_tensor(const struct ref_tensors *ts, const char *name, int ndim, int s0, int s1, int s2,
                            bool trainable);
 
+/* −log softmax(z)[y] with label smoothing ε (z (V) one row of logits),
+ * written out independently of cross_entropy.c, for the loss tests. */
+double reftest_token_loss(const double *z, int V, int y, double eps);
+
 /* A model as the gradient check drives it. */
 struct reftest_model {
     void *model;

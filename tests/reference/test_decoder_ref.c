@@ -246,16 +246,6 @@ static void backward_accumulates(void) {
  * The loss and the masks
  * ------------------------------------------------------------------------ */
 
-/* −log softmax(z)[y] with label smoothing ε, written out independently. */
-static double token_loss(const double *z, int V, int y, double eps) {
-    double mx = z[0], sum = 0.0, mean_logp = 0.0;
-    for (int v = 1; v < V; v++) mx = fmax(mx, z[v]);
-    for (int v = 0; v < V; v++) sum += exp(z[v] - mx);
-    const double lse = mx + log(sum);
-    for (int v = 0; v < V; v++) mean_logp += (z[v] - lse) / V;
-    return (1.0 - eps) * (lse - z[y]) - eps * mean_logp;
-}
-
 /* loss = mean over (b, t < T−1) with label ids[b,t+1] scored (mask and
  * loss_mask 1) of CE(logits[b,t], ids[b,t+1]); given labels override. The
  * sums differ in order from the reference's: REORDER_TOL. */
@@ -276,7 +266,7 @@ static void loss_is_the_mean_over_scored_next_tokens(void) {
                 const int n = b * NT + t;
                 labels[n] = f.mask[n] && f.loss_mask[n] ? f.ids[n] : -100;
                 if (t + 1 < NT && f.mask[n + 1] && f.loss_mask[n + 1]) {
-                    want += token_loss(logits + (size_t)n * VOCAB, VOCAB, f.ids[n + 1], eps);
+                    want += reftest_token_loss(logits + (size_t)n * VOCAB, VOCAB, f.ids[n + 1], eps);
                     count++;
                 }
             }
