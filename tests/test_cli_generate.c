@@ -2,8 +2,8 @@
  * heads) written from the C decoder reference's random weights, with a
  * word-level tokenizer.json: greedy output equals a greedy loop over the
  * reference, prompts from a file, stdin and JSONL agree, beam search and
- * sampling options, the cap at the model's positions, and bad input exits 2
- * with a message naming what is wrong.
+ * sampling options, the cap at the model's positions, bad input exits 2
+ * with a message naming what is wrong, and `vkpeft bench generate` runs.
  *
  * argv[1]: vkpeft. */
 #include "clitest.h"
@@ -225,6 +225,21 @@ static void bad_input_exits_2(void) {
     }
 }
 
+/* vkpeft bench generate runs and reports both rates (never asserted on). */
+static void bench_generate_runs(void) {
+    if (!model_ready()) return;
+    run("bench generate --model llama --batch 2 --prompt-len 3 --new-tokens 4 --repeat 1 --json");
+    EXPECT_EXIT(0);
+    cJSON *j = output_json();
+    CHECKF(j && json_number(j, "prefill_tokens_per_s") > 0 && json_number(j, "decode_tokens_per_s") > 0 &&
+               json_number(j, "batch") == 2,
+           "%s", r.out);
+    cJSON_Delete(j);
+    run("bench generate --model llama --prompt-len 16");
+    EXPECT_EXIT(2);
+    EXPECT_OUTPUT("16 positions");
+}
+
 static void cleanup(void) {
     refd_destroy(g_ref);
     g_ref = NULL;
@@ -242,7 +257,7 @@ int main(int argc, char **argv) {
     if (!mkdtemp(root)) return 1;
     static const struct th_case cases[] = {
         TH_CASE(greedy_matches_the_reference), TH_CASE(beams_and_sampling), TH_CASE(positions_cap_new_tokens),
-        TH_CASE(bad_input_exits_2), TH_CASE(cleanup),
+        TH_CASE(bad_input_exits_2), TH_CASE(bench_generate_runs), TH_CASE(cleanup),
     };
     return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);
 }

@@ -47,5 +47,7 @@ vp_status bench_matmul(vp_context *ctx, const struct bench_kernel_opts *o,
                        struct bench_table *out);
 
 int bench_kernels(int argc, char **argv);
+/* vkpeft bench generate (bench_generate.c). */
+int bench_generate(int argc, char **argv);
 
 #endif

@@ -18,6 +18,7 @@ static const char help[] =
     "\n"
     "what:\n"
     "  kernels    every GPU op at transformer shapes (see 'vkpeft bench kernels --help')\n"
+    "  generate   prefill and decode tokens/s with the KV cache (see 'vkpeft bench generate --help')\n"
     "  dispatch   µs per dispatch in one recording of N dependent dispatches (each\n"
     "             reads the previous result, so every one needs a barrier) and of N\n"
     "             independent ones; wall time of a whole run and GPU timestamps\n"
@@ -203,6 +204,7 @@ static int bench_startup(const struct bench_opts *o) {
 
 int cmd_bench(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "kernels") == 0) return bench_kernels(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "generate") == 0) return bench_generate(argc - 1, argv + 1);
     struct bench_opts o = {.count = 1000, .repeat = 5};
     const char *what = NULL;
     for (int i = 1; i < argc; i++) {
