@@ -1,7 +1,8 @@
 /* Generation with the GPU decoder's KV cache (runtime/model/decoder_lm.h,
  * decoder_generate.c) on tiny GPT-2 and LLaMA (grouped kv heads) models
  * written from the double-precision reference's random weights, with no
- * delta and with LoRA, prefix and MAM deltas (every delta tensor non-zero):
+ * delta and with LoRA, prefix and MAM deltas (every delta tensor non-zero;
+ * LLaMA also with per-head and sequential adapters):
  *
  *   - the prefill's and every cached step's logits equal the full-sequence
  *     forward's at the same position, on the GPU and in the C reference,
@@ -62,6 +63,12 @@ static const struct spec_case cases_lora = {"lora", NULL,
 static const struct spec_case cases_prefix = {"prefix", NULL,
                                               "{\"modules\":[{\"kind\":\"prefix\",\"length\":3,\"reparam\":0}]}"};
 static const struct spec_case cases_mam = {"mam", "mam:l=2,r=3,s=2", NULL};
+/* Per-head adapters read the step's own split/merge tables. */
+static const struct spec_case cases_adapters = {
+    "mh-pa + sequential adapters", NULL,
+    "{\"modules\":[{\"kind\":\"adapter\",\"at\":\"attn\",\"insert\":\"parallel\",\"bottleneck\":2,"
+    "\"per_head\":true,\"compose\":\"gated\",\"act\":\"gelu\"},{\"kind\":\"adapter\",\"at\":\"ffn\","
+    "\"insert\":\"sequential\",\"bottleneck\":3}]}"};
 
 static struct torch_run torch;
 static vp_context *g_ctx;
@@ -246,6 +253,7 @@ static void cached_llama(void) {
     cached_case(LLAMA, &cases_lora);
     cached_case(LLAMA, &cases_prefix);
     cached_case(LLAMA, &cases_mam);
+    cached_case(LLAMA, &cases_adapters);
 }
 
 /* ------------------------------------------------------------------------
