@@ -180,6 +180,49 @@ static void lora_learns_completion(void) {
 }
 static void mam_learns_completion(void) { learns("mam:l=4,r=32,s=2", "run-mam", "--lr 1e-2"); }
 
+/* vkpeft generate --delta on the trained MAM delta: greedy completions of
+ * the training prompts are the mapping the model learned; without the
+ * delta they are not. */
+static void generate_with_delta(void) {
+    if (!setup() || !exists("run-mam/delta.json")) {
+        CHECKF(exists("run-mam/delta.json"), "needs the mam run");
+        return;
+    }
+    char *text = calloc(1, 4096);
+    size_t n = 0;
+    int count = 0;
+    for (int a = 0; a < WORDS; a++)
+        for (int b = 0; b < WORDS; b++)
+            if (!held_out(a, b) && (a + b) % 3 == 0) n += (size_t)snprintf(text + n, 4096 - n, "x%d x%d\n", a, b), count++;
+    write_text("prompts.txt", text);
+    free(text);
+    int with = 0, without = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        run(pass ? "generate --model llama --prompts prompts.txt --max-new-tokens 3 --weights f32"
+                 : "generate --model llama --delta run-mam --prompts prompts.txt --max-new-tokens 3 --weights f32");
+        EXPECT_EXIT(0);
+        /* One line per prompt: the generated text, the prompt and the end
+         * token not included. */
+        const char *line = r.out;
+        for (int a = 0; a < WORDS; a++)
+            for (int b = 0; b < WORDS; b++) {
+                if (held_out(a, b) || (a + b) % 3 != 0) continue;
+                char want[64];
+                snprintf(want, sizeof want, "y%d y%d\n", perm[b], perm[perm[b]]);
+                const bool hit = line && strncmp(line, want, strlen(want)) == 0;
+                if (pass) without += hit;
+                else with += hit;
+                line = line ? strchr(line, '\n') : NULL;
+                if (line) line++;
+            }
+    }
+    th_diag("greedy completions right: %d of %d with the delta, %d without", with, count, without);
+    CHECKF(with >= count - 1 && without <= 1, "with the delta %d of %d right, without %d", with, count, without);
+    run("generate --model llama --delta no-such-run --prompts prompts.txt");
+    EXPECT_EXIT(2);
+    EXPECT_OUTPUT("--delta no-such-run");
+}
+
 /* ------------------------------------------------------------------------
  * eval against the decoder, one example at a time
  * ------------------------------------------------------------------------ */
@@ -401,7 +444,7 @@ int main(int argc, char **argv) {
     vkpeft = realpath(argv[1], full) ? full : argv[1];
     static const struct th_case cases[] = {
         TH_CASE(bad_input), TH_CASE(lora_learns_completion), TH_CASE(eval_matches_decoder),
-        TH_CASE(mam_learns_completion), TH_CASE(peft_llama), TH_CASE(peft_gpt2), TH_CASE(packed_text),
+        TH_CASE(mam_learns_completion), TH_CASE(generate_with_delta), TH_CASE(peft_llama), TH_CASE(peft_gpt2), TH_CASE(packed_text),
         TH_CASE(bench_train_prints), TH_CASE(teardown),
     };
     return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);

@@ -14,6 +14,7 @@
  * training pass, twice (the recording replayed with a second batch). */
 #include "decoder_lm.h"
 #include "reference/decoder.h"
+#include "dectest.h"
 #include "kerneltest.h"
 #include "safetensors.h"
 
@@ -121,27 +122,7 @@ static void round_reference(struct refd *m, bool f16) {
     }
 }
 
-static bool write_model(struct refd *m, int family) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/config.json", g_dir);
-    if (!CHECK(vp_file_write_atomic(path, configs[family], strlen(configs[family])) == VP_OK)) return false;
-    int count = refd_tensor_count(m);
-    struct io_tensor_out *out = calloc((size_t)count, sizeof *out);
-    float **data = calloc((size_t)count, sizeof *data);
-    for (int k = 0; k < count; k++) {
-        struct refm_tensor *t = refd_tensor_at(m, k);
-        data[k] = malloc(t->n * sizeof **data);
-        for (size_t i = 0; i < t->n; i++) data[k][i] = (float)t->data[i];
-        out[k] = (struct io_tensor_out){t->name, IO_DTYPE_F32, t->ndim, {0}, data[k]};
-        for (int i = 0; i < t->ndim; i++) out[k].shape[i] = t->shape[i];
-    }
-    snprintf(path, sizeof path, "%s/model.safetensors", g_dir);
-    bool ok = CHECKF(io_safetensors_write(path, out, (size_t)count, NULL) == VP_OK, "%s", vp_last_error());
-    for (int k = 0; k < count; k++) free(data[k]);
-    free(data);
-    free(out);
-    return ok;
-}
+static bool write_model(struct refd *m, int family) { return dectest_write_model(m, g_dir, configs[family]); }
 
 /* max|got − want| ≤ tol · max|want|; reports the worst element and keeps
  * the largest share of the tolerance used. */

@@ -49,5 +49,7 @@ vp_status bench_matmul(vp_context *ctx, const struct bench_kernel_opts *o,
 int bench_kernels(int argc, char **argv);
 /* vkpeft bench train (bench_train.c). */
 int bench_train(int argc, char **argv);
+/* vkpeft bench generate (bench_generate.c). */
+int bench_generate(int argc, char **argv);
 
 #endif

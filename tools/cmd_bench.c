@@ -18,6 +18,8 @@ static const char help[] =
     "\n"
     "what:\n"
     "  kernels    every GPU op at transformer shapes (see 'vkpeft bench kernels --help')\n"
+    "  train      ms/step and tokens/s of a training step (see 'vkpeft bench train --help')\n"
+    "  generate   prefill and decode tokens/s with the KV cache (see 'vkpeft bench generate --help')\n"
     "  dispatch   µs per dispatch in one recording of N dependent dispatches (each\n"
     "             reads the previous result, so every one needs a barrier) and of N\n"
     "             independent ones; wall time of a whole run and GPU timestamps\n"
@@ -204,6 +206,7 @@ static int bench_startup(const struct bench_opts *o) {
 int cmd_bench(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "kernels") == 0) return bench_kernels(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "train") == 0) return bench_train(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "generate") == 0) return bench_generate(argc - 1, argv + 1);
     struct bench_opts o = {.count = 1000, .repeat = 5};
     const char *what = NULL;
     for (int i = 1; i < argc; i++) {
@@ -226,8 +229,8 @@ int cmd_bench(int argc, char **argv) {
         if (a[0] == '-' || what) return cli_usage_error("bench", "unexpected argument '%s'", a);
         what = a;
     }
-    if (!what) return cli_usage_error("bench", "say what to measure: kernels, dispatch or startup");
+    if (!what) return cli_usage_error("bench", "say what to measure: kernels, dispatch, startup, train or generate");
     if (strcmp(what, "dispatch") == 0) return bench_dispatch(&o);
     if (strcmp(what, "startup") == 0) return bench_startup(&o);
-    return cli_usage_error("bench", "unknown benchmark '%s' (kernels, dispatch, startup)", what);
+    return cli_usage_error("bench", "unknown benchmark '%s' (kernels, dispatch, startup, train, generate)", what);
 }

@@ -27,6 +27,7 @@ static const char usage[] =
     "  report    an HTML page on a training run: curves, metrics, parameters, memory\n"
     "  compare   train several presets with one budget and print the paper's table\n"
     "  score     ROUGE-1/2/L and corpus BLEU of generated text against references\n"
+    "  generate  text from a decoder-only model: greedy, beam search or sampling\n"
     "\n"
     "Run 'vkpeft <command> --help' for a command's options and examples.\n"
     "\n"
@@ -111,6 +112,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "report") == 0) return cmd_report(argc - 1, argv + 1);
     if (strcmp(cmd, "compare") == 0) return cmd_compare(argc - 1, argv + 1);
     if (strcmp(cmd, "score") == 0) return cmd_score(argc - 1, argv + 1);
+    if (strcmp(cmd, "generate") == 0) return cmd_generate(argc - 1, argv + 1);
     fprintf(stderr, "vkpeft: unknown command '%s'\n\n%s", cmd, usage);
     return EXIT_USAGE;
 }

@@ -159,24 +159,17 @@ static vp_status embeddings_forward(struct decoder *m, struct vk_recorder *rec, 
     return st;
 }
 
-static vp_status attention_forward(struct decoder *m, struct vk_recorder *rec, int l, const struct vk_buffer *x,
-                                   uint32_t N) {
+/* The attention over the batch's own tokens: q, k, v split into heads (kv
+ * heads repeated per group), rotated, attended with the layer's prefix rows
+ * and merged into ctx. The generator swaps in its cached attention. */
+static vp_status attention_core(struct decoder *m, struct vk_recorder *rec, int l, uint32_t N) {
     struct dec_acts *a = &m->acts;
     struct dec_layer_acts *la = &a->layers[l];
-    const struct dec_layer_weights *w = &m->w.layers[l];
     const struct model_arch *ar = &m->arch;
-    const uint32_t d = (uint32_t)ar->hidden, H = (uint32_t)ar->heads, G = (uint32_t)ar->kv_heads;
-    const uint32_t hd = (uint32_t)ar->head_dim, qd = H * hd, kvd = G * hd;
+    const uint32_t H = (uint32_t)ar->heads, G = (uint32_t)ar->kv_heads, hd = (uint32_t)ar->head_dim;
     const uint32_t B = (uint32_t)a->B, T = (uint32_t)a->T;
     const uint64_t NH = (uint64_t)N * H, NG = (uint64_t)N * G;
-    vp_status st = norm(m, rec, &la->a_in, &la->mean1, &la->rstd1, x, w->norm1_w, w->norm1_b, N);
-    if (st == VP_OK) st = linear(m, rec, &la->q, &la->a_in, w->wq, w->bq, N, d, qd);
-    if (st == VP_OK) st = loras_forward(m, rec, l, DELTA_AT_Q, &la->q, &la->a_in, N);
-    if (st == VP_OK) st = linear(m, rec, &la->k, &la->a_in, w->wk, w->bk, N, d, kvd);
-    if (st == VP_OK) st = loras_forward(m, rec, l, DELTA_AT_K, &la->k, &la->a_in, N);
-    if (st == VP_OK) st = linear(m, rec, &la->v, &la->a_in, w->wv, w->bv, N, d, kvd);
-    if (st == VP_OK) st = loras_forward(m, rec, l, DELTA_AT_V, &la->v, &la->a_in, N);
-    if (st == VP_OK) st = gather(m, rec, &la->qh, &a->ids_split_q, &la->q, NH, NH, hd);
+    vp_status st = gather(m, rec, &la->qh, &a->ids_split_q, &la->q, NH, NH, hd);
     if (st == VP_OK) st = gather(m, rec, &la->kh, &a->ids_split_kv, &la->k, NH, NG, hd);
     if (st == VP_OK) st = gather(m, rec, &la->vh, &a->ids_split_kv, &la->v, NH, NG, hd);
     if (st == VP_OK && ar->positions == MODEL_POS_ROTARY) {
@@ -197,6 +190,24 @@ static vp_status attention_forward(struct decoder *m, struct vk_recorder *rec, i
         st = kernel_attention_forward(m->ctx, rec, &la->atth, &la->lse, &la->qh, &la->kh, &la->vh,
                                       Lp ? &la->pk : NULL, Lp ? &la->pv : NULL, &a->keep, &cfg);
     if (st == VP_OK) st = gather(m, rec, &la->ctx, &a->ids_merge, &la->atth, NH, NH, hd);
+    return st;
+}
+
+static vp_status attention_forward(struct decoder *m, struct vk_recorder *rec, int l, const struct vk_buffer *x,
+                                   uint32_t N, const struct dec_attention_core *core) {
+    struct dec_layer_acts *la = &m->acts.layers[l];
+    const struct dec_layer_weights *w = &m->w.layers[l];
+    const struct model_arch *ar = &m->arch;
+    const uint32_t d = (uint32_t)ar->hidden, qd = (uint32_t)(ar->heads * ar->head_dim);
+    const uint32_t kvd = (uint32_t)(ar->kv_heads * ar->head_dim);
+    vp_status st = norm(m, rec, &la->a_in, &la->mean1, &la->rstd1, x, w->norm1_w, w->norm1_b, N);
+    if (st == VP_OK) st = linear(m, rec, &la->q, &la->a_in, w->wq, w->bq, N, d, qd);
+    if (st == VP_OK) st = loras_forward(m, rec, l, DELTA_AT_Q, &la->q, &la->a_in, N);
+    if (st == VP_OK) st = linear(m, rec, &la->k, &la->a_in, w->wk, w->bk, N, d, kvd);
+    if (st == VP_OK) st = loras_forward(m, rec, l, DELTA_AT_K, &la->k, &la->a_in, N);
+    if (st == VP_OK) st = linear(m, rec, &la->v, &la->a_in, w->wv, w->bv, N, d, kvd);
+    if (st == VP_OK) st = loras_forward(m, rec, l, DELTA_AT_V, &la->v, &la->a_in, N);
+    if (st == VP_OK) st = core ? core->record(m, rec, l, N, core->user) : attention_core(m, rec, l, N);
     const struct vk_buffer *cur = &la->ctx;
     if (st == VP_OK) st = adapters_forward(m, rec, l, DELTA_AT_ATTN, DELTA_PARALLEL, &cur, &la->a_in, N);
     if (st == VP_OK) st = linear(m, rec, &la->o, &la->ctx, w->wo, w->bo, N, qd, d);
@@ -267,19 +278,29 @@ static vp_status prefixes_forward(struct decoder *m, struct vk_recorder *rec) {
     return st;
 }
 
+vp_status dec_record_prefixes(struct decoder *m, struct vk_recorder *rec) { return prefixes_forward(m, rec); }
+
+vp_status dec_record_trunk(struct decoder *m, struct vk_recorder *rec, uint32_t N,
+                           const struct dec_attention_core *core) {
+    struct dec_acts *a = &m->acts;
+    const struct model_arch *ar = &m->arch;
+    vp_status st = embeddings_forward(m, rec, N);
+    const struct vk_buffer *x = &a->x0;
+    for (int l = 0; l < ar->layers && st == VP_OK; l++) {
+        st = attention_forward(m, rec, l, x, N, core);
+        if (st == VP_OK) st = ffn_forward(m, rec, l, N);
+        x = &a->layers[l].out;
+    }
+    if (st == VP_OK) st = norm(m, rec, &a->xf, &a->meanf, &a->rstdf, x, m->w.normf_w, m->w.normf_b, N);
+    return st;
+}
+
 vp_status dec_record_forward(struct decoder *m, struct vk_recorder *rec) {
     struct dec_acts *a = &m->acts;
     const struct model_arch *ar = &m->arch;
     const uint32_t N = (uint32_t)(a->B * a->T), d = (uint32_t)ar->hidden, V = (uint32_t)ar->vocab_size;
     vp_status st = prefixes_forward(m, rec);
-    if (st == VP_OK) st = embeddings_forward(m, rec, N);
-    const struct vk_buffer *x = &a->x0;
-    for (int l = 0; l < ar->layers && st == VP_OK; l++) {
-        st = attention_forward(m, rec, l, x, N);
-        if (st == VP_OK) st = ffn_forward(m, rec, l, N);
-        x = &a->layers[l].out;
-    }
-    if (st == VP_OK) st = norm(m, rec, &a->xf, &a->meanf, &a->rstdf, x, m->w.normf_w, m->w.normf_b, N);
+    if (st == VP_OK) st = dec_record_trunk(m, rec, N, NULL);
     if (st == VP_OK)
         st = kernel_matmul_forward(m->ctx, rec, &a->logits, &a->xf, dec_wbuf(m->w.head), m->w.head->dtype, NULL, N,
                                    d, V, NULL);

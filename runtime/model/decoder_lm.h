@@ -129,6 +129,56 @@ vp_status decoder_grad_read(const struct decoder *m, const char *name, float *ou
 vp_status decoder_tensor_write(struct decoder *m, const char *name, const float *data, size_t n);
 
 /* ------------------------------------------------------------------------
+ * Generation with a KV cache (decoder_generate.c)
+ *
+ *     struct decoder_gen_shape sh = {.batch = 2, .prompt_len = 7, .rows = 2 * 4, .max_len = 7 + 20};
+ *     int B, T;
+ *     decoder_gen_batch_shape(&sh, &B, &T);
+ *     decoder_open(ctx, dir, &spec, &opt, &m);
+ *     decoder_load(m, B, T);                          // the prefill's batch shape
+ *     decoder_gen_create(m, &sh, &gen);
+ *     decoder_generate(gen, &search_opts, &prompts, &result);   // search.h
+ *     decoder_gen_destroy(gen);                       // before decoder_destroy
+ *
+ * The first step prefills the prompts right-padded to the longest as the
+ * full forward does (positions P + t, P the prefix length), keeps the last
+ * real token's logits and fills the cache; each later step runs the new
+ * token of every row over its cache. The cache holds, per layer, K and V
+ * rotated and repeated per kv group, (rows, H, max_len, hd), in the
+ * activations pool; a step gathers every row's cache from its parent row
+ * with the new token appended (beam search's reorder) in one gather and
+ * attends over all max_len slots with a key mask, so the step's recording
+ * is made once and replayed. Prefix rows stay in the layers' pk, pv.
+ * ------------------------------------------------------------------------ */
+
+#include "search.h"
+
+struct decoder_gen_shape {
+    int batch;      /* prompts one call prefills, at most */
+    int prompt_len; /* tokens of the longest prompt */
+    int rows;       /* sequences alive at once, at most: batch × num_beams (sampling: × return sequences) */
+    int max_len;    /* tokens a sequence holds, prompt included, at most */
+};
+struct decoder_gen;
+
+/* The decoder batch shape (B, T) to load the decoder with for `s`. */
+void decoder_gen_batch_shape(const struct decoder_gen_shape *s, int *B, int *T);
+/* Bytes per pool the generator adds to the decoder's plan. */
+vp_status decoder_gen_plan(const struct decoder *m, const struct decoder_gen_shape *s,
+                           uint64_t bytes[VP_POOL_COUNT]);
+/* Allocates the cache and the step's buffers for a decoder loaded with
+ * decoder_gen_batch_shape's shape. The generator does not own m. */
+vp_status decoder_gen_create(struct decoder *m, const struct decoder_gen_shape *s, struct decoder_gen **out);
+void decoder_gen_destroy(struct decoder_gen *g);
+/* The prompts the next first step (tokens NULL) prefills; copied. */
+vp_status decoder_gen_prompts(struct decoder_gen *g, const struct search_input *in);
+/* search_step_fn with user = the generator; logits (rows, V). */
+vp_status decoder_gen_step(void *gen, int rows, const int32_t *parent, const int32_t *tokens, float *logits);
+/* The prompts, then search_run with the generator's step. */
+vp_status decoder_generate(struct decoder_gen *g, const struct search_options *o, const struct search_input *in,
+                           struct search_result *out);
+
+/* ------------------------------------------------------------------------
  * Shared between the decoder's own files (decoder*.c); not for callers.
  * ------------------------------------------------------------------------ */
 
@@ -283,6 +333,17 @@ static inline struct dec_slot *dec_slot_at(struct decoder *m, int module, int la
 vp_status dec_record_forward(struct decoder *m, struct vk_recorder *rec);
 /* A view of `len` bytes at `offset` (aligned) of a piece. */
 struct vk_buffer dec_view(const struct vk_buffer *buf, uint64_t offset, uint64_t len);
+/* The generator's pieces of the forward: every prefix module's rows into
+ * prefix_src, and embeddings → layers → final norm (a->xf) for the first
+ * N tokens, with `core` (NULL: the batch's own causal attention) in place
+ * of the attention between the q, k, v projections and ctx (N,qd). */
+struct dec_attention_core {
+    vp_status (*record)(struct decoder *m, struct vk_recorder *rec, int l, uint32_t N, void *user);
+    void *user;
+};
+vp_status dec_record_prefixes(struct decoder *m, struct vk_recorder *rec);
+vp_status dec_record_trunk(struct decoder *m, struct vk_recorder *rec, uint32_t N,
+                           const struct dec_attention_core *core);
 /* decoder_backward.c */
 vp_status dec_record_backward(struct decoder *m, struct vk_recorder *rec);
 

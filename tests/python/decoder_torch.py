@@ -23,7 +23,16 @@ Commands:
   run-many JOBS.json
       the same for a list of {"model", "spec", "delta", "batch", "out"} objects, in one
       process (importing torch once)
+  greedy --model DIR --spec SPEC.json --delta DELTA.safetensors --prompts PROMPTS.json
+      --out OUT.json
+      greedy decoding, one prompt at a time, the whole sequence re-run for every new token
+      (no cache): PROMPTS.json "prompts" (lists of ids), "max_new_tokens", "eos_token_id"
+      (optional); OUT.json "tokens": the generated ids of each prompt, the eos included
+  greedy-many JOBS.json
+      the same for a list of {"model", "spec", "delta", "prompts", "out"} objects, the
+      prompts file's fields inline
 """
+import argparse
 import json
 import math
 import os
@@ -229,9 +238,49 @@ def run(args):
     return 0
 
 
+def greedy(args):
+    with open(args.spec) as f:
+        spec = json.load(f)
+    if isinstance(args.prompts, str):
+        with open(args.prompts) as f:
+            job = json.load(f)
+    else:
+        job = vars(args)
+    model = CausalLM(args.model, spec, read_safetensors(args.delta), job.get("prefix_positions", "peft"))
+    eos = job.get("eos_token_id")
+    out = []
+    with torch.no_grad():
+        for prompt in job["prompts"]:
+            ids, new = list(prompt), []
+            for _ in range(job["max_new_tokens"]):
+                x = torch.tensor([ids], dtype=torch.long)
+                token = int(torch.argmax(model.forward(x, torch.ones_like(x))[0, -1]))
+                ids.append(token)
+                new.append(token)
+                if eos is not None and token == eos:
+                    break
+            out.append(new)
+    with open(args.out, "w") as f:
+        json.dump({"tokens": out}, f)
+    return 0
+
+
 def main():
-    ap, _ = command_line(__doc__)
-    return run_command(ap.parse_args(), run)
+    ap, sub = command_line(__doc__)
+    gr = sub.add_parser("greedy")
+    for opt in ("model", "spec", "delta", "prompts", "out"):
+        gr.add_argument("--" + opt, required=True)
+    many = sub.add_parser("greedy-many")
+    many.add_argument("jobs")
+    args = ap.parse_args()
+    if args.cmd == "greedy":
+        return greedy(args)
+    if args.cmd == "greedy-many":
+        with open(args.jobs) as f:
+            for job in json.load(f):
+                greedy(argparse.Namespace(**job))
+        return 0
+    return run_command(args, run)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,196 @@
+/* vkpeft bench generate: prefill and decode throughput of the GPU decoder's
+ * KV-cache generator (runtime/model/decoder_generate.c) on random prompts.
+ * One untimed round records both passes and compiles their shaders; the
+ * timed rounds prefill B prompts of P tokens, then run N decode steps of B
+ * rows (each appending the greedy token), and report the medians. */
+#include "bench.h"
+#include "cli.h"
+#include "cli_trainer.h"
+#include "decoder_lm.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+static const char help[] =
+    "usage: vkpeft bench generate --model DIR [--batch B] [--prompt-len P] [--new-tokens N]\n"
+    "                             [--repeat R] [--weights f32|f16|bf16] [--json] [--device N|name]\n"
+    "\n"
+    "Measures generation with the KV cache on a decoder-only model folder (config.json\n"
+    "and weights; no tokenizer needed: prompts are random token ids). Prints prefill\n"
+    "tokens/s (B·P prompt tokens through the full forward) and decode tokens/s (B new\n"
+    "tokens per step over the cache), medians of R rounds after an untimed one.\n"
+    "\n"
+    "options:\n"
+    "  --batch B        prompts (rows) at once (default 4)\n"
+    "  --prompt-len P   tokens per prompt (default 32)\n"
+    "  --new-tokens N   decode steps (default 32)\n"
+    "  --repeat R       timed rounds (default 3)\n"
+    "  --weights T      frozen weight storage (default f16)\n";
+
+struct bench_gen_args {
+    struct cli_common common;
+    const char *model;
+    int batch, prompt_len, new_tokens, repeat;
+    enum encoder_storage storage;
+};
+
+static int parse(int argc, char **argv, struct bench_gen_args *a) {
+    static const char cmd[] = "bench generate";
+    *a = (struct bench_gen_args){.batch = 4, .prompt_len = 32, .new_tokens = 32, .repeat = 3};
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            fputs(help, stdout);
+            return -1;
+        }
+        if (cli_common_option(argc, argv, &i, &a->common)) continue;
+        int *n = strcmp(arg, "--batch") == 0        ? &a->batch
+                 : strcmp(arg, "--prompt-len") == 0 ? &a->prompt_len
+                 : strcmp(arg, "--new-tokens") == 0 ? &a->new_tokens
+                 : strcmp(arg, "--repeat") == 0     ? &a->repeat
+                                                    : NULL;
+        if (!n && strcmp(arg, "--model") != 0 && strcmp(arg, "--weights") != 0)
+            return cli_usage_error(cmd, "unknown option '%s'", arg);
+        if (!v) return cli_usage_error(cmd, "%s needs a value", arg);
+        i++;
+        if (strcmp(arg, "--model") == 0) a->model = v;
+        else if (strcmp(arg, "--weights") == 0) {
+            if (strcmp(v, "f32") == 0) a->storage = ENCODER_STORAGE_F32;
+            else if (strcmp(v, "f16") == 0) a->storage = ENCODER_STORAGE_F16;
+            else if (strcmp(v, "bf16") == 0) a->storage = ENCODER_STORAGE_BF16;
+            else return cli_usage_error(cmd, "--weights '%s': use f32, f16 or bf16", v);
+        } else if (!cli_parse_int(v, n) || *n < 1)
+            return cli_usage_error(cmd, "%s '%s' must be an integer ≥ 1", arg, v);
+    }
+    if (!a->model) return cli_usage_error(cmd, "--model is required");
+    return cli_check_model_dir(cmd, a->model);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *x, const void *y) {
+    const double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+/* One round: the prefill, then `steps` greedy steps; seconds of each part. */
+static vp_status round_once(struct decoder_gen *gen, const struct search_input *in, int vocab, int steps,
+                            float *logits, double *prefill_s, double *decode_s) {
+    const int rows = in->batch;
+    int32_t *parent = malloc((size_t)rows * sizeof *parent), *tokens = malloc((size_t)rows * sizeof *tokens);
+    if (!parent || !tokens) {
+        free(parent);
+        free(tokens);
+        return vp_fail(VP_ERROR_HOST_MEMORY, "bench generate: out of host memory");
+    }
+    double t0 = now_s();
+    vp_status s = decoder_gen_prompts(gen, in);
+    if (s == VP_OK) s = decoder_gen_step(gen, rows, NULL, NULL, logits);
+    double t1 = now_s();
+    for (int k = 0; s == VP_OK && k < steps; k++) {
+        for (int r = 0; r < rows; r++) parent[r] = r, tokens[r] = search_argmax(logits + (size_t)r * vocab, vocab);
+        s = decoder_gen_step(gen, rows, parent, tokens, logits);
+    }
+    *prefill_s = t1 - t0;
+    *decode_s = now_s() - t1;
+    free(parent);
+    free(tokens);
+    return s;
+}
+
+static vp_status measure(vp_context *ctx, const struct bench_gen_args *a, double *prefill, double *decode,
+                         struct model_arch *arch_out) {
+    const struct delta_spec none = {0};
+    const struct decoder_options opt = {.storage = a->storage};
+    const struct decoder_gen_shape shape = {.batch = a->batch, .prompt_len = a->prompt_len, .rows = a->batch,
+                                            .max_len = a->prompt_len + a->new_tokens};
+    struct decoder *m = NULL;
+    struct decoder_gen *gen = NULL;
+    int B, T;
+    decoder_gen_batch_shape(&shape, &B, &T);
+    vp_status s = decoder_open(ctx, a->model, &none, &opt, &m);
+    if (s == VP_OK) s = decoder_load(m, B, T);
+    if (s == VP_OK) s = decoder_gen_create(m, &shape, &gen);
+    const int V = s == VP_OK ? decoder_arch(m)->vocab_size : 1;
+    if (s == VP_OK) *arch_out = *decoder_arch(m), arch_out->labels = NULL;
+    int32_t *ids = malloc((size_t)a->batch * a->prompt_len * sizeof *ids);
+    const int32_t **rows = malloc((size_t)a->batch * sizeof *rows);
+    int *lens = malloc((size_t)a->batch * sizeof *lens);
+    float *logits = malloc((size_t)a->batch * V * sizeof *logits);
+    double *pre = calloc((size_t)a->repeat, sizeof *pre), *dec = calloc((size_t)a->repeat, sizeof *dec);
+    if (s == VP_OK && (!ids || !rows || !lens || !logits || !pre || !dec))
+        s = vp_fail(VP_ERROR_HOST_MEMORY, "bench generate: out of host memory");
+    uint64_t rng = 0x9E3779B97F4A7C15ull;
+    for (int b = 0; s == VP_OK && b < a->batch; b++) {
+        for (int t = 0; t < a->prompt_len; t++) ids[b * a->prompt_len + t] = (int32_t)(search_rng_next(&rng) % (uint64_t)V);
+        rows[b] = ids + (size_t)b * a->prompt_len;
+        lens[b] = a->prompt_len;
+    }
+    const struct search_input in = {a->batch, rows, lens};
+    double p0, d0;
+    if (s == VP_OK) s = round_once(gen, &in, V, a->new_tokens, logits, &p0, &d0); /* records, compiles */
+    for (int k = 0; s == VP_OK && k < a->repeat; k++) s = round_once(gen, &in, V, a->new_tokens, logits, &pre[k], &dec[k]);
+    if (s == VP_OK) {
+        qsort(pre, (size_t)a->repeat, sizeof *pre, cmp_double);
+        qsort(dec, (size_t)a->repeat, sizeof *dec, cmp_double);
+        *prefill = (double)a->batch * a->prompt_len / pre[a->repeat / 2];
+        *decode = (double)a->batch * a->new_tokens / dec[a->repeat / 2];
+    }
+    free(ids);
+    free(rows);
+    free(lens);
+    free(logits);
+    free(pre);
+    free(dec);
+    decoder_gen_destroy(gen);
+    decoder_destroy(m);
+    return s;
+}
+
+int bench_generate(int argc, char **argv) {
+    struct bench_gen_args a;
+    int rc = parse(argc, argv, &a);
+    if (rc) return rc < 0 ? EXIT_OK : rc;
+    vp_context *ctx = NULL;
+    const vp_context_options co = {.device = a.common.device};
+    vp_status s = vp_context_create(&co, &ctx);
+    double prefill = 0, decode = 0;
+    struct model_arch arch = {0};
+    if (s == VP_OK) s = measure(ctx, &a, &prefill, &decode, &arch);
+    if (s != VP_OK) {
+        vp_context_destroy(ctx);
+        return cli_fail(s);
+    }
+    const char *device = vp_context_device(ctx)->name;
+    if (a.common.json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "device", device);
+        cJSON_AddStringToObject(j, "model", a.model);
+        cJSON_AddStringToObject(j, "model_type", arch.model_type);
+        cJSON_AddNumberToObject(j, "batch", a.batch);
+        cJSON_AddNumberToObject(j, "prompt_len", a.prompt_len);
+        cJSON_AddNumberToObject(j, "new_tokens", a.new_tokens);
+        cJSON_AddNumberToObject(j, "prefill_tokens_per_s", prefill);
+        cJSON_AddNumberToObject(j, "decode_tokens_per_s", decode);
+        char *text = cJSON_Print(j);
+        puts(text);
+        free(text);
+        cJSON_Delete(j);
+    } else {
+        printf("device %s, model %s (%s, %d layers, d %d, %d heads / %d kv heads, vocab %d)\n", device, a.model,
+               arch.model_type, arch.layers, arch.hidden, arch.heads, arch.kv_heads, arch.vocab_size);
+        printf("batch %d, prompt %d tokens, %d new tokens\n", a.batch, a.prompt_len, a.new_tokens);
+        printf("prefill  %10.1f tokens/s\n", prefill);
+        printf("decode   %10.1f tokens/s\n", decode);
+    }
+    vp_context_destroy(ctx);
+    return EXIT_OK;
+}
