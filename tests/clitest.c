@@ -3,13 +3,16 @@
 #include "model.h"
 #include "safetensors.h"
 #include "spec.h"
+#include "trainer.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 const char *vkpeft;
@@ -153,3 +156,89 @@ bool write_task(const char *name, int count, uint64_t seed, bool labels) {
     return CHECK(fclose(f) == 0);
 }
 
+
+/* ------------------------------------------------------------------------
+ * Killing runs (SIGKILL at random moments) and resuming them
+ * ------------------------------------------------------------------------ */
+
+/* Starts vkpeft with `args` (split on spaces) in root, output to
+ * root/run.log; returns the pid. */
+int spawn_vkpeft(const char *env, const char *args) {
+    char buf[2048];
+    snprintf(buf, sizeof buf, "%s", args);
+    char *argv[64];
+    int argc = 0;
+    argv[argc++] = (char *)vkpeft;
+    for (char *t = strtok(buf, " "); t && argc < 63; t = strtok(NULL, " ")) argv[argc++] = t;
+    argv[argc] = NULL;
+    const pid_t pid = fork();
+    if (pid == 0) {
+        if (chdir(root) != 0) _exit(127);
+        FILE *f = freopen("run.log", "a", stderr);
+        if (!f || dup2(fileno(stderr), 1) < 0) _exit(127);
+        if (env) putenv((char *)env);
+        execv(vkpeft, argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* The checkpoint in dir, if any, must load. Returns false when absent. */
+bool checkpoint_loads(const char *dir, uint64_t *step) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s/checkpoint.vkpc", root, dir);
+    if (access(path, F_OK) != 0) return false;
+    struct trainer_position pos;
+    char *settings = NULL;
+    CHECKF(train_checkpoint_load(path, NULL, &pos, &settings) == VP_OK, "%s", vp_last_error());
+    CHECK(settings != NULL && strstr(settings, "\"train_file\"") != NULL);
+    free(settings);
+    *step = pos.steps + pos.skipped;
+    return true;
+}
+
+
+void kill_and_resume(const char *args, const char *out, int kill_trials, uint64_t seed, long min_ms, long max_ms,
+                     struct kill_stats *st) {
+    memset(st, 0, sizeof *st);
+    uint64_t rng = seed;
+    for (int trial = 0; trial < kill_trials + 40 && !st->done; trial++) {
+        uint64_t at = 0;
+        const bool have = checkpoint_loads(out, &at);
+        CHECKF(!have || at >= st->last, "the checkpoint went back from step %llu to %llu",
+               (unsigned long long)st->last, (unsigned long long)at);
+        if (have) st->last = at;
+        /* Every third try pauses inside the checkpoint write, so most of
+         * those kills land there. */
+        const bool pause = trial % 3 == 1;
+        char cmd[2048];
+        snprintf(cmd, sizeof cmd, "%s --out %s %s", args, out, have ? "--resume" : "--overwrite");
+        const pid_t pid = spawn_vkpeft(pause ? "VKPEFT_TEST_CHECKPOINT_PAUSE=0.2" : NULL, cmd);
+        if (!CHECK(pid > 0)) return;
+        have ? st->resumes++ : st->fresh++;
+        /* Kill after min_ms .. max_ms (start-up included); after
+         * kill_trials tries, let the run finish. */
+        const bool killing = trial < kill_trials;
+        const long delay = min_ms + (long)(th_rand_u64(&rng) % (uint64_t)(max_ms - min_ms));
+        int status = 0;
+        pid_t w = 0;
+        for (long t = 0; killing && t < delay && (w = waitpid(pid, &status, WNOHANG)) == 0; t += 10) sleep_ms(10);
+        if (w == 0 && killing) {
+            kill(pid, SIGKILL);
+            st->kills++;
+            st->inside_write += pause;
+        }
+        if (w == 0) w = waitpid(pid, &status, 0);
+        if (WIFEXITED(status)) {
+            CHECKF(WEXITSTATUS(status) == 0, "trial %d: exit %d", trial, WEXITSTATUS(status));
+            st->done = WEXITSTATUS(status) == 0;
+        }
+    }
+    th_diag("%d kills (%d with the checkpoint write paused), %d resumes, %d fresh starts; last checkpoint at step "
+            "%llu", st->kills, st->inside_write, st->resumes, st->fresh, (unsigned long long)st->last);
+}

@@ -46,4 +46,21 @@ bool write_reference_weights(const char *path, struct refm *m, const char *const
 /* root/name: JSONL where the label is which marker (3, 4, 5) a sequence holds. */
 bool write_task(const char *name, int count, uint64_t seed, bool labels);
 
+/* Kill-and-resume (SIGKILL at random moments): spawn_vkpeft starts
+ * "vkpeft <args>" in root with output appended to root/run.log (env: one
+ * VAR=value or NULL); checkpoint_loads checks that dir/checkpoint.vkpc, if
+ * there, loads (false when absent); kill_and_resume runs `args --out out`
+ * (fresh, then --resume) kill_trials times killed after a random
+ * min_ms..max_ms (a third of the runs pause inside checkpoint writes),
+ * then lets it finish. */
+struct kill_stats {
+    int kills, inside_write, resumes, fresh;
+    uint64_t last; /* the last checkpoint's step */
+    bool done;     /* a run finished with exit 0 */
+};
+int spawn_vkpeft(const char *env, const char *args);
+bool checkpoint_loads(const char *dir, uint64_t *step);
+void kill_and_resume(const char *args, const char *out, int kill_trials, uint64_t seed, long min_ms, long max_ms,
+                     struct kill_stats *st);
+
 #endif

@@ -223,6 +223,28 @@ static void generate_with_delta(void) {
     EXPECT_OUTPUT("--delta no-such-run");
 }
 
+/* Causal-LM training survives SIGKILL too: killed at random moments and
+ * resumed, it ends with the uninterrupted run's delta, byte for byte. */
+#define LM_RESUME_ARGS                                                                                    \
+    "train --model llama --delta mam:l=4,r=32,s=2 --data train.jsonl --eval dev.jsonl --batch 16 "        \
+    "--epochs 25 --lr 1e-2 --weights f32 --checkpoint-every 3 --quiet"
+
+static void lm_kill_and_resume(void) {
+    if (!setup()) return;
+    run(LM_RESUME_ARGS " --out lm-ref");
+    if (!CHECKF(r.code == 0, "%s", r.out)) return;
+    struct kill_stats st;
+    kill_and_resume(LM_RESUME_ARGS, "lm-k", 20, 77, 100, 1000, &st);
+    CHECK(st.done && st.kills >= 10);
+    void *x = NULL, *y = NULL;
+    size_t nx = 0, ny = 0;
+    CHECK(vp_file_read(path_in("lm-ref/delta.safetensors"), &x, &nx) == VP_OK &&
+          vp_file_read(path_in("lm-k/delta.safetensors"), &y, &ny) == VP_OK);
+    CHECK(nx > 0 && nx == ny && memcmp(x, y, nx) == 0);
+    free(x);
+    free(y);
+}
+
 /* ------------------------------------------------------------------------
  * eval against the decoder, one example at a time
  * ------------------------------------------------------------------------ */
@@ -444,7 +466,7 @@ int main(int argc, char **argv) {
     vkpeft = realpath(argv[1], full) ? full : argv[1];
     static const struct th_case cases[] = {
         TH_CASE(bad_input), TH_CASE(lora_learns_completion), TH_CASE(eval_matches_decoder),
-        TH_CASE(mam_learns_completion), TH_CASE(generate_with_delta), TH_CASE(peft_llama), TH_CASE(peft_gpt2), TH_CASE(packed_text),
+        TH_CASE(mam_learns_completion), TH_CASE(generate_with_delta), TH_CASE(lm_kill_and_resume), TH_CASE(peft_llama), TH_CASE(peft_gpt2), TH_CASE(packed_text),
         TH_CASE(bench_train_prints), TH_CASE(teardown),
     };
     return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);

@@ -73,91 +73,14 @@ static void step_losses(const char *name, char *out, size_t size) {
     free(data);
 }
 
-/* Starts vkpeft with `args` (split on spaces) in root, output to
- * root/run.log; returns the pid. */
-static pid_t spawn(const char *env, const char *args) {
-    char buf[2048];
-    snprintf(buf, sizeof buf, "%s", args);
-    char *argv[64];
-    int argc = 0;
-    argv[argc++] = (char *)vkpeft;
-    for (char *t = strtok(buf, " "); t && argc < 63; t = strtok(NULL, " ")) argv[argc++] = t;
-    argv[argc] = NULL;
-    const pid_t pid = fork();
-    if (pid == 0) {
-        if (chdir(root) != 0) _exit(127);
-        FILE *f = freopen("run.log", "a", stderr);
-        if (!f || dup2(fileno(stderr), 1) < 0) _exit(127);
-        if (env) putenv((char *)env);
-        execv(vkpeft, argv);
-        _exit(127);
-    }
-    return pid;
-}
-
-static void sleep_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* The checkpoint in dir, if any, must load. Returns false when absent. */
-static bool checkpoint_loads(const char *dir, uint64_t *step) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s/checkpoint.vkpc", root, dir);
-    if (access(path, F_OK) != 0) return false;
-    struct trainer_position pos;
-    char *settings = NULL;
-    CHECKF(train_checkpoint_load(path, NULL, &pos, &settings) == VP_OK, "%s", vp_last_error());
-    CHECK(settings != NULL && strstr(settings, "\"train_file\"") != NULL);
-    free(settings);
-    *step = pos.steps + pos.skipped;
-    return true;
-}
-
 static void kill_and_resume_is_bit_exact(void) {
     if (!setup()) return;
     run(TRAIN_ARGS " --out ref");
     if (!CHECKF(r.code == 0, "%s", r.out)) return;
     CHECK(!exists("ref/checkpoint.vkpc")); /* a finished run's checkpoint is spent */
-    uint64_t rng = 20261204;
-    int kills = 0, inside_write = 0, resumes = 0, fresh = 0;
-    uint64_t last = 0;
-    bool done = false;
-    for (int trial = 0; trial < 90 && !done; trial++) {
-        uint64_t at = 0;
-        const bool have = checkpoint_loads("k", &at);
-        CHECKF(!have || at >= last, "the checkpoint went back from step %llu to %llu", (unsigned long long)last,
-               (unsigned long long)at);
-        if (have) last = at;
-        /* Every third try pauses inside the checkpoint write, so most of
-         * those kills land there. */
-        const bool pause = trial % 3 == 1;
-        char args[1024];
-        snprintf(args, sizeof args, TRAIN_ARGS " --out k %s", have ? "--resume" : "--overwrite");
-        const pid_t pid = spawn(pause ? "VKPEFT_TEST_CHECKPOINT_PAUSE=0.2" : NULL, args);
-        if (!CHECK(pid > 0)) return;
-        have ? resumes++ : fresh++;
-        /* Kill after 0.1 .. 0.9 s (start-up included); from trial 50 on,
-         * let the run finish. */
-        const bool killing = trial < 50;
-        const long delay = 100 + (long)(th_rand_u64(&rng) % 800);
-        int status = 0;
-        pid_t w = 0;
-        for (long t = 0; killing && t < delay && (w = waitpid(pid, &status, WNOHANG)) == 0; t += 10) sleep_ms(10);
-        if (w == 0 && killing) {
-            kill(pid, SIGKILL);
-            kills++;
-            inside_write += pause;
-        }
-        if (w == 0) w = waitpid(pid, &status, 0);
-        if (WIFEXITED(status)) {
-            CHECKF(WEXITSTATUS(status) == 0, "trial %d: exit %d", trial, WEXITSTATUS(status));
-            done = WEXITSTATUS(status) == 0;
-        }
-    }
-    th_diag("%d kills (%d with the checkpoint write paused), %d resumes, %d fresh starts; last checkpoint "
-            "at step %llu", kills, inside_write, resumes, fresh, (unsigned long long)last);
-    CHECK(done && kills >= 25 && resumes >= 10);
+    struct kill_stats st;
+    kill_and_resume(TRAIN_ARGS, "k", 50, 20261204, 100, 900, &st);
+    CHECK(st.done && st.kills >= 25 && st.resumes >= 10);
     CHECK(same_file("ref/delta.safetensors", "k/delta.safetensors"));
     CHECK(same_file("ref/adapter_model.safetensors", "k/adapter_model.safetensors"));
     CHECK(same_file("ref/metrics.json", "k/metrics.json"));

@@ -2,6 +2,7 @@
  * TSV). Parsing, validation order and printing; the work is
  * runtime/train/trainer.h. */
 #include "cli.h"
+#include "cli_checkpoint.h"
 #include "cli_trainer.h"
 #include "cli_data.h"
 #include "cli_lm.h"
@@ -93,20 +94,6 @@ static const char help_rest[] =
     "                       files, else f16)\n"
     "  --device N|name      Vulkan device\n"
     "  --overwrite          write into a non-empty --out\n"
-    "  --checkpoint-every N write --out/checkpoint.vkpc every N steps (default: at the\n"
-    "                       end of every epoch; 0 with --no-checkpoint: never). It holds\n"
-    "                       the delta, the optimiser's moments, the step, the data\n"
-    "                       position and the random state, and is replaced whole\n"
-    "                       (temporary file, fsync, rename), so a kill at any moment\n"
-    "                       leaves the previous one or the new one\n"
-    "  --no-checkpoint      write no checkpoint\n"
-    "  --resume             continue the run in --out from its checkpoint (same command\n"
-    "                       line plus --resume): the final delta is bit for bit the one\n"
-    "                       an uninterrupted run writes on the same device\n"
-    "  --on-nonfinite skip|stop  a step whose loss or gradient norm is NaN or Inf:\n"
-    "                       skip its update (default; parameters, moments and the step\n"
-    "                       count stay) or stop the run; either way the step and the\n"
-    "                       first tensor whose gradient went non-finite are reported\n"
     "  --quiet              no progress (else a bar on a terminal: step, loss, lr,\n"
     "                       tokens/s, ETA; plain lines every tenth of the run otherwise)\n"
     "  --json               print a JSON summary on stdout\n"
@@ -124,11 +111,8 @@ static const char help_rest[] =
 struct train_args {
     struct cli_common common;
     const char *model, *delta, *init, *data, *eval, *out, *targets;
-    bool skip_bad, overwrite, quiet, resume, no_checkpoint;
-    uint64_t checkpoint_every;
-    enum trainer_nonfinite on_nonfinite;
-    int argc;
-    char **argv;
+    bool skip_bad, overwrite, quiet;
+    struct cli_checkpoint ck;
     struct trainer_options o;
     struct cli_data data_opt;
 };
@@ -142,6 +126,7 @@ struct train_args {
 static int option_value(struct train_args *a, const char *name, const char *v) {
     struct trainer_options *o = &a->o;
     bool ok = true;
+    int rc;
     if (strcmp(name, "--model") == 0) a->model = v;
     else if (strcmp(name, "--delta") == 0) a->delta = v;
     else if (strcmp(name, "--init-delta") == 0) a->init = v;
@@ -149,19 +134,9 @@ static int option_value(struct train_args *a, const char *name, const char *v) {
     else if (strcmp(name, "--eval") == 0) a->eval = v;
     else if (strcmp(name, "--out") == 0) a->out = v;
     else if (strcmp(name, "--lora-targets") == 0) a->targets = v;
-    else if (strcmp(name, "--checkpoint-every") == 0) {
-        char *end;
-        errno = 0;
-        const unsigned long long n = strtoull(v, &end, 10);
-        ok = !errno && *end == 0 && *v >= '0' && *v <= '9' && n > 0;
-        a->checkpoint_every = n;
-        if (!ok) return cli_usage_error("train", "--checkpoint-every wants a number of steps >= 1, got '%s'", v);
-    } else if (strcmp(name, "--on-nonfinite") == 0) {
-        if (strcmp(v, "skip") == 0) a->on_nonfinite = TRAINER_NONFINITE_SKIP;
-        else if (strcmp(v, "stop") == 0) a->on_nonfinite = TRAINER_NONFINITE_STOP;
-        else return cli_usage_error("train", "--on-nonfinite wants skip or stop, got '%s'", v);
-    } else {
-        int rc = cli_trainer_option(o, name, v);
+    else if ((rc = cli_checkpoint_option("train", &a->ck, name, v)) != 0) return rc == 1 ? 0 : rc;
+    else {
+        rc = cli_trainer_option(o, name, v);
         if (rc < 0) return cli_data_option("train", &a->data_opt, name, v);
         ok = rc == 1;
     }
@@ -170,8 +145,8 @@ static int option_value(struct train_args *a, const char *name, const char *v) {
 
 static int parse_args(int argc, char **argv, struct train_args *a) {
     memset(a, 0, sizeof *a);
-    a->argc = argc;
-    a->argv = argv;
+    a->ck.argc = argc;
+    a->ck.argv = argv;
     trainer_options_default(&a->o);
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -179,13 +154,14 @@ static int parse_args(int argc, char **argv, struct train_args *a) {
             fputs(help, stdout);
             fputs(cli_data_help, stdout);
             fputs(help_rest, stdout);
+            fputs("\ncheckpoints (vkpeft train on any model):\n", stdout);
+            fputs(cli_checkpoint_help, stdout);
             return -1;
         }
         if (cli_common_option(argc, argv, &i, &a->common)) continue;
         if (strcmp(arg, "--skip-bad") == 0) a->skip_bad = true;
         else if (strcmp(arg, "--overwrite") == 0) a->overwrite = true;
-        else if (strcmp(arg, "--resume") == 0) a->resume = true;
-        else if (strcmp(arg, "--no-checkpoint") == 0) a->no_checkpoint = true;
+        else if (cli_checkpoint_flag(&a->ck, arg)) continue;
         else if (strcmp(arg, "--quiet") == 0 || strcmp(arg, "-q") == 0) a->quiet = true;
         else {
             /* --name value or --name=value */
@@ -204,9 +180,8 @@ static int parse_args(int argc, char **argv, struct train_args *a) {
                     "--model", "--delta", "--init-delta", "--data", "--eval", "--out", "--optimizer", "--lr",
                     "--weight-decay", "--betas", "--eps", "--momentum", "--schedule", "--warmup", "--clip",
                     "--batch", "--accum", "--epochs", "--steps", "--max-len", "--max-length", "--dropout",
-                    "--label-smoothing", "--seed", "--eval-every", "--weights", "--checkpoint-every",
-                    "--on-nonfinite", "--lora-targets"};
-                bool known = cli_data_takes(name);
+                    "--label-smoothing", "--seed", "--eval-every", "--weights", "--lora-targets"};
+                bool known = cli_data_takes(name) || cli_checkpoint_takes(name);
                 for (size_t k = 0; k < sizeof takes / sizeof takes[0]; k++) known |= strcmp(name, takes[k]) == 0;
                 if (known) return cli_usage_error("train", "%s needs a value", name);
                 return cli_usage_error("train", "unknown option '%s'", arg);
@@ -221,10 +196,6 @@ static int parse_args(int argc, char **argv, struct train_args *a) {
     if (!a->data) return cli_usage_error("train", "--data is required");
     if (!a->out) return cli_usage_error("train", "--out is required");
     if (!a->delta && !a->init) return cli_usage_error("train", "--delta (or --init-delta) is required");
-    if (a->resume && a->overwrite)
-        return cli_usage_error("train", "--resume continues the run in --out; --overwrite would start it again");
-    if (a->resume && a->no_checkpoint)
-        return cli_usage_error("train", "--resume needs checkpoints; drop --no-checkpoint");
     vp_status s = trainer_options_check(&a->o);
     if (s != VP_OK) return cli_usage_error("train", "%s", vp_last_error());
     return 0;
@@ -232,14 +203,7 @@ static int parse_args(int argc, char **argv, struct train_args *a) {
 
 /* --out must be new, or an empty folder, or --overwrite. */
 static int check_out(const struct train_args *a) {
-    if (a->resume) {
-        char path[4200];
-        snprintf(path, sizeof path, "%s/checkpoint.vkpc", a->out);
-        if (access(path, R_OK) != 0)
-            return cli_usage_error("train", "--resume: %s has no checkpoint (checkpoint.vkpc): the run never "
-                                   "reached one, or it finished; start it again without --resume", a->out);
-        return 0;
-    }
+    if (a->ck.resume) return cli_checkpoint_check("train", &a->ck, a->out, a->overwrite);
     struct stat st;
     if (stat(a->out, &st) != 0) return errno == ENOENT ? 0 : cli_usage_error("train", "--out %s: %s", a->out, strerror(errno));
     if (!S_ISDIR(st.st_mode)) return cli_usage_error("train", "--out %s exists and is not a folder", a->out);
@@ -490,94 +454,6 @@ static void print_summary(const struct run *r, const struct trainer_summary *sum
     printf("delta written to %s\n", a->out);
 }
 
-/* A file's identity for a checkpoint: its size and FNV-1a hash. */
-static vp_status file_identity(const char *path, cJSON *o, const char *key) {
-    void *data;
-    size_t size;
-    vp_status s = vp_file_read(path, &data, &size);
-    if (s != VP_OK) return s;
-    char text[64];
-    snprintf(text, sizeof text, "%zu bytes, fnv1a %016llx", size,
-             (unsigned long long)vp_hash_bytes(VP_HASH_INIT, data, size));
-    free(data);
-    cJSON_AddStringToObject(o, key, text);
-    return VP_OK;
-}
-
-/* The run's identity, stored with every checkpoint: the settings
- * train_args.json holds, with the contents of the data files and the
- * model's config. A resumed run must match it. */
-static vp_status run_settings(const struct run *r, uint64_t total, char **out) {
-    const struct train_args *a = &r->a;
-    *out = NULL;
-    char *text = train_args_json(&a->o, a->model, &r->spec, a->data, a->eval, total);
-    cJSON *o = text ? cJSON_Parse(text) : NULL;
-    free(text);
-    if (!o) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory");
-    cJSON_DeleteItemFromObjectCaseSensitive(o, "vkpeft");
-    char config[4200];
-    snprintf(config, sizeof config, "%s/config.json", a->model);
-    vp_status s = file_identity(a->data, o, "train_file");
-    if (s == VP_OK && a->eval) s = file_identity(a->eval, o, "eval_file");
-    if (s == VP_OK) s = file_identity(config, o, "model_config");
-    if (s == VP_OK && a->init) cJSON_AddStringToObject(o, "init_delta", a->init);
-    if (s == VP_OK && !(*out = cJSON_PrintUnformatted(o))) s = vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory");
-    cJSON_Delete(o);
-    return s;
-}
-
-/* --resume: the checkpoint's settings against this run's; names the first
- * that differs. */
-static int compare_settings(const char *path, const char *saved, const char *now) {
-    cJSON *a = saved ? cJSON_Parse(saved) : NULL, *b = cJSON_Parse(now);
-    int rc = 0;
-    if (!cJSON_IsObject(a)) {
-        rc = cli_usage_error("train", "--resume: %s holds no run settings", path);
-    } else {
-        for (const cJSON *x = a->child; x && !rc; x = x->next) {
-            const cJSON *y = cJSON_GetObjectItemCaseSensitive(b, x->string);
-            char *xs = cJSON_PrintUnformatted(x), *ys = y ? cJSON_PrintUnformatted(y) : NULL;
-            if (!ys || strcmp(xs, ys) != 0)
-                rc = cli_usage_error("train", "--resume: the checkpoint's run has %s %s, this one %s; resume with "
-                                     "the same command line (and data), or start a new run",
-                                     x->string, xs, ys ? ys : "none");
-            free(xs);
-            free(ys);
-        }
-        for (const cJSON *y = b ? b->child : NULL; y && !rc; y = y->next)
-            if (!cJSON_GetObjectItemCaseSensitive(a, y->string))
-                rc = cli_usage_error("train", "--resume: this run sets %s, the checkpoint's did not", y->string);
-    }
-    cJSON_Delete(a);
-    cJSON_Delete(b);
-    return rc;
-}
-
-/* The command line to resume this run: the same arguments plus --resume. */
-static void print_resume_command(const struct train_args *a) {
-    fprintf(stderr, "  vkpeft");
-    for (int i = 0; i < a->argc; i++) {
-        if (strcmp(a->argv[i], "--overwrite") == 0 || strcmp(a->argv[i], "--resume") == 0) continue;
-        fprintf(stderr, " %s", a->argv[i]);
-    }
-    fprintf(stderr, " --resume\n");
-}
-
-/* A killed run can leave the temporary file of an atomic write
- * (NAME.tmp.PID) in --out; the next run there removes them. */
-static void remove_stale_temporaries(const char *out) {
-    DIR *d = opendir(out);
-    if (!d) return;
-    for (struct dirent *e; (e = readdir(d));) {
-        const char *t = strstr(e->d_name, ".tmp.");
-        if (!t || t == e->d_name || !t[5] || strspn(t + 5, "0123456789") != strlen(t + 5)) continue;
-        char path[4200];
-        snprintf(path, sizeof path, "%s/%s", out, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-}
-
 static int train(struct run *r) {
     struct train_args *a = &r->a;
     int rc = prepare(r);
@@ -585,36 +461,16 @@ static int train(struct run *r) {
     struct delta_params *params = encoder_params(trainer_encoder(r->t));
     const uint64_t total = trainer_total_steps(&a->o, train_data_count(r->train));
     char path[4096], ckpt[4200];
-    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.vkpc", a->out);
-    char *settings = NULL;
-    vp_status s = run_settings(r, total, &settings);
-    if (s != VP_OK) return cli_fail(s);
+    /* The run's settings (train_args.json) and its identity for
+     * checkpoints. Inputs are valid (and, with --resume, the checkpoint
+     * matches): from here on --out is written. */
+    char *args = train_args_json(&a->o, a->model, &r->spec, a->data, a->eval, total), *settings = NULL;
+    const struct cli_run_files files = {a->model, a->data, a->eval, a->init, a->out};
     struct trainer_position resume;
-    if (a->resume) {
-        char *saved = NULL;
-        s = train_checkpoint_load(ckpt, params, &resume, &saved);
-        if (s != VP_OK) {
-            free(settings);
-            return cli_fail(s);
-        }
-        rc = compare_settings(ckpt, saved, settings);
-        free(saved);
-        if (rc) {
-            free(settings);
-            return rc;
-        }
-    }
-    /* Inputs are valid: from here on --out is written. */
-    s = vp_mkdir_p(a->out);
-    if (s == VP_OK) remove_stale_temporaries(a->out);
-    snprintf(path, sizeof path, "%s/train_args.json", a->out);
-    if (s == VP_OK)
-        s = train_write_args(path, &a->o, a->model, &r->spec, a->data, a->eval, total);
-    if (s == VP_OK && !a->resume) unlink(ckpt); /* an earlier run's (--overwrite) */
-    if (s != VP_OK) {
-        free(settings);
-        return cli_fail(s);
-    }
+    rc = cli_checkpoint_begin("train", &a->ck, &files, params, args, &settings, &resume, ckpt, sizeof ckpt);
+    free(args);
+    if (rc) return rc;
+    vp_status s;
     if (!r->eval) {
         /* A metrics.json from an earlier run (--overwrite) would not match. */
         snprintf(path, sizeof path, "%s/metrics.json", a->out);
@@ -625,7 +481,7 @@ static int train(struct run *r) {
                 r->spec.name, (unsigned long long)delta_params_numel(params),
                 vp_context_device(r->ctx)->name, (unsigned long long)train_data_count(r->train),
                 (unsigned long long)total, a->o.batch, a->o.accum);
-        if (a->resume)
+        if (a->ck.resume)
             fprintf(stderr, "resuming after step %llu (epoch %llu, example %llu of its order)\n",
                     (unsigned long long)(resume.steps + resume.skipped), (unsigned long long)resume.epoch,
                     (unsigned long long)resume.pos);
@@ -634,8 +490,8 @@ static int train(struct run *r) {
     snprintf(path, sizeof path, "%s/train.jsonl", a->out);
     const struct trainer_fit_config fc = {
         .train = r->train, .eval = r->eval, .log_path = path, .on_event = on_event, .should_stop = should_stop,
-        .user = &p, .checkpoint_path = a->no_checkpoint ? NULL : ckpt, .checkpoint_every = a->checkpoint_every,
-        .checkpoint_settings = settings, .resume = a->resume ? &resume : NULL, .on_nonfinite = a->on_nonfinite,
+        .user = &p, .checkpoint_path = a->ck.off ? NULL : ckpt, .checkpoint_every = a->ck.every,
+        .checkpoint_settings = settings, .resume = a->ck.resume ? &resume : NULL, .on_nonfinite = a->ck.on_nonfinite,
     };
     struct sigaction sa = {.sa_handler = on_sigint, .sa_flags = SA_RESTART}, old_sa;
     sigemptyset(&sa.sa_mask);
@@ -643,34 +499,13 @@ static int train(struct run *r) {
     struct trainer_summary sum;
     s = trainer_fit(r->t, &fc, &sum);
     free(settings);
-    const bool have_ckpt = !a->no_checkpoint && access(ckpt, R_OK) == 0;
-    if (s == VP_ERROR_DEVICE_LOST) {
-        fprintf(stderr, "vkpeft: the device was lost during training: %s\n", vp_last_error());
-        if (have_ckpt) {
-            struct trainer_position at;
-            if (train_checkpoint_load(ckpt, NULL, &at, NULL) == VP_OK)
-                fprintf(stderr, "the last checkpoint is %s (after step %llu); once the device is back, resume "
-                        "with:\n", ckpt, (unsigned long long)(at.steps + at.skipped));
-            print_resume_command(a);
-        } else {
-            fprintf(stderr, "no checkpoint was written yet; run the command again\n");
-        }
-        return EXIT_RUNTIME;
-    }
+    if (s == VP_ERROR_DEVICE_LOST) return cli_report_device_lost(&a->ck, ckpt);
     if (s != VP_OK) return cli_fail(s);
-    if (sum.nonfinite_step)
-        fprintf(stderr, "%svkpeft: step %llu: the loss or the gradient norm is not finite (%s%s); %s%llu such "
-                "step(s) in all, see %s\n", p.tty ? "\r\033[K" : "", (unsigned long long)sum.nonfinite_step,
-                sum.nonfinite_tensor[0] ? "first non-finite gradient: " : "the gradients are finite",
-                sum.nonfinite_tensor, sum.diverged ? "stopped there (--on-nonfinite stop); " : "its update skipped; ",
-                (unsigned long long)(sum.skipped + (sum.diverged ? 1 : 0)), path);
+    cli_report_nonfinite(&sum, path, p.tty);
     if (sum.diverged) {
         fprintf(stderr, "vkpeft: training stopped at step %llu; lower --lr or set --clip; no delta was written\n",
                 (unsigned long long)sum.diverged_step);
-        if (have_ckpt) {
-            fprintf(stderr, "the last checkpoint is %s; to continue from it:\n", ckpt);
-            print_resume_command(a);
-        }
+        cli_report_resume(&a->ck, ckpt);
         return EXIT_RUNTIME;
     }
     char **labels = r->labels ? r->labels : r->init_count ? r->init_labels : r->arch.labels;
@@ -683,10 +518,7 @@ static int train(struct run *r) {
         sigaction(SIGINT, &old_sa, NULL);
         fprintf(stderr, "%svkpeft: interrupted at step %llu of %llu; delta written to %s, log %s\n",
                 p.tty ? "\r\033[K" : "", (unsigned long long)sum.steps, (unsigned long long)total, a->out, path);
-        if (have_ckpt) {
-            fprintf(stderr, "to continue:\n");
-            print_resume_command(a);
-        }
+        cli_report_resume(&a->ck, ckpt);
         return 128 + SIGINT;
     }
     if (sum.has_eval) {

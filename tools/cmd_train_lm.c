@@ -3,6 +3,7 @@
  * validation order and printing; the work is runtime/train/lmtrainer.h. */
 #include "cli.h"
 #include "cli_lm.h"
+#include "cli_checkpoint.h"
 #include "cli_trainer.h"
 #include "lmtrainer.h"
 #include "peft.h"
@@ -55,6 +56,8 @@ static const char train_help[] =
     "  --optimizer, --lr, --weight-decay, --betas, --eps, --momentum, --schedule,\n"
     "  --warmup, --clip, --batch, --accum, --epochs, --steps, --seed, --eval-every,\n"
     "  --label-smoothing, --weights, --device, --overwrite, --quiet, --json\n"
+    "  --checkpoint-every N, --no-checkpoint, --resume, --on-nonfinite skip|stop\n"
+    "                       checkpoints and non-finite steps, as for encoder models\n"
     "\n"
     "examples:\n"
     "  vkpeft train --model models/tiny-llama --delta lora --data sft.jsonl --eval dev.jsonl \\\n"
@@ -80,6 +83,7 @@ struct lm_args {
     const char *text_field, *prompt_field, *completion_field;
     bool pack, skip_bad, overwrite, quiet;
     struct trainer_options o;
+    struct cli_checkpoint ck;
 };
 
 /* ------------------------------------------------------------------------
@@ -118,6 +122,8 @@ static int value_option(struct lm_args *a, const char *name, const char *v) {
         *slot = v;
         return 0;
     }
+    const int ck = cli_checkpoint_option(a->cmd, &a->ck, name, v);
+    if (ck) return ck == 1 ? 0 : ck;
     const int rc = cli_trainer_option(&a->o, name, v);
     if (rc < 0) return -1;
     return rc == 1 ? 0 : cli_usage_error(a->cmd, "%s '%s' is not a valid value", name, v);
@@ -126,6 +132,8 @@ static int value_option(struct lm_args *a, const char *name, const char *v) {
 static int parse(int argc, char **argv, struct lm_args *a, const char *help) {
     trainer_options_default(&a->o);
     a->o.batch = strcmp(a->cmd, "eval") == 0 ? 8 : a->o.batch;
+    a->ck.argc = argc;
+    a->ck.argv = argv;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
@@ -136,6 +144,7 @@ static int parse(int argc, char **argv, struct lm_args *a, const char *help) {
         if (strcmp(arg, "--pack") == 0) a->pack = true;
         else if (strcmp(arg, "--skip-bad") == 0) a->skip_bad = true;
         else if (strcmp(arg, "--overwrite") == 0) a->overwrite = true;
+        else if (strcmp(a->cmd, "train") == 0 && cli_checkpoint_flag(&a->ck, arg)) continue;
         else if (strcmp(arg, "--quiet") == 0 || strcmp(arg, "-q") == 0) a->quiet = true;
         else if (strncmp(arg, "--", 2) != 0) return cli_usage_error(a->cmd, "unexpected argument '%s'", arg);
         else {
@@ -171,6 +180,7 @@ static int check_file(const char *cmd, const char *flag, const char *path, bool 
 }
 
 static int check_out_dir(const struct lm_args *a) {
+    if (a->ck.resume) return cli_checkpoint_check(a->cmd, &a->ck, a->out, a->overwrite);
     DIR *d = opendir(a->out);
     if (!d) {
         struct stat st;
@@ -336,15 +346,36 @@ static int train(struct lm_run *r) {
     struct lm_args *a = &r->a;
     int rc = prepare(r);
     if (rc) return rc;
-    char path[4096];
-    vp_status s = vp_mkdir_p(a->out);
+    char path[4096], ckpt[4200];
     const uint64_t total = trainer_total_steps(&a->o, r->train.batches * (uint64_t)a->o.batch);
-    snprintf(path, sizeof path, "%s/train_args.json", a->out);
-    if (s == VP_OK) s = train_write_args(path, &a->o, a->model, &r->spec, a->data, a->eval, total);
-    if (s != VP_OK) return cli_fail(s);
+    struct delta_params *params = decoder_params(lm_trainer_decoder(r->t));
+    /* The run's identity for its checkpoints: the settings, the data and
+     * the LM data options that shape the batches. */
+    char *args = train_args_json(&a->o, a->model, &r->spec, a->data, a->eval, total), *settings = NULL;
+    cJSON *aj = args ? cJSON_Parse(args) : NULL;
+    free(args);
+    args = NULL;
+    if (aj) {
+        cJSON_AddBoolToObject(aj, "pack", a->pack);
+        cJSON_AddStringToObject(aj, "text_field", a->text_field ? a->text_field : "");
+        cJSON_AddStringToObject(aj, "prompt_field", a->prompt_field ? a->prompt_field : "");
+        cJSON_AddStringToObject(aj, "completion_field", a->completion_field ? a->completion_field : "");
+        args = cJSON_Print(aj);
+        cJSON_Delete(aj);
+    }
+    const struct cli_run_files files = {a->model, a->data, a->eval, a->init, a->out};
+    struct trainer_position resume;
+    rc = cli_checkpoint_begin("train", &a->ck, &files, params, args, &settings, &resume, ckpt, sizeof ckpt);
+    free(args);
+    if (rc) return rc;
+    vp_status s;
     snprintf(path, sizeof path, "%s/metrics.json", a->out);
     if (!a->eval) unlink(path); /* an earlier run's (--overwrite) would not match */
-    struct delta_params *params = decoder_params(lm_trainer_decoder(r->t));
+    r->fc.checkpoint_path = a->ck.off ? NULL : ckpt;
+    r->fc.checkpoint_every = a->ck.every;
+    r->fc.checkpoint_settings = settings;
+    r->fc.resume = a->ck.resume ? &resume : NULL;
+    r->fc.on_nonfinite = a->ck.on_nonfinite;
     if (!a->quiet)
         fprintf(stderr, "training %s (%llu parameters) on %s: %llu examples in %llu batches, %llu steps of %d x %d\n",
                 r->spec.name, (unsigned long long)delta_params_numel(params), vp_context_device(r->ctx)->name,
@@ -358,11 +389,15 @@ static int train(struct lm_run *r) {
     struct lm_summary sum;
     s = lm_trainer_fit(r->t, &r->fc, &r->train, &sum);
     sigaction(SIGINT, &old_sa, NULL);
+    free(settings);
+    r->fc.checkpoint_settings = NULL;
+    if (s == VP_ERROR_DEVICE_LOST) return cli_report_device_lost(&a->ck, ckpt);
     if (s != VP_OK) return cli_fail(s);
+    cli_report_nonfinite(&sum.base, path, false);
     if (sum.base.diverged) {
-        fprintf(stderr, "vkpeft: training diverged at step %llu: the loss or the gradient norm is not finite "
-                "(see %s); lower --lr, or set --clip; no delta was written\n",
-                (unsigned long long)sum.base.diverged_step, path);
+        fprintf(stderr, "vkpeft: training stopped at step %llu; lower --lr, or set --clip; no delta was written\n",
+                (unsigned long long)sum.base.diverged_step);
+        cli_report_resume(&a->ck, ckpt);
         return EXIT_RUNTIME;
     }
     const struct delta_save_info info = {.model_dir = a->model};
@@ -373,6 +408,7 @@ static int train(struct lm_run *r) {
     if (sum.base.interrupted) {
         fprintf(stderr, "vkpeft: interrupted at step %llu of %llu; delta written to %s\n",
                 (unsigned long long)sum.base.steps, (unsigned long long)total, a->out);
+        cli_report_resume(&a->ck, ckpt);
         return 128 + SIGINT;
     }
     if (sum.has_eval) {
@@ -382,6 +418,7 @@ static int train(struct lm_run *r) {
         free(text);
         if (s != VP_OK) return cli_fail(s);
     }
+    unlink(ckpt); /* the run is complete: its checkpoint (an earlier step) is spent */
     print_summary(r, &sum, delta_params_numel(params));
     return EXIT_OK;
 }

@@ -350,40 +350,109 @@ static vp_status fit_step(struct lm_fit *f, struct trainer_step_result *r, bool 
     return s;
 }
 
+static vp_status checkpoint(struct lm_fit *f) {
+    const struct lm_summary *sum = f->sum;
+    const struct trainer_position pos = {
+        .steps = trainer_steps_done(f->t->tr), .micro = trainer_micro_done(f->t->tr), .epoch = f->epoch,
+        .pos = f->batches_in_epoch, .tokens = f->tokens, .examples = sum->base.examples,
+        .log_bytes = train_log_bytes(f->log), .skipped = sum->base.skipped, .elapsed = vp_now() - f->t0,
+        .first_loss = sum->base.first_loss, .has_eval = sum->has_eval,
+        .eval = {.loss = sum->eval.loss, .count = sum->eval.examples, .labelled = sum->eval.tokens,
+                 .metrics = {.accuracy = sum->eval.accuracy}},
+        .best = {.loss = sum->best.loss, .count = sum->best.examples, .labelled = sum->best.tokens,
+                 .metrics = {.accuracy = sum->best.accuracy}},
+        .best_step = sum->best_step,
+    };
+    vp_status s = train_checkpoint_save(f->c->checkpoint_path, decoder_params(f->t->m), &pos,
+                                        f->c->checkpoint_settings);
+    if (s == VP_OK) f->sum->base.checkpoints++;
+    return s;
+}
+
+/* Continues from a checkpoint: the counters, the summary so far, and the
+ * data at the epoch's batch where it was taken (the epoch's order comes
+ * from the seed; the batches before are read and dropped on the host). */
+static vp_status restore(struct lm_fit *f, const struct trainer_position *p) {
+    struct lm_summary *sum = f->sum;
+    trainer_restore_counts(f->t->tr, p->steps, p->micro);
+    f->epoch = p->epoch;
+    f->batches_in_epoch = p->pos;
+    f->tokens = p->tokens;
+    sum->base.examples = p->examples;
+    sum->base.skipped = p->skipped;
+    sum->base.first_loss = p->first_loss;
+    sum->base.steps = p->steps;
+    sum->has_eval = p->has_eval;
+    sum->eval = (struct lm_eval_result){.loss = p->eval.loss, .examples = p->eval.count, .tokens = p->eval.labelled,
+                                        .accuracy = p->eval.metrics.accuracy};
+    sum->best = (struct lm_eval_result){.loss = p->best.loss, .examples = p->best.count, .tokens = p->best.labelled,
+                                        .accuracy = p->best.metrics.accuracy};
+    sum->best_step = p->best_step;
+    if (isfinite(sum->eval.loss)) sum->eval.perplexity = exp(sum->eval.loss);
+    if (isfinite(sum->best.loss)) sum->best.perplexity = exp(sum->best.loss);
+    vp_status s = lm_data_rewind(f->data, f->epoch);
+    for (uint64_t k = 0; s == VP_OK && k < p->pos; k++) {
+        bool done = false;
+        s = lm_data_next(f->data, &f->b, &done);
+        if (s == VP_OK && done)
+            s = vp_fail(VP_ERROR_BAD_INPUT, "the checkpoint is at batch %llu of epoch %llu, past the data's end",
+                        (unsigned long long)p->pos, (unsigned long long)p->epoch);
+    }
+    return s;
+}
+
 static vp_status fit_loop(struct lm_fit *f) {
     struct lm_trainer *t = f->t;
     const struct lm_fit_config *c = f->c;
     struct trainer_summary *out = &f->sum->base;
     double first_seconds = 0, rest_seconds = 0;
+    uint64_t timed = 0;
     struct trainer_step_result r = {0};
     bool evaluated_last = false;
     vp_status s = VP_OK;
+    uint64_t first_step = 0;
     f->t0 = vp_now();
-    for (uint64_t step = 0; s == VP_OK && step < f->total; step++) {
+    if (c->resume) {
+        first_step = c->resume->steps + c->resume->skipped;
+        f->t0 -= c->resume->elapsed;
+        if (first_step > f->total)
+            return vp_fail(VP_ERROR_BAD_INPUT, "the checkpoint is at step %llu of %llu, past this run's end",
+                           (unsigned long long)first_step, (unsigned long long)f->total);
+    }
+    for (uint64_t step = first_step; s == VP_OK && step < f->total; step++) {
         bool epoch_done = false;
         const double t_step = vp_now();
         s = fit_step(f, &r, &epoch_done);
         if (s != VP_OK) break;
-        if (step == 0) {
-            out->first_loss = r.loss;
+        if (step == 0) out->first_loss = r.loss;
+        if (step == first_step) {
             first_seconds = vp_now() - t_step;
         } else {
             rest_seconds += vp_now() - t_step;
+            timed++;
         }
         out->steps = r.step;
         out->final_loss = r.loss;
         struct trainer_event ev = {
-            .kind = TRAINER_EVENT_STEP, .step = r.step, .total_steps = f->total,
+            .kind = TRAINER_EVENT_STEP, .step = step + 1, .total_steps = f->total,
             .epoch = epoch_done ? (double)(f->epoch + 1)
                                 : (double)f->epoch + (double)f->batches_in_epoch / (double)f->batches_per_epoch,
             .elapsed = vp_now() - f->t0, .tokens = f->tokens, .last = r,
         };
         if (f->log) s = train_log_step(f->log, &ev);
         if (c->on_event) c->on_event(&ev, c->user);
-        if (!isfinite(r.loss) || !isfinite(r.grad_norm)) {
-            out->diverged = true;
-            out->diverged_step = r.step;
-            break;
+        if (s == VP_OK && (!isfinite(r.loss) || !r.applied)) {
+            if (!out->nonfinite_step) {
+                out->nonfinite_step = step + 1;
+                s = trainer_find_nonfinite(t->tr, out->nonfinite_tensor, sizeof out->nonfinite_tensor);
+            }
+            if (s == VP_OK && f->log) s = train_log_nonfinite(f->log, step + 1, r.applied, out->nonfinite_tensor);
+            if (!r.applied) out->skipped++;
+            if (c->on_nonfinite == TRAINER_NONFINITE_STOP) {
+                out->diverged = true;
+                out->diverged_step = step + 1;
+                break;
+            }
         }
         const bool due = t->o.eval_every ? r.step % t->o.eval_every == 0 : epoch_done;
         evaluated_last = false;
@@ -391,9 +460,12 @@ static vp_status fit_loop(struct lm_fit *f) {
             s = evaluate(f, &r);
             evaluated_last = true;
         }
-        if (s == VP_OK && step + 1 < f->total && c->should_stop && c->should_stop(c->user)) {
+        const bool stop = s == VP_OK && step + 1 < f->total && c->should_stop && c->should_stop(c->user);
+        const bool ckpt_due = c->checkpoint_every ? (step + 1) % c->checkpoint_every == 0 : epoch_done;
+        if (s == VP_OK && c->checkpoint_path && step + 1 < f->total && (ckpt_due || stop)) s = checkpoint(f);
+        if (stop) {
             out->interrupted = true;
-            if (f->log) s = train_log_interrupted(f->log, r.step, vp_now() - f->t0);
+            if (f->log) s = train_log_interrupted(f->log, step + 1, vp_now() - f->t0);
             break;
         }
     }
@@ -401,7 +473,7 @@ static vp_status fit_loop(struct lm_fit *f) {
     if (s == VP_OK && c->eval && !evaluated_last && !out->diverged && !out->interrupted && out->steps)
         s = evaluate(f, &r);
     out->seconds = vp_now() - f->t0;
-    out->step_seconds = out->steps > 1 ? rest_seconds / (double)(out->steps - 1) : first_seconds;
+    out->step_seconds = timed ? rest_seconds / (double)timed : first_seconds;
     return s;
 }
 
@@ -413,8 +485,11 @@ vp_status lm_trainer_fit(struct lm_trainer *t, const struct lm_fit_config *c, co
     f.total = trainer_total_steps(&t->o, f.batches_per_epoch * (uint64_t)t->o.batch);
     struct lm_data_options o = data_options(t, &c->data);
     vp_status s = lm_data_open(c->train, &o, &f.data);
-    if (s == VP_OK && c->log_path) s = train_log_open(c->log_path, &f.log);
-    if (s == VP_OK && f.log) {
+    if (s == VP_OK && c->resume) s = restore(&f, c->resume);
+    if (s == VP_OK && c->log_path)
+        s = c->resume ? train_log_reopen(c->log_path, c->resume->log_bytes, &f.log)
+                      : train_log_open(c->log_path, &f.log);
+    if (s == VP_OK && f.log && !c->resume) {
         uint64_t plan[VP_POOL_COUNT];
         struct delta_counts counts;
         trainer_plan(t->tr, plan);

@@ -47,6 +47,13 @@ struct lm_fit_config {
     void (*on_event)(const struct trainer_event *ev, void *user);
     bool (*should_stop)(void *user);
     void *user;
+    /* Checkpoints, resume and non-finite steps, as trainer_fit_config has
+     * them (the position's `pos` counts the epoch's batches). */
+    const char *checkpoint_path;
+    uint64_t checkpoint_every;
+    const char *checkpoint_settings;
+    const struct trainer_position *resume;
+    enum trainer_nonfinite on_nonfinite;
 };
 
 /* What one pass over a file found. */

@@ -264,6 +264,13 @@ int trainer_model_max_len(const struct model_arch *a) {
     return a->max_positions - first;
 }
 uint64_t trainer_steps_done(const struct trainer *t) { return t->steps; }
+uint64_t trainer_micro_done(const struct trainer *t) { return t->micro; }
+void trainer_restore_counts(struct trainer *t, uint64_t steps, uint64_t micro) {
+    t->steps = steps;
+    t->micro = micro;
+    t->micro_in_step = 0;
+    t->loss_sum = 0;
+}
 void trainer_forget_recordings(struct trainer *t) { t->gen++; }
 
 void trainer_counts(const struct trainer *t, struct delta_counts *out) { *out = t->counts; }
@@ -618,10 +625,7 @@ static vp_status checkpoint(struct fit_state *f, double elapsed) {
     return s;
 }
 
-/* After a non-finite step: the first trainable tensor (in parameter order)
- * whose gradient holds a NaN or Inf; "" when all are finite. The gradients
- * are still in their arena (the next step zeroes them). */
-static vp_status find_nonfinite(struct trainer *t, char *name, size_t size) {
+vp_status trainer_find_nonfinite(struct trainer *t, char *name, size_t size) {
     name[0] = 0;
     const struct delta_params *p = t->model.params(t->model.self);
     float *g = malloc(p->arena_bytes ? (size_t)p->arena_bytes : 1);
@@ -665,8 +669,7 @@ vp_status trainer_fit(struct trainer *t, const struct trainer_fit_config *c, str
     if (rp) {
         /* The random state is (seed, epoch) for the data order and the
          * micro-batch count for dropout: restoring the counters restores it. */
-        t->steps = rp->steps;
-        t->micro = rp->micro;
+        trainer_restore_counts(t, rp->steps, rp->micro);
         f.epoch = rp->epoch;
         f.pos = rp->pos;
         f.tokens = rp->tokens;
@@ -722,7 +725,7 @@ vp_status trainer_fit(struct trainer *t, const struct trainer_fit_config *c, str
         if (s == VP_OK && (!isfinite(r.loss) || !r.applied)) {
             if (!out->nonfinite_step) {
                 out->nonfinite_step = step + 1;
-                s = find_nonfinite(t, out->nonfinite_tensor, sizeof out->nonfinite_tensor);
+                s = trainer_find_nonfinite(t, out->nonfinite_tensor, sizeof out->nonfinite_tensor);
             }
             if (s == VP_OK && f.log) s = train_log_nonfinite(f.log, step + 1, r.applied, out->nonfinite_tensor);
             if (!r.applied) out->skipped++;

@@ -247,6 +247,15 @@ int trainer_model_max_len(const struct model_arch *a);
 void trainer_plan(const struct trainer *t, uint64_t bytes[VP_POOL_COUNT]);
 /* Optimiser steps done. */
 uint64_t trainer_steps_done(const struct trainer *t);
+/* Micro-batches run (dropout masks are keyed by it). */
+uint64_t trainer_micro_done(const struct trainer *t);
+/* Sets both counts (resuming from a checkpoint, between steps). */
+void trainer_restore_counts(struct trainer *t, uint64_t steps, uint64_t micro);
+/* After a step whose gradient norm was not finite: the first trainable
+ * tensor, in parameter order, whose gradient holds a NaN or Inf ("" when
+ * all are finite). The gradients are still in their arena then (the next
+ * step zeroes them first). */
+vp_status trainer_find_nonfinite(struct trainer *t, char *name, size_t size);
 /* Parameter counts of the trainer's spec on its model (delta, head,
  * pretrained model: the paper's "% params" is delta / model). */
 void trainer_counts(const struct trainer *t, struct delta_counts *out);
