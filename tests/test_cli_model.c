@@ -336,14 +336,15 @@ static void inspect_bad_input(void) {
     run("inspect --model %s --delta lora", path_of("no-such-model"));
     EXPECT_EXIT(2);
     EXPECT_OUTPUT("no-such-model");
-    /* A decoder is read but not yet trained by the encoder commands: said so, exit 2. */
+    /* A decoder trains on text through its tokenizer.json: without one,
+     * said so, exit 2. */
     CHECK(vp_mkdir_p(path_of("gpt2")) == VP_OK);
     write_text(path_of("gpt2/config.json"), "{\"model_type\":\"gpt2\",\"vocab_size\":50257,\"n_embd\":768,"
                                             "\"n_layer\":12,\"n_head\":12}");
     write_text(path_of("x.jsonl"), "{\"input_ids\": [1, 2], \"label\": 0}\n");
     run("train --model %s --delta lora --data %s --out %s", path_of("gpt2"), path_of("x.jsonl"), path_of("o"));
     EXPECT_EXIT(2);
-    EXPECT_OUTPUT("gpt2 is a decoder-only model; this command runs BERT and RoBERTa encoders only so far");
+    EXPECT_OUTPUT("gpt2 has no tokenizer.json");
     /* The tiny model's delta on roberta-base. */
     run("inspect --model %s --delta %s", path_of("roberta-base"), path_of("mam"));
     EXPECT_EXIT(2);

@@ -272,6 +272,11 @@ static int prepare(struct lm_run *r) {
         if (s != VP_OK) return cli_fail(vp_fail_context(s, "--init-delta %s", a->init));
     }
     if (a->targets && (s = delta_spec_set_lora_targets(&r->spec, a->targets, &r->arch)) != VP_OK) return cli_fail(s);
+    char tok_path[4200];
+    snprintf(tok_path, sizeof tok_path, "%s/tokenizer.json", a->model);
+    if (access(tok_path, R_OK) != 0)
+        return cli_usage_error(a->cmd, "--model %s has no tokenizer.json: causal-LM data is text, encoded with the "
+                               "model's tokenizer; copy it from the model's Hugging Face folder", a->model);
     if ((s = tok_tokenizer_load(a->model, &r->tok)) != VP_OK)
         return cli_fail(vp_fail_context(s, "--model %s (its tokenizer)", a->model));
     const vp_context_options co = {.device = a->common.device};
