@@ -135,6 +135,37 @@ static void same_seed_same_curve(void) {
     for (int k = 0; k < na && k < nb; k++) CHECKF(a[k] == b[k], "step %d: %.9g vs %.9g", k + 1, a[k], b[k]);
 }
 
+/* A pretraining run whose device is lost at the 5th submission resumes
+ * from its checkpoint (masks are keyed by the epoch, the order by the seed)
+ * to the loss curve and the model an uninterrupted run gives. */
+static void resume_after_device_lost(void) {
+    run("pretrain --model model --data corpus.txt --out r1 --steps 8 --batch 8 --max-len 32 --seed 3 --dropout 0.1 "
+        "--checkpoint-every 2 --quiet");
+    EXPECT_EXIT(0);
+    CHECK(!exists("r1/checkpoint.vkpc"));
+    run_env("VKPEFT_TEST_FAULT=submit:6", "pretrain --model model --data corpus.txt --out r2 --steps 8 --batch 8 "
+            "--max-len 32 --seed 3 --dropout 0.1 --checkpoint-every 2 --quiet");
+    EXPECT_EXIT(1);
+    EXPECT_OUTPUT("the device was lost during training");
+    EXPECT_OUTPUT("--out r2 --steps 8");
+    run("pretrain --model model --data corpus.txt --out r2 --steps 8 --batch 8 --max-len 32 --seed 3 --dropout 0.1 "
+        "--checkpoint-every 2 --quiet --resume");
+    EXPECT_EXIT(0);
+    double a[16], b[16];
+    const int na = losses("r1/train.jsonl", a, 16), nb = losses("r2/train.jsonl", b, 16);
+    CHECKF(na == 8 && nb == 8, "%d and %d step lines", na, nb);
+    for (int k = 0; k < na && k < nb; k++) CHECKF(a[k] == b[k], "step %d: %.9g vs %.9g", k + 1, a[k], b[k]);
+    void *x = NULL, *y = NULL;
+    size_t nx = 0, ny = 0;
+    char p1[600], p2[600];
+    snprintf(p1, sizeof p1, "%s/r1/model.safetensors", root);
+    snprintf(p2, sizeof p2, "%s/r2/model.safetensors", root);
+    CHECK(vp_file_read(p1, &x, &nx) == VP_OK && vp_file_read(p2, &y, &ny) == VP_OK);
+    CHECK(nx > 0 && nx == ny && memcmp(x, y, nx) == 0);
+    free(x);
+    free(y);
+}
+
 static void masking_statistics(void) {
     char dir[512], path[600];
     snprintf(dir, sizeof dir, "%s/model", root);
@@ -219,7 +250,7 @@ int main(int argc, char **argv) {
     make_corpus = argv[2];
     make_tokenizer = argv[3];
     static const struct th_case cases[] = {
-        TH_CASE(pretrain_loss_falls), TH_CASE(output_fine_tunes), TH_CASE(same_seed_same_curve),
+        TH_CASE(pretrain_loss_falls), TH_CASE(output_fine_tunes), TH_CASE(same_seed_same_curve), TH_CASE(resume_after_device_lost),
         TH_CASE(masking_statistics),  TH_CASE(bad_input_exits_2), TH_CASE(teardown),
     };
     return th_main(cases, sizeof cases / sizeof cases[0], argc - 3, argv + 3);

@@ -2,6 +2,7 @@
  * validation order and output; the work is runtime/train/trainer.h with
  * options.head = MODEL_HEAD_MLM. */
 #include "cli.h"
+#include "cli_checkpoint.h"
 #include "cli_trainer.h"
 #include "safetensors.h"
 #include "save.h"
@@ -65,6 +66,7 @@ struct pretrain_args {
     const char *model, *delta, *data, *eval, *out;
     bool overwrite, quiet;
     struct trainer_options o;
+    struct cli_checkpoint ck;
 };
 
 static int option_value(struct pretrain_args *a, const char *name, const char *v) {
@@ -76,7 +78,10 @@ static int option_value(struct pretrain_args *a, const char *name, const char *v
     else if (strcmp(name, "--eval") == 0) a->eval = v;
     else if (strcmp(name, "--out") == 0) a->out = v;
     else if (strcmp(name, "--mask-prob") == 0) ok = cli_parse_double(v, &o->mask_prob);
-    else {
+    else if (cli_checkpoint_takes(name)) {
+        const int rc = cli_checkpoint_option("pretrain", &a->ck, name, v);
+        return rc == 1 ? 0 : 2;
+    } else {
         int rc = cli_trainer_option(o, name, v);
         if (rc < 0) return -1;
         ok = rc == 1;
@@ -89,14 +94,19 @@ static int parse_args(int argc, char **argv, struct pretrain_args *a) {
     trainer_options_default(&a->o);
     a->o.head = MODEL_HEAD_MLM;
     a->delta = "full";
+    a->ck.argc = argc;
+    a->ck.argv = argv;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
             fputs(help, stdout);
+            fputs("\ncheckpoints:\n", stdout);
+            fputs(cli_checkpoint_help, stdout);
             return -1;
         }
         if (cli_common_option(argc, argv, &i, &a->common)) continue;
         if (strcmp(arg, "--overwrite") == 0) a->overwrite = true;
+        else if (cli_checkpoint_flag(&a->ck, arg)) continue;
         else if (strcmp(arg, "--quiet") == 0 || strcmp(arg, "-q") == 0) a->quiet = true;
         else {
             char name[64];
@@ -135,6 +145,7 @@ static int check_readable(const char *flag, const char *path) {
 }
 
 static int check_out(const struct pretrain_args *a) {
+    if (a->ck.resume) return cli_checkpoint_check("pretrain", &a->ck, a->out, a->overwrite);
     struct stat st;
     if (stat(a->out, &st) != 0)
         return errno == ENOENT ? 0 : cli_usage_error("pretrain", "--out %s: %s", a->out, strerror(errno));
@@ -269,13 +280,16 @@ static int pretrain(struct run *r) {
     struct pretrain_args *a = &r->a;
     int rc = prepare(r);
     if (rc) return rc;
-    char path[4096];
-    vp_status s = vp_mkdir_p(a->out);
+    char path[4096], ckpt[4200];
     const uint64_t total = trainer_total_steps(&a->o, train_corpus_count(r->train));
-    snprintf(path, sizeof path, "%s/train_args.json", a->out);
-    if (s == VP_OK) s = train_write_args(path, &a->o, a->model, &r->spec, a->data, a->eval, total);
-    if (s != VP_OK) return cli_fail(s);
     struct delta_params *params = encoder_params(trainer_encoder(r->t));
+    char *args = train_args_json(&a->o, a->model, &r->spec, a->data, a->eval, total), *settings = NULL;
+    const struct cli_run_files files = {a->model, a->data, a->eval, NULL, a->out};
+    struct trainer_position resume;
+    rc = cli_checkpoint_begin("pretrain", &a->ck, &files, params, args, &settings, &resume, ckpt, sizeof ckpt);
+    free(args);
+    if (rc) return rc;
+    vp_status s;
     if (!a->quiet)
         fprintf(stderr, "pretraining %s (%llu parameters) on %s: %llu lines, %llu steps of %d x %d\n", r->spec.name,
                 (unsigned long long)delta_params_numel(params), vp_context_device(r->ctx)->name,
@@ -284,17 +298,23 @@ static int pretrain(struct run *r) {
     snprintf(path, sizeof path, "%s/train.jsonl", a->out);
     const struct trainer_fit_config fc = {
         .corpus = r->train, .eval_corpus = r->eval, .log_path = path, .on_event = on_event,
-        .should_stop = should_stop, .user = &p,
+        .should_stop = should_stop, .user = &p, .checkpoint_path = a->ck.off ? NULL : ckpt,
+        .checkpoint_every = a->ck.every, .checkpoint_settings = settings, .resume = a->ck.resume ? &resume : NULL,
+        .on_nonfinite = a->ck.on_nonfinite,
     };
     struct sigaction sa = {.sa_handler = on_sigint, .sa_flags = SA_RESTART}, old_sa;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_sa);
     struct trainer_summary sum;
     s = trainer_fit(r->t, &fc, &sum);
+    free(settings);
+    if (s == VP_ERROR_DEVICE_LOST) return cli_report_device_lost(&a->ck, ckpt);
     if (s != VP_OK) return cli_fail(s);
+    cli_report_nonfinite(&sum, path, false);
     if (sum.diverged) {
-        fprintf(stderr, "vkpeft: pretraining diverged at step %llu (see %s); lower --lr; nothing was saved\n",
+        fprintf(stderr, "vkpeft: pretraining stopped at step %llu (see %s); lower --lr; nothing was saved\n",
                 (unsigned long long)sum.diverged_step, path);
+        cli_report_resume(&a->ck, ckpt);
         return EXIT_RUNTIME;
     }
     const bool full = strcmp(r->spec.name, "full") == 0;
@@ -308,6 +328,7 @@ static int pretrain(struct run *r) {
         sigaction(SIGINT, &old_sa, NULL);
         fprintf(stderr, "vkpeft: interrupted at step %llu of %llu; saved to %s\n", (unsigned long long)sum.steps,
                 (unsigned long long)total, a->out);
+        cli_report_resume(&a->ck, ckpt);
         return 128 + SIGINT;
     }
     if (sum.has_eval) {
@@ -333,6 +354,7 @@ static int pretrain(struct run *r) {
             printf("eval: masked-LM loss %.4f, masked-token accuracy %.4f\n", sum.eval.loss, sum.eval.metrics.accuracy);
         printf("%s written to %s\n", full ? "model" : "delta", a->out);
     }
+    unlink(ckpt); /* the run is complete: its checkpoint (an earlier step) is spent */
     return EXIT_OK;
 }
 
