@@ -349,6 +349,32 @@ static void peft_llama(void) {
         expect_tensor(f, name, 16, 4); /* 2 kv heads × head width 8 */
     }
     io_safetensors_close(f);
+    /* The PEFT folder alone loads back: eval through it gives the loss the
+     * vkpeft delta folder gives, exactly. */
+    CHECK(vp_mkdir_p(path_in("peft-only")) == VP_OK);
+    for (int k = 0; k < 2; k++) {
+        static const char *const files[] = {"adapter_config.json", "adapter_model.safetensors"};
+        char from[600], to[600];
+        snprintf(from, sizeof from, "%s/peft-llama/%s", root, files[k]);
+        snprintf(to, sizeof to, "%s/peft-only/%s", root, files[k]);
+        void *data = NULL;
+        size_t size = 0;
+        CHECK(vp_file_read(from, &data, &size) == VP_OK && vp_file_write_atomic(to, data, size) == VP_OK);
+        free(data);
+    }
+    double loss[2] = {NAN, NAN};
+    for (int k = 0; k < 2; k++) {
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "eval --model llama --delta %s --data dev.jsonl --weights f32 --json",
+                 k ? "peft-only" : "peft-llama");
+        run(cmd);
+        EXPECT_EXIT(0);
+        cJSON *j = output_json();
+        if (j) loss[k] = json_number(j, "loss");
+        cJSON_Delete(j);
+    }
+    CHECKF(isfinite(loss[0]) && loss[0] == loss[1], "eval loss %.9g (vkpeft delta) vs %.9g (PEFT folder)", loss[0],
+           loss[1]);
 }
 
 static void peft_gpt2(void) {

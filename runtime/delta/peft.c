@@ -160,9 +160,23 @@ static vp_status prompt_embeddings(const struct delta_tensors *t, const struct m
 /* "encoder.layers.3.delta1.lora_A" -> layer 3, module 1, "lora_A". */
 static bool parse_delta_name(const char *name, int *layer, int *module, const char **rest) {
     int n = 0;
-    if (sscanf(name, "encoder.layers.%d.delta%d.%n", layer, module, &n) != 2 || n == 0) return false;
+    if ((sscanf(name, "encoder.layers.%d.delta%d.%n", layer, module, &n) != 2 &&
+         sscanf(name, "decoder.layers.%d.delta%d.%n", layer, module, &n) != 2) || n == 0)
+        return false;
     *rest = name + n;
     return true;
+}
+
+/* Where a stack's layers and delta tensors are named: PEFT's key prefix
+ * (after base_model.model.) and vkpeft's. LLaMA-family decoders only: GPT-2's
+ * fused c_attn LoRA (fan_in_fan_out) is not imported. */
+static const char *peft_layers_prefix(const struct model_arch *arch, char *buf, size_t size) {
+    if (arch->stack == MODEL_STACK_DECODER) snprintf(buf, size, "model.layers.");
+    else snprintf(buf, size, "%s.encoder.layer.", family_prefix(arch));
+    return buf;
+}
+static const char *delta_layers_name(const struct model_arch *arch) {
+    return arch->stack == MODEL_STACK_DECODER ? "decoder.layers" : "encoder.layers";
 }
 
 vp_status delta_peft_export(const char *dir, const struct delta_spec *spec, const struct model_arch *arch,
@@ -220,11 +234,14 @@ vp_status delta_peft_export(const char *dir, const struct delta_spec *spec, cons
 
 /* ---- import ---------------------------------------------------------------------------- */
 
-static enum delta_at site_of(const char *path) {
+static enum delta_at site_of(const struct model_arch *arch, const char *path) {
     static const enum delta_at sites[] = {DELTA_AT_Q, DELTA_AT_K, DELTA_AT_V, DELTA_AT_O, DELTA_AT_UP,
                                           DELTA_AT_DOWN};
+    static const char *const llama[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                        "self_attn.o_proj", "mlp.up_proj",      "mlp.down_proj"};
+    const bool decoder = arch->stack == MODEL_STACK_DECODER;
     for (size_t i = 0; i < sizeof sites / sizeof sites[0]; i++)
-        if (strcmp(path, site_path(sites[i])) == 0) return sites[i];
+        if (strcmp(path, decoder ? llama[i] : site_path(sites[i])) == 0) return sites[i];
     return DELTA_AT_NONE;
 }
 
@@ -292,8 +309,8 @@ static vp_status import_tensor(const struct io_tensor *it, const struct model_ar
     if (strncmp(key, "base_model.model.", 17) == 0) key += 17;
     char name[DELTA_NAME_MAX];
     char prefix[64];
-    snprintf(prefix, sizeof prefix, "%s.encoder.layer.", family_prefix(arch));
-    if (is_head(key)) {
+    peft_layers_prefix(arch, prefix, sizeof prefix);
+    if (arch->stack != MODEL_STACK_DECODER && is_head(key)) {
         snprintf(name, sizeof name, "%s", key);
     } else if (strncmp(key, prefix, strlen(prefix)) == 0) {
         int layer = -1, n = 0;
@@ -305,14 +322,15 @@ static vp_status import_tensor(const struct io_tensor *it, const struct model_ar
         if (!ab || (strcmp(ab, ".lora_A.weight") != 0 && strcmp(ab, ".lora_B.weight") != 0))
             return vp_fail(VP_ERROR_BAD_INPUT, "%s: tensor '%s' is not a LoRA A/B weight", file, it->name);
         snprintf(path, sizeof path, "%.*s", (int)(ab - p), p);
-        enum delta_at at = site_of(path);
+        enum delta_at at = site_of(arch, path);
         if (at == DELTA_AT_NONE)
             return vp_fail(VP_ERROR_BAD_INPUT, "%s: tensor '%s' targets '%s', which vkpeft does not adapt", file,
                            it->name, path);
         int mod = spec_module_for(spec, at, c);
         struct delta_module *m = &spec->modules[mod];
         if (!delta_module_has_layer(m, layer)) m->layers[m->layer_count++] = layer;
-        snprintf(name, sizeof name, "encoder.layers.%d.delta%d.%s", layer, mod, ab[6] == 'A' ? "lora_A" : "lora_B");
+        snprintf(name, sizeof name, "%s.%d.delta%d.%s", delta_layers_name(arch), layer, mod,
+                 ab[6] == 'A' ? "lora_A" : "lora_B");
     } else {
         return vp_fail(VP_ERROR_BAD_INPUT, "%s: tensor '%s' is not part of a %s LoRA adapter", file, it->name,
                        arch->model_type);
@@ -336,6 +354,9 @@ static vp_status check_shapes(const struct delta_spec *spec, const struct model_
         if (!parse_delta_name(d->name, &layer, &mod, &rest)) continue;
         const struct delta_module *m = &spec->modules[mod];
         int64_t in = arch->hidden, out = arch->hidden;
+        const int64_t qd = (int64_t)arch->heads * arch->head_dim;
+        if (m->at == DELTA_AT_Q) out = qd;
+        if (m->at == DELTA_AT_O) in = qd;
         if (m->at == DELTA_AT_UP) out = arch->intermediate;
         if (m->at == DELTA_AT_DOWN) in = arch->intermediate;
         if (m->at == DELTA_AT_K || m->at == DELTA_AT_V) out = (int64_t)arch->kv_heads * arch->head_dim;
@@ -358,7 +379,8 @@ static vp_status check_pairs(const struct delta_spec *spec, const struct model_a
             if (!delta_module_has_layer(&spec->modules[i], l)) continue;
             for (int ab = 0; ab < 2; ab++) {
                 char name[DELTA_NAME_MAX];
-                snprintf(name, sizeof name, "encoder.layers.%d.delta%d.%s", l, i, ab ? "lora_B" : "lora_A");
+                snprintf(name, sizeof name, "%s.%d.delta%d.%s", delta_layers_name(arch), l, i,
+                         ab ? "lora_B" : "lora_A");
                 if (!delta_tensors_find(t, name))
                     return vp_fail(VP_ERROR_BAD_INPUT, "%s: layer %d's %s has no %s", file, l,
                                    site_path(spec->modules[i].at), ab ? "lora_B" : "lora_A");
@@ -371,6 +393,11 @@ vp_status delta_peft_import_lora(const char *dir, const struct model_arch *arch,
                                  struct delta_tensors *t) {
     memset(spec, 0, sizeof *spec);
     memset(t, 0, sizeof *t);
+    if (arch->family == MODEL_FAMILY_GPT2)
+        return vp_fail(VP_ERROR_UNSUPPORTED, "%s: PEFT LoRA adapters for GPT-2 (a fused c_attn Conv1D, "
+                       "fan_in_fan_out) are not imported yet; LLaMA-family, BERT and RoBERTa adapters are", dir);
+    if (arch->stack == MODEL_STACK_ENCODER_DECODER)
+        return vp_fail(VP_ERROR_UNSUPPORTED, "%s: PEFT adapters for encoder-decoder models are not imported yet", dir);
     snprintf(spec->name, sizeof spec->name, "lora");
     struct lora_config c;
     vp_status s = read_lora_config(dir, &c);
