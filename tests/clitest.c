@@ -212,7 +212,10 @@ void kill_and_resume(const char *args, const char *out, int kill_trials, uint64_
         const bool have = checkpoint_loads(out, &at);
         CHECKF(!have || at >= st->last, "the checkpoint went back from step %llu to %llu",
                (unsigned long long)st->last, (unsigned long long)at);
-        if (have) st->last = at;
+        /* No checkpoint: none was reached yet, or a run finished (and
+         * removed it) but was killed on its way out; either way the next
+         * run starts afresh. */
+        st->last = have ? at : 0;
         /* Every third try pauses inside the checkpoint write, so most of
          * those kills land there. */
         const bool pause = trial % 3 == 1;
@@ -235,7 +238,14 @@ void kill_and_resume(const char *args, const char *out, int kill_trials, uint64_
         }
         if (w == 0) w = waitpid(pid, &status, 0);
         if (WIFEXITED(status)) {
-            CHECKF(WEXITSTATUS(status) == 0, "trial %d: exit %d", trial, WEXITSTATUS(status));
+            if (!CHECKF(WEXITSTATUS(status) == 0, "trial %d: exit %d", trial, WEXITSTATUS(status))) {
+                void *log = NULL;
+                size_t n = 0;
+                char path[512];
+                snprintf(path, sizeof path, "%s/run.log", root);
+                if (vp_file_read(path, &log, &n) == VP_OK) th_diag("its output ends:\n%s", (char *)log + (n > 800 ? n - 800 : 0));
+                free(log);
+            }
             st->done = WEXITSTATUS(status) == 0;
         }
     }

@@ -441,19 +441,9 @@ static vp_status fit_loop(struct lm_fit *f) {
         };
         if (f->log) s = train_log_step(f->log, &ev);
         if (c->on_event) c->on_event(&ev, c->user);
-        if (s == VP_OK && (!isfinite(r.loss) || !r.applied)) {
-            if (!out->nonfinite_step) {
-                out->nonfinite_step = step + 1;
-                s = trainer_find_nonfinite(t->tr, out->nonfinite_tensor, sizeof out->nonfinite_tensor);
-            }
-            if (s == VP_OK && f->log) s = train_log_nonfinite(f->log, step + 1, r.applied, out->nonfinite_tensor);
-            if (!r.applied) out->skipped++;
-            if (c->on_nonfinite == TRAINER_NONFINITE_STOP) {
-                out->diverged = true;
-                out->diverged_step = step + 1;
-                break;
-            }
-        }
+        bool diverged = false;
+        if (s == VP_OK) s = trainer_check_step(t->tr, f->log, step, &r, c->on_nonfinite, out, &diverged);
+        if (diverged) break;
         const bool due = t->o.eval_every ? r.step % t->o.eval_every == 0 : epoch_done;
         evaluated_last = false;
         if (s == VP_OK && c->eval && due) {

@@ -625,6 +625,26 @@ static vp_status checkpoint(struct fit_state *f, double elapsed) {
     return s;
 }
 
+vp_status trainer_check_step(struct trainer *t, struct train_log *log, uint64_t step,
+                             const struct trainer_step_result *r, enum trainer_nonfinite mode,
+                             struct trainer_summary *out, bool *stop) {
+    *stop = false;
+    if (isfinite(r->loss) && r->applied) return VP_OK;
+    vp_status s = VP_OK;
+    if (!out->nonfinite_step) {
+        out->nonfinite_step = step + 1;
+        s = trainer_find_nonfinite(t, out->nonfinite_tensor, sizeof out->nonfinite_tensor);
+    }
+    if (s == VP_OK && log) s = train_log_nonfinite(log, step + 1, r->applied, out->nonfinite_tensor);
+    if (!r->applied) out->skipped++;
+    if (mode == TRAINER_NONFINITE_STOP) {
+        out->diverged = true;
+        out->diverged_step = step + 1;
+        *stop = true;
+    }
+    return s;
+}
+
 vp_status trainer_find_nonfinite(struct trainer *t, char *name, size_t size) {
     name[0] = 0;
     const struct delta_params *p = t->model.params(t->model.self);
@@ -722,19 +742,9 @@ vp_status trainer_fit(struct trainer *t, const struct trainer_fit_config *c, str
         if (epoch_done) ev.epoch = (double)(f.epoch + 1);
         if (f.log) s = train_log_step(f.log, &ev);
         emit(&f, &ev);
-        if (s == VP_OK && (!isfinite(r.loss) || !r.applied)) {
-            if (!out->nonfinite_step) {
-                out->nonfinite_step = step + 1;
-                s = trainer_find_nonfinite(t, out->nonfinite_tensor, sizeof out->nonfinite_tensor);
-            }
-            if (s == VP_OK && f.log) s = train_log_nonfinite(f.log, step + 1, r.applied, out->nonfinite_tensor);
-            if (!r.applied) out->skipped++;
-            if (c->on_nonfinite == TRAINER_NONFINITE_STOP) {
-                out->diverged = true;
-                out->diverged_step = step + 1;
-                break;
-            }
-        }
+        bool diverged = false;
+        if (s == VP_OK) s = trainer_check_step(t, f.log, step, &r, c->on_nonfinite, out, &diverged);
+        if (diverged) break;
         const bool due = t->o.eval_every ? t->steps % t->o.eval_every == 0 : epoch_done;
         evaluated_last = false;
         if (s == VP_OK && (c->eval || c->eval_corpus) && due) {

@@ -421,6 +421,15 @@ struct trainer_summary {
  * gradient norm, with summary->diverged set (the status stays VP_OK). */
 vp_status trainer_fit(struct trainer *t, const struct trainer_fit_config *c,
                       struct trainer_summary *out);
+/* After fit step `step` (0-based) with result r: a non-finite loss or
+ * gradient norm is reported once in `out` (the step and the first tensor
+ * whose gradient went non-finite), logged (log may be NULL) and counted
+ * when skipped; with TRAINER_NONFINITE_STOP, out->diverged and *stop are
+ * set. Shared by trainer_fit and the causal-LM loop. */
+struct train_log;
+vp_status trainer_check_step(struct trainer *t, struct train_log *log, uint64_t step,
+                             const struct trainer_step_result *r, enum trainer_nonfinite mode,
+                             struct trainer_summary *out, bool *stop);
 
 /* ---- output files (checkpoint.c) ------------------------------------------------- */
 

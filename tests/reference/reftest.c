@@ -3,6 +3,7 @@
 #include "harness.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 bool reftest_spec(struct delta_spec *s, const char *label, const char *preset, const char *json, int reparam) {
@@ -29,6 +30,22 @@ int reftest_copy_tensors(struct ref_tensors *dst, const struct ref_tensors *src,
         else if (from) memcpy(t->data, from->data, t->n * sizeof(double));
     }
     return skipped;
+}
+
+void reftest_expect_module_counts(const struct ref_tensors *ts, int modules, const struct delta_counts *counts,
+                                  const char *what) {
+    for (int i = 0; i < modules; i++) {
+        char a[32], b[32];
+        snprintf(a, sizeof a, ".delta%d.", i);
+        snprintf(b, sizeof b, "delta%d.", i);
+        uint64_t n = 0;
+        for (int k = 0; k < ts->count; k++) {
+            const struct refm_tensor *t = ref_tensors_at(ts, k);
+            if (strstr(t->name, a) || strncmp(t->name, b, strlen(b)) == 0) n += t->n;
+        }
+        CHECKF(n == counts->module_params[i], "%s module %d: %llu values, count.c %llu", what, i,
+               (unsigned long long)n, (unsigned long long)counts->module_params[i]);
+    }
 }
 
 void reftest_expect_tensor(const struct ref_tensors *ts, const char *name, int ndim, int s0, int s1, int s2,

@@ -28,6 +28,12 @@ int reftest_copy_tensors(struct ref_tensors *dst, const struct ref_tensors *src,
 void reftest_expect_tensor(const struct ref_tensors *ts, const char *name, int ndim, int s0, int s1, int s2,
                            bool trainable);
 
+/* Checks that the values of module i's tensors (named "*.delta{i}.*" or
+ * "delta{i}.*") add up to count.c's counts->module_params[i] for every
+ * module of the spec; `what` labels the messages. */
+void reftest_expect_module_counts(const struct ref_tensors *ts, int modules, const struct delta_counts *counts,
+                                  const char *what);
+
 /* −log softmax(z)[y] with label smoothing ε (z (V) one row of logits),
  * written out independently of cross_entropy.c, for the loss tests. */
 double reftest_token_loss(const double *z, int V, int y, double eps);
