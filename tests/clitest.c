@@ -203,11 +203,15 @@ bool checkpoint_loads(const char *dir, uint64_t *step) {
 }
 
 
-void kill_and_resume(const char *args, const char *out, int kill_trials, uint64_t seed, long min_ms, long max_ms,
+void kill_and_resume(const char *args, const char *out, int kill_trials, uint64_t seed, long run_ms,
                      struct kill_stats *st) {
     memset(st, 0, sizeof *st);
+    const long min_ms = run_ms / 20 > 10 ? run_ms / 20 : 10, max_ms = run_ms * 6 / 10 > min_ms ? run_ms * 6 / 10 : min_ms + 10;
     uint64_t rng = seed;
-    for (int trial = 0; trial < kill_trials + 40 && !st->done; trial++) {
+    /* Kill until kill_trials kills are taken, then let a run finish. On a
+     * fast device a run may finish inside the kill window: it removes its
+     * checkpoint, so the next run starts afresh, and killing goes on. */
+    for (int trial = 0; trial < 4 * kill_trials + 40 && !st->done; trial++) {
         uint64_t at = 0;
         const bool have = checkpoint_loads(out, &at);
         CHECKF(!have || at >= st->last, "the checkpoint went back from step %llu to %llu",
@@ -224,9 +228,8 @@ void kill_and_resume(const char *args, const char *out, int kill_trials, uint64_
         const pid_t pid = spawn_vkpeft(pause ? "VKPEFT_TEST_CHECKPOINT_PAUSE=0.2" : NULL, cmd);
         if (!CHECK(pid > 0)) return;
         have ? st->resumes++ : st->fresh++;
-        /* Kill after min_ms .. max_ms (start-up included); after
-         * kill_trials tries, let the run finish. */
-        const bool killing = trial < kill_trials;
+        /* Kill after min_ms .. max_ms (start-up included). */
+        const bool killing = st->kills < kill_trials;
         const long delay = min_ms + (long)(th_rand_u64(&rng) % (uint64_t)(max_ms - min_ms));
         int status = 0;
         pid_t w = 0;
@@ -246,9 +249,10 @@ void kill_and_resume(const char *args, const char *out, int kill_trials, uint64_
                 if (vp_file_read(path, &log, &n) == VP_OK) th_diag("its output ends:\n%s", (char *)log + (n > 800 ? n - 800 : 0));
                 free(log);
             }
-            st->done = WEXITSTATUS(status) == 0;
+            st->done = WEXITSTATUS(status) == 0 && !killing;
         }
     }
-    th_diag("%d kills (%d with the checkpoint write paused), %d resumes, %d fresh starts; last checkpoint at step "
-            "%llu", st->kills, st->inside_write, st->resumes, st->fresh, (unsigned long long)st->last);
+    th_diag("%d kills at %ld..%ld ms (%d with the checkpoint write paused), %d resumes, %d fresh starts; last "
+            "checkpoint at step %llu", st->kills, min_ms, max_ms, st->inside_write, st->resumes, st->fresh,
+            (unsigned long long)st->last);
 }

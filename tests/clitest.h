@@ -50,9 +50,12 @@ bool write_task(const char *name, int count, uint64_t seed, bool labels);
  * "vkpeft <args>" in root with output appended to root/run.log (env: one
  * VAR=value or NULL); checkpoint_loads checks that dir/checkpoint.vkpc, if
  * there, loads (false when absent); kill_and_resume runs `args --out out`
- * (fresh, then --resume) kill_trials times killed after a random
- * min_ms..max_ms (a third of the runs pause inside checkpoint writes),
- * then lets it finish. */
+ * (fresh, then --resume) until it has been killed kill_trials times, each
+ * run at a random moment from 5% to 60% of run_ms, what one whole run
+ * took on this machine just before (so the kills land inside runs on a
+ * fast GPU and on a loaded CPU alike; a third of the runs pause inside
+ * checkpoint writes), then lets it finish. A run that finishes first is
+ * followed by a fresh one. */
 struct kill_stats {
     int kills, inside_write, resumes, fresh;
     uint64_t last; /* the last checkpoint's step */
@@ -60,7 +63,7 @@ struct kill_stats {
 };
 int spawn_vkpeft(const char *env, const char *args);
 bool checkpoint_loads(const char *dir, uint64_t *step);
-void kill_and_resume(const char *args, const char *out, int kill_trials, uint64_t seed, long min_ms, long max_ms,
+void kill_and_resume(const char *args, const char *out, int kill_trials, uint64_t seed, long run_ms,
                      struct kill_stats *st);
 
 #endif

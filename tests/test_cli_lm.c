@@ -231,11 +231,12 @@ static void generate_with_delta(void) {
 
 static void lm_kill_and_resume(void) {
     if (!setup()) return;
+    const double t0 = vp_now();
     run(LM_RESUME_ARGS " --out lm-ref");
     if (!CHECKF(r.code == 0, "%s", r.out)) return;
     struct kill_stats st;
-    kill_and_resume(LM_RESUME_ARGS, "lm-k", 20, 77, 100, 1000, &st);
-    CHECK(st.done && st.kills >= 10);
+    kill_and_resume(LM_RESUME_ARGS, "lm-k", 20, 77, (long)((vp_now() - t0) * 1e3), &st);
+    CHECK(st.done && st.kills == 20);
     void *x = NULL, *y = NULL;
     size_t nx = 0, ny = 0;
     CHECK(vp_file_read(path_in("lm-ref/delta.safetensors"), &x, &nx) == VP_OK &&
@@ -476,6 +477,15 @@ static void bench_train_prints(void) {
     if (j) {
         CHECK(json_number(j, "batch") == 2 && json_number(j, "len") == 8 && json_number(j, "steps") == 3);
         CHECK(json_number(j, "tokens_per_second") > 0 && json_number(j, "ms_per_step") > 0);
+        /* The plan per pool: the frozen model, the LoRA and its moments, the
+         * activations; the total is their sum. */
+        const cJSON *mem = cJSON_GetObjectItemCaseSensitive(j, "planned_bytes");
+        double sum = 0;
+        for (const char *const *p = (const char *const[]){"frozen", "trainable", "activations", "staging", NULL}; *p; p++) {
+            CHECKF(json_number(mem, *p) > 0, "planned_bytes.%s", *p);
+            sum += json_number(mem, *p);
+        }
+        CHECK(json_number(mem, "total") == sum);
         cJSON_Delete(j);
     }
     run("bench train --model llama --delta mam:l=4 --len 32");

@@ -157,7 +157,18 @@ static void validation_layer_is_on(void) {
     vp_context_destroy(ctx);
 }
 
-VT_MAIN(TH_CASE(probe_lists_devices), TH_CASE(default_choice_prefers_discrete),
+/* Many contexts, one after another, in one process (as every test program
+ * makes): on an H200 with NVIDIA's 580 driver the 12th failed before the
+ * drivers were kept loaded (vk_loader_pin_drivers). */
+static void many_contexts_in_one_process(void) {
+    for (int i = 0; i < 16; i++) {
+        vp_context *ctx = vt_context(NULL);
+        if (!CHECKF(ctx != NULL, "context %d", i + 1)) return;
+        vp_context_destroy(ctx);
+    }
+}
+
+VT_MAIN(TH_CASE(many_contexts_in_one_process), TH_CASE(probe_lists_devices), TH_CASE(default_choice_prefers_discrete),
         TH_CASE(context_uses_selected_device), TH_CASE(limits_profile_from_api),
         TH_CASE(limits_profile_from_environment), TH_CASE(bad_environment_is_reported),
         TH_CASE(validation_layer_is_on))

@@ -246,6 +246,35 @@ static void oversized_buffer_device_range(void) {
     oversized_buffer(0, (size_t)(range / 4) + (1u << 20) + 5);
 }
 
-VT_MAIN(TH_CASE(round_trip_unified), TH_CASE(round_trip_discrete), TH_CASE(accounting_is_exact),
+/* A pool's plan larger than the device's largest allocation (4 GiB on
+ * NVIDIA; lowered to 1 MiB here) is reserved as several equal blocks; every
+ * buffer that fits one allocation is served from them without growing, and a
+ * buffer larger than one allocation is refused with the numbers. */
+static void plan_larger_than_one_allocation(void) {
+    vp_context *ctx = vt_context(NULL);
+    if (!ctx) return;
+    ctx->info.max_memory_allocation = 1u << 20;
+    const VkDeviceSize align = vk_pool_alignment(ctx);
+    uint64_t plan[VP_POOL_COUNT] = {0, 0, (5u << 19) + 3, 0}; /* 2.5 MiB + 3 B */
+    if (CHECK(vk_pools_reserve(ctx, plan) == VP_OK)) {
+        vp_pool_stats st;
+        vp_pool_stats_get(ctx, VP_POOL_ACTIVATIONS, &st);
+        CHECKF(st.blocks == 3 && st.reserved >= plan[2] && st.reserved < plan[2] + 3 * align,
+               "%u blocks, %llu bytes reserved", st.blocks, (unsigned long long)st.reserved);
+        /* Pieces up to a block each: two of 800 KiB and one of 700 KiB. */
+        struct vk_buffer b[3];
+        const VkDeviceSize sizes[3] = {800u << 10, 800u << 10, 700u << 10};
+        for (int i = 0; i < 3; i++) CHECK(vk_buffer_alloc(ctx, VP_POOL_ACTIVATIONS, sizes[i], &b[i]) == VP_OK);
+        vp_pool_stats_get(ctx, VP_POOL_ACTIVATIONS, &st);
+        CHECK(st.blocks == 3);
+        for (int i = 0; i < 3; i++) vk_buffer_free(ctx, &b[i]);
+        struct vk_buffer big;
+        CHECK(vk_buffer_alloc(ctx, VP_POOL_ACTIVATIONS, (1u << 20) + 1, &big) == VP_ERROR_UNSUPPORTED);
+        CHECK(strstr(vp_last_error(), "exceeds the device's largest allocation (1.00 MiB)") != NULL);
+    }
+    vp_context_destroy(ctx);
+}
+
+VT_MAIN(TH_CASE(plan_larger_than_one_allocation), TH_CASE(round_trip_unified), TH_CASE(round_trip_discrete), TH_CASE(accounting_is_exact),
         TH_CASE(over_budget_fails_cleanly), TH_CASE(ranges_cover_buffer),
         TH_CASE(oversized_buffer_small_range), TH_CASE(oversized_buffer_device_range))

@@ -20,8 +20,9 @@ static const char help[] =
     "Times training steps of the delta (default lora) on B random sequences of T\n"
     "tokens (default 4 x 32, 10 steps): an encoder trains its classification\n"
     "head and delta, a decoder-only model (GPT-2, LLaMA family) the causal-LM\n"
-    "loss. Prints the first step's time (recording and compiling) and the mean\n"
-    "of the others as ms/step and tokens/s (B·T per step).\n";
+    "loss. Prints the first step's time (recording and compiling), then, after\n"
+    "two untimed steps, the mean of N timed steps as ms/step and tokens/s (B·T\n"
+    "per step), and the device memory the trainer planned per pool.\n";
 
 struct bench_train_args {
     struct cli_common common;
@@ -67,19 +68,22 @@ static vp_status enc_step(void *user, uint64_t step) {
     return trainer_micro_step(e->t, &e->b, true, 1000000, NULL);
 }
 
-static int report(const struct bench_train_args *a, vp_context *ctx, step_fn fn, void *user, int B, int T) {
-    const int steps = a->o.steps > 1 ? (int)a->o.steps : 2;
+/* bytes: what the trainer planned per pool (model and optimiser). */
+static int report(const struct bench_train_args *a, vp_context *ctx, step_fn fn, void *user, int B, int T,
+                  const uint64_t bytes[VP_POOL_COUNT]) {
+    /* The first step (recording, compiling), WARMUP untimed steps (a GPU
+     * raises its clocks), then the timed steps. */
+    enum { WARMUP = 2 };
+    const int timed = a->o.steps > 0 ? (int)a->o.steps : 1, steps = 1 + WARMUP + timed;
     double t0 = vp_now(), first = 0;
     vp_status s = VP_OK;
     for (int i = 0; i < steps && s == VP_OK; i++) {
         s = fn(user, (uint64_t)i);
-        if (i == 0) {
-            first = vp_now() - t0;
-            t0 = vp_now();
-        }
+        if (i == 0) first = vp_now() - t0;
+        if (i == WARMUP) t0 = vp_now();
     }
     if (s != VP_OK) return cli_fail(s);
-    const double ms = (vp_now() - t0) * 1e3 / (steps - 1), tps = (double)B * T / (ms / 1e3);
+    const double ms = (vp_now() - t0) * 1e3 / timed, tps = (double)B * T / (ms / 1e3);
     if (a->common.json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "model", a->model);
@@ -87,18 +91,32 @@ static int report(const struct bench_train_args *a, vp_context *ctx, step_fn fn,
         cJSON_AddStringToObject(o, "device", vp_context_device(ctx)->name);
         cJSON_AddNumberToObject(o, "batch", B);
         cJSON_AddNumberToObject(o, "len", T);
-        cJSON_AddNumberToObject(o, "steps", steps);
+        cJSON_AddNumberToObject(o, "steps", timed);
         cJSON_AddNumberToObject(o, "first_step_ms", first * 1e3);
         cJSON_AddNumberToObject(o, "ms_per_step", ms);
         cJSON_AddNumberToObject(o, "tokens_per_second", tps);
+        cJSON *mem = cJSON_AddObjectToObject(o, "planned_bytes");
+        uint64_t total = 0;
+        for (int p = 0; p < VP_POOL_COUNT; p++) {
+            cJSON_AddNumberToObject(mem, vp_pool_name((vp_pool)p), (double)bytes[p]);
+            total += bytes[p];
+        }
+        cJSON_AddNumberToObject(mem, "total", (double)total);
         char *text = cJSON_Print(o);
         puts(text);
         free(text);
         cJSON_Delete(o);
     } else {
         printf("train %s with %s on %s: %d x %d tokens, %d steps\n", a->model, a->delta, vp_context_device(ctx)->name,
-               B, T, steps);
+               B, T, timed);
         printf("first step %.1f ms; then %.2f ms/step, %.0f tokens/s\n", first * 1e3, ms, tps);
+        uint64_t total = 0;
+        printf("device memory planned:");
+        for (int p = 0; p < VP_POOL_COUNT; p++) {
+            printf(" %s %.1f MiB,", vp_pool_name((vp_pool)p), bytes[p] / 1048576.0);
+            total += bytes[p];
+        }
+        printf(" total %.1f MiB\n", total / 1048576.0);
     }
     return EXIT_OK;
 }
@@ -116,7 +134,9 @@ static int run(const struct bench_train_args *a, bool decoder) {
         struct dec_bench d = {.B = B, .T = T, .ids = malloc((size_t)B * T * sizeof(int32_t))};
         s = lm_trainer_open(ctx, a->model, &spec, &a->o, &d.t);
         if (s == VP_OK) s = lm_trainer_load(d.t, T);
-        rc = s == VP_OK ? report(a, ctx, dec_step, &d, B, T) : cli_fail(s);
+        uint64_t bytes[VP_POOL_COUNT] = {0};
+        if (s == VP_OK) trainer_plan(lm_trainer_trainer(d.t), bytes);
+        rc = s == VP_OK ? report(a, ctx, dec_step, &d, B, T, bytes) : cli_fail(s);
         lm_trainer_destroy(d.t);
         free(d.ids);
     } else {
@@ -135,7 +155,9 @@ static int run(const struct bench_train_args *a, bool decoder) {
                 e.b.index[r] = (uint64_t)r;
             }
         }
-        rc = s == VP_OK ? report(a, ctx, enc_step, &e, B, T) : cli_fail(s);
+        uint64_t bytes[VP_POOL_COUNT] = {0};
+        if (s == VP_OK) trainer_plan(e.t, bytes);
+        rc = s == VP_OK ? report(a, ctx, enc_step, &e, B, T, bytes) : cli_fail(s);
         train_batch_finish(&e.b);
         trainer_destroy(e.t);
     }

@@ -128,6 +128,7 @@ vp_status vk_instance_create(struct vk_instance *inst, bool validation) {
         vk_instance_destroy(inst);
         return VK_FAIL(r, "vkCreateInstance");
     }
+    vk_loader_pin_drivers();
     vk_loader_load_instance(fn, inst->instance);
     inst->validation = validation;
     if (debug_utils && fn->vkCreateDebugUtilsMessengerEXT) {

@@ -4,6 +4,7 @@
 #include "vk.h"
 
 #include <dlfcn.h>
+#include <link.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,17 @@ vp_status vk_loader_open(struct vk_fns *fns, void **lib) {
     *lib = h;
     return VP_OK;
 }
+
+/* Marks one loaded object never to be unloaded (RTLD_NOLOAD promotes the
+ * flags of an object already loaded; nothing new is loaded). */
+static int pin_object(struct dl_phdr_info *info, size_t size, void *user) {
+    (void)size;
+    (void)user;
+    if (info->dlpi_name && info->dlpi_name[0]) dlopen(info->dlpi_name, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
+    return 0;
+}
+
+void vk_loader_pin_drivers(void) { dl_iterate_phdr(pin_object, NULL); }
 
 void vk_loader_close(void *lib) {
     if (lib) dlclose(lib);

@@ -335,20 +335,23 @@ vp_status vk_pools_reserve(vp_context *ctx, const uint64_t bytes[VP_POOL_COUNT])
     uint64_t extra[VP_POOL_COUNT] = {0}, need = 0;
     for (int p = 0; p < VP_POOL_COUNT; p++) {
         extra[p] = bytes[p] ? align_up(bytes[p], vk_pool_alignment(ctx)) : 0;
-        if (extra[p] > max_block(ctx)) {
-            char a[32], b[32];
-            return vp_fail(VP_ERROR_UNSUPPORTED,
-                           "%s pool: a plan of %s exceeds the device's largest allocation (%s)",
-                           pool_names[p], vp_format_bytes(extra[p], a, sizeof a),
-                           vp_format_bytes(max_block(ctx), b, sizeof b));
-        }
         if (counts_against_budget(ctx, &ctx->pools[p])) need += extra[p];
     }
     if (budget_used(ctx) + need > ctx->budget) return over_budget(ctx, "the memory plan", need, extra);
+    /* A plan larger than one allocation may be (4 GiB on many GPUs) is
+     * reserved as that many equal blocks; each buffer still lives in one. */
+    const VkDeviceSize most = max_block(ctx), align = vk_pool_alignment(ctx);
     for (int p = 0; p < VP_POOL_COUNT; p++) {
         if (!extra[p]) continue;
-        vp_status s = block_create(ctx, &ctx->pools[p], extra[p]);
-        if (s != VP_OK) return s;
+        const uint64_t n = (extra[p] + most - 1) / most;
+        VkDeviceSize size = align_up((extra[p] + n - 1) / n, align);
+        if (size > most) size = most / align * align;
+        for (VkDeviceSize left = extra[p]; left > 0;) {
+            const VkDeviceSize b = left < size ? left : size;
+            vp_status s = block_create(ctx, &ctx->pools[p], b);
+            if (s != VP_OK) return s;
+            left -= b;
+        }
     }
     return VP_OK;
 }

@@ -27,6 +27,13 @@ struct vk_fns {
  * resolves the global functions. *lib is the dlopen handle. */
 vp_status vk_loader_open(struct vk_fns *fns, void **lib);
 void vk_loader_close(void *lib);
+/* Keeps every shared object loaded now (the loader, the drivers and layers
+ * vkCreateInstance opened) loaded for the life of the process. The loader
+ * unloads its drivers when an instance is destroyed; NVIDIA's driver then
+ * fails to load again after about ten instances in one process ("Could not
+ * get 'vkCreateInstance' via 'vk_icdGetInstanceProcAddr'"), seen on an H200
+ * with driver 580.159.04. volk likewise never unloads the loader. */
+void vk_loader_pin_drivers(void);
 /* Instance functions. Optional ones (debug utils) may stay NULL. */
 void vk_loader_load_instance(struct vk_fns *fns, VkInstance instance);
 /* Device functions; fails naming the first missing one. */
@@ -136,9 +143,10 @@ vp_status vk_buffer_alloc(vp_context *ctx, vp_pool pool, VkDeviceSize size, stru
 void vk_buffer_free(vp_context *ctx, struct vk_buffer *buf);
 
 /* Checks a whole plan (bytes per pool, on top of what is reserved now)
- * against the budget before anything is allocated, then reserves it as one
- * block per pool. On failure nothing was allocated and the message lists
- * every pool. */
+ * against the budget before anything is allocated, then reserves it: one
+ * block per pool, or equal blocks no larger than the device's largest
+ * allocation when the pool's plan is larger. Over the budget, nothing is
+ * allocated and the message lists every pool. */
 vp_status vk_pools_reserve(vp_context *ctx, const uint64_t bytes[VP_POOL_COUNT]);
 /* Frees blocks that hold no pieces. */
 void vk_pools_trim(vp_context *ctx);
