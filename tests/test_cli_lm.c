@@ -14,7 +14,11 @@
  *   tokenization, and perplexity = exp(loss);
  * - the PEFT export's keys, shapes and config for LLaMA (q_proj, v_proj) and
  *   GPT-2 (q/v fused into c_attn, rank 2r), and the refusal for GPT-2
- *   c_attn + mlp.c_fc;
+ *   c_attn + mlp.c_fc; the exported folders load back alone with the
+ *   vkpeft folder's eval loss;
+ * - GPT-2 PEFT LoRA folders written here (random A, B on c_attn, and on all
+ *   four Conv1D modules) give the loss of the model with the LoRA merged
+ *   into its Conv1D weights as PEFT merges them (fan_in_fan_out);
  * - bad flags and data exit 2 naming the flag, file and line.
  * argv[1] is the vkpeft binary. */
 #include "clitest.h"
@@ -318,6 +322,45 @@ static void expect_tensor(struct io_safetensors *f, const char *name, int64_t s0
            (long long)t->shape[0], (long long)t->shape[1], (long long)s0, (long long)s1);
 }
 
+/* Copies a run's PEFT pair alone into root/to. */
+static bool copy_peft(const char *from, const char *to) {
+    bool ok = CHECK(vp_mkdir_p(path_in(to)) == VP_OK);
+    for (int k = 0; k < 2 && ok; k++) {
+        static const char *const files[] = {"adapter_config.json", "adapter_model.safetensors"};
+        char src[600], dst[600];
+        snprintf(src, sizeof src, "%s/%s/%s", root, from, files[k]);
+        snprintf(dst, sizeof dst, "%s/%s/%s", root, to, files[k]);
+        void *data = NULL;
+        size_t size = 0;
+        ok = CHECKF(vp_file_read(src, &data, &size) == VP_OK && vp_file_write_atomic(dst, data, size) == VP_OK,
+                    "%s", vp_last_error());
+        free(data);
+    }
+    return ok;
+}
+
+/* vkpeft eval's loss on dev.jsonl (f32 weights) of `model` with `delta`. */
+static double eval_loss(const char *model, const char *delta) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "eval --model %s --delta %s --data dev.jsonl --weights f32 --json", model, delta);
+    run(cmd);
+    EXPECT_EXIT(0);
+    cJSON *j = output_json();
+    const double loss = j ? json_number(j, "loss") : NAN;
+    cJSON_Delete(j);
+    CHECKF(isfinite(loss), "%s with %s: no loss", model, delta);
+    return loss;
+}
+
+/* loss[0] through the vkpeft delta folder `run`, loss[1] through its PEFT
+ * pair copied alone into `only` (so delta_load takes the PEFT importer). */
+static bool peft_only_losses(const char *model, const char *run_dir, const char *only, double loss[2]) {
+    if (!copy_peft(run_dir, only)) return false;
+    loss[0] = eval_loss(model, run_dir);
+    loss[1] = eval_loss(model, only);
+    return isfinite(loss[0]) && isfinite(loss[1]);
+}
+
 static void peft_llama(void) {
     if (!setup()) return;
     run("train --model llama --delta lora:r=4,a=8 --data train.jsonl --out peft-llama --steps 2 --batch 8 --quiet");
@@ -351,30 +394,9 @@ static void peft_llama(void) {
     io_safetensors_close(f);
     /* The PEFT folder alone loads back: eval through it gives the loss the
      * vkpeft delta folder gives, exactly. */
-    CHECK(vp_mkdir_p(path_in("peft-only")) == VP_OK);
-    for (int k = 0; k < 2; k++) {
-        static const char *const files[] = {"adapter_config.json", "adapter_model.safetensors"};
-        char from[600], to[600];
-        snprintf(from, sizeof from, "%s/peft-llama/%s", root, files[k]);
-        snprintf(to, sizeof to, "%s/peft-only/%s", root, files[k]);
-        void *data = NULL;
-        size_t size = 0;
-        CHECK(vp_file_read(from, &data, &size) == VP_OK && vp_file_write_atomic(to, data, size) == VP_OK);
-        free(data);
-    }
-    double loss[2] = {NAN, NAN};
-    for (int k = 0; k < 2; k++) {
-        char cmd[256];
-        snprintf(cmd, sizeof cmd, "eval --model llama --delta %s --data dev.jsonl --weights f32 --json",
-                 k ? "peft-only" : "peft-llama");
-        run(cmd);
-        EXPECT_EXIT(0);
-        cJSON *j = output_json();
-        if (j) loss[k] = json_number(j, "loss");
-        cJSON_Delete(j);
-    }
-    CHECKF(isfinite(loss[0]) && loss[0] == loss[1], "eval loss %.9g (vkpeft delta) vs %.9g (PEFT folder)", loss[0],
-           loss[1]);
+    double loss[2];
+    if (peft_only_losses("llama", "peft-llama", "peft-only", loss))
+        CHECKF(loss[0] == loss[1], "eval loss %.9g (vkpeft delta) vs %.9g (PEFT folder)", loss[0], loss[1]);
 }
 
 static void peft_gpt2(void) {
@@ -413,12 +435,128 @@ static void peft_gpt2(void) {
         }
         io_safetensors_close(f);
     }
+    /* Imported back alone, the fused pair is q, k and v LoRAs of rank 8
+     * sharing A (B's off-diagonal blocks and k's block zero): the same
+     * sums with exact zero terms added; a tiled sum may still associate
+     * differently, so f32 rounding (1e-5 relative, as above) is allowed. */
+    double loss[2];
+    if (peft_only_losses("gpt2", "peft-gpt2", "peft-gpt2-only", loss))
+        CHECKF(fabs(loss[0] - loss[1]) <= 1e-5 * fabs(loss[0]), "eval loss %.9g (vkpeft delta) vs %.9g (PEFT folder)",
+               loss[0], loss[1]);
+    th_diag("GPT-2 round trip through c_attn: %.9g vs %.9g", loss[0], loss[1]);
     /* c_attn (rank 2r fused) and mlp.c_fc (rank r) cannot share PEFT's one r. */
     run("train --model gpt2 --delta lora:r=4 --lora-targets c_attn,mlp.c_fc --data train.jsonl --out peft-gpt2b "
         "--steps 1 --batch 8");
     EXPECT_EXIT(0);
     EXPECT_OUTPUT("c_attn is one fused Conv1D");
     CHECK(exists("peft-gpt2b/delta.safetensors") && !exists("peft-gpt2b/adapter_config.json"));
+}
+
+/* A PEFT LoRA folder root/dir for the gpt2 model on `targets` (GPT-2
+ * module paths, as PEFT names them), rank 4, lora_alpha 8, every A and B
+ * uniform in ±0.5 from `seed` (B zero when zero_b); and when `merged` is
+ * given, that model folder with every adapted Conv1D weight W [in, out]
+ * += (α/r)·(B·A)ᵀ: PEFT's merge with fan_in_fan_out, independent of how
+ * vkpeft splits c_attn. */
+enum { PR = 4 };
+static bool write_gpt2_lora(const char *dir, const char *const *targets, int count, uint64_t seed, bool zero_b,
+                            const char *merged) {
+    struct io_safetensors *f = NULL;
+    if (!CHECKF(io_safetensors_open(path_in("gpt2/model.safetensors"), &f) == VP_OK, "%s", vp_last_error()))
+        return false;
+    const size_t n = io_safetensors_count(f);
+    float **w = calloc(n, sizeof *w);
+    struct io_tensor_out *model = calloc(n, sizeof *model), *lora = calloc(4 * (size_t)count, sizeof *lora);
+    char (*names)[128] = calloc(4 * (size_t)count, sizeof *names);
+    for (size_t i = 0; i < n; i++) {
+        const struct io_tensor *t = io_safetensors_at(f, i);
+        w[i] = malloc(t->nbytes);
+        memcpy(w[i], t->data, t->nbytes);
+        model[i] = (struct io_tensor_out){t->name, IO_DTYPE_F32, t->ndim, {t->shape[0], t->shape[1]}, w[i]};
+    }
+    uint64_t state = seed;
+    size_t k = 0;
+    for (int l = 0; l < 2; l++)
+        for (int c = 0; c < count; c++) {
+            char name[128];
+            snprintf(name, sizeof name, "transformer.h.%d.%s.weight", l, targets[c]);
+            size_t wi = 0;
+            while (wi < n && strcmp(model[wi].name, name) != 0) wi++;
+            if (!CHECKF(wi < n && model[wi].ndim == 2, "no Conv1D %s", name)) break;
+            const int in = (int)model[wi].shape[0], out = (int)model[wi].shape[1];
+            float *A = malloc(sizeof *A * PR * (size_t)in), *B = malloc(sizeof *B * PR * (size_t)out);
+            for (int i = 0; i < PR * in; i++) A[i] = (float)th_rand_uniform(&state, -0.5, 0.5);
+            for (int i = 0; i < PR * out; i++) B[i] = zero_b ? 0.0f : (float)th_rand_uniform(&state, -0.5, 0.5);
+            for (int i = 0; i < in; i++) /* W[i][o] += (8/4) Σ_r B[o][r] A[r][i] */
+                for (int o = 0; o < out; o++) {
+                    double acc = 0;
+                    for (int r_ = 0; r_ < PR; r_++) acc += (double)B[o * PR + r_] * A[r_ * in + i];
+                    w[wi][(size_t)i * out + o] = (float)(w[wi][(size_t)i * out + o] + 2.0 * acc);
+                }
+            for (int ab = 0; ab < 2; ab++, k++) {
+                snprintf(names[k], sizeof names[k], "base_model.model.transformer.h.%d.%s.lora_%c.weight", l,
+                         targets[c], ab ? 'B' : 'A');
+                lora[k] = (struct io_tensor_out){names[k], IO_DTYPE_F32, 2, {ab ? out : PR, ab ? PR : in},
+                                                 ab ? B : A};
+            }
+        }
+    char path[512], cfg[1024], list[256] = "";
+    for (int c = 0; c < count; c++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s\"%s\"", c ? "," : "", targets[c]);
+    snprintf(cfg, sizeof cfg, "{\"peft_type\":\"LORA\",\"task_type\":\"CAUSAL_LM\",\"r\":%d,\"lora_alpha\":8,"
+             "\"fan_in_fan_out\":true,\"bias\":\"none\",\"target_modules\":[%s]}", PR, list);
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    bool ok = k == 4 * (size_t)count && CHECK(vp_mkdir_p(path_in(dir)) == VP_OK) && write_text(path, cfg);
+    snprintf(path, sizeof path, "%s/%s/adapter_model.safetensors", root, dir);
+    ok = ok && CHECKF(io_safetensors_write(path, lora, k, NULL) == VP_OK, "%s", vp_last_error());
+    if (ok && merged) {
+        ok = CHECK(vp_mkdir_p(path_in(merged)) == VP_OK);
+        snprintf(path, sizeof path, "%s/%s/model.safetensors", root, merged);
+        ok = ok && CHECKF(io_safetensors_write(path, model, n, NULL) == VP_OK, "%s", vp_last_error());
+        snprintf(path, sizeof path, "%s/config.json", merged);
+        ok = ok && write_text(path, gpt2_config) && write_tokenizer(merged);
+    }
+    for (size_t i = 0; i < k; i++) free((void *)lora[i].data);
+    for (size_t i = 0; i < n; i++) free(w[i]);
+    free(w);
+    free(model);
+    free(lora);
+    free(names);
+    io_safetensors_close(f);
+    return ok;
+}
+
+/* PEFT LoRA folders for GPT-2 written here (random A, B; c_attn alone, and
+ * all four Conv1D targets) load through delta_load and give the loss of
+ * the model with the LoRA merged into its weights the way PEFT merges. */
+static void peft_gpt2_import(void) {
+    if (!setup()) return;
+    static const char *const all[] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
+    for (int pass = 0; pass < 2; pass++) {
+        const int count = pass ? 4 : 1;
+        const char *lora = pass ? "rand-all" : "rand-cattn", *zero = pass ? "zero-all" : "zero-cattn";
+        const char *merged = pass ? "gpt2-merged-all" : "gpt2-merged-cattn";
+        if (!write_gpt2_lora(lora, all, count, 41 + (uint64_t)pass, false, merged) ||
+            !write_gpt2_lora(zero, all, count, 41 + (uint64_t)pass, true, NULL))
+            return;
+        /* A zero-B LoRA is the base model: on the merged folder it gives the
+         * merged model's loss. */
+        const double with = eval_loss("gpt2", lora), want = eval_loss(merged, zero), base = eval_loss("gpt2", zero);
+        th_diag("GPT-2 PEFT LoRA on %s: loss %.9g, merged model %.9g, base %.9g", pass ? "all four" : "c_attn",
+                with, want, base);
+        /* f32 weights; the merged W + s·(B·A)ᵀ is rounded once per element,
+         * the LoRA path rounds x·Aᵀ and its product separately: rounding of
+         * a few ulps through 2 layers, far below 1e-5 relative. */
+        CHECKF(fabs(with - want) <= 1e-5 * fabs(want), "%s: eval loss %.9g, merged model %.9g", lora, with, want);
+        CHECKF(fabs(with - base) > 0.02 * base, "%s: the LoRA barely changes the loss (%.9g vs base %.9g)", lora,
+               with, base);
+    }
+    /* A rank per module (rank_pattern) is refused, naming the field. */
+    write_text("rand-cattn/adapter_config.json",
+               "{\"peft_type\":\"LORA\",\"r\":4,\"lora_alpha\":8,\"rank_pattern\":{\"c_attn\":2}}");
+    run("eval --model gpt2 --delta rand-cattn --data dev.jsonl");
+    EXPECT_EXIT(2);
+    EXPECT_OUTPUT("rank_pattern");
 }
 
 /* ------------------------------------------------------------------------
@@ -492,7 +630,8 @@ int main(int argc, char **argv) {
     vkpeft = realpath(argv[1], full) ? full : argv[1];
     static const struct th_case cases[] = {
         TH_CASE(bad_input), TH_CASE(lora_learns_completion), TH_CASE(eval_matches_decoder),
-        TH_CASE(mam_learns_completion), TH_CASE(generate_with_delta), TH_CASE(lm_kill_and_resume), TH_CASE(peft_llama), TH_CASE(peft_gpt2), TH_CASE(packed_text),
+        TH_CASE(mam_learns_completion), TH_CASE(generate_with_delta), TH_CASE(lm_kill_and_resume), TH_CASE(peft_llama), TH_CASE(peft_gpt2),
+        TH_CASE(peft_gpt2_import), TH_CASE(packed_text),
         TH_CASE(bench_train_prints), TH_CASE(teardown),
     };
     return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);

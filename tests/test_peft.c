@@ -86,7 +86,7 @@ static void lora_round_trip(void) {
     }
     struct delta_spec back;
     struct delta_tensors bt;
-    if (CHECKF(delta_peft_import_lora(dir, &a, &back, &bt) == VP_OK, "%s", vp_last_error())) {
+    if (CHECKF(delta_peft_import(dir, &a, &back, &bt) == VP_OK, "%s", vp_last_error())) {
         CHECK(back.count == 2 && back.modules[0].at == DELTA_AT_Q && back.modules[1].at == DELTA_AT_V);
         CHECK(back.modules[0].size == 2 && back.modules[0].scale == 2 && back.modules[0].all_layers);
         CHECK(bt.count == t.count);
@@ -110,7 +110,7 @@ static void lora_round_trip(void) {
           strcmp(tm->valuestring,
                  ".*roberta\\.encoder\\.layer\\.\\d+\\.(attention\\.output\\.dense|output\\.dense)") == 0);
     cJSON_Delete(cfg);
-    CHECK(delta_peft_import_lora(dir, &a, &back, &bt) == VP_OK);
+    CHECK(delta_peft_import(dir, &a, &back, &bt) == VP_OK);
     CHECK(back.count == 2 && back.modules[0].at == DELTA_AT_O && back.modules[1].at == DELTA_AT_DOWN);
     delta_tensors_free(&bt);
     delta_tensors_free(&t);
@@ -165,10 +165,10 @@ static void import_errors(void) {
     struct delta_spec s;
     struct delta_tensors t;
     write_config("{\"peft_type\":\"IA3\"}");
-    CHECK(delta_peft_import_lora(dir, &a, &s, &t) == VP_ERROR_BAD_INPUT);
+    CHECK(delta_peft_import(dir, &a, &s, &t) == VP_ERROR_BAD_INPUT);
     CHECK(strstr(vp_last_error(), "\"peft_type\" is IA3") != NULL);
     write_config("{\"peft_type\":\"LORA\",\"r\":2,\"use_dora\":true}");
-    CHECK(delta_peft_import_lora(dir, &a, &s, &t) == VP_ERROR_BAD_INPUT);
+    CHECK(delta_peft_import(dir, &a, &s, &t) == VP_ERROR_BAD_INPUT);
     CHECK(strstr(vp_last_error(), "DoRA") != NULL);
     /* A rank-3 config with rank-2 tensors. */
     struct delta_tensors good = {0};
@@ -177,7 +177,7 @@ static void import_errors(void) {
     CHECK(delta_peft_export(dir, &s, &a, &good, NULL) == VP_OK);
     delta_tensors_free(&good);
     write_config("{\"peft_type\":\"LORA\",\"r\":3,\"lora_alpha\":6,\"target_modules\":[\"query\"]}");
-    CHECK(delta_peft_import_lora(dir, &a, &s, &t) == VP_ERROR_BAD_INPUT);
+    CHECK(delta_peft_import(dir, &a, &s, &t) == VP_ERROR_BAD_INPUT);
     CHECKF(strstr(vp_last_error(), "has shape (2, 8), want (3, 8)") != NULL, "%s", vp_last_error());
     /* A missing B. */
     char path[128];
@@ -187,12 +187,12 @@ static void import_errors(void) {
                                    IO_DTYPE_F32, 2, {2, 8}, w};
     CHECK(io_safetensors_write(path, &only_a, 1, NULL) == VP_OK);
     write_config("{\"peft_type\":\"LORA\",\"r\":2,\"lora_alpha\":4}");
-    CHECK(delta_peft_import_lora(dir, &a, &s, &t) == VP_ERROR_BAD_INPUT);
+    CHECK(delta_peft_import(dir, &a, &s, &t) == VP_ERROR_BAD_INPUT);
     CHECK(strstr(vp_last_error(), "has no lora_B") != NULL);
     struct io_tensor_out bad_layer = only_a;
     bad_layer.name = "base_model.model.roberta.encoder.layer.7.attention.self.query.lora_A.weight";
     CHECK(io_safetensors_write(path, &bad_layer, 1, NULL) == VP_OK);
-    CHECK(delta_peft_import_lora(dir, &a, &s, &t) == VP_ERROR_BAD_INPUT);
+    CHECK(delta_peft_import(dir, &a, &s, &t) == VP_ERROR_BAD_INPUT);
     CHECK(strstr(vp_last_error(), "names no layer") != NULL);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
