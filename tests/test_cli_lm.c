@@ -16,6 +16,9 @@
  *   GPT-2 (q/v fused into c_attn, rank 2r), and the refusal for GPT-2
  *   c_attn + mlp.c_fc; the exported folders load back alone with the
  *   vkpeft folder's eval loss;
+ * - prefix tuning exports as PEFT's PREFIX_TUNING (kv-head sized for
+ *   LLaMA's grouped-query attention) and loads back with the same loss;
+ *   MAM is refused with the reason;
  * - GPT-2 PEFT LoRA folders written here (random A, B on c_attn, and on all
  *   four Conv1D modules) give the loss of the model with the LoRA merged
  *   into its Conv1D weights as PEFT merges them (fan_in_fan_out);
@@ -452,6 +455,65 @@ static void peft_gpt2(void) {
     CHECK(exists("peft-gpt2b/delta.safetensors") && !exists("peft-gpt2b/adapter_config.json"));
 }
 
+/* Prefix tuning (reparameterised while training) exports as PEFT's
+ * PREFIX_TUNING with the collapsed prefixes and prefix_projection false:
+ * token_dim and num_attention_heads are the kv heads' (LLaMA: 2 kv heads
+ * × 8), prompt_embeddings (L, layers·2·token_dim); the folder loads back
+ * alone with the vkpeft folder's eval loss, exactly (the same f32
+ * values). MAM (prefix + parallel adapter) is refused with the reason and
+ * keeps its vkpeft folder. */
+static void peft_prefix(void) {
+    if (!setup()) return;
+    static const char *const models[] = {"llama", "gpt2"};
+    static const int token_dim[] = {16, 16}, heads[] = {2, 2};
+    for (int k = 0; k < 2; k++) {
+        char cmd[512], out[64], only[64], name[128];
+        snprintf(out, sizeof out, "prefix-%s", models[k]);
+        snprintf(only, sizeof only, "prefix-%s-only", models[k]);
+        snprintf(cmd, sizeof cmd, "train --model %s --delta prefix:l=3 --data train.jsonl --out %s --steps 3 "
+                 "--batch 8 --lr 1e-2 --quiet", models[k], out);
+        run(cmd);
+        EXPECT_EXIT(0);
+        snprintf(name, sizeof name, "%s/adapter_config.json", out);
+        cJSON *c = read_json(name);
+        if (c) {
+            CHECK(strcmp(cJSON_GetObjectItem(c, "peft_type")->valuestring, "PREFIX_TUNING") == 0);
+            CHECK(strcmp(cJSON_GetObjectItem(c, "task_type")->valuestring, "CAUSAL_LM") == 0);
+            CHECK(json_number(c, "num_virtual_tokens") == 3 && json_number(c, "num_layers") == 2);
+            CHECKF(json_number(c, "token_dim") == token_dim[k] && json_number(c, "num_attention_heads") == heads[k],
+                   "%s: token_dim %g, num_attention_heads %g", models[k], json_number(c, "token_dim"),
+                   json_number(c, "num_attention_heads"));
+            CHECK(json_number(c, "num_transformer_submodules") == 1);
+            CHECK(cJSON_IsFalse(cJSON_GetObjectItem(c, "prefix_projection")));
+            cJSON_Delete(c);
+        }
+        struct io_safetensors *f = NULL;
+        snprintf(name, sizeof name, "%s/adapter_model.safetensors", out);
+        if (CHECKF(io_safetensors_open(path_in(name), &f) == VP_OK, "%s", vp_last_error())) {
+            CHECK(io_safetensors_count(f) == 1);
+            expect_tensor(f, "prompt_embeddings", 3, 2 * 2 * token_dim[k]);
+            io_safetensors_close(f);
+        }
+        double loss[2];
+        if (peft_only_losses(models[k], out, only, loss))
+            CHECKF(loss[0] == loss[1], "%s: eval loss %.9g (vkpeft delta) vs %.9g (PEFT folder)", models[k], loss[0],
+                   loss[1]);
+    }
+    run("train --model gpt2 --delta mam:l=2,r=4 --data train.jsonl --out mam-gpt2 --steps 1 --batch 8");
+    EXPECT_EXIT(0);
+    EXPECT_OUTPUT("no PEFT adapter files");
+    EXPECT_OUTPUT("PEFT's prefix tuning is one prefix module alone");
+    CHECK(exists("mam-gpt2/delta.safetensors") && !exists("mam-gpt2/adapter_config.json"));
+    /* A prefix sized by all heads (PEFT before grouped-query support) does
+     * not fit LLaMA's 2 kv heads: refused, naming the fields. */
+    write_text("prefix-llama-only/adapter_config.json",
+               "{\"peft_type\":\"PREFIX_TUNING\",\"num_virtual_tokens\":3,\"token_dim\":32,\"num_layers\":2,"
+               "\"num_attention_heads\":4}");
+    run("eval --model llama --delta prefix-llama-only --data dev.jsonl");
+    EXPECT_EXIT(2);
+    EXPECT_OUTPUT("token_dim 32, num_attention_heads 4");
+}
+
 /* A PEFT LoRA folder root/dir for the gpt2 model on `targets` (GPT-2
  * module paths, as PEFT names them), rank 4, lora_alpha 8, every A and B
  * uniform in ±0.5 from `seed` (B zero when zero_b); and when `merged` is
@@ -631,7 +693,7 @@ int main(int argc, char **argv) {
     static const struct th_case cases[] = {
         TH_CASE(bad_input), TH_CASE(lora_learns_completion), TH_CASE(eval_matches_decoder),
         TH_CASE(mam_learns_completion), TH_CASE(generate_with_delta), TH_CASE(lm_kill_and_resume), TH_CASE(peft_llama), TH_CASE(peft_gpt2),
-        TH_CASE(peft_gpt2_import), TH_CASE(packed_text),
+        TH_CASE(peft_gpt2_import), TH_CASE(peft_prefix), TH_CASE(packed_text),
         TH_CASE(bench_train_prints), TH_CASE(teardown),
     };
     return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);

@@ -5,7 +5,18 @@
  * prefix tuning (not bottleneck, parallel or MAM adapters), so only specs
  * made of those can be exported: LoRA modules, or one prefix module on
  * every layer (a reparameterised one collapsed first, written with
- * prefix_projection false: exact at inference). */
+ * prefix_projection false: exact at inference).
+ *
+ * Decoder prefixes and positions: PEFT passes the prefixes as
+ * past_key_values of length L (per layer (kv_heads, L, head_dim): recent
+ * PEFT sizes token_dim and num_attention_heads by num_key_value_heads), and
+ * Hugging Face's GPT-2 and LLaMA then number the tokens from L in a
+ * forward pass (cache_position, hence position_ids and RoPE angles, start
+ * at the cache length; PEFT offsets explicit position_ids by L too).
+ * The cached keys are used as they are, never rotated. vkpeft's decoder
+ * does the same (positions from the prefix length, prefixes not rotated),
+ * so the exported folder computes what vkpeft computed; with several
+ * prefix modules (not exportable) vkpeft starts at the longest layer's. */
 #ifndef VKPEFT_DELTA_PEFT_H
 #define VKPEFT_DELTA_PEFT_H
 
