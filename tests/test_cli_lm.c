@@ -19,6 +19,9 @@
  * - prefix tuning exports as PEFT's PREFIX_TUNING (kv-head sized for
  *   LLaMA's grouped-query attention) and loads back with the same loss;
  *   MAM is refused with the reason;
+ * - tests/python/decoder_torch.py reads the exported PEFT folders (LoRA on
+ *   LLaMA and on GPT-2's c_attn and MLP, prefixes on both) with PEFT's
+ *   names and semantics in float64 and gets vkpeft eval's loss;
  * - GPT-2 PEFT LoRA folders written here (random A, B on c_attn, and on all
  *   four Conv1D modules) give the loss of the model with the LoRA merged
  *   into its Conv1D weights as PEFT merges them (fan_in_fan_out);
@@ -28,6 +31,7 @@
 #include "decoder_lm.h"
 #include "reference/decoder.h"
 #include "safetensors.h"
+#include "torchtest.h"
 #include "vktest.h"
 
 #include <math.h>
@@ -514,6 +518,69 @@ static void peft_prefix(void) {
     EXPECT_OUTPUT("token_dim 32, num_attention_heads 4");
 }
 
+/* root/dev-batch.json: the dev examples as decoder_torch.py's batch, tokenized
+ * as vkpeft eval tokenizes them ([x_a x_b y_f(b) y_f(f(b)) </s>], the
+ * prompt not scored; eval_matches_decoder checks this tokenization). */
+static bool write_dev_batch(void) {
+    char text[4096] = "{\"input_ids\":[", labels[2048] = "],\"labels\":[";
+    bool first = true;
+    for (int a = 0; a < WORDS; a++)
+        for (int b = 0; b < WORDS; b++) {
+            if (!held_out(a, b)) continue;
+            const int ids[5] = {X0 + a, X0 + b, Y0 + perm[b], Y0 + perm[perm[b]], EOS};
+            snprintf(text + strlen(text), sizeof text - strlen(text), "%s[%d,%d,%d,%d,%d]", first ? "" : ",", ids[0],
+                     ids[1], ids[2], ids[3], ids[4]);
+            snprintf(labels + strlen(labels), sizeof labels - strlen(labels), "%s[-100,-100,%d,%d,%d]",
+                     first ? "" : ",", ids[2], ids[3], ids[4]);
+            first = false;
+        }
+    snprintf(text + strlen(text), sizeof text - strlen(text), "%s]}", labels);
+    return write_text("dev-batch.json", text);
+}
+
+/* Trained for a few steps and exported, each PEFT folder alone gives the
+ * same loss in vkpeft eval (through the importer) and in decoder_torch.py
+ * (PEFT's names and semantics, float64). */
+static void peft_torch(void) {
+    if (!setup() || !write_dev_batch()) return;
+    static const struct {
+        const char *model, *delta, *extra, *out;
+    } runs[] = {
+        {"llama", "lora:r=4,a=8", "--lora-targets q_proj,k_proj,v_proj,o_proj,up_proj,down_proj", "torch-llama-lora"},
+        {"gpt2", "lora:r=4,a=8", "", "torch-gpt2-cattn"},
+        {"gpt2", "lora:r=4,a=8", "--lora-targets attn.c_proj,c_fc,mlp.c_proj", "torch-gpt2-mlp"},
+        {"llama", "prefix:l=3", "", "torch-llama-prefix"},
+        {"gpt2", "prefix:l=3", "", "torch-gpt2-prefix"},
+    };
+    for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
+        char cmd[1024], only[96], name[128];
+        snprintf(cmd, sizeof cmd, "train --model %s --delta %s %s --data train.jsonl --out %s --steps 4 --batch 8 "
+                 "--lr 2e-2 --quiet", runs[k].model, runs[k].delta, runs[k].extra, runs[k].out);
+        run(cmd);
+        EXPECT_EXIT(0);
+        snprintf(only, sizeof only, "%s-only", runs[k].out);
+        if (!copy_peft(runs[k].out, only)) continue;
+        const double vk = eval_loss(runs[k].model, only);
+        snprintf(name, sizeof name, "%s.json", only);
+        if (!torch_sh("%s '%s' peft-loss --model '%s' --peft '%s' --batch '%s' --out '%s'", torch_python(),
+                      DECODER_TORCH, path_in(runs[k].model), path_in(only), path_in("dev-batch.json"), path_in(name)))
+            continue;
+        cJSON *j = read_json(name);
+        if (!j) continue;
+        const double pt = json_number(j, "loss"), base = json_number(j, "base_loss");
+        th_diag("%s: vkpeft eval %.9g, PyTorch on the PEFT folder %.9g (base model %.9g)", only, vk, pt, base);
+        CHECK(json_number(j, "tokens") == 48);
+        /* vkpeft computes in f32 (f32 weights, the folder's f32 values),
+         * PyTorch in float64 on the same values: f32 rounding through two
+         * layers of width ≤ 64 and a 20-word softmax, ~1e-6 relative;
+         * 1e-5 as for the decoder check above. */
+        CHECKF(fabs(vk - pt) <= 1e-5 * fabs(pt), "%s: vkpeft %.9g, PyTorch %.9g", only, vk, pt);
+        /* The adapter moves the loss far more than that bound. */
+        CHECKF(fabs(pt - base) > 1e-3 * fabs(base), "%s: loss %.9g, base %.9g", only, pt, base);
+        cJSON_Delete(j);
+    }
+}
+
 /* A PEFT LoRA folder root/dir for the gpt2 model on `targets` (GPT-2
  * module paths, as PEFT names them), rank 4, lora_alpha 8, every A and B
  * uniform in ±0.5 from `seed` (B zero when zero_b); and when `merged` is
@@ -693,7 +760,8 @@ int main(int argc, char **argv) {
     static const struct th_case cases[] = {
         TH_CASE(bad_input), TH_CASE(lora_learns_completion), TH_CASE(eval_matches_decoder),
         TH_CASE(mam_learns_completion), TH_CASE(generate_with_delta), TH_CASE(lm_kill_and_resume), TH_CASE(peft_llama), TH_CASE(peft_gpt2),
-        TH_CASE(peft_gpt2_import), TH_CASE(peft_prefix), TH_CASE(packed_text),
+        TH_CASE(peft_gpt2_import), TH_CASE(peft_prefix), TH_CASE(peft_torch),
+        TH_CASE(packed_text),
         TH_CASE(bench_train_prints), TH_CASE(teardown),
     };
     return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);
