@@ -15,6 +15,15 @@ exactly, the loss to f32 rounding (about 1e-5 relative) when vkpeft runs with
 --weights f32 as above (its default f16 weights round the model itself; --dtype float64
 removes PyTorch's own rounding).
 
+Seen 2026-12-04 (torch 2.11, transformers 5.17.0, peft 0.21.0, float64 on the CPU): the
+folders tests/test_cli_lm.c's peft_torch exports (LLaMA with grouped kv heads: LoRA on all six
+projections and a prefix; GPT-2: LoRA on c_attn, on attn.c_proj + mlp.c_fc + mlp.c_proj, and
+a prefix), on its dev.jsonl and on a file mixing text and prompt/completion lines of unequal
+lengths (padding), gave vkpeft eval's loss to 1.1e-7 relative or better, tokens and examples
+equal. (Its word-level tokenizer folders were given "tokenizer_class":
+"PreTrainedTokenizerFast" in tokenizer_config.json, so that transformers reads tokenizer.json
+as it is.)
+
 The data is read the way vkpeft reads it (runtime/train/lmdata.h):
   - JSONL, blank lines skipped; a line with the prompt field ("prompt") is
     prompt + completion, the loss on the completion only; else the text field ("text"),
@@ -186,7 +195,12 @@ def main():
     dtype = getattr(torch, args.dtype)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    base = AutoModelForCausalLM.from_pretrained(args.model, torch_dtype=dtype).to(device)
+    # transformers 4.56 renamed torch_dtype to dtype (older versions would keep an unknown
+    # keyword as a config attribute and load float32).
+    from packaging import version
+    new = version.parse(transformers.__version__) >= version.parse("4.56")
+    base = AutoModelForCausalLM.from_pretrained(args.model, **({"dtype": dtype} if new else {"torch_dtype": dtype}))
+    base = base.to(device)
     base.eval()
     config = PeftConfig.from_pretrained(args.peft)
     model = PeftModel.from_pretrained(base, args.peft, is_trainable=False).to(device)
