@@ -126,18 +126,24 @@ static void lora_round_trip(void) {
     model_arch_finish(&a);
 }
 
+/* A 3-row prefix of width 8 on 2 layers of `stack`, value 1000·layer +
+ * 100·(v) + element. */
+static void fill_prefix(struct delta_tensors *t, const char *stack) {
+    for (int l = 0; l < 2; l++)
+        for (int kv = 0; kv < 2; kv++) {
+            char name[DELTA_NAME_MAX];
+            snprintf(name, sizeof name, "%s.layers.%d.delta0.%s", stack, l, kv ? "prefix_v" : "prefix_k");
+            struct delta_tensor *p = delta_tensors_add(t, name, 2, (int64_t[]){3, 8});
+            for (int k = 0; k < 24; k++) p->data[k] = (float)(1000 * l + 100 * kv + k);
+        }
+}
+
 static void prefix_export(void) {
     struct model_arch a = arch();
     struct delta_spec s;
     CHECK(delta_spec_preset("prefix:l=3", &s) == VP_OK);
     struct delta_tensors t = {0};
-    for (int l = 0; l < 2; l++)
-        for (int kv = 0; kv < 2; kv++) {
-            char name[DELTA_NAME_MAX];
-            snprintf(name, sizeof name, "encoder.layers.%d.delta0.%s", l, kv ? "prefix_v" : "prefix_k");
-            struct delta_tensor *p = delta_tensors_add(&t, name, 2, (int64_t[]){3, 8});
-            for (int k = 0; k < 24; k++) p->data[k] = (float)(1000 * l + 100 * kv + k);
-        }
+    fill_prefix(&t, "encoder");
     CHECKF(delta_peft_export(dir, &s, &a, &t, NULL) == VP_OK, "%s", vp_last_error());
     cJSON *cfg = read_json("adapter_config.json");
     CHECK(cfg && strcmp(cJSON_GetObjectItem(cfg, "peft_type")->valuestring, "PREFIX_TUNING") == 0);
@@ -245,13 +251,7 @@ static void decoder_prefix_round_trip(void) {
     CHECK(delta_spec_preset("prefix:l=3", &s) == VP_OK);
     s.modules[0].reparam = 0;
     struct delta_tensors t = {0};
-    for (int l = 0; l < 2; l++)
-        for (int kv = 0; kv < 2; kv++) {
-            char name[DELTA_NAME_MAX];
-            snprintf(name, sizeof name, "decoder.layers.%d.delta0.%s", l, kv ? "prefix_v" : "prefix_k");
-            struct delta_tensor *p = delta_tensors_add(&t, name, 2, (int64_t[]){3, 8});
-            for (int k = 0; k < 24; k++) p->data[k] = (float)(1000 * l + 100 * kv + k);
-        }
+    fill_prefix(&t, "decoder");
     const char *why;
     CHECK(delta_peft_supported(&s, &a, &why));
     CHECKF(delta_peft_export(dir, &s, &a, &t, NULL) == VP_OK, "%s", vp_last_error());
