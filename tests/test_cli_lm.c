@@ -24,7 +24,8 @@
  *   names and semantics in float64 and gets vkpeft eval's loss;
  * - GPT-2 PEFT LoRA folders written here (random A, B on c_attn, and on all
  *   four Conv1D modules) give the loss of the model with the LoRA merged
- *   into its Conv1D weights as PEFT merges them (fan_in_fan_out);
+ *   into its Conv1D weights as PEFT merges them (fan_in_fan_out), and
+ *   --init-delta starts from one;
  * - bad flags and data exit 2 naming the flag, file and line.
  * argv[1] is the vkpeft binary. */
 #include "clitest.h"
@@ -680,6 +681,18 @@ static void peft_gpt2_import(void) {
         CHECKF(fabs(with - base) > 0.02 * base, "%s: the LoRA barely changes the loss (%.9g vs base %.9g)", lora,
                with, base);
     }
+    /* --init-delta reads the c_attn folder too: a step at lr 1e-9 keeps its
+     * loss (to f32 rounding), and the run exports its q, k, v LoRAs (rank 4
+     * each) fused again, rank 12 with alpha 24. */
+    run("train --model gpt2 --init-delta rand-cattn --data train.jsonl --out init-cattn --steps 1 --batch 8 "
+        "--lr 1e-9 --weight-decay 0 --quiet");
+    EXPECT_EXIT(0);
+    const double init = eval_loss("gpt2", "init-cattn"), first = eval_loss("gpt2", "rand-cattn");
+    CHECKF(fabs(init - first) <= 1e-5 * fabs(first), "--init-delta rand-cattn: loss %.9g, the folder's %.9g", init,
+           first);
+    cJSON *c = read_json("init-cattn/adapter_config.json");
+    CHECK(c && json_number(c, "r") == 12 && json_number(c, "lora_alpha") == 24);
+    cJSON_Delete(c);
     /* A rank per module (rank_pattern) is refused, naming the field. */
     write_text("rand-cattn/adapter_config.json",
                "{\"peft_type\":\"LORA\",\"r\":4,\"lora_alpha\":8,\"rank_pattern\":{\"c_attn\":2}}");
