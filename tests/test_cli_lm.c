@@ -14,13 +14,25 @@
  *   tokenization, and perplexity = exp(loss);
  * - the PEFT export's keys, shapes and config for LLaMA (q_proj, v_proj) and
  *   GPT-2 (q/v fused into c_attn, rank 2r), and the refusal for GPT-2
- *   c_attn + mlp.c_fc;
+ *   c_attn + mlp.c_fc; the exported folders load back alone with the
+ *   vkpeft folder's eval loss;
+ * - prefix tuning exports as PEFT's PREFIX_TUNING (kv-head sized for
+ *   LLaMA's grouped-query attention) and loads back with the same loss;
+ *   MAM is refused with the reason;
+ * - tests/python/decoder_torch.py reads the exported PEFT folders (LoRA on
+ *   LLaMA and on GPT-2's c_attn and MLP, prefixes on both) with PEFT's
+ *   names and semantics in float64 and gets vkpeft eval's loss;
+ * - GPT-2 PEFT LoRA folders written here (random A, B on c_attn, and on all
+ *   four Conv1D modules) give the loss of the model with the LoRA merged
+ *   into its Conv1D weights as PEFT merges them (fan_in_fan_out), and
+ *   --init-delta starts from one;
  * - bad flags and data exit 2 naming the flag, file and line.
  * argv[1] is the vkpeft binary. */
 #include "clitest.h"
 #include "decoder_lm.h"
 #include "reference/decoder.h"
 #include "safetensors.h"
+#include "torchtest.h"
 #include "vktest.h"
 
 #include <math.h>
@@ -319,6 +331,45 @@ static void expect_tensor(struct io_safetensors *f, const char *name, int64_t s0
            (long long)t->shape[0], (long long)t->shape[1], (long long)s0, (long long)s1);
 }
 
+/* Copies a run's PEFT pair alone into root/to. */
+static bool copy_peft(const char *from, const char *to) {
+    bool ok = CHECK(vp_mkdir_p(path_in(to)) == VP_OK);
+    for (int k = 0; k < 2 && ok; k++) {
+        static const char *const files[] = {"adapter_config.json", "adapter_model.safetensors"};
+        char src[600], dst[600];
+        snprintf(src, sizeof src, "%s/%s/%s", root, from, files[k]);
+        snprintf(dst, sizeof dst, "%s/%s/%s", root, to, files[k]);
+        void *data = NULL;
+        size_t size = 0;
+        ok = CHECKF(vp_file_read(src, &data, &size) == VP_OK && vp_file_write_atomic(dst, data, size) == VP_OK,
+                    "%s", vp_last_error());
+        free(data);
+    }
+    return ok;
+}
+
+/* vkpeft eval's loss on dev.jsonl (f32 weights) of `model` with `delta`. */
+static double eval_loss(const char *model, const char *delta) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "eval --model %s --delta %s --data dev.jsonl --weights f32 --json", model, delta);
+    run(cmd);
+    EXPECT_EXIT(0);
+    cJSON *j = output_json();
+    const double loss = j ? json_number(j, "loss") : NAN;
+    cJSON_Delete(j);
+    CHECKF(isfinite(loss), "%s with %s: no loss", model, delta);
+    return loss;
+}
+
+/* loss[0] through the vkpeft delta folder `run`, loss[1] through its PEFT
+ * pair copied alone into `only` (so delta_load takes the PEFT importer). */
+static bool peft_only_losses(const char *model, const char *run_dir, const char *only, double loss[2]) {
+    if (!copy_peft(run_dir, only)) return false;
+    loss[0] = eval_loss(model, run_dir);
+    loss[1] = eval_loss(model, only);
+    return isfinite(loss[0]) && isfinite(loss[1]);
+}
+
 static void peft_llama(void) {
     if (!setup()) return;
     run("train --model llama --delta lora:r=4,a=8 --data train.jsonl --out peft-llama --steps 2 --batch 8 --quiet");
@@ -352,30 +403,9 @@ static void peft_llama(void) {
     io_safetensors_close(f);
     /* The PEFT folder alone loads back: eval through it gives the loss the
      * vkpeft delta folder gives, exactly. */
-    CHECK(vp_mkdir_p(path_in("peft-only")) == VP_OK);
-    for (int k = 0; k < 2; k++) {
-        static const char *const files[] = {"adapter_config.json", "adapter_model.safetensors"};
-        char from[600], to[600];
-        snprintf(from, sizeof from, "%s/peft-llama/%s", root, files[k]);
-        snprintf(to, sizeof to, "%s/peft-only/%s", root, files[k]);
-        void *data = NULL;
-        size_t size = 0;
-        CHECK(vp_file_read(from, &data, &size) == VP_OK && vp_file_write_atomic(to, data, size) == VP_OK);
-        free(data);
-    }
-    double loss[2] = {NAN, NAN};
-    for (int k = 0; k < 2; k++) {
-        char cmd[256];
-        snprintf(cmd, sizeof cmd, "eval --model llama --delta %s --data dev.jsonl --weights f32 --json",
-                 k ? "peft-only" : "peft-llama");
-        run(cmd);
-        EXPECT_EXIT(0);
-        cJSON *j = output_json();
-        if (j) loss[k] = json_number(j, "loss");
-        cJSON_Delete(j);
-    }
-    CHECKF(isfinite(loss[0]) && loss[0] == loss[1], "eval loss %.9g (vkpeft delta) vs %.9g (PEFT folder)", loss[0],
-           loss[1]);
+    double loss[2];
+    if (peft_only_losses("llama", "peft-llama", "peft-only", loss))
+        CHECKF(loss[0] == loss[1], "eval loss %.9g (vkpeft delta) vs %.9g (PEFT folder)", loss[0], loss[1]);
 }
 
 static void peft_gpt2(void) {
@@ -414,12 +444,262 @@ static void peft_gpt2(void) {
         }
         io_safetensors_close(f);
     }
+    /* Imported back alone, the fused pair is q, k and v LoRAs of rank 8
+     * sharing A (B's off-diagonal blocks and k's block zero): the same
+     * sums with exact zero terms added; a tiled sum may still associate
+     * differently, so f32 rounding (1e-5 relative, as above) is allowed. */
+    double loss[2];
+    if (peft_only_losses("gpt2", "peft-gpt2", "peft-gpt2-only", loss))
+        CHECKF(fabs(loss[0] - loss[1]) <= 1e-5 * fabs(loss[0]), "eval loss %.9g (vkpeft delta) vs %.9g (PEFT folder)",
+               loss[0], loss[1]);
+    th_diag("GPT-2 round trip through c_attn: %.9g vs %.9g", loss[0], loss[1]);
     /* c_attn (rank 2r fused) and mlp.c_fc (rank r) cannot share PEFT's one r. */
     run("train --model gpt2 --delta lora:r=4 --lora-targets c_attn,mlp.c_fc --data train.jsonl --out peft-gpt2b "
         "--steps 1 --batch 8");
     EXPECT_EXIT(0);
     EXPECT_OUTPUT("c_attn is one fused Conv1D");
     CHECK(exists("peft-gpt2b/delta.safetensors") && !exists("peft-gpt2b/adapter_config.json"));
+}
+
+/* Prefix tuning (reparameterised while training) exports as PEFT's
+ * PREFIX_TUNING with the collapsed prefixes and prefix_projection false:
+ * token_dim and num_attention_heads are the kv heads' (LLaMA: 2 kv heads
+ * × 8), prompt_embeddings (L, layers·2·token_dim); the folder loads back
+ * alone with the vkpeft folder's eval loss, exactly (the same f32
+ * values). MAM (prefix + parallel adapter) is refused with the reason and
+ * keeps its vkpeft folder. */
+static void peft_prefix(void) {
+    if (!setup()) return;
+    static const char *const models[] = {"llama", "gpt2"};
+    static const int token_dim[] = {16, 16}, heads[] = {2, 2};
+    for (int k = 0; k < 2; k++) {
+        char cmd[512], out[64], only[64], name[128];
+        snprintf(out, sizeof out, "prefix-%s", models[k]);
+        snprintf(only, sizeof only, "prefix-%s-only", models[k]);
+        snprintf(cmd, sizeof cmd, "train --model %s --delta prefix:l=3 --data train.jsonl --out %s --steps 3 "
+                 "--batch 8 --lr 1e-2 --quiet", models[k], out);
+        run(cmd);
+        EXPECT_EXIT(0);
+        snprintf(name, sizeof name, "%s/adapter_config.json", out);
+        cJSON *c = read_json(name);
+        if (c) {
+            CHECK(strcmp(cJSON_GetObjectItem(c, "peft_type")->valuestring, "PREFIX_TUNING") == 0);
+            CHECK(strcmp(cJSON_GetObjectItem(c, "task_type")->valuestring, "CAUSAL_LM") == 0);
+            CHECK(json_number(c, "num_virtual_tokens") == 3 && json_number(c, "num_layers") == 2);
+            CHECKF(json_number(c, "token_dim") == token_dim[k] && json_number(c, "num_attention_heads") == heads[k],
+                   "%s: token_dim %g, num_attention_heads %g", models[k], json_number(c, "token_dim"),
+                   json_number(c, "num_attention_heads"));
+            CHECK(json_number(c, "num_transformer_submodules") == 1);
+            CHECK(cJSON_IsFalse(cJSON_GetObjectItem(c, "prefix_projection")));
+            cJSON_Delete(c);
+        }
+        struct io_safetensors *f = NULL;
+        snprintf(name, sizeof name, "%s/adapter_model.safetensors", out);
+        if (CHECKF(io_safetensors_open(path_in(name), &f) == VP_OK, "%s", vp_last_error())) {
+            CHECK(io_safetensors_count(f) == 1);
+            expect_tensor(f, "prompt_embeddings", 3, 2 * 2 * token_dim[k]);
+            io_safetensors_close(f);
+        }
+        double loss[2];
+        if (peft_only_losses(models[k], out, only, loss))
+            CHECKF(loss[0] == loss[1], "%s: eval loss %.9g (vkpeft delta) vs %.9g (PEFT folder)", models[k], loss[0],
+                   loss[1]);
+    }
+    run("train --model gpt2 --delta mam:l=2,r=4 --data train.jsonl --out mam-gpt2 --steps 1 --batch 8");
+    EXPECT_EXIT(0);
+    EXPECT_OUTPUT("no PEFT adapter files");
+    EXPECT_OUTPUT("PEFT's prefix tuning is one prefix module alone");
+    CHECK(exists("mam-gpt2/delta.safetensors") && !exists("mam-gpt2/adapter_config.json"));
+    /* A prefix sized by all heads (PEFT before grouped-query support) does
+     * not fit LLaMA's 2 kv heads: refused, naming the fields. */
+    write_text("prefix-llama-only/adapter_config.json",
+               "{\"peft_type\":\"PREFIX_TUNING\",\"num_virtual_tokens\":3,\"token_dim\":32,\"num_layers\":2,"
+               "\"num_attention_heads\":4}");
+    run("eval --model llama --delta prefix-llama-only --data dev.jsonl");
+    EXPECT_EXIT(2);
+    EXPECT_OUTPUT("token_dim 32, num_attention_heads 4");
+}
+
+/* root/dev-batch.json: the dev examples as decoder_torch.py's batch, tokenized
+ * as vkpeft eval tokenizes them ([x_a x_b y_f(b) y_f(f(b)) </s>], the
+ * prompt not scored; eval_matches_decoder checks this tokenization). */
+static bool write_dev_batch(void) {
+    char text[4096] = "{\"input_ids\":[", labels[2048] = "],\"labels\":[";
+    bool first = true;
+    for (int a = 0; a < WORDS; a++)
+        for (int b = 0; b < WORDS; b++) {
+            if (!held_out(a, b)) continue;
+            const int ids[5] = {X0 + a, X0 + b, Y0 + perm[b], Y0 + perm[perm[b]], EOS};
+            snprintf(text + strlen(text), sizeof text - strlen(text), "%s[%d,%d,%d,%d,%d]", first ? "" : ",", ids[0],
+                     ids[1], ids[2], ids[3], ids[4]);
+            snprintf(labels + strlen(labels), sizeof labels - strlen(labels), "%s[-100,-100,%d,%d,%d]",
+                     first ? "" : ",", ids[2], ids[3], ids[4]);
+            first = false;
+        }
+    snprintf(text + strlen(text), sizeof text - strlen(text), "%s]}", labels);
+    return write_text("dev-batch.json", text);
+}
+
+/* Trained for a few steps and exported, each PEFT folder alone gives the
+ * same loss in vkpeft eval (through the importer) and in decoder_torch.py
+ * (PEFT's names and semantics, float64). */
+static void peft_torch(void) {
+    if (!setup() || !write_dev_batch()) return;
+    static const struct {
+        const char *model, *delta, *extra, *out;
+    } runs[] = {
+        {"llama", "lora:r=4,a=8", "--lora-targets q_proj,k_proj,v_proj,o_proj,up_proj,down_proj", "torch-llama-lora"},
+        {"gpt2", "lora:r=4,a=8", "", "torch-gpt2-cattn"},
+        {"gpt2", "lora:r=4,a=8", "--lora-targets attn.c_proj,c_fc,mlp.c_proj", "torch-gpt2-mlp"},
+        {"llama", "prefix:l=3", "", "torch-llama-prefix"},
+        {"gpt2", "prefix:l=3", "", "torch-gpt2-prefix"},
+    };
+    for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
+        char cmd[1024], only[96], name[128];
+        snprintf(cmd, sizeof cmd, "train --model %s --delta %s %s --data train.jsonl --out %s --steps 4 --batch 8 "
+                 "--lr 2e-2 --quiet", runs[k].model, runs[k].delta, runs[k].extra, runs[k].out);
+        run(cmd);
+        EXPECT_EXIT(0);
+        snprintf(only, sizeof only, "%s-only", runs[k].out);
+        if (!copy_peft(runs[k].out, only)) continue;
+        const double vk = eval_loss(runs[k].model, only);
+        snprintf(name, sizeof name, "%s.json", only);
+        if (!torch_sh("%s '%s' peft-loss --model '%s' --peft '%s' --batch '%s' --out '%s'", torch_python(),
+                      DECODER_TORCH, path_in(runs[k].model), path_in(only), path_in("dev-batch.json"), path_in(name)))
+            continue;
+        cJSON *j = read_json(name);
+        if (!j) continue;
+        const double pt = json_number(j, "loss"), base = json_number(j, "base_loss");
+        th_diag("%s: vkpeft eval %.9g, PyTorch on the PEFT folder %.9g (base model %.9g)", only, vk, pt, base);
+        CHECK(json_number(j, "tokens") == 48);
+        /* vkpeft computes in f32 (f32 weights, the folder's f32 values),
+         * PyTorch in float64 on the same values: f32 rounding through two
+         * layers of width ≤ 64 and a 20-word softmax, ~1e-6 relative;
+         * 1e-5 as for the decoder check above. */
+        CHECKF(fabs(vk - pt) <= 1e-5 * fabs(pt), "%s: vkpeft %.9g, PyTorch %.9g", only, vk, pt);
+        /* The adapter moves the loss far more than that bound. */
+        CHECKF(fabs(pt - base) > 1e-3 * fabs(base), "%s: loss %.9g, base %.9g", only, pt, base);
+        cJSON_Delete(j);
+    }
+}
+
+/* A PEFT LoRA folder root/dir for the gpt2 model on `targets` (GPT-2
+ * module paths, as PEFT names them), rank 4, lora_alpha 8, every A and B
+ * uniform in ±0.5 from `seed` (B zero when zero_b); and when `merged` is
+ * given, that model folder with every adapted Conv1D weight W [in, out]
+ * += (α/r)·(B·A)ᵀ: PEFT's merge with fan_in_fan_out, independent of how
+ * vkpeft splits c_attn. */
+enum { PR = 4 };
+static bool write_gpt2_lora(const char *dir, const char *const *targets, int count, uint64_t seed, bool zero_b,
+                            const char *merged) {
+    struct io_safetensors *f = NULL;
+    if (!CHECKF(io_safetensors_open(path_in("gpt2/model.safetensors"), &f) == VP_OK, "%s", vp_last_error()))
+        return false;
+    const size_t n = io_safetensors_count(f);
+    float **w = calloc(n, sizeof *w);
+    struct io_tensor_out *model = calloc(n, sizeof *model), *lora = calloc(4 * (size_t)count, sizeof *lora);
+    char (*names)[128] = calloc(4 * (size_t)count, sizeof *names);
+    for (size_t i = 0; i < n; i++) {
+        const struct io_tensor *t = io_safetensors_at(f, i);
+        w[i] = malloc(t->nbytes);
+        memcpy(w[i], t->data, t->nbytes);
+        model[i] = (struct io_tensor_out){t->name, IO_DTYPE_F32, t->ndim, {t->shape[0], t->shape[1]}, w[i]};
+    }
+    uint64_t state = seed;
+    size_t k = 0;
+    for (int l = 0; l < 2; l++)
+        for (int c = 0; c < count; c++) {
+            char name[128];
+            snprintf(name, sizeof name, "transformer.h.%d.%s.weight", l, targets[c]);
+            size_t wi = 0;
+            while (wi < n && strcmp(model[wi].name, name) != 0) wi++;
+            if (!CHECKF(wi < n && model[wi].ndim == 2, "no Conv1D %s", name)) break;
+            const int in = (int)model[wi].shape[0], out = (int)model[wi].shape[1];
+            float *A = malloc(sizeof *A * PR * (size_t)in), *B = malloc(sizeof *B * PR * (size_t)out);
+            for (int i = 0; i < PR * in; i++) A[i] = (float)th_rand_uniform(&state, -0.5, 0.5);
+            for (int i = 0; i < PR * out; i++) B[i] = zero_b ? 0.0f : (float)th_rand_uniform(&state, -0.5, 0.5);
+            for (int i = 0; i < in; i++) /* W[i][o] += (8/4) Σ_r B[o][r] A[r][i] */
+                for (int o = 0; o < out; o++) {
+                    double acc = 0;
+                    for (int r_ = 0; r_ < PR; r_++) acc += (double)B[o * PR + r_] * A[r_ * in + i];
+                    w[wi][(size_t)i * out + o] = (float)(w[wi][(size_t)i * out + o] + 2.0 * acc);
+                }
+            for (int ab = 0; ab < 2; ab++, k++) {
+                snprintf(names[k], sizeof names[k], "base_model.model.transformer.h.%d.%s.lora_%c.weight", l,
+                         targets[c], ab ? 'B' : 'A');
+                lora[k] = (struct io_tensor_out){names[k], IO_DTYPE_F32, 2, {ab ? out : PR, ab ? PR : in},
+                                                 ab ? B : A};
+            }
+        }
+    char path[512], cfg[1024], list[256] = "";
+    for (int c = 0; c < count; c++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s\"%s\"", c ? "," : "", targets[c]);
+    snprintf(cfg, sizeof cfg, "{\"peft_type\":\"LORA\",\"task_type\":\"CAUSAL_LM\",\"r\":%d,\"lora_alpha\":8,"
+             "\"fan_in_fan_out\":true,\"bias\":\"none\",\"target_modules\":[%s]}", PR, list);
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    bool ok = k == 4 * (size_t)count && CHECK(vp_mkdir_p(path_in(dir)) == VP_OK) && write_text(path, cfg);
+    snprintf(path, sizeof path, "%s/%s/adapter_model.safetensors", root, dir);
+    ok = ok && CHECKF(io_safetensors_write(path, lora, k, NULL) == VP_OK, "%s", vp_last_error());
+    if (ok && merged) {
+        ok = CHECK(vp_mkdir_p(path_in(merged)) == VP_OK);
+        snprintf(path, sizeof path, "%s/%s/model.safetensors", root, merged);
+        ok = ok && CHECKF(io_safetensors_write(path, model, n, NULL) == VP_OK, "%s", vp_last_error());
+        snprintf(path, sizeof path, "%s/config.json", merged);
+        ok = ok && write_text(path, gpt2_config) && write_tokenizer(merged);
+    }
+    for (size_t i = 0; i < k; i++) free((void *)lora[i].data);
+    for (size_t i = 0; i < n; i++) free(w[i]);
+    free(w);
+    free(model);
+    free(lora);
+    free(names);
+    io_safetensors_close(f);
+    return ok;
+}
+
+/* PEFT LoRA folders for GPT-2 written here (random A, B; c_attn alone, and
+ * all four Conv1D targets) load through delta_load and give the loss of
+ * the model with the LoRA merged into its weights the way PEFT merges. */
+static void peft_gpt2_import(void) {
+    if (!setup()) return;
+    static const char *const all[] = {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
+    for (int pass = 0; pass < 2; pass++) {
+        const int count = pass ? 4 : 1;
+        const char *lora = pass ? "rand-all" : "rand-cattn", *zero = pass ? "zero-all" : "zero-cattn";
+        const char *merged = pass ? "gpt2-merged-all" : "gpt2-merged-cattn";
+        if (!write_gpt2_lora(lora, all, count, 41 + (uint64_t)pass, false, merged) ||
+            !write_gpt2_lora(zero, all, count, 41 + (uint64_t)pass, true, NULL))
+            return;
+        /* A zero-B LoRA is the base model: on the merged folder it gives the
+         * merged model's loss. */
+        const double with = eval_loss("gpt2", lora), want = eval_loss(merged, zero), base = eval_loss("gpt2", zero);
+        th_diag("GPT-2 PEFT LoRA on %s: loss %.9g, merged model %.9g, base %.9g", pass ? "all four" : "c_attn",
+                with, want, base);
+        /* f32 weights; the merged W + s·(B·A)ᵀ is rounded once per element,
+         * the LoRA path rounds x·Aᵀ and its product separately: rounding of
+         * a few ulps through 2 layers, far below 1e-5 relative. */
+        CHECKF(fabs(with - want) <= 1e-5 * fabs(want), "%s: eval loss %.9g, merged model %.9g", lora, with, want);
+        CHECKF(fabs(with - base) > 0.02 * base, "%s: the LoRA barely changes the loss (%.9g vs base %.9g)", lora,
+               with, base);
+    }
+    /* --init-delta reads the c_attn folder too: a step at lr 1e-9 keeps its
+     * loss (to f32 rounding), and the run exports its q, k, v LoRAs (rank 4
+     * each) fused again, rank 12 with alpha 24. */
+    run("train --model gpt2 --init-delta rand-cattn --data train.jsonl --out init-cattn --steps 1 --batch 8 "
+        "--lr 1e-9 --weight-decay 0 --quiet");
+    EXPECT_EXIT(0);
+    const double init = eval_loss("gpt2", "init-cattn"), first = eval_loss("gpt2", "rand-cattn");
+    CHECKF(fabs(init - first) <= 1e-5 * fabs(first), "--init-delta rand-cattn: loss %.9g, the folder's %.9g", init,
+           first);
+    cJSON *c = read_json("init-cattn/adapter_config.json");
+    CHECK(c && json_number(c, "r") == 12 && json_number(c, "lora_alpha") == 24);
+    cJSON_Delete(c);
+    /* A rank per module (rank_pattern) is refused, naming the field. */
+    write_text("rand-cattn/adapter_config.json",
+               "{\"peft_type\":\"LORA\",\"r\":4,\"lora_alpha\":8,\"rank_pattern\":{\"c_attn\":2}}");
+    run("eval --model gpt2 --delta rand-cattn --data dev.jsonl");
+    EXPECT_EXIT(2);
+    EXPECT_OUTPUT("rank_pattern");
 }
 
 /* ------------------------------------------------------------------------
@@ -502,7 +782,9 @@ int main(int argc, char **argv) {
     vkpeft = realpath(argv[1], full) ? full : argv[1];
     static const struct th_case cases[] = {
         TH_CASE(bad_input), TH_CASE(lora_learns_completion), TH_CASE(eval_matches_decoder),
-        TH_CASE(mam_learns_completion), TH_CASE(generate_with_delta), TH_CASE(lm_kill_and_resume), TH_CASE(peft_llama), TH_CASE(peft_gpt2), TH_CASE(packed_text),
+        TH_CASE(mam_learns_completion), TH_CASE(generate_with_delta), TH_CASE(lm_kill_and_resume), TH_CASE(peft_llama), TH_CASE(peft_gpt2),
+        TH_CASE(peft_gpt2_import), TH_CASE(peft_prefix), TH_CASE(peft_torch),
+        TH_CASE(packed_text),
         TH_CASE(bench_train_prints), TH_CASE(teardown),
     };
     return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);

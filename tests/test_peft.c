@@ -1,4 +1,6 @@
-/* PEFT folder export and LoRA import. */
+/* PEFT folder export and import: LoRA (RoBERTa; GPT-2's fused c_attn split
+ * into q, k, v; F16 tensors widened), prefix tuning (RoBERTa export; a
+ * LLaMA with grouped kv heads: export, import and the refusals). */
 #include "harness.h"
 #include "peft.h"
 #include "safetensors.h"
@@ -16,12 +18,19 @@ static const char *tiny_roberta =
     "\"num_attention_heads\":2,\"intermediate_size\":12,\"max_position_embeddings\":20,"
     "\"type_vocab_size\":1,\"pad_token_id\":1}";
 
-static struct model_arch arch(void) {
+static const char *tiny_gpt2 =
+    "{\"model_type\":\"gpt2\",\"vocab_size\":40,\"n_embd\":8,\"n_layer\":2,\"n_head\":2,\"n_positions\":20}";
+static const char *tiny_llama =
+    "{\"model_type\":\"llama\",\"vocab_size\":40,\"hidden_size\":16,\"num_hidden_layers\":2,"
+    "\"num_attention_heads\":4,\"num_key_value_heads\":2,\"intermediate_size\":24,"
+    "\"max_position_embeddings\":20}";
+
+static struct model_arch arch_of(const char *config) {
     struct model_arch a;
-    if (model_arch_parse(tiny_roberta, strlen(tiny_roberta), "config.json", &a) != VP_OK)
-        FAIL("%s", vp_last_error());
+    if (model_arch_parse(config, strlen(config), "config.json", &a) != VP_OK) FAIL("%s", vp_last_error());
     return a;
 }
+static struct model_arch arch(void) { return arch_of(tiny_roberta); }
 
 /* Tensors for `spec` with recognisable values. */
 static void fill_lora(const struct delta_spec *s, const struct model_arch *a, struct delta_tensors *t) {
@@ -86,7 +95,7 @@ static void lora_round_trip(void) {
     }
     struct delta_spec back;
     struct delta_tensors bt;
-    if (CHECKF(delta_peft_import_lora(dir, &a, &back, &bt) == VP_OK, "%s", vp_last_error())) {
+    if (CHECKF(delta_peft_import(dir, &a, &back, &bt) == VP_OK, "%s", vp_last_error())) {
         CHECK(back.count == 2 && back.modules[0].at == DELTA_AT_Q && back.modules[1].at == DELTA_AT_V);
         CHECK(back.modules[0].size == 2 && back.modules[0].scale == 2 && back.modules[0].all_layers);
         CHECK(bt.count == t.count);
@@ -110,11 +119,23 @@ static void lora_round_trip(void) {
           strcmp(tm->valuestring,
                  ".*roberta\\.encoder\\.layer\\.\\d+\\.(attention\\.output\\.dense|output\\.dense)") == 0);
     cJSON_Delete(cfg);
-    CHECK(delta_peft_import_lora(dir, &a, &back, &bt) == VP_OK);
+    CHECK(delta_peft_import(dir, &a, &back, &bt) == VP_OK);
     CHECK(back.count == 2 && back.modules[0].at == DELTA_AT_O && back.modules[1].at == DELTA_AT_DOWN);
     delta_tensors_free(&bt);
     delta_tensors_free(&t);
     model_arch_finish(&a);
+}
+
+/* A 3-row prefix of width 8 on 2 layers of `stack`, value 1000·layer +
+ * 100·(v) + element. */
+static void fill_prefix(struct delta_tensors *t, const char *stack) {
+    for (int l = 0; l < 2; l++)
+        for (int kv = 0; kv < 2; kv++) {
+            char name[DELTA_NAME_MAX];
+            snprintf(name, sizeof name, "%s.layers.%d.delta0.%s", stack, l, kv ? "prefix_v" : "prefix_k");
+            struct delta_tensor *p = delta_tensors_add(t, name, 2, (int64_t[]){3, 8});
+            for (int k = 0; k < 24; k++) p->data[k] = (float)(1000 * l + 100 * kv + k);
+        }
 }
 
 static void prefix_export(void) {
@@ -122,13 +143,7 @@ static void prefix_export(void) {
     struct delta_spec s;
     CHECK(delta_spec_preset("prefix:l=3", &s) == VP_OK);
     struct delta_tensors t = {0};
-    for (int l = 0; l < 2; l++)
-        for (int kv = 0; kv < 2; kv++) {
-            char name[DELTA_NAME_MAX];
-            snprintf(name, sizeof name, "encoder.layers.%d.delta0.%s", l, kv ? "prefix_v" : "prefix_k");
-            struct delta_tensor *p = delta_tensors_add(&t, name, 2, (int64_t[]){3, 8});
-            for (int k = 0; k < 24; k++) p->data[k] = (float)(1000 * l + 100 * kv + k);
-        }
+    fill_prefix(&t, "encoder");
     CHECKF(delta_peft_export(dir, &s, &a, &t, NULL) == VP_OK, "%s", vp_last_error());
     cJSON *cfg = read_json("adapter_config.json");
     CHECK(cfg && strcmp(cJSON_GetObjectItem(cfg, "peft_type")->valuestring, "PREFIX_TUNING") == 0);
@@ -160,15 +175,141 @@ static void write_config(const char *text) {
     CHECK(vp_file_write_atomic(path, text, strlen(text)) == VP_OK);
 }
 
+static void write_weights(const struct io_tensor_out *t, size_t n) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    CHECK(io_safetensors_write(path, t, n, NULL) == VP_OK);
+}
+
+static const struct delta_tensor *find(const struct delta_tensors *t, const char *fmt, int l, int i) {
+    char name[DELTA_NAME_MAX];
+    snprintf(name, sizeof name, fmt, l, i);
+    const struct delta_tensor *d = delta_tensors_find(t, name);
+    CHECKF(d != NULL, "no %s", name);
+    return d;
+}
+
+/* GPT-2's c_attn pair (A (r, d) stored F16, B (3d, r)) on layer 1 becomes
+ * q, k, v pairs sharing A, with B's row blocks q | k | v; attn.c_proj maps
+ * to o. A B without 3·d rows is refused. */
+static void gpt2_c_attn_import(void) {
+    struct model_arch a = arch_of(tiny_gpt2);
+    enum { R = 2, D = 8 };
+    uint16_t A16[R * D];
+    float B[3 * D * R], Ao[R * D], Bo[D * R];
+    for (int k = 0; k < R * D; k++) A16[k] = vp_f32_to_f16((float)k / 4), Ao[k] = (float)k;
+    for (int k = 0; k < 3 * D * R; k++) B[k] = (float)(100 + k);
+    for (int k = 0; k < D * R; k++) Bo[k] = -(float)k;
+    const struct io_tensor_out t[] = {
+        {"base_model.model.transformer.h.1.attn.c_attn.lora_A.weight", IO_DTYPE_F16, 2, {R, D}, A16},
+        {"base_model.model.transformer.h.1.attn.c_attn.lora_B.weight", IO_DTYPE_F32, 2, {3 * D, R}, B},
+        {"base_model.model.transformer.h.1.attn.c_proj.lora_A.weight", IO_DTYPE_F32, 2, {R, D}, Ao},
+        {"base_model.model.transformer.h.1.attn.c_proj.lora_B.weight", IO_DTYPE_F32, 2, {D, R}, Bo},
+    };
+    write_weights(t, 4);
+    write_config("{\"peft_type\":\"LORA\",\"r\":2,\"lora_alpha\":6,\"fan_in_fan_out\":true,"
+                 "\"target_modules\":[\"c_attn\",\"c_proj\"],\"layers_to_transform\":[1]}");
+    struct delta_spec s;
+    struct delta_tensors got;
+    if (CHECKF(delta_peft_import(dir, &a, &s, &got) == VP_OK, "%s", vp_last_error())) {
+        CHECK(s.count == 4);
+        for (int i = 0; i < s.count; i++) {
+            const struct delta_module *m = &s.modules[i];
+            CHECK(m->kind == DELTA_LORA && m->size == R && m->alpha == 6 && m->scale == 3);
+            CHECK(!m->all_layers && m->layer_count == 1 && m->layers[0] == 1);
+            const struct delta_tensor *ta = find(&got, "decoder.layers.%d.delta%d.lora_A", 1, i);
+            const struct delta_tensor *tb = find(&got, "decoder.layers.%d.delta%d.lora_B", 1, i);
+            if (!ta || !tb) continue;
+            CHECK(tb->ndim == 2 && tb->shape[0] == D && tb->shape[1] == R);
+            if (m->at == DELTA_AT_O) {
+                CHECK(ta->data[5] == 5 && tb->data[3] == -3);
+                continue;
+            }
+            const int block = m->at - DELTA_AT_Q; /* 0 q, 1 k, 2 v */
+            CHECK(block >= 0 && block < 3 && ta->data[7] == 7.0f / 4);
+            for (int k = 0; k < D * R; k++) CHECK(tb->data[k] == B[block * D * R + k]);
+        }
+        delta_tensors_free(&got);
+    }
+    /* (3d - 1, r) is no c_attn B. */
+    struct io_tensor_out bad[2] = {t[0], t[1]};
+    bad[1].shape[0] = 3 * D - 1;
+    write_weights(bad, 2);
+    CHECK(delta_peft_import(dir, &a, &s, &got) == VP_ERROR_BAD_INPUT);
+    CHECKF(strstr(vp_last_error(), "has 23 rows; GPT-2's c_attn lora_B has 3 · 8") != NULL, "%s", vp_last_error());
+    model_arch_finish(&a);
+}
+
+/* LLaMA, 4 heads sharing 2 kv heads of width 4: a prefix exports with
+ * token_dim 8 and num_attention_heads 2 (PEFT's sizes for grouped-query
+ * attention) and imports back to the same prefix_k / prefix_v; a prefix
+ * sized by all heads, two submodules or a stray tensor are refused; an
+ * encoder does not import prefixes. */
+static void decoder_prefix_round_trip(void) {
+    struct model_arch a = arch_of(tiny_llama);
+    struct delta_spec s;
+    CHECK(delta_spec_preset("prefix:l=3", &s) == VP_OK);
+    s.modules[0].reparam = 0;
+    struct delta_tensors t = {0};
+    fill_prefix(&t, "decoder");
+    const char *why;
+    CHECK(delta_peft_supported(&s, &a, &why));
+    CHECKF(delta_peft_export(dir, &s, &a, &t, NULL) == VP_OK, "%s", vp_last_error());
+    cJSON *cfg = read_json("adapter_config.json");
+    CHECK(cfg && strcmp(cJSON_GetObjectItem(cfg, "task_type")->valuestring, "CAUSAL_LM") == 0);
+    CHECK(cfg && cJSON_GetObjectItem(cfg, "token_dim")->valuedouble == 8);
+    CHECK(cfg && cJSON_GetObjectItem(cfg, "num_attention_heads")->valuedouble == 2);
+    CHECK(cfg && !cJSON_GetObjectItem(cfg, "modules_to_save"));
+    cJSON_Delete(cfg);
+    struct delta_spec back;
+    struct delta_tensors bt;
+    if (CHECKF(delta_peft_import(dir, &a, &back, &bt) == VP_OK, "%s", vp_last_error())) {
+        CHECK(back.count == 1 && back.modules[0].kind == DELTA_PREFIX && back.modules[0].size == 3);
+        CHECK(back.modules[0].reparam == 0 && back.modules[0].all_layers);
+        CHECK(bt.count == t.count);
+        for (size_t i = 0; i < t.count; i++) {
+            const struct delta_tensor *x = delta_tensors_find(&bt, t.items[i].name);
+            CHECKF(x && x->shape[0] == 3 && x->shape[1] == 8 && memcmp(x->data, t.items[i].data, 24 * 4) == 0,
+                   "%s differs", t.items[i].name);
+        }
+        delta_tensors_free(&bt);
+    }
+    /* MAM: refused with the reason. */
+    CHECK(delta_spec_preset("mam", &s) == VP_OK);
+    CHECK(!delta_peft_supported(&s, &a, &why) && strstr(why, "one prefix module alone"));
+    static const struct {
+        const char *config, *message;
+    } bad[] = {
+        {"{\"peft_type\":\"PREFIX_TUNING\",\"num_virtual_tokens\":3,\"token_dim\":16,\"num_layers\":2,"
+         "\"num_attention_heads\":4}", "token_dim 16, num_attention_heads 4"},
+        {"{\"peft_type\":\"PREFIX_TUNING\",\"num_virtual_tokens\":3,\"token_dim\":8,\"num_layers\":2,"
+         "\"num_transformer_submodules\":2}", "\"num_transformer_submodules\" is 2"},
+        {"{\"peft_type\":\"PREFIX_TUNING\",\"num_virtual_tokens\":4,\"token_dim\":8,\"num_layers\":2}",
+         "prompt_embeddings has shape (3, 32), want (num_virtual_tokens, num_layers · 2 · token_dim) = (4, 32)"},
+        {"{\"peft_type\":\"PREFIX_TUNING\",\"token_dim\":8,\"num_layers\":2}", "\"num_virtual_tokens\" must be"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        write_config(bad[k].config);
+        CHECK(delta_peft_import(dir, &a, &back, &bt) == VP_ERROR_BAD_INPUT);
+        CHECKF(strstr(vp_last_error(), bad[k].message) != NULL, "%s", vp_last_error());
+    }
+    struct model_arch enc = arch();
+    CHECK(delta_peft_import(dir, &enc, &back, &bt) == VP_ERROR_UNSUPPORTED);
+    CHECK(strstr(vp_last_error(), "decoder-only") != NULL);
+    model_arch_finish(&enc);
+    delta_tensors_free(&t);
+    model_arch_finish(&a);
+}
+
 static void import_errors(void) {
     struct model_arch a = arch();
     struct delta_spec s;
     struct delta_tensors t;
     write_config("{\"peft_type\":\"IA3\"}");
-    CHECK(delta_peft_import_lora(dir, &a, &s, &t) == VP_ERROR_BAD_INPUT);
+    CHECK(delta_peft_import(dir, &a, &s, &t) == VP_ERROR_BAD_INPUT);
     CHECK(strstr(vp_last_error(), "\"peft_type\" is IA3") != NULL);
     write_config("{\"peft_type\":\"LORA\",\"r\":2,\"use_dora\":true}");
-    CHECK(delta_peft_import_lora(dir, &a, &s, &t) == VP_ERROR_BAD_INPUT);
+    CHECK(delta_peft_import(dir, &a, &s, &t) == VP_ERROR_BAD_INPUT);
     CHECK(strstr(vp_last_error(), "DoRA") != NULL);
     /* A rank-3 config with rank-2 tensors. */
     struct delta_tensors good = {0};
@@ -177,7 +318,7 @@ static void import_errors(void) {
     CHECK(delta_peft_export(dir, &s, &a, &good, NULL) == VP_OK);
     delta_tensors_free(&good);
     write_config("{\"peft_type\":\"LORA\",\"r\":3,\"lora_alpha\":6,\"target_modules\":[\"query\"]}");
-    CHECK(delta_peft_import_lora(dir, &a, &s, &t) == VP_ERROR_BAD_INPUT);
+    CHECK(delta_peft_import(dir, &a, &s, &t) == VP_ERROR_BAD_INPUT);
     CHECKF(strstr(vp_last_error(), "has shape (2, 8), want (3, 8)") != NULL, "%s", vp_last_error());
     /* A missing B. */
     char path[128];
@@ -187,12 +328,12 @@ static void import_errors(void) {
                                    IO_DTYPE_F32, 2, {2, 8}, w};
     CHECK(io_safetensors_write(path, &only_a, 1, NULL) == VP_OK);
     write_config("{\"peft_type\":\"LORA\",\"r\":2,\"lora_alpha\":4}");
-    CHECK(delta_peft_import_lora(dir, &a, &s, &t) == VP_ERROR_BAD_INPUT);
+    CHECK(delta_peft_import(dir, &a, &s, &t) == VP_ERROR_BAD_INPUT);
     CHECK(strstr(vp_last_error(), "has no lora_B") != NULL);
     struct io_tensor_out bad_layer = only_a;
     bad_layer.name = "base_model.model.roberta.encoder.layer.7.attention.self.query.lora_A.weight";
     CHECK(io_safetensors_write(path, &bad_layer, 1, NULL) == VP_OK);
-    CHECK(delta_peft_import_lora(dir, &a, &s, &t) == VP_ERROR_BAD_INPUT);
+    CHECK(delta_peft_import(dir, &a, &s, &t) == VP_ERROR_BAD_INPUT);
     CHECK(strstr(vp_last_error(), "names no layer") != NULL);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
@@ -200,4 +341,5 @@ static void import_errors(void) {
     model_arch_finish(&a);
 }
 
-TH_MAIN(TH_CASE(lora_round_trip), TH_CASE(prefix_export), TH_CASE(import_errors))
+TH_MAIN(TH_CASE(lora_round_trip), TH_CASE(prefix_export), TH_CASE(gpt2_c_attn_import),
+        TH_CASE(decoder_prefix_round_trip), TH_CASE(import_errors))

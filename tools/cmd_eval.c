@@ -22,7 +22,7 @@ static const char eval_help[] =
     "                   [--weights f32|f16|bf16] [--json] [--device N|name]\n"
     "\n"
     "Runs the model with a trained delta (a folder written by 'vkpeft train', or a\n"
-    "PEFT LoRA adapter folder) over labelled examples and reports accuracy,\n"
+    "PEFT LoRA or decoder prefix-tuning folder) over labelled examples and reports accuracy,\n"
     "macro-F1, Matthews correlation and the mean cross-entropy. Dropout is off.\n"
     "Data is JSONL ({\"input_ids\": [...], \"label\": k}, or text fields), CSV or\n"
     "TSV with a header row; text is encoded with the model's tokenizer.json.\n"

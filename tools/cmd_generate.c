@@ -32,7 +32,7 @@ static const char help[] =
     "  --model DIR                 the model folder (config.json, weights, tokenizer.json)\n"
     "  --prompts FILE|-            the prompts\n"
     "  --delta DIR                 a delta trained on this model (vkpeft train's --out, or a\n"
-    "                              PEFT LoRA folder)\n"
+    "                              PEFT LoRA or prefix-tuning folder)\n"
     "  --out FILE                  write there instead of stdout\n"
     "  --max-new-tokens N          tokens to generate at most (default 20)\n"
     "  --min-length N              eos suppressed until sequences (prompt included) are N long\n"

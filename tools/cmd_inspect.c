@@ -36,7 +36,7 @@ static const char help[] =
     "  --model DIR        Hugging Face model folder (config.json)\n"
     "  --delta X          a preset (adapter, adapter-ffn, prefix, lora, pa, scaled-pa,\n"
     "                     mh-pa, mam, bitfit, full; e.g. mam:l=16,r=16,s=2), a spec\n"
-    "                     JSON file, or a saved delta folder (vkpeft or PEFT LoRA)\n"
+    "                     JSON file, or a saved delta folder (vkpeft or PEFT)\n"
     "  --batch B          sequences per batch (default 32)\n"
     "  --max-len T        tokens per sequence (default 128, or what the model's\n"
     "                     position table allows when that is less)\n"

@@ -1,6 +1,8 @@
-/* PEFT export (LoRA, prefix tuning) and LoRA import. */
+/* PEFT export (LoRA on encoders, prefix tuning on encoders and decoders)
+ * and import (LoRA, decoder prefixes). */
 #include "peft.h"
 
+#include "params.h"
 #include "safetensors.h"
 
 #include <cjson/cJSON.h>
@@ -52,17 +54,31 @@ bool delta_peft_lora_uniform(const struct delta_spec *s, const char **why) {
     return true;
 }
 
-bool delta_peft_supported(const struct delta_spec *s, const struct model_arch *arch, const char **why) {
-    if (arch->stack == MODEL_STACK_DECODER) return delta_peft_decoder_supported(s, arch, why);
-    *why = NULL;
-    if (s->count >= 1 && all_lora(s)) return delta_peft_lora_uniform(s, why);
-    if (s->count == 1 && s->modules[0].kind == DELTA_PREFIX) {
-        if (!s->modules[0].all_layers) {
-            *why = "PEFT's prefix tuning covers every layer";
-            return false;
-        }
-        return true;
+/* PEFT's prefix tuning is one prefix on every layer, alone in its adapter. */
+static bool prefix_supported(const struct delta_spec *s, const char **why) {
+    if (s->count != 1) {
+        *why = "PEFT's prefix tuning is one prefix module alone in its adapter (no LoRA, adapter or second "
+               "prefix beside it)";
+        return false;
     }
+    if (!s->modules[0].all_layers) {
+        *why = "PEFT's prefix tuning covers every layer";
+        return false;
+    }
+    return true;
+}
+
+static bool has_prefix(const struct delta_spec *s) {
+    for (int i = 0; i < s->count; i++)
+        if (s->modules[i].kind == DELTA_PREFIX) return true;
+    return false;
+}
+
+bool delta_peft_supported(const struct delta_spec *s, const struct model_arch *arch, const char **why) {
+    *why = NULL;
+    if (has_prefix(s) && (arch->stack == MODEL_STACK_DECODER || s->count == 1)) return prefix_supported(s, why);
+    if (arch->stack == MODEL_STACK_DECODER) return delta_peft_decoder_supported(s, arch, why);
+    if (s->count >= 1 && all_lora(s)) return delta_peft_lora_uniform(s, why);
     *why = "PEFT has only LoRA and prefix tuning (no bottleneck, parallel or MAM adapters)";
     return false;
 }
@@ -99,12 +115,15 @@ static cJSON *target_modules(const struct delta_spec *s, const struct model_arch
 }
 
 static char *config_json(const struct delta_spec *s, const struct model_arch *a, const char *base) {
+    const bool decoder = a->stack == MODEL_STACK_DECODER;
     cJSON *c = cJSON_CreateObject();
     cJSON_AddStringToObject(c, "base_model_name_or_path", base ? base : "");
-    cJSON_AddStringToObject(c, "task_type", "SEQ_CLS");
+    cJSON_AddStringToObject(c, "task_type", decoder ? "CAUSAL_LM" : "SEQ_CLS");
     cJSON_AddBoolToObject(c, "inference_mode", true);
-    cJSON *save = cJSON_AddArrayToObject(c, "modules_to_save");
-    cJSON_AddItemToArray(save, cJSON_CreateString("classifier"));
+    if (!decoder) {
+        cJSON *save = cJSON_AddArrayToObject(c, "modules_to_save");
+        cJSON_AddItemToArray(save, cJSON_CreateString("classifier"));
+    }
     const struct delta_module *m = &s->modules[0];
     if (m->kind == DELTA_LORA) {
         cJSON_AddStringToObject(c, "peft_type", "LORA");
@@ -117,13 +136,18 @@ static char *config_json(const struct delta_spec *s, const struct model_arch *a,
         if (m->all_layers) cJSON_AddNullToObject(c, "layers_to_transform");
         else cJSON_AddItemToObject(c, "layers_to_transform", cJSON_CreateIntArray(m->layers, m->layer_count));
     } else {
+        /* token_dim and num_attention_heads describe the keys and values: a
+         * decoder with grouped kv heads has kv_heads × head_dim of them, which
+         * is what PEFT's _prepare_prompt_learning_config sets for models whose
+         * config has num_key_value_heads (LLaMA family). */
+        const int width = delta_params_prefix_width(a);
         cJSON_AddStringToObject(c, "peft_type", "PREFIX_TUNING");
         cJSON_AddNumberToObject(c, "num_virtual_tokens", m->size);
-        cJSON_AddNumberToObject(c, "token_dim", a->hidden);
+        cJSON_AddNumberToObject(c, "token_dim", width);
         cJSON_AddNumberToObject(c, "num_transformer_submodules", 1);
-        cJSON_AddNumberToObject(c, "num_attention_heads", a->heads);
+        cJSON_AddNumberToObject(c, "num_attention_heads", decoder ? a->kv_heads : a->heads);
         cJSON_AddNumberToObject(c, "num_layers", a->layers);
-        cJSON_AddNumberToObject(c, "encoder_hidden_size", a->hidden);
+        cJSON_AddNumberToObject(c, "encoder_hidden_size", width);
         cJSON_AddBoolToObject(c, "prefix_projection", false);
     }
     char *text = cJSON_Print(c);
@@ -131,27 +155,30 @@ static char *config_json(const struct delta_spec *s, const struct model_arch *a,
     return text;
 }
 
-/* PEFT's prompt_embeddings (L, layers·2·d): for layer ℓ, keys in columns
- * [2ℓ·d, (2ℓ+1)·d) and values in the next d (PEFT reshapes to
- * (L, layers·2, H, hd) and splits key/value pairs per layer). */
+/* PEFT's prompt_embeddings (L, layers·2·w), w the prefix width (hidden, or
+ * a decoder's kv_heads·head_dim): for layer ℓ, keys in columns
+ * [2ℓ·w, (2ℓ+1)·w) and values in the next w (PEFT's get_prompt views it as
+ * (L, layers·2, heads, w/heads), permutes to (layers·2, heads, L, w/heads)
+ * and splits it into (key, value) pairs per layer). */
 static vp_status prompt_embeddings(const struct delta_tensors *t, const struct model_arch *a, int length,
                                    float **out) {
-    size_t d = (size_t)a->hidden, width = (size_t)a->layers * 2 * d;
+    size_t w = (size_t)delta_params_prefix_width(a), width = (size_t)a->layers * 2 * w;
     float *pe = calloc((size_t)length * width, sizeof *pe);
     if (!pe) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory exporting prefixes");
     for (int l = 0; l < a->layers; l++)
         for (int kv = 0; kv < 2; kv++) {
             char name[DELTA_NAME_MAX];
-            snprintf(name, sizeof name, "encoder.layers.%d.delta0.%s", l, kv ? "prefix_v" : "prefix_k");
+            snprintf(name, sizeof name, "%s.%d.delta0.%s", delta_params_layers_name(a), l,
+                     kv ? "prefix_v" : "prefix_k");
             const struct delta_tensor *p = delta_tensors_find(t, name);
-            if (!p || delta_tensor_numel(p) != (uint64_t)length * d) {
+            if (!p || delta_tensor_numel(p) != (uint64_t)length * w) {
                 free(pe);
                 return vp_fail(VP_ERROR_INVALID_ARGUMENT, "PEFT export: %s is missing or not (%d, %zu); "
-                               "collapse the prefix reparameterisation first", name, length, d);
+                               "collapse the prefix reparameterisation first", name, length, w);
             }
             for (int i = 0; i < length; i++)
-                memcpy(pe + (size_t)i * width + (2 * (size_t)l + (size_t)kv) * d, p->data + (size_t)i * d,
-                       d * sizeof *pe);
+                memcpy(pe + (size_t)i * width + (2 * (size_t)l + (size_t)kv) * w, p->data + (size_t)i * w,
+                       w * sizeof *pe);
         }
     *out = pe;
     return VP_OK;
@@ -167,21 +194,10 @@ static bool parse_delta_name(const char *name, int *layer, int *module, const ch
     return true;
 }
 
-/* Where a stack's layers and delta tensors are named: PEFT's key prefix
- * (after base_model.model.) and vkpeft's. LLaMA-family decoders only: GPT-2's
- * fused c_attn LoRA (fan_in_fan_out) is not imported. */
-static const char *peft_layers_prefix(const struct model_arch *arch, char *buf, size_t size) {
-    if (arch->stack == MODEL_STACK_DECODER) snprintf(buf, size, "model.layers.");
-    else snprintf(buf, size, "%s.encoder.layer.", family_prefix(arch));
-    return buf;
-}
-static const char *delta_layers_name(const struct model_arch *arch) {
-    return arch->stack == MODEL_STACK_DECODER ? "decoder.layers" : "encoder.layers";
-}
-
 vp_status delta_peft_export(const char *dir, const struct delta_spec *spec, const struct model_arch *arch,
                             const struct delta_tensors *t, const char *base_model) {
-    if (arch->stack == MODEL_STACK_DECODER) return delta_peft_decoder_export(dir, spec, arch, t, base_model);
+    if (arch->stack == MODEL_STACK_DECODER && !has_prefix(spec))
+        return delta_peft_decoder_export(dir, spec, arch, t, base_model);
     const char *why;
     if (!delta_peft_supported(spec, arch, &why))
         return vp_fail(VP_ERROR_UNSUPPORTED, "delta '%s' cannot be written in PEFT's layout: %s", spec->name, why);
@@ -211,7 +227,8 @@ vp_status delta_peft_export(const char *dir, const struct delta_spec *spec, cons
         s = prompt_embeddings(t, arch, spec->modules[0].size, &pe);
         if (s == VP_OK)
             out[n++] = (struct io_tensor_out){"prompt_embeddings", IO_DTYPE_F32, 2,
-                                              {spec->modules[0].size, (int64_t)arch->layers * 2 * arch->hidden},
+                                              {spec->modules[0].size,
+                                               (int64_t)arch->layers * 2 * delta_params_prefix_width(arch)},
                                               pe};
     }
     char path[4096];
@@ -234,15 +251,51 @@ vp_status delta_peft_export(const char *dir, const struct delta_spec *spec, cons
 
 /* ---- import ---------------------------------------------------------------------------- */
 
-static enum delta_at site_of(const struct model_arch *arch, const char *path) {
+/* PEFT's key prefix of a stack's layers (after base_model.model.). */
+static const char *peft_layers_prefix(const struct model_arch *arch, char *buf, size_t size) {
+    if (arch->family == MODEL_FAMILY_GPT2) snprintf(buf, size, "transformer.h.");
+    else if (arch->stack == MODEL_STACK_DECODER) snprintf(buf, size, "model.layers.");
+    else snprintf(buf, size, "%s.encoder.layer.", family_prefix(arch));
+    return buf;
+}
+
+/* The projection a module path inside a layer names; *c_attn is set for
+ * GPT-2's fused q, k, v Conv1D (the site is then DELTA_AT_Q). */
+static enum delta_at site_of(const struct model_arch *arch, const char *path, bool *c_attn) {
     static const enum delta_at sites[] = {DELTA_AT_Q, DELTA_AT_K, DELTA_AT_V, DELTA_AT_O, DELTA_AT_UP,
                                           DELTA_AT_DOWN};
     static const char *const llama[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
                                         "self_attn.o_proj", "mlp.up_proj",      "mlp.down_proj"};
-    const bool decoder = arch->stack == MODEL_STACK_DECODER;
-    for (size_t i = 0; i < sizeof sites / sizeof sites[0]; i++)
-        if (strcmp(path, decoder ? llama[i] : site_path(sites[i])) == 0) return sites[i];
+    static const char *const gpt2[] = {"", "", "", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"};
+    *c_attn = arch->family == MODEL_FAMILY_GPT2 && strcmp(path, "attn.c_attn") == 0;
+    if (*c_attn) return DELTA_AT_Q;
+    for (size_t i = 0; i < sizeof sites / sizeof sites[0]; i++) {
+        const char *name = arch->family == MODEL_FAMILY_GPT2 ? gpt2[i]
+                           : arch->stack == MODEL_STACK_DECODER ? llama[i] : site_path(sites[i]);
+        if (name[0] && strcmp(path, name) == 0) return sites[i];
+    }
     return DELTA_AT_NONE;
+}
+
+/* Reads dir/adapter_config.json into *root (a JSON object; the caller
+ * deletes it) and its path into `path`. */
+static vp_status read_config(const char *dir, char *path, size_t size, cJSON **root) {
+    snprintf(path, size, "%s/adapter_config.json", dir);
+    void *text;
+    size_t n;
+    vp_status s = vp_file_read(path, &text, &n);
+    if (s != VP_OK) return s;
+    *root = cJSON_ParseWithLength(text, n);
+    free(text);
+    if (cJSON_IsObject(*root)) return VP_OK;
+    cJSON_Delete(*root);
+    *root = NULL;
+    return vp_fail(VP_ERROR_BAD_INPUT, "%s is not a JSON object", path);
+}
+
+static bool nonempty_object(const cJSON *root, const char *key) {
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, key);
+    return cJSON_IsObject(o) && o->child != NULL;
 }
 
 struct lora_config {
@@ -250,42 +303,32 @@ struct lora_config {
     double alpha;
 };
 
-static vp_status read_lora_config(const char *dir, struct lora_config *c) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-    void *text;
-    size_t size;
-    vp_status s = vp_file_read(path, &text, &size);
-    if (s != VP_OK) return s;
-    cJSON *root = cJSON_ParseWithLength(text, size);
-    free(text);
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "peft_type");
+/* fan_in_fan_out is not checked: PEFT sets it from the layer it wraps (true
+ * for GPT-2's Conv1D, false for nn.Linear) and it only changes how a merge
+ * transposes B·A; lora_A (r, in) and lora_B (out, r) and the forward
+ * x·Aᵀ·Bᵀ·α/r are the same either way. */
+static vp_status read_lora_config(const cJSON *root, const char *path, struct lora_config *c) {
     const cJSON *r = cJSON_GetObjectItemCaseSensitive(root, "r");
     const cJSON *alpha = cJSON_GetObjectItemCaseSensitive(root, "lora_alpha");
     const cJSON *bias = cJSON_GetObjectItemCaseSensitive(root, "bias");
-    if (!cJSON_IsObject(root))
-        s = vp_fail(VP_ERROR_BAD_INPUT, "%s is not a JSON object", path);
-    else if (!cJSON_IsString(type) || strcmp(type->valuestring, "LORA") != 0)
-        s = vp_fail(VP_ERROR_BAD_INPUT, "%s: \"peft_type\" is %s; vkpeft loads LoRA adapters from PEFT "
-                    "folders (its own delta folders hold the other methods)", path,
-                    cJSON_IsString(type) ? type->valuestring : "missing");
-    else if (!cJSON_IsNumber(r) || r->valuedouble < 1 || r->valuedouble > 65536)
-        s = vp_fail(VP_ERROR_BAD_INPUT, "%s: \"r\" must be a positive integer", path);
-    else if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "fan_in_fan_out")) ||
-             cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "use_dora")) ||
-             cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "use_rslora")))
-        s = vp_fail(VP_ERROR_BAD_INPUT, "%s: fan_in_fan_out, DoRA and rsLoRA adapters are not supported", path);
-    else if (cJSON_IsString(bias) && strcmp(bias->valuestring, "none") != 0)
-        s = vp_fail(VP_ERROR_BAD_INPUT, "%s: \"bias\": \"%s\" is not supported (none)", path, bias->valuestring);
-    if (s == VP_OK) {
-        c->r = (int)r->valuedouble;
-        c->alpha = cJSON_IsNumber(alpha) ? alpha->valuedouble : 8; /* PEFT's default */
-    }
-    cJSON_Delete(root);
-    return s;
+    if (!cJSON_IsNumber(r) || r->valuedouble < 1 || r->valuedouble > 65536 || r->valuedouble != (int)r->valuedouble)
+        return vp_fail(VP_ERROR_BAD_INPUT, "%s: \"r\" must be a positive integer", path);
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "use_dora")) ||
+        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "use_rslora")))
+        return vp_fail(VP_ERROR_BAD_INPUT, "%s: DoRA and rsLoRA adapters are not supported", path);
+    if (nonempty_object(root, "rank_pattern") || nonempty_object(root, "alpha_pattern"))
+        return vp_fail(VP_ERROR_BAD_INPUT, "%s: \"rank_pattern\" / \"alpha_pattern\" (a rank or alpha per module) "
+                       "are not supported; vkpeft reads one r and lora_alpha", path);
+    if (cJSON_IsString(bias) && strcmp(bias->valuestring, "none") != 0)
+        return vp_fail(VP_ERROR_BAD_INPUT, "%s: \"bias\": \"%s\" is not supported (none)", path, bias->valuestring);
+    if (alpha && (!cJSON_IsNumber(alpha) || alpha->valuedouble <= 0))
+        return vp_fail(VP_ERROR_BAD_INPUT, "%s: \"lora_alpha\" must be a positive number", path);
+    c->r = (int)r->valuedouble;
+    c->alpha = alpha ? alpha->valuedouble : 8; /* PEFT's default */
+    return VP_OK;
 }
 
-/* Adds the LoRA module for `at` to the spec (once) and notes layer l. */
+/* Adds the LoRA module for `at` to the spec (once); -1 when full. */
 static int spec_module_for(struct delta_spec *spec, enum delta_at at, const struct lora_config *c) {
     for (int i = 0; i < spec->count; i++)
         if (spec->modules[i].at == at) return i;
@@ -303,45 +346,96 @@ static int spec_module_for(struct delta_spec *spec, enum delta_at at, const stru
     return spec->count++;
 }
 
+/* Rows [r0, r0 + nr) and columns [c0, c0 + nc) of the 2-D tensor `it`
+ * (F32, F16 or BF16: PEFT saves in the training dtype) as a new f32
+ * tensor `name` (nr, nc) of t; nr = 0 takes the whole tensor, any shape. */
+static vp_status add_block(struct delta_tensors *t, const char *name, const struct io_tensor *it, int64_t r0,
+                           int64_t nr, int64_t c0, int64_t nc) {
+    const bool whole = nr == 0;
+    const int64_t width = it->ndim == 2 ? it->shape[1] : (int64_t)it->numel;
+    if (whole) {
+        nr = it->ndim == 2 ? it->shape[0] : 1;
+        c0 = 0;
+        nc = width;
+    }
+    struct delta_tensor *d = whole ? delta_tensors_add(t, name, it->ndim, it->shape)
+                                   : delta_tensors_add(t, name, 2, (const int64_t[]){nr, nc});
+    if (!d) return VP_ERROR_HOST_MEMORY;
+    for (int64_t i = 0; i < nr; i++) {
+        const size_t at = (size_t)((r0 + i) * width + c0);
+        float *dst = d->data + (size_t)(i * nc);
+        if (it->dtype == IO_DTYPE_F32) memcpy(dst, (const float *)it->data + at, (size_t)nc * sizeof *dst);
+        else if (it->dtype == IO_DTYPE_F16) vp_f16_to_f32_array(dst, (const uint16_t *)it->data + at, (size_t)nc);
+        else vp_bf16_to_f32_array(dst, (const uint16_t *)it->data + at, (size_t)nc);
+    }
+    return VP_OK;
+}
+
+static vp_status check_dtype(const struct io_tensor *it, const char *file) {
+    if ((it->dtype == IO_DTYPE_F32 || it->dtype == IO_DTYPE_F16 || it->dtype == IO_DTYPE_BF16) && it->ndim >= 1 &&
+        it->ndim <= 4)
+        return VP_OK;
+    return vp_fail(VP_ERROR_BAD_INPUT, "%s: tensor '%s' is %s with %d dimensions; vkpeft reads F32, F16 or BF16 "
+                   "adapters", file, it->name, io_dtype_name(it->dtype), it->ndim);
+}
+
+/* lora_A or (rows [r0, r0 + nr) of) lora_B of layer l's LoRA on `at`. */
+static vp_status add_lora(struct delta_spec *spec, struct delta_tensors *t, const struct lora_config *c,
+                          const struct model_arch *arch, const char *file, enum delta_at at, int layer, bool a,
+                          const struct io_tensor *it, int64_t r0, int64_t nr) {
+    const int mod = spec_module_for(spec, at, c);
+    if (mod < 0) return vp_fail(VP_ERROR_BAD_INPUT, "%s: more than %d adapted projections", file, DELTA_MAX_MODULES);
+    struct delta_module *m = &spec->modules[mod];
+    if (!delta_module_has_layer(m, layer)) m->layers[m->layer_count++] = layer;
+    char name[DELTA_NAME_MAX];
+    snprintf(name, sizeof name, "%s.%d.delta%d.%s", delta_params_layers_name(arch), layer, mod,
+             a ? "lora_A" : "lora_B");
+    if (delta_tensors_find(t, name))
+        return vp_fail(VP_ERROR_BAD_INPUT, "%s: tensor '%s' repeats layer %d's %s", file, it->name, layer,
+                       a ? "lora_A" : "lora_B");
+    return add_block(t, name, it, r0, nr, 0, it->ndim == 2 ? it->shape[1] : 0);
+}
+
 static vp_status import_tensor(const struct io_tensor *it, const struct model_arch *arch, const char *file,
                                const struct lora_config *c, struct delta_spec *spec, struct delta_tensors *t) {
     const char *key = it->name;
     if (strncmp(key, "base_model.model.", 17) == 0) key += 17;
-    char name[DELTA_NAME_MAX];
     char prefix[64];
     peft_layers_prefix(arch, prefix, sizeof prefix);
-    if (arch->stack != MODEL_STACK_DECODER && is_head(key)) {
-        snprintf(name, sizeof name, "%s", key);
-    } else if (strncmp(key, prefix, strlen(prefix)) == 0) {
-        int layer = -1, n = 0;
-        if (sscanf(key + strlen(prefix), "%d.%n", &layer, &n) != 1 || layer < 0 || layer >= arch->layers)
-            return vp_fail(VP_ERROR_BAD_INPUT, "%s: tensor '%s' names no layer of this model (0..%d)", file,
-                           it->name, arch->layers - 1);
-        char path[128];
-        const char *p = key + strlen(prefix) + n, *ab = strstr(p, ".lora_");
-        if (!ab || (strcmp(ab, ".lora_A.weight") != 0 && strcmp(ab, ".lora_B.weight") != 0))
-            return vp_fail(VP_ERROR_BAD_INPUT, "%s: tensor '%s' is not a LoRA A/B weight", file, it->name);
-        snprintf(path, sizeof path, "%.*s", (int)(ab - p), p);
-        enum delta_at at = site_of(arch, path);
-        if (at == DELTA_AT_NONE)
-            return vp_fail(VP_ERROR_BAD_INPUT, "%s: tensor '%s' targets '%s', which vkpeft does not adapt", file,
-                           it->name, path);
-        int mod = spec_module_for(spec, at, c);
-        struct delta_module *m = &spec->modules[mod];
-        if (!delta_module_has_layer(m, layer)) m->layers[m->layer_count++] = layer;
-        snprintf(name, sizeof name, "%s.%d.delta%d.%s", delta_layers_name(arch), layer, mod,
-                 ab[6] == 'A' ? "lora_A" : "lora_B");
-    } else {
+    vp_status s = check_dtype(it, file);
+    if (s != VP_OK) return s;
+    if (arch->stack != MODEL_STACK_DECODER && is_head(key)) return add_block(t, key, it, 0, 0, 0, 0);
+    if (strncmp(key, prefix, strlen(prefix)) != 0)
         return vp_fail(VP_ERROR_BAD_INPUT, "%s: tensor '%s' is not part of a %s LoRA adapter", file, it->name,
                        arch->model_type);
-    }
-    if (it->dtype != IO_DTYPE_F32 || it->ndim < 1 || it->ndim > 4)
-        return vp_fail(VP_ERROR_BAD_INPUT, "%s: tensor '%s' is %s with %d dimensions; vkpeft reads F32 adapters",
-                       file, it->name, io_dtype_name(it->dtype), it->ndim);
-    struct delta_tensor *d = delta_tensors_add(t, name, it->ndim, it->shape);
-    if (!d) return VP_ERROR_HOST_MEMORY;
-    memcpy(d->data, it->data, it->nbytes);
-    return VP_OK;
+    int layer = -1, n = 0;
+    if (sscanf(key + strlen(prefix), "%d.%n", &layer, &n) != 1 || n == 0 || layer < 0 || layer >= arch->layers)
+        return vp_fail(VP_ERROR_BAD_INPUT, "%s: tensor '%s' names no layer of this model (0..%d)", file, it->name,
+                       arch->layers - 1);
+    char path[128];
+    const char *p = key + strlen(prefix) + n, *ab = strstr(p, ".lora_");
+    if (!ab || (strcmp(ab, ".lora_A.weight") != 0 && strcmp(ab, ".lora_B.weight") != 0))
+        return vp_fail(VP_ERROR_BAD_INPUT, "%s: tensor '%s' is not a LoRA A/B weight", file, it->name);
+    snprintf(path, sizeof path, "%.*s", (int)(ab - p), p);
+    bool c_attn;
+    const bool a = ab[6] == 'A';
+    const enum delta_at at = site_of(arch, path, &c_attn);
+    if (at == DELTA_AT_NONE)
+        return vp_fail(VP_ERROR_BAD_INPUT, "%s: tensor '%s' targets '%s', which vkpeft does not adapt", file,
+                       it->name, path);
+    if (!c_attn) return add_lora(spec, t, c, arch, file, at, layer, a, it, 0, 0);
+    /* c_attn's output columns are q | k | v, d each (HF GPT-2 splits its
+     * output in that order), and PEFT's forward adds x·Aᵀ·Bᵀ·α/r to them:
+     * one rank-r pair on c_attn is three on q, k, v that share A, B's rows
+     * split into the three blocks. */
+    const int64_t d = arch->hidden;
+    if (!a && (it->ndim != 2 || it->shape[0] != 3 * d))
+        return vp_fail(VP_ERROR_BAD_INPUT, "%s: tensor '%s' has %lld rows; GPT-2's c_attn lora_B has 3 · %lld",
+                       file, it->name, (long long)it->shape[0], (long long)d);
+    for (int b = 0; b < 3 && s == VP_OK; b++)
+        s = add_lora(spec, t, c, arch, file, (enum delta_at)(DELTA_AT_Q + b), layer, a, it, a ? 0 : b * d,
+                     a ? 0 : d);
+    return s;
 }
 
 /* Checks A (r, in) and B (out, r) against the model. */
@@ -379,28 +473,21 @@ static vp_status check_pairs(const struct delta_spec *spec, const struct model_a
             if (!delta_module_has_layer(&spec->modules[i], l)) continue;
             for (int ab = 0; ab < 2; ab++) {
                 char name[DELTA_NAME_MAX];
-                snprintf(name, sizeof name, "%s.%d.delta%d.%s", delta_layers_name(arch), l, i,
+                snprintf(name, sizeof name, "%s.%d.delta%d.%s", delta_params_layers_name(arch), l, i,
                          ab ? "lora_B" : "lora_A");
                 if (!delta_tensors_find(t, name))
-                    return vp_fail(VP_ERROR_BAD_INPUT, "%s: layer %d's %s has no %s", file, l,
-                                   site_path(spec->modules[i].at), ab ? "lora_B" : "lora_A");
+                    return vp_fail(VP_ERROR_BAD_INPUT, "%s: layer %d's %s LoRA has no %s", file, l,
+                                   delta_at_name(spec->modules[i].at), ab ? "lora_B" : "lora_A");
             }
         }
     return VP_OK;
 }
 
-vp_status delta_peft_import_lora(const char *dir, const struct model_arch *arch, struct delta_spec *spec,
-                                 struct delta_tensors *t) {
-    memset(spec, 0, sizeof *spec);
-    memset(t, 0, sizeof *t);
-    if (arch->family == MODEL_FAMILY_GPT2)
-        return vp_fail(VP_ERROR_UNSUPPORTED, "%s: PEFT LoRA adapters for GPT-2 (a fused c_attn Conv1D, "
-                       "fan_in_fan_out) are not imported yet; LLaMA-family, BERT and RoBERTa adapters are", dir);
-    if (arch->stack == MODEL_STACK_ENCODER_DECODER)
-        return vp_fail(VP_ERROR_UNSUPPORTED, "%s: PEFT adapters for encoder-decoder models are not imported yet", dir);
+static vp_status import_lora(const char *dir, const cJSON *root, const char *config_path,
+                             const struct model_arch *arch, struct delta_spec *spec, struct delta_tensors *t) {
     snprintf(spec->name, sizeof spec->name, "lora");
     struct lora_config c;
-    vp_status s = read_lora_config(dir, &c);
+    vp_status s = read_lora_config(root, config_path, &c);
     if (s != VP_OK) return s;
     char path[4096];
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
@@ -420,6 +507,100 @@ vp_status delta_peft_import_lora(const char *dir, const struct model_arch *arch,
         }
     if (s == VP_OK) s = check_shapes(spec, arch, t, path);
     if (s == VP_OK) s = check_pairs(spec, arch, t, path);
+    return s;
+}
+
+/* A positive integer field, or `fallback` when absent (-1: required). */
+static vp_status config_int(const cJSON *root, const char *path, const char *key, int fallback, int *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!v && fallback >= 0) {
+        *out = fallback;
+        return VP_OK;
+    }
+    if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > 1 << 24 || v->valuedouble != (int)v->valuedouble)
+        return vp_fail(VP_ERROR_BAD_INPUT, "%s: \"%s\" must be a positive integer", path, key);
+    *out = (int)v->valuedouble;
+    return VP_OK;
+}
+
+/* PEFT's prefix tuning on a decoder: prompt_embeddings (L, layers·2·w) as
+ * prompt_embeddings() writes it; the saved values are the prefixes
+ * themselves whether or not prefix_projection trained them through an MLP
+ * (PEFT saves the prompt encoder's output). */
+static vp_status import_prefix(const char *dir, const cJSON *root, const char *config_path,
+                               const struct model_arch *arch, struct delta_spec *spec, struct delta_tensors *t) {
+    if (arch->stack != MODEL_STACK_DECODER)
+        return vp_fail(VP_ERROR_UNSUPPORTED, "%s: PEFT prefix-tuning folders load for decoder-only models; for %s "
+                       "use the vkpeft delta folder (delta.json)", config_path, arch->model_type);
+    const int w = delta_params_prefix_width(arch);
+    int L = 0, layers = 0, dim = 0, heads = 0, subs = 0;
+    vp_status s = config_int(root, config_path, "num_virtual_tokens", -1, &L);
+    if (s == VP_OK) s = config_int(root, config_path, "num_layers", -1, &layers);
+    if (s == VP_OK) s = config_int(root, config_path, "token_dim", -1, &dim);
+    if (s == VP_OK) s = config_int(root, config_path, "num_attention_heads", arch->kv_heads, &heads);
+    if (s == VP_OK) s = config_int(root, config_path, "num_transformer_submodules", 1, &subs);
+    if (s != VP_OK) return s;
+    if (L > 65536) return vp_fail(VP_ERROR_BAD_INPUT, "%s: \"num_virtual_tokens\" %d is too many", config_path, L);
+    if (subs != 1)
+        return vp_fail(VP_ERROR_BAD_INPUT, "%s: \"num_transformer_submodules\" is %d; a decoder-only model's "
+                       "prefix has 1", config_path, subs);
+    if (layers != arch->layers || dim != w || heads != arch->kv_heads)
+        return vp_fail(VP_ERROR_BAD_INPUT, "%s: num_layers %d, token_dim %d, num_attention_heads %d, but %s's keys "
+                       "and values are %d layers of %d heads × %d (PEFT sizes prefixes by num_key_value_heads "
+                       "for grouped-query attention)", config_path, layers, dim, heads, arch->model_type,
+                       arch->layers, arch->kv_heads, arch->head_dim);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    struct io_safetensors *f;
+    s = io_safetensors_open(path, &f);
+    if (s != VP_OK) return s;
+    const struct io_tensor *pe = io_safetensors_find(f, "prompt_embeddings");
+    const int64_t width = (int64_t)layers * 2 * w;
+    if (!pe)
+        s = vp_fail(VP_ERROR_BAD_INPUT, "%s has no tensor 'prompt_embeddings'", path);
+    else if (io_safetensors_count(f) != 1)
+        s = vp_fail(VP_ERROR_BAD_INPUT, "%s: a prefix-tuning adapter holds only 'prompt_embeddings' (%zu tensors "
+                    "here)", path, io_safetensors_count(f));
+    else if ((s = check_dtype(pe, path)) == VP_OK && (pe->ndim != 2 || pe->shape[0] != L || pe->shape[1] != width))
+        s = vp_fail(VP_ERROR_BAD_INPUT, "%s: prompt_embeddings has shape (%lld, %lld), want (num_virtual_tokens, "
+                    "num_layers · 2 · token_dim) = (%d, %lld)", path, (long long)pe->shape[0],
+                    (long long)(pe->ndim > 1 ? pe->shape[1] : 0), L, (long long)width);
+    for (int l = 0; l < arch->layers && s == VP_OK; l++)
+        for (int kv = 0; kv < 2 && s == VP_OK; kv++) {
+            char name[DELTA_NAME_MAX];
+            snprintf(name, sizeof name, "%s.%d.delta0.%s", delta_params_layers_name(arch), l,
+                     kv ? "prefix_v" : "prefix_k");
+            s = add_block(t, name, pe, 0, L, (2 * (int64_t)l + kv) * w, w);
+        }
+    io_safetensors_close(f);
+    if (s != VP_OK) return s;
+    s = delta_spec_preset("prefix", spec);
+    if (s != VP_OK) return s;
+    spec->modules[0].size = L;
+    spec->modules[0].reparam = 0;
+    return VP_OK;
+}
+
+vp_status delta_peft_import(const char *dir, const struct model_arch *arch, struct delta_spec *spec,
+                            struct delta_tensors *t) {
+    memset(spec, 0, sizeof *spec);
+    memset(t, 0, sizeof *t);
+    if (arch->stack == MODEL_STACK_ENCODER_DECODER)
+        return vp_fail(VP_ERROR_UNSUPPORTED, "%s: PEFT adapters for encoder-decoder models are not imported yet", dir);
+    char path[4096];
+    cJSON *root = NULL;
+    vp_status s = read_config(dir, path, sizeof path, &root);
+    if (s != VP_OK) return s;
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(root, "peft_type");
+    if (cJSON_IsString(type) && strcmp(type->valuestring, "LORA") == 0)
+        s = import_lora(dir, root, path, arch, spec, t);
+    else if (cJSON_IsString(type) && strcmp(type->valuestring, "PREFIX_TUNING") == 0)
+        s = import_prefix(dir, root, path, arch, spec, t);
+    else
+        s = vp_fail(VP_ERROR_BAD_INPUT, "%s: \"peft_type\" is %s; vkpeft loads LoRA and (on decoder-only models) "
+                    "PREFIX_TUNING adapters from PEFT folders (its own delta folders hold the other methods)", path,
+                    cJSON_IsString(type) ? type->valuestring : "missing");
+    cJSON_Delete(root);
     if (s != VP_OK) delta_tensors_free(t);
     return s;
 }

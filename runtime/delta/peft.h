@@ -1,8 +1,22 @@
 /* The Hugging Face PEFT folder layout: adapter_config.json +
  * adapter_model.safetensors with PEFT's key names, e.g.
- * base_model.model.roberta.encoder.layer.0.attention.self.query.lora_A.weight.
- * PEFT has LoRA and prefix tuning (not bottleneck, parallel or MAM
- * adapters), so only specs made of those can be exported. */
+ * base_model.model.roberta.encoder.layer.0.attention.self.query.lora_A.weight,
+ * or one "prompt_embeddings" tensor for prefix tuning. PEFT has LoRA and
+ * prefix tuning (not bottleneck, parallel or MAM adapters), so only specs
+ * made of those can be exported: LoRA modules, or one prefix module on
+ * every layer (a reparameterised one collapsed first, written with
+ * prefix_projection false: exact at inference).
+ *
+ * Decoder prefixes and positions: PEFT passes the prefixes as
+ * past_key_values of length L (per layer (kv_heads, L, head_dim): recent
+ * PEFT sizes token_dim and num_attention_heads by num_key_value_heads), and
+ * Hugging Face's GPT-2 and LLaMA then number the tokens from L in a
+ * forward pass (cache_position, hence position_ids and RoPE angles, start
+ * at the cache length; PEFT offsets explicit position_ids by L too).
+ * The cached keys are used as they are, never rotated. vkpeft's decoder
+ * does the same (positions from the prefix length, prefixes not rotated),
+ * so the exported folder computes what vkpeft computed; with several
+ * prefix modules (not exportable) vkpeft starts at the longest layer's. */
 #ifndef VKPEFT_DELTA_PEFT_H
 #define VKPEFT_DELTA_PEFT_H
 
@@ -20,15 +34,20 @@ vp_status delta_peft_export(const char *dir, const struct delta_spec *spec, cons
 /* A LoRA spec PEFT's config can hold: one rank, alpha and layer list, at
  * most one module per projection (else false and *why). */
 bool delta_peft_lora_uniform(const struct delta_spec *spec, const char **why);
-/* The same for decoder-only models (peft_decoder.c): LoRA only, task_type
+/* The same for LoRA on decoder-only models (peft_decoder.c): task_type
  * CAUSAL_LM, LLaMA-family and GPT-2 key names (GPT-2's q/k/v LoRA fused
- * into one c_attn LoRA). delta_peft_supported/export dispatch to these. */
+ * into one c_attn LoRA). delta_peft_supported/export dispatch to these;
+ * prefixes of any stack are written by peft.c. */
 bool delta_peft_decoder_supported(const struct delta_spec *spec, const struct model_arch *arch, const char **why);
 vp_status delta_peft_decoder_export(const char *dir, const struct delta_spec *spec, const struct model_arch *arch,
                                     const struct delta_tensors *tensors, const char *base_model);
 
-/* Reads a PEFT LoRA folder into a spec and tensors with vkpeft's names. */
-vp_status delta_peft_import_lora(const char *dir, const struct model_arch *arch, struct delta_spec *spec,
-                                 struct delta_tensors *tensors);
+/* Reads a PEFT folder into a spec and tensors with vkpeft's names: LoRA
+ * (BERT, RoBERTa, LLaMA family, GPT-2: a c_attn pair becomes q, k and v
+ * pairs sharing A, B's rows split) or, on decoder-only models, prefix
+ * tuning (one prefix module, reparam 0). F16 and BF16 files are widened
+ * to f32. */
+vp_status delta_peft_import(const char *dir, const struct model_arch *arch, struct delta_spec *spec,
+                            struct delta_tensors *tensors);
 
 #endif

@@ -11,8 +11,9 @@
  * its rows, zero elsewhere, lora_alpha n·α (so PEFT's α'/r' = α/r). PEFT's
  * config has one r for every target, so that export cannot sit beside LoRA
  * on another GPT-2 module (rank r): such a delta is refused with a
- * message, and stays in vkpeft's own delta.safetensors. Prefix tuning and
- * the adapters are not exported for decoders. */
+ * message, and stays in vkpeft's own delta.safetensors. A prefix alone is
+ * written by peft.c (PEFT's PREFIX_TUNING); adapters, and prefixes beside
+ * other modules, are not exported. */
 #include "peft.h"
 
 #include "params.h"
@@ -48,8 +49,8 @@ bool delta_peft_decoder_supported(const struct delta_spec *s, const struct model
     int qkv = 0;
     for (int i = 0; i < s->count; i++) {
         if (s->modules[i].kind != DELTA_LORA) {
-            *why = "vkpeft writes PEFT files for LoRA on decoder-only models (its prefixes and adapters are in "
-                   "delta.safetensors only)";
+            *why = "PEFT files for decoder-only models hold LoRA or one prefix alone (adapters, and prefixes "
+                   "beside other modules, are in delta.safetensors only)";
             return false;
         }
         qkv += fused(s->modules[i].at);

@@ -384,10 +384,10 @@ vp_status delta_load(const char *dir, const struct model_arch *arch, struct delt
     if (file_exists(dir, "delta.json"))
         s = load_vkpeft(dir, arch, spec, tensors);
     else if (file_exists(dir, "adapter_config.json"))
-        s = delta_peft_import_lora(dir, arch, spec, tensors);
+        s = delta_peft_import(dir, arch, spec, tensors);
     else
         return vp_fail(VP_ERROR_BAD_INPUT, "%s holds no delta: neither delta.json (vkpeft) nor "
-                       "adapter_config.json (PEFT LoRA)", dir);
+                       "adapter_config.json (PEFT)", dir);
     if (s != VP_OK) delta_tensors_free(tensors);
     return s;
 }

@@ -12,7 +12,7 @@
  *                       "config_hash" (FNV-1a of its config.json)}, "num_labels",
  *                       "labels": [names] (when known)}
  *   adapter_config.json + adapter_model.safetensors   PEFT's layout, when PEFT
- *                       has the method (LoRA, prefix tuning)
+ *                       has the method (LoRA, one prefix on every layer)
  * Every file is written atomically (temporary file, fsync, rename). */
 #ifndef VKPEFT_DELTA_SAVE_H
 #define VKPEFT_DELTA_SAVE_H
@@ -34,7 +34,8 @@ vp_status delta_save(const char *dir, const struct delta_params *params,
                      const struct delta_save_info *info);
 
 /* Reads a delta folder: vkpeft's (delta.json + delta.safetensors) or a PEFT
- * LoRA folder (adapter_config.json + adapter_model.safetensors). The spec is
+ * folder (adapter_config.json + adapter_model.safetensors: LoRA, or prefix
+ * tuning on decoders; peft.h). The spec is
  * the saved (collapsed) one; tensors use vkpeft names. Checks the base model
  * identity against `arch` (model_type, sizes) and reports a mismatch. */
 vp_status delta_load(const char *dir, const struct model_arch *arch, struct delta_spec *spec,

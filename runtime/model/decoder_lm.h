@@ -109,7 +109,7 @@ vp_status decoder_record_zero_grads(struct decoder *m, struct vk_recorder *rec);
 void decoder_batch_shape(const struct decoder *m, int *B, int *T);
 vp_status decoder_set_batch(struct decoder *m, int B, int T);
 
-/* Saved deltas (delta/save.h: a vkpeft delta folder or a PEFT LoRA one).
+/* Saved deltas (delta/save.h: a vkpeft delta folder or a PEFT LoRA or prefix-tuning one).
  * decoder_load_delta writes a saved delta's tensors into a loaded decoder
  * whose spec trains them (same names and shapes); decoder_create_with_delta
  * opens the model with the saved delta's spec, loads it for (B,T) and

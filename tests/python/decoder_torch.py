@@ -31,6 +31,15 @@ Commands:
   greedy-many JOBS.json
       the same for a list of {"model", "spec", "delta", "prompts", "out"} objects, the
       prompts file's fields inline
+  peft-loss --model DIR [--peft DIR] --batch BATCH.json --out OUT.json
+      the mean causal-LM loss of the model with a Hugging Face PEFT adapter folder
+      (adapter_config.json + adapter_model.safetensors: LORA or PREFIX_TUNING) applied the
+      way PEFT applies it, read with PEFT's own names and layouts (not vkpeft's): LoRA adds
+      lora_B(lora_A(x))·lora_alpha/r (alpha/sqrt(r) with use_rslora) to the output of the
+      module it names (GPT-2's c_attn before its split into q, k, v; fan_in_fan_out only
+      changes merging); prefix tuning views prompt_embeddings (L, layers·2·token_dim) as
+      PEFT's get_prompt does and passes the pairs as past_key_values (positions from L).
+      BATCH.json as for run. OUT.json: {"loss", "base_loss" (without the adapter), "tokens"}
 """
 import argparse
 import json
@@ -69,6 +78,7 @@ class CausalLM:
         self.trainable = load_trainable(self.w, delta)  # bitfit / full train the model's own tensors
         self.modules = spec["modules"]
         self.prefix_positions = prefix_positions
+        self.peft = None  # a PeftAdapter, applied on top (peft-loss)
 
     # ---- spec helpers ----------------------------------------------------------------
 
@@ -124,6 +134,8 @@ class CausalLM:
     def prefix_length(self):
         if self.prefix_positions == "zero":
             return 0
+        if self.peft is not None and self.peft.past is not None:
+            return self.peft.num_virtual_tokens
         return max(sum(m["length"] for _, m in self.modules_at(l, "prefix")) for l in range(self.n_layers))
 
     # ---- the frozen model ------------------------------------------------------------
@@ -133,6 +145,9 @@ class CausalLM:
             return F.layer_norm(x, (self.d,), self.w[name + ".weight"], self.w[name + ".bias"], self.eps)
         variance = x.pow(2).mean(-1, keepdim=True)        # LlamaRMSNorm
         return self.w[name + ".weight"] * (x * torch.rsqrt(variance + self.eps))
+
+    def peft_lora(self, name, x, y):
+        return y if self.peft is None else self.peft.lora_forward(name, x, y)
 
     def linear(self, name, x, bias=True):
         """nn.Linear ([out, in]) for LLaMA; GPT-2 Conv1D ([in, out]) is handled by its callers."""
@@ -152,10 +167,10 @@ class CausalLM:
         B, T, _ = a.shape
         p = f"transformer.h.{layer}.attn." if self.gpt2 else f"model.layers.{layer}.self_attn."
         if self.gpt2:
-            qkv = a @ self.w[p + "c_attn.weight"] + self.w[p + "c_attn.bias"]
+            qkv = self.peft_lora(p + "c_attn", a, a @ self.w[p + "c_attn.weight"] + self.w[p + "c_attn.bias"])
             q, k, v = qkv.split(self.d, dim=-1)
         else:
-            q, k, v = (self.linear(p + n + "_proj", a) for n in ("q", "k", "v"))
+            q, k, v = (self.peft_lora(p + n + "_proj", a, self.linear(p + n + "_proj", a)) for n in ("q", "k", "v"))
         q, k, v = self.lora(layer, "q", a, q), self.lora(layer, "k", a, k), self.lora(layer, "v", a, v)
         q = q.view(B, T, self.H, self.hd).transpose(1, 2)
         k = k.view(B, T, self.G, self.hd).transpose(1, 2)
@@ -167,6 +182,13 @@ class CausalLM:
         if prefixes:  # past_key_values: (B, G, Lp, hd) in front, never rotated
             pk = torch.cat([pk for pk, _ in prefixes]).view(Lp, self.G, self.hd).transpose(0, 1)
             pv = torch.cat([pv for _, pv in prefixes]).view(Lp, self.G, self.hd).transpose(0, 1)
+        if self.peft is not None and self.peft.past is not None:
+            pk, pv = self.peft.past[layer]  # (G, L, hd) each, as PEFT's get_prompt hands them over
+            if pk.shape != (self.G, pk.shape[1], self.hd):
+                raise SystemExit(f"PEFT prefix of layer {layer} is {tuple(pk.shape)}; the model's keys are "
+                                 f"({self.G}, L, {self.hd})")
+            prefixes, Lp = [(pk, pv)], pk.shape[1]
+        if prefixes:
             k = torch.cat([pk.expand(B, -1, -1, -1), k], dim=2)
             v = torch.cat([pv.expand(B, -1, -1, -1), v], dim=2)
         rep = self.H // self.G  # repeat_kv: query head h reads kv head h // rep
@@ -179,23 +201,24 @@ class CausalLM:
         ctx = torch.einsum("bhts,bhsd->bhtd", probs, v).transpose(1, 2).reshape(B, T, self.H * self.hd)
         ctx = self.adapters(layer, "attn", "parallel", a, ctx)
         if self.gpt2:
-            o = ctx @ self.w[p + "c_proj.weight"] + self.w[p + "c_proj.bias"]
+            o = self.peft_lora(p + "c_proj", ctx, ctx @ self.w[p + "c_proj.weight"] + self.w[p + "c_proj.bias"])
         else:
-            o = self.linear(p + "o_proj", ctx)
+            o = self.peft_lora(p + "o_proj", ctx, self.linear(p + "o_proj", ctx))
         o = self.lora(layer, "o", ctx, o)
         return self.adapters(layer, "attn", "sequential", None, o)
 
     def mlp(self, layer, f):
         if self.gpt2:
             p = f"transformer.h.{layer}.mlp."
-            up = self.lora(layer, "up", f, f @ self.w[p + "c_fc.weight"] + self.w[p + "c_fc.bias"])
+            up = self.peft_lora(p + "c_fc", f, f @ self.w[p + "c_fc.weight"] + self.w[p + "c_fc.bias"])
+            up = self.lora(layer, "up", f, up)
             u = F.gelu(up, approximate="tanh")   # gelu_new
-            dn = u @ self.w[p + "c_proj.weight"] + self.w[p + "c_proj.bias"]
+            dn = self.peft_lora(p + "c_proj", u, u @ self.w[p + "c_proj.weight"] + self.w[p + "c_proj.bias"])
         else:
             p = f"model.layers.{layer}.mlp."
-            up = self.lora(layer, "up", f, self.linear(p + "up_proj", f))
-            u = F.silu(self.linear(p + "gate_proj", f)) * up
-            dn = self.linear(p + "down_proj", u)
+            up = self.lora(layer, "up", f, self.peft_lora(p + "up_proj", f, self.linear(p + "up_proj", f)))
+            u = F.silu(self.peft_lora(p + "gate_proj", f, self.linear(p + "gate_proj", f))) * up
+            dn = self.peft_lora(p + "down_proj", u, self.linear(p + "down_proj", u))
         dn = self.lora(layer, "down", u, dn)
         dn = self.adapters(layer, "ffn", "sequential", None, dn)
         return self.adapters(layer, "ffn", "parallel", f, dn)
@@ -220,6 +243,82 @@ class CausalLM:
         return x @ head.T
 
 
+class PeftAdapter:
+    """A PEFT adapter folder with PEFT's semantics, keyed by PEFT's module names."""
+
+    def __init__(self, folder):
+        with open(os.path.join(folder, "adapter_config.json")) as f:
+            cfg = json.load(f)
+        tensors = {k: v.double() for k, v in
+                   read_safetensors(os.path.join(folder, "adapter_model.safetensors")).items()}
+        self.type = cfg.get("peft_type")
+        self.lora, self.used, self.past = {}, set(), None
+        if self.type == "LORA":
+            if cfg.get("use_dora") or cfg.get("rank_pattern") or cfg.get("alpha_pattern"):
+                raise SystemExit(f"{folder}: DoRA, rank_pattern and alpha_pattern are not modelled here")
+            r, alpha = cfg["r"], cfg.get("lora_alpha", 8)
+            scaling = alpha / math.sqrt(r) if cfg.get("use_rslora") else alpha / r
+            pairs = {}
+            for key, t in tensors.items():
+                name = key[len("base_model.model."):] if key.startswith("base_model.model.") else key
+                module, part = name.rsplit(".lora_", 1)      # "transformer.h.0.attn.c_attn", "A.weight"
+                pairs.setdefault(module, {})[part] = t
+            # PEFT's Linear: lora_A = nn.Linear(in, r), lora_B = nn.Linear(r, out); forward
+            # result = base_layer(x) + lora_B(lora_A(x)) * scaling, for Conv1D targets too.
+            self.lora = {m: (ab["A.weight"], ab["B.weight"], scaling) for m, ab in pairs.items()}
+        elif self.type == "PREFIX_TUNING":
+            L, layers = cfg["num_virtual_tokens"], cfg["num_layers"]
+            heads, dim = cfg["num_attention_heads"], cfg["token_dim"]
+            if cfg.get("num_transformer_submodules", 1) != 1:
+                raise SystemExit(f"{folder}: num_transformer_submodules must be 1 for a decoder")
+            pe = tensors["prompt_embeddings"]
+            # get_prompt: (B, L, layers·2, heads, dim/heads), permute([2, 0, 3, 1, 4]) and
+            # split(2): layer l's key is entry 2l, its value 2l + 1, each (B, heads, L, dim/heads).
+            pkv = pe.view(L, layers * 2, heads, dim // heads).permute(1, 2, 0, 3)
+            self.past = [(pkv[2 * l], pkv[2 * l + 1]) for l in range(layers)]
+            self.num_virtual_tokens = L
+        else:
+            raise SystemExit(f"{folder}: peft_type {self.type} is not modelled here")
+
+    def lora_forward(self, name, x, y):
+        if name not in self.lora:
+            return y
+        A, B, scaling = self.lora[name]
+        self.used.add(name)
+        return y + (x @ A.T @ B.T) * scaling
+
+    def check_used(self):
+        unused = sorted(set(self.lora) - self.used)
+        if unused:
+            raise SystemExit(f"PEFT LoRA on modules this model does not have: {unused}")
+
+
+def causal_lm_loss(logits, labels, label_smoothing=0.0):
+    """HF ForCausalLMLoss: token t predicts labels[t+1]; mean over the scored positions."""
+    V = logits.shape[-1]
+    return F.cross_entropy(logits[:, :-1].reshape(-1, V), labels[:, 1:].reshape(-1), ignore_index=-100,
+                           label_smoothing=label_smoothing)
+
+
+def peft_loss(args):
+    with open(args.batch) as f:
+        batch = json.load(f)
+    ids = torch.tensor(batch["input_ids"], dtype=torch.long)
+    keep = torch.tensor(batch.get("attention_mask", torch.ones_like(ids).tolist()), dtype=torch.long)
+    labels = torch.tensor(batch["labels"], dtype=torch.long) if "labels" in batch else ids.masked_fill(keep == 0, -100)
+    model = CausalLM(args.model, {"modules": []}, {})
+    out = {"tokens": int((labels[:, 1:] != -100).sum())}
+    with torch.no_grad():
+        out["base_loss"] = float(causal_lm_loss(model.forward(ids, keep), labels))
+        if args.peft:
+            model.peft = PeftAdapter(args.peft)
+            out["loss"] = float(causal_lm_loss(model.forward(ids, keep), labels))
+            model.peft.check_used()
+    with open(args.out, "w") as f:
+        json.dump(out, f)
+    return 0
+
+
 def run(args):
     with open(args.spec) as f:
         spec = json.load(f)
@@ -230,10 +329,7 @@ def run(args):
     labels = torch.tensor(batch["labels"], dtype=torch.long) if "labels" in batch else ids.masked_fill(keep == 0, -100)
     model = CausalLM(args.model, spec, read_safetensors(args.delta), batch.get("prefix_positions", "peft"))
     logits = model.forward(ids, keep)
-    # HF ForCausalLMLoss: token t predicts labels[t+1]; mean over the scored positions.
-    V = logits.shape[-1]
-    loss = F.cross_entropy(logits[:, :-1].reshape(-1, V), labels[:, 1:].reshape(-1), ignore_index=-100,
-                           label_smoothing=batch.get("label_smoothing", 0.0))
+    loss = causal_lm_loss(logits, labels, batch.get("label_smoothing", 0.0))
     backward_and_write(args.out, loss, logits, model.trainable)
     return 0
 
@@ -272,7 +368,14 @@ def main():
         gr.add_argument("--" + opt, required=True)
     many = sub.add_parser("greedy-many")
     many.add_argument("jobs")
+    pl = sub.add_parser("peft-loss")
+    pl.add_argument("--model", required=True)
+    pl.add_argument("--peft")
+    pl.add_argument("--batch", required=True)
+    pl.add_argument("--out", required=True)
     args = ap.parse_args()
+    if args.cmd == "peft-loss":
+        return peft_loss(args)
     if args.cmd == "greedy":
         return greedy(args)
     if args.cmd == "greedy-many":
