@@ -245,6 +245,45 @@ static void lm_kill_and_resume(void) {
     free(y);
 }
 
+/* --checkpoint-activations changes memory, not results: the same delta byte
+ * for byte, the log's start line shows both activation figures, and a run
+ * may resume with or without it. Encoder models refuse the flag. */
+#define CK_ARGS                                                                                           \
+    "train --model gpt2 --delta mam:l=4,r=8,s=2 --data train.jsonl --batch 16 --steps 6 --lr 1e-2 "        \
+    "--weights f32 --quiet"
+
+static void checkpoint_activations_same_delta(void) {
+    if (!setup()) return;
+    run(CK_ARGS " --out ck-plain");
+    EXPECT_EXIT(0);
+    run(CK_ARGS " --out ck-on --checkpoint-activations");
+    EXPECT_EXIT(0);
+    void *x = NULL, *y = NULL;
+    size_t nx = 0, ny = 0;
+    CHECK(vp_file_read(path_in("ck-plain/delta.safetensors"), &x, &nx) == VP_OK &&
+          vp_file_read(path_in("ck-on/delta.safetensors"), &y, &ny) == VP_OK);
+    CHECKF(nx > 0 && nx == ny && memcmp(x, y, nx) == 0, "the deltas differ");
+    free(x);
+    free(y);
+    char *log = NULL;
+    size_t n = 0;
+    if (CHECK(vp_file_read(path_in("ck-on/train.jsonl"), (void **)&log, &n) == VP_OK)) {
+        char *nl = strchr(log, '\n');
+        if (nl) *nl = 0;
+        cJSON *start = cJSON_Parse(log), *mem = cJSON_GetObjectItem(start, "memory");
+        const double with = json_number(mem, "activations"), without = json_number(mem, "activations_without_checkpointing");
+        th_diag("gpt2 (2 layers), mam, batch 16: activations %.0f bytes checkpointed, %.0f without", with, without);
+        CHECKF(with > 0 && without > with, "activations %g, without checkpointing %g", with, without);
+        cJSON_Delete(start);
+    }
+    free(log);
+    CHECK(write_model("enc", "roberta", NULL));
+    run("train --model enc --delta lora --data train.jsonl --out ck-enc --checkpoint-activations");
+    EXPECT_EXIT(2);
+    EXPECT_OUTPUT("--checkpoint-activations: only decoder-only models");
+    CHECK(!exists("ck-enc"));
+}
+
 /* ------------------------------------------------------------------------
  * eval against the decoder, one example at a time
  * ------------------------------------------------------------------------ */
@@ -493,7 +532,7 @@ int main(int argc, char **argv) {
     static const struct th_case cases[] = {
         TH_CASE(bad_input), TH_CASE(lora_learns_completion), TH_CASE(eval_matches_decoder),
         TH_CASE(mam_learns_completion), TH_CASE(generate_with_delta), TH_CASE(lm_kill_and_resume), TH_CASE(peft_llama), TH_CASE(peft_gpt2), TH_CASE(packed_text),
-        TH_CASE(bench_train_prints), TH_CASE(teardown),
+        TH_CASE(bench_train_prints), TH_CASE(checkpoint_activations_same_delta), TH_CASE(teardown),
     };
     return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);
 }

@@ -447,14 +447,7 @@ static void errors_are_reported(void) {
 static void teardown(void) {
     vp_context_destroy(g_ctx);
     g_ctx = NULL;
-    if (g_dir[0]) {
-        char path[512];
-        snprintf(path, sizeof path, "%s/config.json", g_dir);
-        unlink(path);
-        snprintf(path, sizeof path, "%s/model.safetensors", g_dir);
-        unlink(path);
-        CHECK(rmdir(g_dir) == 0);
-    }
+    dectest_remove_model(g_dir);
 }
 
 VT_MAIN(TH_CASE(gpt2_fp32), TH_CASE(llama_fp32), TH_CASE(qwen2_fp32), TH_CASE(gpt2_f16), TH_CASE(llama_f16),

@@ -15,13 +15,16 @@
 
 static const char help[] =
     "usage: vkpeft bench train --model DIR [--delta PRESET] [--batch B] [--len T] [--steps N]\n"
-    "                          [--weights f32|f16|bf16] [--json] [--device N|name]\n"
+    "                          [--weights f32|f16|bf16] [--checkpoint-activations] [--json]\n"
+    "                          [--device N|name]\n"
     "\n"
     "Times training steps of the delta (default lora) on B random sequences of T\n"
     "tokens (default 4 x 32, 10 steps): an encoder trains its classification\n"
     "head and delta, a decoder-only model (GPT-2, LLaMA family) the causal-LM\n"
     "loss. Prints the first step's time (recording and compiling) and the mean\n"
-    "of the others as ms/step and tokens/s (B·T per step).\n";
+    "of the others as ms/step and tokens/s (B·T per step), and the planned\n"
+    "activations pool. --checkpoint-activations (decoder-only models) recomputes\n"
+    "each layer in the backward instead of keeping its activations.\n";
 
 struct bench_train_args {
     struct cli_common common;
@@ -67,7 +70,10 @@ static vp_status enc_step(void *user, uint64_t step) {
     return trainer_micro_step(e->t, &e->b, true, 1000000, NULL);
 }
 
-static int report(const struct bench_train_args *a, vp_context *ctx, step_fn fn, void *user, int B, int T) {
+static int report(const struct bench_train_args *a, vp_context *ctx, step_fn fn, void *user, int B, int T,
+                  const struct trainer *tr) {
+    uint64_t plan[VP_POOL_COUNT];
+    trainer_plan(tr, plan);
     const int steps = a->o.steps > 1 ? (int)a->o.steps : 2;
     double t0 = vp_now(), first = 0;
     vp_status s = VP_OK;
@@ -91,6 +97,8 @@ static int report(const struct bench_train_args *a, vp_context *ctx, step_fn fn,
         cJSON_AddNumberToObject(o, "first_step_ms", first * 1e3);
         cJSON_AddNumberToObject(o, "ms_per_step", ms);
         cJSON_AddNumberToObject(o, "tokens_per_second", tps);
+        cJSON_AddBoolToObject(o, "checkpoint_activations", a->o.checkpoint_activations);
+        cJSON_AddNumberToObject(o, "activations_bytes", (double)plan[VP_POOL_ACTIVATIONS]);
         char *text = cJSON_Print(o);
         puts(text);
         free(text);
@@ -98,7 +106,10 @@ static int report(const struct bench_train_args *a, vp_context *ctx, step_fn fn,
     } else {
         printf("train %s with %s on %s: %d x %d tokens, %d steps\n", a->model, a->delta, vp_context_device(ctx)->name,
                B, T, steps);
+        char act[32];
         printf("first step %.1f ms; then %.2f ms/step, %.0f tokens/s\n", first * 1e3, ms, tps);
+        printf("activations %s%s\n", vp_format_bytes(plan[VP_POOL_ACTIVATIONS], act, sizeof act),
+               a->o.checkpoint_activations ? " (checkpointed)" : "");
     }
     return EXIT_OK;
 }
@@ -116,7 +127,7 @@ static int run(const struct bench_train_args *a, bool decoder) {
         struct dec_bench d = {.B = B, .T = T, .ids = malloc((size_t)B * T * sizeof(int32_t))};
         s = lm_trainer_open(ctx, a->model, &spec, &a->o, &d.t);
         if (s == VP_OK) s = lm_trainer_load(d.t, T);
-        rc = s == VP_OK ? report(a, ctx, dec_step, &d, B, T) : cli_fail(s);
+        rc = s == VP_OK ? report(a, ctx, dec_step, &d, B, T, lm_trainer_trainer(d.t)) : cli_fail(s);
         lm_trainer_destroy(d.t);
         free(d.ids);
     } else {
@@ -135,7 +146,7 @@ static int run(const struct bench_train_args *a, bool decoder) {
                 e.b.index[r] = (uint64_t)r;
             }
         }
-        rc = s == VP_OK ? report(a, ctx, enc_step, &e, B, T) : cli_fail(s);
+        rc = s == VP_OK ? report(a, ctx, enc_step, &e, B, T, e.t) : cli_fail(s);
         train_batch_finish(&e.b);
         trainer_destroy(e.t);
     }
@@ -156,6 +167,7 @@ int bench_train(int argc, char **argv) {
             return EXIT_OK;
         }
         if (cli_common_option(argc, argv, &i, &a.common)) continue;
+        if (cli_trainer_flag(&a.o, arg)) continue;
         if (i + 1 >= argc) return cli_usage_error("bench", "unexpected argument '%s' (or it needs a value)", arg);
         const char *v = argv[++i];
         bool ok = true;
@@ -175,5 +187,8 @@ int bench_train(int argc, char **argv) {
     if (s != VP_OK) return cli_fail(s);
     const bool decoder = arch.stack == MODEL_STACK_DECODER;
     model_arch_finish(&arch);
+    if (a.o.checkpoint_activations && !decoder)
+        return cli_usage_error("bench", "--checkpoint-activations: only decoder-only models (GPT-2, LLaMA family) "
+                               "recompute activations; %s is an encoder", a.model);
     return run(&a, decoder);
 }

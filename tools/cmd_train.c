@@ -162,6 +162,7 @@ static int parse_args(int argc, char **argv, struct train_args *a) {
         if (strcmp(arg, "--skip-bad") == 0) a->skip_bad = true;
         else if (strcmp(arg, "--overwrite") == 0) a->overwrite = true;
         else if (cli_checkpoint_flag(&a->ck, arg)) continue;
+        else if (cli_trainer_flag(&a->o, arg)) continue;
         else if (strcmp(arg, "--quiet") == 0 || strcmp(arg, "-q") == 0) a->quiet = true;
         else {
             /* --name value or --name=value */
@@ -196,6 +197,10 @@ static int parse_args(int argc, char **argv, struct train_args *a) {
     if (!a->data) return cli_usage_error("train", "--data is required");
     if (!a->out) return cli_usage_error("train", "--out is required");
     if (!a->delta && !a->init) return cli_usage_error("train", "--delta (or --init-delta) is required");
+    if (a->o.checkpoint_activations) /* decoders go to cmd_train_lm.c before this parser */
+        return cli_usage_error("train", "--checkpoint-activations: only decoder-only models (GPT-2, LLaMA "
+                               "family) recompute activations; %s is an encoder, which keeps them all",
+                               a->model);
     vp_status s = trainer_options_check(&a->o);
     if (s != VP_OK) return cli_usage_error("train", "%s", vp_last_error());
     return 0;

@@ -339,7 +339,13 @@ vp_status dec_record_backward(struct decoder *m, struct vk_recorder *rec) {
     const struct vk_buffer *xl = &a->layers[ar->layers - 1].out;
     if (st == VP_OK) st = norm_back(m, rec, &a->g_x, &a->g_t, xl, &a->meanf, &a->rstdf, m->w.normf_w, m->w.normf_b, N);
     if (st == VP_OK && m->prefix_max) st = vk_recorder_fill(rec, &a->dprefix_src, 0, m->prefix_src_elems * 4, 0);
-    for (int l = ar->layers - 1; l >= 0 && st == VP_OK; l--) st = layer_backward(m, rec, l, N);
+    /* Checkpointing: layer l's activations again from its kept input, into
+     * the buffers the layers share (the last layer's are still there). */
+    const bool recompute = m->opt.checkpoint_activations;
+    for (int l = ar->layers - 1; l >= 0 && st == VP_OK; l--) {
+        if (recompute && l < ar->layers - 1) st = dec_record_layer(m, rec, l, N);
+        if (st == VP_OK) st = layer_backward(m, rec, l, N);
+    }
     if (st == VP_OK && m->prefix_max) st = prefixes_backward(m, rec);
     if (st == VP_OK && m->w.embed->param) /* g_x is dL/dx0 now */
         st = kernel_embedding_backward(m->ctx, rec, &m->w.embed->param->grad, &a->g_x, &a->groups_word, N, V, d);

@@ -280,19 +280,27 @@ static vp_status prefixes_forward(struct decoder *m, struct vk_recorder *rec) {
 
 vp_status dec_record_prefixes(struct decoder *m, struct vk_recorder *rec) { return prefixes_forward(m, rec); }
 
+/* Layer l from its input (x0 or layer l-1's out) to its out. */
+static vp_status layer_forward(struct decoder *m, struct vk_recorder *rec, int l, uint32_t N,
+                               const struct dec_attention_core *core) {
+    const struct vk_buffer *x = l > 0 ? &m->acts.layers[l - 1].out : &m->acts.x0;
+    vp_status st = attention_forward(m, rec, l, x, N, core);
+    return st == VP_OK ? ffn_forward(m, rec, l, N) : st;
+}
+
 vp_status dec_record_trunk(struct decoder *m, struct vk_recorder *rec, uint32_t N,
                            const struct dec_attention_core *core) {
     struct dec_acts *a = &m->acts;
     const struct model_arch *ar = &m->arch;
     vp_status st = embeddings_forward(m, rec, N);
-    const struct vk_buffer *x = &a->x0;
-    for (int l = 0; l < ar->layers && st == VP_OK; l++) {
-        st = attention_forward(m, rec, l, x, N, core);
-        if (st == VP_OK) st = ffn_forward(m, rec, l, N);
-        x = &a->layers[l].out;
-    }
+    for (int l = 0; l < ar->layers && st == VP_OK; l++) st = layer_forward(m, rec, l, N, core);
+    const struct vk_buffer *x = &a->layers[ar->layers - 1].out;
     if (st == VP_OK) st = norm(m, rec, &a->xf, &a->meanf, &a->rstdf, x, m->w.normf_w, m->w.normf_b, N);
     return st;
+}
+
+vp_status dec_record_layer(struct decoder *m, struct vk_recorder *rec, int l, uint32_t N) {
+    return layer_forward(m, rec, l, N, NULL);
 }
 
 vp_status dec_record_forward(struct decoder *m, struct vk_recorder *rec) {

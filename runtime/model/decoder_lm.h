@@ -44,18 +44,32 @@
  * Recording: one recording per pass and batch shape (eval: forward + loss;
  * train: + backward), made at the first run and replayed after it; a run
  * first copies the batch from staging, last copies loss and logits to
- * staging. Gradients accumulate (+=) over runs until decoder_zero_grads. */
+ * staging. Gradients accumulate (+=) over runs until decoder_zero_grads.
+ *
+ * Activation checkpointing (decoder_options.checkpoint_activations) trades
+ * compute for memory: every layer keeps only its output (the next layer's
+ * input); the rest of a layer's activations (norms, q/k/v and their heads,
+ * attention, FFN, the deltas' bottlenecks) live in one set of buffers all
+ * layers share. The training pass's backward re-records layer l's forward
+ * from its kept input into that set right before layer l's backward (the
+ * last layer's is still there from the forward), so a train step runs about
+ * one forward more. The recomputation is the same kernels on the same
+ * inputs, so losses and gradients are bit-identical to a run without it.
+ * The generator (decoder_gen_create) needs every layer's K and V after the
+ * prefill and refuses a checkpointing decoder. */
 #ifndef VKPEFT_MODEL_DECODER_LM_H
 #define VKPEFT_MODEL_DECODER_LM_H
 
 #include "encoder.h"
 
 /* Zero means default. Storage is the encoder's enum (f16 by default, bf16
- * for bf16 files). */
+ * for bf16 files). checkpoint_activations: activation checkpointing (see
+ * "Activation checkpointing" below). */
 struct decoder_options {
     enum encoder_storage storage;
     uint64_t seed;
     double label_smoothing;
+    bool checkpoint_activations;
 };
 
 enum decoder_pass { DECODER_PASS_EVAL = 0, DECODER_PASS_TRAIN, DECODER_PASS_COUNT };
@@ -77,6 +91,9 @@ vp_status decoder_open(vp_context *ctx, const char *dir, const struct delta_spec
                        const struct decoder_options *opt, struct decoder **out);
 /* Bytes each pool needs for batch shape (B,T). */
 vp_status decoder_plan(const struct decoder *m, int B, int T, uint64_t bytes[VP_POOL_COUNT]);
+/* The activations pool's bytes for (B,T) with or without activation
+ * checkpointing, whatever the decoder's own option (what it saves). */
+vp_status decoder_plan_activations(const struct decoder *m, int B, int T, bool checkpoint, uint64_t *bytes);
 /* Reserves the plan, uploads the frozen tensors, allocates the activations. */
 vp_status decoder_load(struct decoder *m, int B, int T);
 vp_status decoder_create(vp_context *ctx, const char *dir, const struct delta_spec *spec,
@@ -344,6 +361,9 @@ struct dec_attention_core {
 vp_status dec_record_prefixes(struct decoder *m, struct vk_recorder *rec);
 vp_status dec_record_trunk(struct decoder *m, struct vk_recorder *rec, uint32_t N,
                            const struct dec_attention_core *core);
+/* Layer l's forward (attention and FFN) from its input (x0 or layer l-1's
+ * out) into its activations, with the batch's own attention. */
+vp_status dec_record_layer(struct decoder *m, struct vk_recorder *rec, int l, uint32_t N);
 /* decoder_backward.c */
 vp_status dec_record_backward(struct decoder *m, struct vk_recorder *rec);
 

@@ -49,7 +49,8 @@ vp_status lm_trainer_open(vp_context *ctx, const char *model_dir, const struct d
     t->ctx = ctx;
     t->o = *o;
     const struct decoder_options dopt = {.storage = o->storage, .seed = o->seed,
-                                         .label_smoothing = o->label_smoothing};
+                                         .label_smoothing = o->label_smoothing,
+                                         .checkpoint_activations = o->checkpoint_activations};
     s = decoder_open(ctx, model_dir, spec, &dopt, &t->m);
     if (s != VP_OK) {
         free(t);
@@ -482,9 +483,14 @@ vp_status lm_trainer_fit(struct lm_trainer *t, const struct lm_fit_config *c, co
     if (s == VP_OK && f.log && !c->resume) {
         uint64_t plan[VP_POOL_COUNT];
         struct delta_counts counts;
+        uint64_t uncheckpointed = 0;
+        int B, T;
         trainer_plan(t->tr, plan);
         trainer_counts(t->tr, &counts);
-        s = train_log_start(f.log, f.total, t->o.batch, &counts, plan);
+        decoder_batch_shape(t->m, &B, &T);
+        if (t->o.checkpoint_activations && decoder_plan_activations(t->m, B, T, false, &uncheckpointed) != VP_OK)
+            uncheckpointed = 0;
+        s = train_log_start(f.log, f.total, t->o.batch, &counts, plan, uncheckpointed);
     }
     if (s == VP_OK) s = fit_loop(&f);
     if (f.log) {

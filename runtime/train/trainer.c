@@ -712,7 +712,7 @@ vp_status trainer_fit(struct trainer *t, const struct trainer_fit_config *c, str
     if (s == VP_OK && f.log && !rp) {
         uint64_t plan[VP_POOL_COUNT];
         trainer_plan(t, plan);
-        s = train_log_start(f.log, f.total, t->o.batch, &t->counts, plan);
+        s = train_log_start(f.log, f.total, t->o.batch, &t->counts, plan, 0);
     }
     f.t0 = vp_now() - elapsed0;
     double first_seconds = 0, rest_seconds = 0;
