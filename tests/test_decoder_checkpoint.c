@@ -5,7 +5,8 @@
  * bit (the same kernels on the same inputs), for 4-layer GPT-2 and LLaMA
  * models with LoRA, plain and reparameterised prefixes, MAM, sequential,
  * gated and per-head adapters and full fine-tuning; the recording replayed
- * with a second batch. The planned activations pool shrinks by exactly
+ * with a second batch; with dropout on, the recomputed layers draw the
+ * forward's masks. The planned activations pool shrinks by exactly
  * (layers − 1) layers' worth of shared buffers, and the pool holds what the
  * plan says. A checkpointing decoder cannot feed the generator. */
 #include "decoder_lm.h"
@@ -25,8 +26,12 @@ static const char *const configs[] = {
     "\"n_positions\":16,\"layer_norm_epsilon\":1e-5}",
     "{\"model_type\":\"llama\",\"vocab_size\":40,\"hidden_size\":16,\"num_hidden_layers\":%d,"
     "\"num_attention_heads\":4,\"num_key_value_heads\":2,\"intermediate_size\":20,\"max_position_embeddings\":64,"
-    "\"rms_norm_eps\":1e-6,\"rope_theta\":100.0,\"tie_word_embeddings\":false}",
+    "\"rms_norm_eps\":1e-6,\"rope_theta\":100.0,\"tie_word_embeddings\":false,\"attention_dropout\":0.2}",
 };
+/* Set by the dropout case: both decoders drop (GPT-2's default 0.1 at every
+ * site, LLaMA's attention 0.2), so the recomputed layers must draw the
+ * forward's masks. */
+static bool g_dropout;
 enum { GPT2, LLAMA, FAMILIES };
 static const char *const family_names[] = {"gpt2", "llama"};
 
@@ -84,7 +89,8 @@ static struct refd *model_make(int family, int layers, const struct delta_spec *
 
 static struct decoder *decoder_make(const struct refd *m, const struct delta_spec *spec, bool checkpoint,
                                     const char *what) {
-    const struct decoder_options opt = {.storage = ENCODER_STORAGE_F32, .checkpoint_activations = checkpoint};
+    const struct decoder_options opt = {.storage = ENCODER_STORAGE_F32, .checkpoint_activations = checkpoint,
+                                        .seed = 99, .dropout = g_dropout};
     struct decoder *g = NULL;
     if (!CHECKF(decoder_create(g_ctx, g_dir, spec, &opt, B, T, &g) == VP_OK, "%s: %s", what, vp_last_error()))
         return NULL;
@@ -102,9 +108,10 @@ static struct decoder *decoder_make(const struct refd *m, const struct delta_spe
 /* One training pass on both decoders: loss, logits and every gradient
  * compared bit for bit. */
 static void compare_pass(struct decoder *plain, struct decoder *ck, const struct refd *m, const struct batch *b,
-                         const char *what) {
+                         uint32_t step, const char *what) {
     const struct decoder_batch db = {b->ids, b->mask, b->loss_mask};
     struct decoder *gs[2] = {plain, ck};
+    for (int i = 0; i < 2; i++) decoder_set_step(gs[i], step);
     for (int i = 0; i < 2; i++)
         if (!CHECKF(decoder_write_batch(gs[i], &db) == VP_OK && decoder_zero_grads(gs[i]) == VP_OK &&
                         decoder_run(gs[i], DECODER_PASS_TRAIN) == VP_OK,
@@ -164,8 +171,8 @@ static void same_gradients(int family, const struct spec_case *c) {
         struct batch b0, b1;
         batch_make(&b0, 0);
         batch_make(&b1, 1);
-        compare_pass(plain, ck, m, &b0, what);
-        compare_pass(plain, ck, m, &b1, what); /* the recordings replayed */
+        compare_pass(plain, ck, m, &b0, 0, what);
+        compare_pass(plain, ck, m, &b1, 1, what); /* the recordings replayed (dropout: re-recorded) */
     }
     decoder_destroy(ck);
     decoder_destroy(plain);
@@ -205,6 +212,12 @@ static void adapters_same_gradients(void) {
     for (int f = 0; f < FAMILIES; f++) same_gradients(f, &adapters);
 }
 static void full_same_gradients(void) { same_gradients(GPT2, &full); }
+static void dropout_same_gradients(void) {
+    g_dropout = true;
+    for (int f = 0; f < FAMILIES; f++) same_gradients(f, &mam);
+    same_gradients(GPT2, &full);
+    g_dropout = false;
+}
 
 /* The activations pool for 4 and 8 layers, with and without, for parallel
  * adapters (per-layer bottleneck buffers) in every layer: a layer without
@@ -281,5 +294,6 @@ static void teardown(void) {
 }
 
 VT_MAIN(TH_CASE(lora_same_gradients), TH_CASE(prefix_same_gradients), TH_CASE(mam_same_gradients),
-        TH_CASE(adapters_same_gradients), TH_CASE(full_same_gradients), TH_CASE(plan_shrinks),
+        TH_CASE(adapters_same_gradients), TH_CASE(full_same_gradients), TH_CASE(dropout_same_gradients),
+        TH_CASE(plan_shrinks),
         TH_CASE(load_matches_plan), TH_CASE(teardown))

@@ -635,8 +635,10 @@ static vp_status record(struct decoder *m, struct vk_recorder *rec, bool train) 
     if (s == VP_OK && a->groups_word.buffer)
         s = vk_recorder_copy(rec, &a->groups_word, 0, &a->stage_in, a->in_gword, gw);
     if (s == VP_OK && a->groups_pos.buffer) s = vk_recorder_copy(rec, &a->groups_pos, 0, &a->stage_in, a->in_gpos, gw);
+    m->recording_train = train;
     if (s == VP_OK) s = dec_record_forward(m, rec);
     if (s == VP_OK && train && m->trains) s = dec_record_backward(m, rec);
+    m->recording_train = false;
     if (s == VP_OK) s = vk_recorder_copy(rec, &a->stage_out, 0, &a->loss, 0, 8);
     if (s == VP_OK)
         s = vk_recorder_copy(rec, &a->stage_out, 8, &a->logits, 0, N * (uint64_t)m->arch.vocab_size * 4);
@@ -647,7 +649,9 @@ vp_status decoder_run(struct decoder *m, enum decoder_pass pass) {
     if ((unsigned)pass >= DECODER_PASS_COUNT) return vp_fail(VP_ERROR_INVALID_ARGUMENT, "decoder: bad pass");
     vp_status s = check_ready(m, "run");
     if (s == VP_OK && !m->rec[pass]) s = vk_recorder_create(m->ctx, 0, &m->rec[pass]);
+    if (pass == DECODER_PASS_TRAIN && m->opt.dropout && m->recorded_step != m->step) m->recorded[pass] = false;
     if (s == VP_OK && !m->recorded[pass]) {
+        if (pass == DECODER_PASS_TRAIN) m->recorded_step = m->step;
         s = vk_recorder_begin(m->rec[pass]);
         if (s == VP_OK) s = record(m, m->rec[pass], pass == DECODER_PASS_TRAIN);
         if (s == VP_OK) s = vk_recorder_end(m->rec[pass]);
@@ -656,6 +660,8 @@ vp_status decoder_run(struct decoder *m, enum decoder_pass pass) {
     if (s == VP_OK) s = vk_recorder_run(m->rec[pass]);
     return s;
 }
+
+void decoder_set_step(struct decoder *m, uint32_t step) { m->step = step; }
 
 vp_status decoder_zero_grads(struct decoder *m) {
     vp_status s = check_ready(m, "zero_grads");

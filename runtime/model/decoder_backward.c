@@ -190,6 +190,17 @@ static vp_status norm_back(struct decoder *m, struct vk_recorder *rec, const str
                                      VP_DTYPE_F32, KERNEL_ROWS_AUTO);
 }
 
+/* dx = dy ⊙ the site's forward mask into `into` (returned), or dy itself
+ * when the site does not drop. */
+static const struct vk_buffer *dropout_back(struct decoder *m, struct vk_recorder *rec, const struct vk_buffer *into,
+                                           const struct vk_buffer *dy, uint64_t n, double p, int layer, int site,
+                                           vp_status *st) {
+    if (*st != VP_OK || dec_dropout_p(m, p) <= 0.0) return dy;
+    const struct kernel_dropout_key key = dec_dropout_key(m, layer, site);
+    *st = kernel_dropout_backward(m->ctx, rec, into, dy, n, &key, p);
+    return into;
+}
+
 /* g_x: dL/d(out) of layer l in, dL/d(x) of its input out. */
 static vp_status layer_backward(struct decoder *m, struct vk_recorder *rec, int l, uint32_t N) {
     struct dec_acts *a = &m->acts;
@@ -204,6 +215,8 @@ static vp_status layer_backward(struct decoder *m, struct vk_recorder *rec, int 
     /* FFN: out = h + dn(u(f_in)), f_in = norm_2(h). */
     const struct vk_buffer *ddn = &a->g_x, *dout = &a->g_h;
     vp_status st = seq_backward(m, rec, l, DELTA_AT_FFN, &a->g_x, &ddn, N);
+    /* through the resid dropout into g_t (free until the gate's product) */
+    ddn = dropout_back(m, rec, &a->g_t, ddn, nd, ar->hidden_dropout, l, ENC_SITE_FFN_OUT, &st);
     if (st == VP_OK) st = linear_back(m, rec, &a->g_u, ddn, w->wdown, N);
     if (st == VP_OK) st = weight_grads(m, rec, w->wdown, w->bdown, ddn, &la->u, N);
     if (st == VP_OK) st = loras_backward(m, rec, l, DELTA_AT_DOWN, &a->g_u, ddn, N);
@@ -229,6 +242,7 @@ static vp_status layer_backward(struct decoder *m, struct vk_recorder *rec, int 
     if (st == VP_OK) st = kernel_add_forward(m->ctx, rec, &a->g_h, &a->g_x, &a->g_t, nd);
     /* Attention: h = x + o(ctx), ctx from q, k, v of a_in = norm_1(x). */
     if (st == VP_OK) st = seq_backward(m, rec, l, DELTA_AT_ATTN, &a->g_h, &dout, N);
+    dout = dropout_back(m, rec, &a->g_t, dout, nd, ar->hidden_dropout, l, ENC_SITE_ATTN_OUT, &st);
     if (st == VP_OK) st = linear_back(m, rec, &a->g_ctx, dout, w->wo, N);
     if (st == VP_OK) st = weight_grads(m, rec, w->wo, w->bo, dout, &la->ctx, N);
     if (st == VP_OK) st = loras_backward(m, rec, l, DELTA_AT_O, &a->g_ctx, dout, N);
@@ -239,7 +253,7 @@ static vp_status layer_backward(struct decoder *m, struct vk_recorder *rec, int 
     const uint64_t np = (uint64_t)Lp * H * hd;
     if (st == VP_OK && Lp) st = vk_recorder_fill(rec, &a->g_pk, 0, np * 4, 0);
     if (st == VP_OK && Lp) st = vk_recorder_fill(rec, &a->g_pv, 0, np * 4, 0);
-    const struct kernel_attention_config cfg = {.B = B, .H = H, .T = T, .S = T, .L = Lp, .D = hd, .causal = true};
+    const struct kernel_attention_config cfg = dec_attention_config(m, l);
     if (st == VP_OK)
         st = kernel_attention_backward(m->ctx, rec, &a->g_qh, &a->g_kh, &a->g_vh, Lp ? &a->g_pk : NULL,
                                        Lp ? &a->g_pv : NULL, &a->attn_scratch, &a->g_atth, &la->atth, &la->lse,
@@ -347,7 +361,9 @@ vp_status dec_record_backward(struct decoder *m, struct vk_recorder *rec) {
         if (st == VP_OK) st = layer_backward(m, rec, l, N);
     }
     if (st == VP_OK && m->prefix_max) st = prefixes_backward(m, rec);
-    if (st == VP_OK && m->w.embed->param) /* g_x is dL/dx0 now */
+    if (m->w.embed->param || (m->w.pos && m->w.pos->param)) /* g_x is dL/dx0 now; through embd dropout */
+        dropout_back(m, rec, &a->g_x, &a->g_x, (uint64_t)N * d, ar->embedding_dropout, -1, ENC_SITE_EMB, &st);
+    if (st == VP_OK && m->w.embed->param)
         st = kernel_embedding_backward(m->ctx, rec, &m->w.embed->param->grad, &a->g_x, &a->groups_word, N, V, d);
     if (st == VP_OK && m->w.pos && m->w.pos->param)
         st = kernel_embedding_backward(m->ctx, rec, &m->w.pos->param->grad, &a->g_x, &a->groups_pos, N,

@@ -49,6 +49,20 @@ static vp_status loras_forward(struct decoder *m, struct vk_recorder *rec, int l
     return st;
 }
 
+double dec_dropout_p(const struct decoder *m, double p) { return m->recording_train && m->opt.dropout ? p : 0.0; }
+
+struct kernel_dropout_key dec_dropout_key(const struct decoder *m, int layer, int site) {
+    return (struct kernel_dropout_key){m->opt.seed, m->step, enc_dropout_stream(layer, site)};
+}
+
+/* x = dropout(x) in place at a site (nothing when its p is 0). */
+static vp_status dropout(struct decoder *m, struct vk_recorder *rec, const struct vk_buffer *x, uint64_t n, double p,
+                         int layer, int site) {
+    if (dec_dropout_p(m, p) <= 0.0) return VP_OK;
+    const struct kernel_dropout_key key = dec_dropout_key(m, layer, site);
+    return kernel_dropout_forward(m->ctx, rec, x, x, n, &key, p);
+}
+
 /* out[n,:] = table[ids[n],:] for fp32 rows of C values. */
 static vp_status gather(struct decoder *m, struct vk_recorder *rec, const struct vk_buffer *out,
                         const struct vk_buffer *ids, const struct vk_buffer *table, uint64_t N, uint64_t V,
@@ -156,7 +170,18 @@ static vp_status embeddings_forward(struct decoder *m, struct vk_recorder *rec, 
     if (st == VP_OK && m->w.pos)
         st = kernel_embedding_forward(m->ctx, rec, &a->x0, &a->pos, dec_wbuf(m->w.pos), N,
                                       (uint32_t)ar->max_positions, d, m->w.pos->dtype, true);
+    if (st == VP_OK) st = dropout(m, rec, &a->x0, (uint64_t)N * d, ar->embedding_dropout, -1, ENC_SITE_EMB);
     return st;
+}
+
+struct kernel_attention_config dec_attention_config(const struct decoder *m, int l) {
+    const struct dec_acts *a = &m->acts;
+    const double p = dec_dropout_p(m, m->arch.attention_dropout);
+    return (struct kernel_attention_config){
+        .B = (uint32_t)a->B, .H = (uint32_t)m->arch.heads, .T = (uint32_t)a->T, .S = (uint32_t)a->T,
+        .L = (uint32_t)m->prefix_rows[l], .D = (uint32_t)m->arch.head_dim, .causal = true, .dropout_p = p,
+        .dropout_seed = m->opt.seed, .dropout_step = m->step,
+        .dropout_stream = enc_dropout_stream(l, ENC_SITE_ATTN_PROBS)};
 }
 
 /* The attention over the batch's own tokens: q, k, v split into heads (kv
@@ -185,7 +210,7 @@ static vp_status attention_core(struct decoder *m, struct vk_recorder *rec, int 
         st = gather(m, rec, &la->pk, &la->ids_pk, &a->prefix_src, n, m->prefix_src_elems, 1);
         if (st == VP_OK) st = gather(m, rec, &la->pv, &la->ids_pv, &a->prefix_src, n, m->prefix_src_elems, 1);
     }
-    const struct kernel_attention_config cfg = {.B = B, .H = H, .T = T, .S = T, .L = Lp, .D = hd, .causal = true};
+    const struct kernel_attention_config cfg = dec_attention_config(m, l);
     if (st == VP_OK)
         st = kernel_attention_forward(m->ctx, rec, &la->atth, &la->lse, &la->qh, &la->kh, &la->vh,
                                       Lp ? &la->pk : NULL, Lp ? &la->pv : NULL, &a->keep, &cfg);
@@ -212,6 +237,7 @@ static vp_status attention_forward(struct decoder *m, struct vk_recorder *rec, i
     if (st == VP_OK) st = adapters_forward(m, rec, l, DELTA_AT_ATTN, DELTA_PARALLEL, &cur, &la->a_in, N);
     if (st == VP_OK) st = linear(m, rec, &la->o, &la->ctx, w->wo, w->bo, N, qd, d);
     if (st == VP_OK) st = loras_forward(m, rec, l, DELTA_AT_O, &la->o, &la->ctx, N);
+    if (st == VP_OK) st = dropout(m, rec, &la->o, (uint64_t)N * d, ar->hidden_dropout, l, ENC_SITE_ATTN_OUT);
     cur = &la->o;
     if (st == VP_OK) st = adapters_forward(m, rec, l, DELTA_AT_ATTN, DELTA_SEQUENTIAL, &cur, NULL, N);
     la->o_final = cur;
@@ -236,6 +262,7 @@ static vp_status ffn_forward(struct decoder *m, struct vk_recorder *rec, int l, 
     }
     if (st == VP_OK) st = linear(m, rec, &la->dn, &la->u, w->wdown, w->bdown, N, I, d);
     if (st == VP_OK) st = loras_forward(m, rec, l, DELTA_AT_DOWN, &la->dn, &la->u, N);
+    if (st == VP_OK) st = dropout(m, rec, &la->dn, (uint64_t)N * d, ar->hidden_dropout, l, ENC_SITE_FFN_OUT);
     const struct vk_buffer *cur = &la->dn;
     if (st == VP_OK) st = adapters_forward(m, rec, l, DELTA_AT_FFN, DELTA_SEQUENTIAL, &cur, NULL, N);
     if (st == VP_OK) st = adapters_forward(m, rec, l, DELTA_AT_FFN, DELTA_PARALLEL, &cur, &la->f_in, N);

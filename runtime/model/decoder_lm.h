@@ -18,8 +18,9 @@
  * prefixes, plain or reparameterised (sequence positions start at the
  * prefix length, as PEFT);
  * BitFit; full fine-tuning (a tied head's gradient sums the embedding
- * scatter and dlogitsᵀ·norm_f(x_L)). Dropout is not modelled (always
- * off).
+ * scatter and dlogitsᵀ·norm_f(x_L)). Dropout (decoder_options.dropout):
+ * the model's sites in training passes; the adapters' own dropout is not
+ * modelled yet.
  *
  * The header is decoder_lm.h, not decoder.h: tests/reference/decoder.h
  * (the double-precision reference) already has that name, and runtime/model
@@ -70,6 +71,14 @@ struct decoder_options {
     uint64_t seed;
     double label_smoothing;
     bool checkpoint_activations;
+    /* Training passes drop (never evaluation or generation), with the
+     * arch's probabilities: GPT-2 embd_pdrop after the embeddings,
+     * attn_pdrop on the attention probabilities, resid_pdrop after each
+     * block's output projection (before the sequential adapters and the
+     * residual); LLaMA family attention_dropout. Masks come from Philox
+     * keyed by seed, the step (decoder_set_step) and the site (the
+     * encoder's streams: enc_dropout_stream). false: every dropout off. */
+    bool dropout;
 };
 
 enum decoder_pass { DECODER_PASS_EVAL = 0, DECODER_PASS_TRAIN, DECODER_PASS_COUNT };
@@ -109,6 +118,9 @@ enum vp_dtype decoder_weight_dtype(const struct decoder *m);
 vp_status decoder_write_batch(struct decoder *m, const struct decoder_batch *batch);
 /* Runs a pass on the batch last written, recording it first when needed. */
 vp_status decoder_run(struct decoder *m, enum decoder_pass pass);
+/* The training step dropout masks are keyed by; with dropout on, a new
+ * step re-records the training pass at its next run. */
+void decoder_set_step(struct decoder *m, uint32_t step);
 /* Zeroes every gradient (they accumulate over training passes). */
 vp_status decoder_zero_grads(struct decoder *m);
 /* The last run's mean loss over scored positions and their count (either
@@ -328,6 +340,9 @@ struct decoder {
     bool recorded[DECODER_PASS_COUNT];
     struct vk_recorder *zero_rec;
     bool zero_recorded;
+    uint32_t step;                /* dropout masks' step (decoder_set_step) */
+    uint32_t recorded_step;       /* the step the train recording drew its masks for */
+    bool recording_train;         /* set while a training pass records: the dropout sites drop */
 };
 
 /* decoder_load.c */
@@ -364,6 +379,14 @@ vp_status dec_record_trunk(struct decoder *m, struct vk_recorder *rec, uint32_t 
 /* Layer l's forward (attention and FFN) from its input (x0 or layer l-1's
  * out) into its activations, with the batch's own attention. */
 vp_status dec_record_layer(struct decoder *m, struct vk_recorder *rec, int l, uint32_t N);
+/* A dropout site of the pass being recorded: its probability (0 unless a
+ * training pass with dropout on) and its mask's key (layer −1: the
+ * embeddings; site: ENC_SITE_*). */
+double dec_dropout_p(const struct decoder *m, double p);
+struct kernel_dropout_key dec_dropout_key(const struct decoder *m, int layer, int site);
+/* Layer l's causal attention over the batch (B,H,T,T) with its prefix
+ * rows and, in a training pass, dropout on the probabilities. */
+struct kernel_attention_config dec_attention_config(const struct decoder *m, int l);
 /* decoder_backward.c */
 vp_status dec_record_backward(struct decoder *m, struct vk_recorder *rec);
 
