@@ -284,6 +284,42 @@ static void checkpoint_activations_same_delta(void) {
     CHECK(!exists("ck-enc"));
 }
 
+static bool same_file(const char *a, const char *b) {
+    void *x = NULL, *y = NULL;
+    size_t nx = 0, ny = 0;
+    bool same = vp_file_read(path_in(a), &x, &nx) == VP_OK && vp_file_read(path_in(b), &y, &ny) == VP_OK && nx > 0 &&
+                nx == ny && memcmp(x, y, nx) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+/* With dropout (GPT-2: embeddings, attention, residuals), a run that loses
+ * the device at its 6th submission and resumes from its checkpoint (with
+ * --checkpoint-activations, which the checkpoint does not pin) ends with
+ * the uninterrupted run's delta, byte for byte: the masks are keyed by the
+ * restored micro-batch count and recomputed layers draw them again. Without
+ * dropout the delta differs (the flag reaches the model). */
+#define DROPOUT_ARGS                                                                                      \
+    "train --model gpt2 --delta lora:r=4 --lora-targets c_attn,mlp.c_proj --data train.jsonl --batch 16 " \
+    "--steps 8 --lr 1e-2 --weights f32 --checkpoint-every 2 --quiet"
+
+static void dropout_resumes_exactly(void) {
+    if (!setup()) return;
+    run(DROPOUT_ARGS " --dropout 0.1 --out drop-ref");
+    EXPECT_EXIT(0);
+    run(DROPOUT_ARGS " --dropout 0 --out drop-off");
+    EXPECT_EXIT(0);
+    CHECKF(!same_file("drop-ref/delta.safetensors", "drop-off/delta.safetensors"), "--dropout 0.1 changed nothing");
+    run_env("VKPEFT_TEST_FAULT=submit:6", DROPOUT_ARGS " --dropout 0.1 --out drop-lost");
+    EXPECT_EXIT(1);
+    EXPECT_OUTPUT("the device was lost during training");
+    run(DROPOUT_ARGS " --dropout 0.1 --out drop-lost --resume --checkpoint-activations");
+    EXPECT_EXIT(0);
+    CHECKF(same_file("drop-ref/delta.safetensors", "drop-lost/delta.safetensors"),
+           "the resumed run's delta differs from the uninterrupted one's");
+}
+
 /* ------------------------------------------------------------------------
  * eval against the decoder, one example at a time
  * ------------------------------------------------------------------------ */
@@ -532,7 +568,8 @@ int main(int argc, char **argv) {
     static const struct th_case cases[] = {
         TH_CASE(bad_input), TH_CASE(lora_learns_completion), TH_CASE(eval_matches_decoder),
         TH_CASE(mam_learns_completion), TH_CASE(generate_with_delta), TH_CASE(lm_kill_and_resume), TH_CASE(peft_llama), TH_CASE(peft_gpt2), TH_CASE(packed_text),
-        TH_CASE(bench_train_prints), TH_CASE(checkpoint_activations_same_delta), TH_CASE(teardown),
+        TH_CASE(bench_train_prints), TH_CASE(checkpoint_activations_same_delta),
+        TH_CASE(dropout_resumes_exactly), TH_CASE(teardown),
     };
     return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);
 }

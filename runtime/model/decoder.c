@@ -194,6 +194,10 @@ vp_status decoder_open(vp_context *ctx, const char *dir, const struct delta_spec
         model_arch_finish(&m->arch);
         s = check_arch(&m->arch, dir);
     }
+    if (s == VP_OK && m->opt.dropout_p > 0) { /* GPT-2 drops at three sites, the LLaMA family at one */
+        m->arch.attention_dropout = m->opt.dropout_p;
+        if (m->arch.family == MODEL_FAMILY_GPT2) m->arch.embedding_dropout = m->arch.hidden_dropout = m->opt.dropout_p;
+    }
     if (s == VP_OK) s = dec_weights_init(m);
     if (s == VP_OK) s = setup_params(m);
     if (s == VP_OK) s = dec_open_weights(m);

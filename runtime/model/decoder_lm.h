@@ -77,8 +77,10 @@ struct decoder_options {
      * block's output projection (before the sequential adapters and the
      * residual); LLaMA family attention_dropout. Masks come from Philox
      * keyed by seed, the step (decoder_set_step) and the site (the
-     * encoder's streams: enc_dropout_stream). false: every dropout off. */
+     * encoder's streams: enc_dropout_stream). false: every dropout off.
+     * dropout_p > 0 replaces the probability of every site the family has. */
     bool dropout;
+    double dropout_p;
 };
 
 enum decoder_pass { DECODER_PASS_EVAL = 0, DECODER_PASS_TRAIN, DECODER_PASS_COUNT };

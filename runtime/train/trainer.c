@@ -132,7 +132,8 @@ static void enc_destroy(void *m) { encoder_destroy(m); }
 
 struct trainer_model trainer_encoder_model(struct encoder *e) {
     return (struct trainer_model){e, enc_record_zero_grads, enc_record_train, enc_params, enc_batch_shape,
-                                  enc_set_batch, enc_plan, enc_load, enc_loss, enc_destroy};
+                                  enc_set_batch, enc_plan, enc_load, enc_loss, enc_destroy,
+                                  NULL /* trainer_micro_step sets the encoder's step */};
 }
 
 vp_status trainer_open_model(vp_context *ctx, const struct trainer_model *model, const struct trainer_options *o,
@@ -145,6 +146,7 @@ vp_status trainer_open_model(vp_context *ctx, const struct trainer_model *model,
     t->ctx = ctx;
     t->o = *o;
     t->model = *model;
+    t->dropout = model->set_step != NULL;
     t->max_len = max_len;
     if (counts) t->counts = *counts;
     *out = t;
@@ -390,6 +392,7 @@ vp_status trainer_micro_step_written(struct trainer *t, bool update, uint64_t to
     }
     struct vk_recorder *rec = NULL;
     const float scale = 1.0f / (float)(t->micro_in_step + 1);
+    if (t->model.set_step) t->model.set_step(t->model.self, (uint32_t)t->micro);
     if (s == VP_OK) s = recording(t, t->micro_in_step == 0, update, scale, &rec);
     if (s == VP_OK) s = vk_recorder_run(rec);
     if (s != VP_OK) return s;

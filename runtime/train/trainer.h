@@ -219,6 +219,10 @@ struct trainer_model {
     vp_status (*load)(void *self, int B, int T);
     float (*loss)(const void *self);
     void (*destroy)(void *self);
+    /* NULL: the model does not drop. Else its dropout masks are keyed by
+     * the micro-batch count, set before each micro-batch is recorded or
+     * replayed (a new count re-records). */
+    void (*set_step)(void *self, uint32_t step);
 };
 struct trainer_model trainer_encoder_model(struct encoder *e);
 /* A trainer for any model (opened, not loaded): the trainer owns it when
