@@ -416,13 +416,27 @@ static void deltas_f16(void) {
     forward_case(QWEN2, true, &bitfit_lora); /* f16 frozen weights with trained biases */
 }
 
-/* Dropout at every site the model has, the same masks on both sides. */
+/* Adapters that drop with their own probability (LLaMA has no hidden
+ * dropout to inherit): identity, relu and gelu bottlenecks, per head too. */
+static const struct spec_case adapters_dropout = {
+    "adapters with their own dropout", NULL,
+    "{\"modules\":[{\"kind\":\"adapter\",\"at\":\"attn\",\"insert\":\"parallel\",\"bottleneck\":2,"
+    "\"per_head\":true,\"act\":\"identity\",\"dropout\":0.3},{\"kind\":\"adapter\",\"at\":\"ffn\","
+    "\"insert\":\"sequential\",\"bottleneck\":3,\"act\":\"gelu\",\"dropout\":0.2,\"compose\":\"gated\"},"
+    "{\"kind\":\"adapter\",\"at\":\"ffn\",\"insert\":\"parallel\",\"bottleneck\":4,\"act\":\"identity\","
+    "\"dropout\":0.25,\"compose\":\"scale\",\"scale\":2}]}"};
+
+/* Dropout at every site the model has and in the adapters, the same masks
+ * on both sides. */
 static void dropout_fp32(void) {
     g_dropout = true;
     for (int f = GPT2; f <= LLAMA; f++) {
         forward_case(f, false, &lora_all);
         forward_case(f, false, &mam);
         forward_case(f, false, &full); /* the embeddings' dropout reaches their gradient */
+        forward_case(f, false, &adapters_seq);
+        forward_case(f, false, &mh_pa_gated);
+        forward_case(f, false, &adapters_dropout);
     }
     g_dropout = false;
 }

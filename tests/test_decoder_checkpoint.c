@@ -216,6 +216,7 @@ static void dropout_same_gradients(void) {
     g_dropout = true;
     for (int f = 0; f < FAMILIES; f++) same_gradients(f, &mam);
     same_gradients(GPT2, &full);
+    same_gradients(GPT2, &adapters); /* the adapters drop at GPT-2's resid_pdrop */
     g_dropout = false;
 }
 

@@ -320,7 +320,8 @@ static vp_status acts_layout(struct decoder *m, struct dec_acts *a, int B_, int 
         }
         const uint64_t rows = dm->kind == DELTA_ADAPTER && dm->per_head ? N * H : N;
         model_take(&t, A, &sl->hpre, rows * (uint64_t)dm->size * 4);
-        if (dm->kind == DELTA_ADAPTER && dm->act != DELTA_ACT_IDENTITY)
+        const bool drops = m->opt.dropout && dec_adapter_p(m, dm) > 0;
+        if (dm->kind == DELTA_ADAPTER && (dm->act != DELTA_ACT_IDENTITY || drops))
             model_take(&t, A, &sl->hact, rows * (uint64_t)dm->size * 4);
         if (dm->kind == DELTA_ADAPTER && dm->per_head) {
             model_take(&t, A, &sl->zh, N * d * 4);

@@ -75,6 +75,20 @@ static struct kernel_matrix mat(const struct vk_buffer *buf, uint64_t stride) {
     return (struct kernel_matrix){buf, 0, stride};
 }
 
+/* hact = dropout(f(hpre)) (n elements); identity without dropout: hact is
+ * hpre itself. */
+static vp_status bottleneck_act(struct decoder *m, struct vk_recorder *rec, const struct dec_slot *s,
+                                const struct vk_buffer *hact, uint64_t n) {
+    const struct delta_module *d = &m->spec.modules[s->module];
+    vp_status st = VP_OK;
+    if (d->act != DELTA_ACT_IDENTITY)
+        st = kernel_activation_forward(m->ctx, rec, hact, &s->hpre, n,
+                                       d->act == DELTA_ACT_GELU ? KERNEL_ACT_GELU : KERNEL_ACT_RELU);
+    else if (hact != &s->hpre)
+        st = vk_recorder_copy(rec, hact, 0, &s->hpre, 0, n * 4);
+    return st == VP_OK ? dropout(m, rec, hact, n, dec_adapter_p(m, d), s->layer, ENC_SITE_ADAPTER + s->module) : st;
+}
+
 /* Per head (mh-pa): Δ's columns of head h from in's columns of head h,
  * every head's matrices in one batched product over (H,N,·) slices; biases
  * added as ones (N,1)·b[h] (1,·). */
@@ -92,9 +106,7 @@ static vp_status adapter_heads_forward(struct decoder *m, struct vk_recorder *re
     if (st == VP_OK)
         st = kernel_matmul_batched(m->ctx, rec, mat(&s->hpre, (uint64_t)N * r), mat(&a->ones, 0),
                                    mat(&s->down_b->value, r), H, N, r, 1, false, false, 1.0f, 1.0f, NULL);
-    if (st == VP_OK && d->act != DELTA_ACT_IDENTITY)
-        st = kernel_activation_forward(m->ctx, rec, &s->hact, &s->hpre, NH * r,
-                                       d->act == DELTA_ACT_GELU ? KERNEL_ACT_GELU : KERNEL_ACT_RELU);
+    if (st == VP_OK) st = bottleneck_act(m, rec, s, hact, NH * r);
     if (st == VP_OK)
         st = kernel_matmul_batched(m->ctx, rec, mat(&s->dh, (uint64_t)N * hd), mat(hact, (uint64_t)N * r),
                                    mat(&s->up_w->value, (uint64_t)hd * r), H, N, hd, r, false, true, 1.0f, 0.0f, NULL);
@@ -106,7 +118,7 @@ static vp_status adapter_heads_forward(struct decoder *m, struct vk_recorder *re
 }
 
 /* Every adapter at (at, insert) of layer l in spec order, with Δ(z) =
- * f(z·W_downᵀ + b_down)·W_upᵀ + b_up (no dropout) and s = 1, the module's
+ * dropout(f(z·W_downᵀ + b_down))·W_upᵀ + b_up and s = 1, the module's
  * scale or σ(g): a parallel one adds s·Δ(par_in) to *cur in place (a gated
  * one through its out buffer), a sequential one writes *cur + s·Δ(*cur)
  * into its out buffer, which becomes *cur. */
@@ -120,15 +132,14 @@ static vp_status adapters_forward(struct decoder *m, struct vk_recorder *rec, in
         if (!s->active || d->kind != DELTA_ADAPTER || d->at != at || d->insert != insert) continue;
         const uint32_t r = (uint32_t)d->size;
         const uint64_t n = (uint64_t)N * (uint64_t)s->dout;
-        const struct vk_buffer *hact = d->act == DELTA_ACT_IDENTITY ? &s->hpre : &s->hact;
+        const bool drops = dec_dropout_p(m, dec_adapter_p(m, d)) > 0;
+        const struct vk_buffer *hact = d->act == DELTA_ACT_IDENTITY && !drops ? &s->hpre : &s->hact;
         const struct vk_buffer *in = insert == DELTA_PARALLEL ? par_in : *cur, *target = *cur;
         s->in = in;
         st = d->per_head ? adapter_heads_forward(m, rec, s, hact, N)
                          : kernel_matmul_forward(m->ctx, rec, &s->hpre, in, &s->down_w->value, VP_DTYPE_F32,
                                                  &s->down_b->value, N, (uint32_t)s->din, r, NULL);
-        if (st == VP_OK && d->act != DELTA_ACT_IDENTITY && !d->per_head)
-            st = kernel_activation_forward(m->ctx, rec, &s->hact, &s->hpre, (uint64_t)N * r,
-                                           d->act == DELTA_ACT_GELU ? KERNEL_ACT_GELU : KERNEL_ACT_RELU);
+        if (st == VP_OK && !d->per_head) st = bottleneck_act(m, rec, s, hact, (uint64_t)N * r);
         if (st == VP_OK && !d->per_head)
             st = kernel_matmul_forward(m->ctx, rec, &s->delta, hact, &s->up_w->value, VP_DTYPE_F32, &s->up_b->value,
                                        N, r, (uint32_t)s->dout, NULL);

@@ -19,8 +19,7 @@
  * prefix length, as PEFT);
  * BitFit; full fine-tuning (a tied head's gradient sums the embedding
  * scatter and dlogitsᵀ·norm_f(x_L)). Dropout (decoder_options.dropout):
- * the model's sites in training passes; the adapters' own dropout is not
- * modelled yet.
+ * the model's sites and the adapters' bottlenecks, in training passes.
  *
  * The header is decoder_lm.h, not decoder.h: tests/reference/decoder.h
  * (the double-precision reference) already has that name, and runtime/model
@@ -252,7 +251,8 @@ struct dec_slot {
      * element offsets of row 0 and the row stride (elements). */
     uint64_t src_k, src_v, src_stride;
     struct vk_buffer hpre;          /* (N,r) x·Aᵀ, or the adapter's bottleneck before f */
-    struct vk_buffer hact, delta;   /* adapter: (N,r) f(hpre) (unused for identity), (N,dout) Δ */
+    struct vk_buffer hact, delta;   /* adapter: (N,r) dropout(f(hpre)) (identity without dropout:
+                                       unused), (N,dout) Δ */
     struct vk_buffer out;           /* sequential or gated adapter: (N,dout) target + s·Δ */
     struct vk_buffer zh, dh;        /* per head (mh-pa): (H,N,hd) the input and Δ split by heads */
     const struct vk_buffer *in;     /* what it read (set while recording) */
@@ -385,6 +385,11 @@ vp_status dec_record_layer(struct decoder *m, struct vk_recorder *rec, int l, ui
  * training pass with dropout on) and its mask's key (layer −1: the
  * embeddings; site: ENC_SITE_*). */
 double dec_dropout_p(const struct decoder *m, double p);
+/* An adapter's dropout on its bottleneck f(·): the module's, else the
+ * model's hidden dropout (before dec_dropout_p). */
+static inline double dec_adapter_p(const struct decoder *m, const struct delta_module *d) {
+    return d->dropout >= 0 ? d->dropout : m->arch.hidden_dropout;
+}
 struct kernel_dropout_key dec_dropout_key(const struct decoder *m, int layer, int site);
 /* Layer l's causal attention over the batch (B,H,T,T) with its prefix
  * rows and, in a training pass, dropout on the probabilities. */

@@ -154,7 +154,8 @@ struct refd_options {
     // masks keyed by (dropout_seed, dropout_step, the site's stream
     // ((layer + 1) << 8 | site; site 0 the embeddings at layer −1, 1 the
     // attention probabilities, 2 the attention output, 3 the FFN output)),
-    // probabilities from the arch (embedding, attention, hidden dropout).
+    // probabilities from the arch (embedding, attention, hidden dropout);
+    // the adapters' as delta_ref.h says (stream 16 + module).
     bool dropout;
     uint64_t dropout_seed;
     uint32_t dropout_step;

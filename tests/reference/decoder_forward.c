@@ -1,5 +1,5 @@
-/* Decoder reference: the forward pass (decoder.h), with the model's dropout
- * sites when refd_options.dropout (the delta modules' at p = 0).
+/* Decoder reference: the forward pass (decoder.h), with the model's and the
+ * adapters' dropout when refd_options.dropout.
  * Activations are kept in m->acts for decoder_backward.c. The blocks differ
  * from model_forward.c's (pre-LN, causal GQA attention with RoPE, Conv1D
  * projections, the LM head); the delta modules they call are shared
@@ -221,6 +221,11 @@ double refd_forward(struct refd *m, double *logits, const struct refd_batch *bat
     for (int t = 0; t < T; t++) a->pos[t] = P + t;
     make_targets(m, batch);
 
+    /* the adapters' dropout, as the model's (refd_backward reuses it) */
+    m->deltas.dropout = m->opt.dropout;
+    m->deltas.hidden_p = m->arch.hidden_dropout;
+    m->deltas.dropout_seed = m->opt.dropout_seed;
+    m->deltas.dropout_step = m->opt.dropout_step;
     ref_deltas_reparams_forward(&m->deltas);
     embeddings_forward(m, N);
     for (int l = 0; l < m->arch.layers; l++) {
