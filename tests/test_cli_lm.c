@@ -277,6 +277,17 @@ static void checkpoint_activations_same_delta(void) {
         cJSON_Delete(start);
     }
     free(log);
+    /* inspect plans a decoder from its weights, with and without */
+    run("inspect --model gpt2 --delta mam:l=4,r=8,s=2 --batch 16 --max-len 12 --json");
+    EXPECT_EXIT(0);
+    cJSON *j = output_json(), *plan = cJSON_GetObjectItem(j, "plan");
+    const double act = json_number(plan, "activations"), ck = json_number(plan, "activations_checkpointed");
+    CHECKF(ck > 0 && ck < act && json_number(plan, "trainable") > 0, "inspect: activations %g, checkpointed %g", act,
+           ck);
+    cJSON_Delete(j);
+    run("inspect --model gpt2 --delta lora --batch 4 --max-len 8");
+    EXPECT_EXIT(0);
+    EXPECT_OUTPUT("activations with --checkpoint-activations");
     CHECK(write_model("enc", "roberta", NULL));
     run("train --model enc --delta lora --data train.jsonl --out ck-enc --checkpoint-activations");
     EXPECT_EXIT(2);
