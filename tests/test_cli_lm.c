@@ -277,6 +277,13 @@ static void checkpoint_activations_same_delta(void) {
         cJSON_Delete(start);
     }
     free(log);
+    /* A budget between the two plans (1.64 MiB without, 1.48 MiB with): the
+     * refusal names the flag and its figure, the flag fits. */
+    run_env("VKPEFT_BUDGET=1600000", CK_ARGS " --out ck-budget");
+    EXPECT_EXIT(1);
+    EXPECT_OUTPUT("or train with --checkpoint-activations (activations 427.56 KiB instead of 584.56 KiB)");
+    run_env("VKPEFT_BUDGET=1600000", CK_ARGS " --out ck-budget --overwrite --checkpoint-activations");
+    EXPECT_EXIT(0);
     /* inspect plans a decoder from its weights, with and without */
     run("inspect --model gpt2 --delta mam:l=4,r=8,s=2 --batch 16 --max-len 12 --json");
     EXPECT_EXIT(0);
