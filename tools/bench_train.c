@@ -23,8 +23,8 @@ static const char help[] =
     "head and delta, a decoder-only model (GPT-2, LLaMA family) the causal-LM\n"
     "loss. Prints the first step's time (recording and compiling) and the mean\n"
     "of the others as ms/step and tokens/s (B·T per step), and the planned\n"
-    "activations pool. --checkpoint-activations (decoder-only models) recomputes\n"
-    "each layer in the backward instead of keeping its activations.\n";
+    "activations pool. --checkpoint-activations recomputes each layer in the\n"
+    "backward instead of keeping its activations.\n";
 
 struct bench_train_args {
     struct cli_common common;
@@ -187,8 +187,5 @@ int bench_train(int argc, char **argv) {
     if (s != VP_OK) return cli_fail(s);
     const bool decoder = arch.stack == MODEL_STACK_DECODER;
     model_arch_finish(&arch);
-    if (a.o.checkpoint_activations && !decoder)
-        return cli_usage_error("bench", "--checkpoint-activations: only decoder-only models (GPT-2, LLaMA family) "
-                               "recompute activations; %s is an encoder", a.model);
     return run(&a, decoder);
 }

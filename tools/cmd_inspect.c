@@ -32,8 +32,9 @@ static const char help[] =
     "With model.safetensors (or shards) present, the weights are checked and\n"
     "the default storage follows the file (bf16 files stay bf16, else f16).\n"
     "The plan uses the chosen device's alignment and kernel scratch sizes.\n"
-    "A decoder-only model (GPT-2, LLaMA family) is planned from its weight files,\n"
-    "with the activations vkpeft train --checkpoint-activations would use.\n"
+    "A decoder-only model (GPT-2, LLaMA family) is planned from its weight files.\n"
+    "The plan also gives the activations vkpeft train --checkpoint-activations\n"
+    "would use.\n"
     "\n"
     "options:\n"
     "  --model DIR        Hugging Face model folder (config.json)\n"
@@ -68,7 +69,7 @@ struct inspect {
     /* The memory plan, or why there is none. */
     bool planned;
     uint64_t plan[VP_POOL_COUNT], budget;
-    uint64_t activations_checkpointed; /* decoder-only models: with --checkpoint-activations; 0: none */
+    uint64_t activations_checkpointed; /* with --checkpoint-activations */
     char device[256], plan_error[512];
 };
 
@@ -177,10 +178,14 @@ static vp_status plan(const struct inspect_opts *o, struct inspect *in) {
         const struct encoder_options eo = {.storage = o->storage};
         s = encoder_open(ctx, o->model, &in->spec, &eo, &e);
         if (s == VP_OK) s = encoder_plan(e, o->batch, o->max_len, in->plan);
+        if (s == VP_OK) s = encoder_plan_activations(e, o->batch, o->max_len, true, &in->activations_checkpointed);
         if (s == VP_OK) in->wtype = encoder_weight_dtype(e);
         encoder_destroy(e);
     } else {
         s = encoder_plan_arch(ctx, &in->arch, &in->spec, o->storage, o->batch, o->max_len, in->plan);
+        if (s == VP_OK)
+            s = encoder_plan_arch_activations(ctx, &in->arch, &in->spec, o->storage, o->batch, o->max_len, true,
+                                              &in->activations_checkpointed);
     }
     vp_context_destroy(ctx);
     in->planned = s == VP_OK;

@@ -88,6 +88,10 @@ static const char help_rest[] =
     "  --label-smoothing E  cross-entropy label smoothing (default 0)\n"
     "  --seed S             data order, initialisation, dropout (default 42)\n"
     "  --eval-every N       evaluate every N steps (default: after each epoch)\n"
+    "  --checkpoint-activations\n"
+    "                       keep only each layer's input and recompute the layer in\n"
+    "                       the backward: far less activation memory for about one\n"
+    "                       more forward per step; identical results\n"
     "\n"
     "device and output:\n"
     "  --weights f32|f16|bf16  storage of the frozen matrices (default: bf16 for bf16\n"
@@ -197,10 +201,6 @@ static int parse_args(int argc, char **argv, struct train_args *a) {
     if (!a->data) return cli_usage_error("train", "--data is required");
     if (!a->out) return cli_usage_error("train", "--out is required");
     if (!a->delta && !a->init) return cli_usage_error("train", "--delta (or --init-delta) is required");
-    if (a->o.checkpoint_activations) /* decoders go to cmd_train_lm.c before this parser */
-        return cli_usage_error("train", "--checkpoint-activations: only decoder-only models (GPT-2, LLaMA "
-                               "family) recompute activations; %s is an encoder, which keeps them all",
-                               a->model);
     vp_status s = trainer_options_check(&a->o);
     if (s != VP_OK) return cli_usage_error("train", "%s", vp_last_error());
     return 0;

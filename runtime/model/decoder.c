@@ -520,14 +520,10 @@ vp_status decoder_plan_activations(const struct decoder *m, int B, int T, bool c
 /* Reserves a plan; over the budget, a training decoder that keeps every
  * activation adds checkpointing to the pool's remedies, with its figure. */
 static vp_status reserve(struct decoder *m, const uint64_t plan[VP_POOL_COUNT], int B, int T) {
-    vp_status s = vk_pools_reserve(m->ctx, plan);
     uint64_t with = 0;
-    if (s != VP_ERROR_OVER_BUDGET || !m->trains || m->opt.checkpoint_activations) return s;
-    char why[1024], a[32], b[32];
-    snprintf(why, sizeof why, "%s", vp_last_error());
-    if (decoder_plan_activations(m, B, T, true, &with) != VP_OK) return vp_fail(s, "%s", why);
-    return vp_fail(s, "%s; or train with --checkpoint-activations (activations %s instead of %s)", why,
-                   vp_format_bytes(with, a, sizeof a), vp_format_bytes(plan[VP_POOL_ACTIVATIONS], b, sizeof b));
+    if (m->trains && !m->opt.checkpoint_activations && decoder_plan_activations(m, B, T, true, &with) != VP_OK)
+        with = 0;
+    return model_reserve(m->ctx, plan, with);
 }
 
 vp_status decoder_load(struct decoder *m, int B, int T) {

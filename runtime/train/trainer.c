@@ -180,6 +180,7 @@ vp_status trainer_open(vp_context *ctx, const char *model_dir, const struct delt
         .seed = o->seed,
         .label_smoothing = o->label_smoothing,
         .head = o->head,
+        .checkpoint_activations = o->checkpoint_activations,
     };
     s = encoder_open(ctx, model_dir, spec, &eo, &t->e);
     if (s != VP_OK) {
@@ -715,7 +716,13 @@ vp_status trainer_fit(struct trainer *t, const struct trainer_fit_config *c, str
     if (s == VP_OK && f.log && !rp) {
         uint64_t plan[VP_POOL_COUNT];
         trainer_plan(t, plan);
-        s = train_log_start(f.log, f.total, t->o.batch, &t->counts, plan, 0);
+        uint64_t uncheckpointed = 0;
+        int B, T;
+        t->model.batch_shape(t->model.self, &B, &T);
+        if (t->e && t->o.checkpoint_activations &&
+            encoder_plan_activations(t->e, B, T, false, &uncheckpointed) != VP_OK)
+            uncheckpointed = 0;
+        s = train_log_start(f.log, f.total, t->o.batch, &t->counts, plan, uncheckpointed);
     }
     f.t0 = vp_now() - elapsed0;
     double first_seconds = 0, rest_seconds = 0;
