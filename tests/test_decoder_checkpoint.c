@@ -7,8 +7,8 @@
  * gated and per-head adapters and full fine-tuning; the recording replayed
  * with a second batch; with dropout on, the recomputed layers draw the
  * forward's masks. The planned activations pool shrinks by exactly
- * (layers − 1) layers' worth of shared buffers, and the pool holds what the
- * plan says. A checkpointing decoder cannot feed the generator. */
+ * (layers − 1) layers' worth of shared buffers (the encoder's too), and the
+ * pool holds what the plan says. A checkpointing decoder cannot feed the generator. */
 #include "decoder_lm.h"
 #include "reference/decoder.h"
 #include "dectest.h"
@@ -262,6 +262,40 @@ static void plan_shrinks(void) {
     }
 }
 
+/* The encoder's plan (from config.json alone) shrinks by the same rule:
+ * plain(8) − plain(4) = 4·P, ck(8) − ck(4) = 4·out, plain(L) − ck(L) =
+ * (L − 1)·(P − out), for a RoBERTa-shaped model with parallel adapters. */
+static void encoder_plan_shrinks(void) {
+    struct delta_spec spec;
+    if (!CHECK(delta_spec_preset("pa:r=3", &spec) == VP_OK) || !setup()) return;
+    const uint64_t align = vk_pool_alignment(g_ctx);
+    const uint64_t out = ((uint64_t)N * D * 4 + align - 1) / align * align;
+    uint64_t plain[2] = {0}, ck[2] = {0};
+    for (int i = 0; i < 2; i++) {
+        char config[512];
+        snprintf(config, sizeof config, "{\"model_type\":\"roberta\",\"vocab_size\":50,\"hidden_size\":%d,"
+                 "\"num_hidden_layers\":%d,\"num_attention_heads\":2,\"intermediate_size\":32,"
+                 "\"max_position_embeddings\":20,\"pad_token_id\":1,\"num_labels\":3}", D, 4 + 4 * i);
+        struct model_arch arch;
+        if (!CHECKF(model_arch_parse(config, strlen(config), "config.json", &arch) == VP_OK, "%s", vp_last_error()))
+            return;
+        CHECK(encoder_plan_arch_activations(g_ctx, &arch, &spec, ENCODER_STORAGE_F32, B, T, false, &plain[i]) == VP_OK);
+        CHECK(encoder_plan_arch_activations(g_ctx, &arch, &spec, ENCODER_STORAGE_F32, B, T, true, &ck[i]) == VP_OK);
+        model_arch_finish(&arch);
+    }
+    const uint64_t per_layer = (plain[1] - plain[0]) / 4;
+    th_diag("roberta, pa, batch %d x %d: activations 4 layers %llu bytes, checkpointed %llu; 8 layers %llu, "
+            "checkpointed %llu", B, T, (unsigned long long)plain[0], (unsigned long long)ck[0],
+            (unsigned long long)plain[1], (unsigned long long)ck[1]);
+    CHECKF(plain[1] - plain[0] == 4 * per_layer && per_layer > 4 * out, "%llu bytes per layer",
+           (unsigned long long)per_layer);
+    CHECKF(ck[1] - ck[0] == 4 * out, "checkpointed, 4 more layers add %llu bytes, want %llu",
+           (unsigned long long)(ck[1] - ck[0]), (unsigned long long)(4 * out));
+    for (int i = 0; i < 2; i++)
+        CHECKF(plain[i] - ck[i] == (uint64_t)(3 + 4 * i) * (per_layer - out), "%d layers: saves %llu bytes", 4 + 4 * i,
+               (unsigned long long)(plain[i] - ck[i]));
+}
+
 /* The pool holds the checkpointed plan; the generator refuses the decoder. */
 static void load_matches_plan(void) {
     struct delta_spec spec;
@@ -296,5 +330,5 @@ static void teardown(void) {
 
 VT_MAIN(TH_CASE(lora_same_gradients), TH_CASE(prefix_same_gradients), TH_CASE(mam_same_gradients),
         TH_CASE(adapters_same_gradients), TH_CASE(full_same_gradients), TH_CASE(dropout_same_gradients),
-        TH_CASE(plan_shrinks),
+        TH_CASE(plan_shrinks), TH_CASE(encoder_plan_shrinks),
         TH_CASE(load_matches_plan), TH_CASE(teardown))
