@@ -54,6 +54,35 @@ bool exists(const char *name) {
     return access(path, F_OK) == 0;
 }
 
+bool same_bytes(const char *a, const char *b) {
+    char pa[512], pb[512];
+    snprintf(pa, sizeof pa, "%s/%s", root, a);
+    snprintf(pb, sizeof pb, "%s/%s", root, b);
+    void *x = NULL, *y = NULL;
+    size_t nx = 0, ny = 0;
+    const bool same = vp_file_read(pa, &x, &nx) == VP_OK && vp_file_read(pb, &y, &ny) == VP_OK && nx > 0 &&
+                      nx == ny && memcmp(x, y, nx) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+bool log_activations(const char *name, double *with, double *without) {
+    char path[512], *log = NULL;
+    size_t n = 0;
+    snprintf(path, sizeof path, "%s/%s", root, name);
+    *with = *without = NAN;
+    if (vp_file_read(path, (void **)&log, &n) != VP_OK) return false;
+    char *nl = strchr(log, '\n');
+    if (nl) *nl = 0;
+    cJSON *start = cJSON_Parse(log), *mem = cJSON_GetObjectItem(start, "memory");
+    *with = json_number(mem, "activations");
+    *without = json_number(mem, "activations_without_checkpointing");
+    cJSON_Delete(start);
+    free(log);
+    return *with > 0 && *without > *with;
+}
+
 bool write_text(const char *name, const char *text) {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", root, name);

@@ -27,6 +27,10 @@ void run(const char *args);
 #define EXPECT_OUTPUT(text) CHECKF(strstr(r.out, (text)) != NULL, "output lacks '%s':\n%s", (text), r.out)
 
 bool exists(const char *name);                       /* root/name */
+bool same_bytes(const char *a, const char *b);       /* root/a and root/b both read, equal, not empty */
+/* The start line of the training log root/name: the activations planned
+ * with checkpointing and without; true when both are there and with < without. */
+bool log_activations(const char *name, double *with, double *without);
 /* The last case of every CLI test: removes root (when it was made). */
 void teardown(void);
 bool write_text(const char *name, const char *text); /* root/name */

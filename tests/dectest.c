@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 bool dectest_write_model(const struct refd *m, const char *dir, const char *config) {
     char path[512];
@@ -26,4 +27,14 @@ bool dectest_write_model(const struct refd *m, const char *dir, const char *conf
     free(data);
     free(out);
     return ok;
+}
+
+void dectest_remove_model(const char *dir) {
+    if (!dir[0]) return;
+    char path[512];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    unlink(path);
+    CHECKF(rmdir(dir) == 0, "removing %s", dir);
 }

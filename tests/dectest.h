@@ -10,5 +10,7 @@
 /* Writes dir/config.json (`config`) and dir/model.safetensors: every tensor
  * of m as F32 under its Hugging Face name. A failure fails the case. */
 bool dectest_write_model(const struct refd *m, const char *dir, const char *config);
+/* Removes what dectest_write_model wrote and the folder (when dir is set). */
+void dectest_remove_model(const char *dir);
 
 #endif

@@ -258,6 +258,70 @@ static void lm_kill_and_resume(void) {
     free(y);
 }
 
+/* --checkpoint-activations changes memory, not results: the same delta byte
+ * for byte (GPT-2's dropout on), the log's start line shows both activation
+ * figures, an over-budget refusal names the flag, inspect plans both. */
+#define CK_ARGS                                                                                           \
+    "train --model gpt2 --delta mam:l=4,r=8,s=2 --data train.jsonl --batch 16 --steps 6 --lr 1e-2 "        \
+    "--weights f32 --quiet"
+
+static void checkpoint_activations_same_delta(void) {
+    if (!setup()) return;
+    run(CK_ARGS " --out ck-plain");
+    EXPECT_EXIT(0);
+    run(CK_ARGS " --out ck-on --checkpoint-activations");
+    EXPECT_EXIT(0);
+    CHECKF(same_bytes("ck-plain/delta.safetensors", "ck-on/delta.safetensors"), "the deltas differ");
+    double with, without;
+    CHECKF(log_activations("ck-on/train.jsonl", &with, &without), "activations %g, without checkpointing %g", with,
+           without);
+    th_diag("gpt2 (2 layers), mam, batch 16: activations %.0f bytes checkpointed, %.0f without", with, without);
+    /* A budget between the two plans (1.64 MiB without, 1.48 MiB with): the
+     * refusal names the flag and its figure, the flag fits. */
+    run_env("VKPEFT_BUDGET=1600000", CK_ARGS " --out ck-budget");
+    EXPECT_EXIT(1);
+    EXPECT_OUTPUT("or train with --checkpoint-activations (activations 427.56 KiB instead of 584.56 KiB)");
+    run_env("VKPEFT_BUDGET=1600000", CK_ARGS " --out ck-budget --overwrite --checkpoint-activations");
+    EXPECT_EXIT(0);
+    /* inspect plans a decoder from its weights, with and without */
+    run("inspect --model gpt2 --delta mam:l=4,r=8,s=2 --batch 16 --max-len 12 --json");
+    EXPECT_EXIT(0);
+    cJSON *j = output_json(), *plan = cJSON_GetObjectItem(j, "plan");
+    const double act = json_number(plan, "activations"), ck = json_number(plan, "activations_checkpointed");
+    CHECKF(ck > 0 && ck < act && json_number(plan, "trainable") > 0, "inspect: activations %g, checkpointed %g", act,
+           ck);
+    cJSON_Delete(j);
+    run("inspect --model gpt2 --delta lora --batch 4 --max-len 8");
+    EXPECT_EXIT(0);
+    EXPECT_OUTPUT("activations with --checkpoint-activations");
+}
+
+/* With dropout (GPT-2: embeddings, attention, residuals), a run that loses
+ * the device at its 6th submission and resumes from its checkpoint (with
+ * --checkpoint-activations, which the checkpoint does not pin) ends with
+ * the uninterrupted run's delta, byte for byte: the masks are keyed by the
+ * restored micro-batch count and recomputed layers draw them again. Without
+ * dropout the delta differs (the flag reaches the model). */
+#define DROPOUT_ARGS                                                                                      \
+    "train --model gpt2 --delta lora:r=4 --lora-targets c_attn,mlp.c_proj --data train.jsonl --batch 16 " \
+    "--steps 8 --lr 1e-2 --weights f32 --checkpoint-every 2 --quiet"
+
+static void dropout_resumes_exactly(void) {
+    if (!setup()) return;
+    run(DROPOUT_ARGS " --dropout 0.1 --out drop-ref");
+    EXPECT_EXIT(0);
+    run(DROPOUT_ARGS " --dropout 0 --out drop-off");
+    EXPECT_EXIT(0);
+    CHECKF(!same_bytes("drop-ref/delta.safetensors", "drop-off/delta.safetensors"), "--dropout 0.1 changed nothing");
+    run_env("VKPEFT_TEST_FAULT=submit:6", DROPOUT_ARGS " --dropout 0.1 --out drop-lost");
+    EXPECT_EXIT(1);
+    EXPECT_OUTPUT("the device was lost during training");
+    run(DROPOUT_ARGS " --dropout 0.1 --out drop-lost --resume --checkpoint-activations");
+    EXPECT_EXIT(0);
+    CHECKF(same_bytes("drop-ref/delta.safetensors", "drop-lost/delta.safetensors"),
+           "the resumed run's delta differs from the uninterrupted one's");
+}
+
 /* ------------------------------------------------------------------------
  * eval against the decoder, one example at a time
  * ------------------------------------------------------------------------ */
@@ -785,7 +849,8 @@ int main(int argc, char **argv) {
         TH_CASE(mam_learns_completion), TH_CASE(generate_with_delta), TH_CASE(lm_kill_and_resume), TH_CASE(peft_llama), TH_CASE(peft_gpt2),
         TH_CASE(peft_gpt2_import), TH_CASE(peft_prefix), TH_CASE(peft_torch),
         TH_CASE(packed_text),
-        TH_CASE(bench_train_prints), TH_CASE(teardown),
+        TH_CASE(bench_train_prints), TH_CASE(checkpoint_activations_same_delta),
+        TH_CASE(dropout_resumes_exactly), TH_CASE(teardown),
     };
     return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);
 }

@@ -342,7 +342,41 @@ static void over_budget_leaves_no_out(void) {
     run_env("VKPEFT_BUDGET=1M", "train --model model --delta lora --data train.jsonl --out small --batch 64");
     EXPECT_EXIT(1);
     EXPECT_OUTPUT("memory plan");
+    EXPECT_OUTPUT("or train with --checkpoint-activations (activations ");
     CHECK(!exists("small"));
+}
+
+/* --checkpoint-activations on the encoder: the same delta byte for byte
+ * (the model's dropout on: recomputed layers draw the forward's masks) for
+ * LoRA, MAM (prefix + parallel adapter) and sequential adapters; the log's
+ * start line has both activation figures; inspect plans both. */
+static void checkpoint_activations_same_delta(void) {
+    if (!setup()) return;
+    static const char *const deltas[] = {"lora:r=4", "mam:l=2,r=4", "adapter:r=3"};
+    for (size_t k = 0; k < sizeof deltas / sizeof deltas[0]; k++) {
+        char args[512], a[64], b[64];
+        for (int ck = 0; ck < 2; ck++) {
+            snprintf(args, sizeof args, "train --model model --delta %s --data train.jsonl --out ck%zu-%d --steps 4 "
+                     "--batch 8 --seed 5 --quiet%s", deltas[k], k, ck, ck ? " --checkpoint-activations" : "");
+            run(args);
+            EXPECT_EXIT(0);
+        }
+        snprintf(a, sizeof a, "ck%zu-0/delta.safetensors", k);
+        snprintf(b, sizeof b, "ck%zu-1/delta.safetensors", k);
+        CHECKF(same_bytes(a, b), "%s: the deltas differ", deltas[k]);
+    }
+    double with, without;
+    CHECKF(log_activations("ck0-1/train.jsonl", &with, &without), "activations %g, without checkpointing %g", with,
+           without);
+    th_diag("roberta (2 layers), lora, batch 8: activations %.0f bytes checkpointed, %.0f without", with, without);
+    run("inspect --model model --delta lora --batch 8 --max-len 16 --json");
+    EXPECT_EXIT(0);
+    cJSON *j = output_json(), *plan = cJSON_GetObjectItem(j, "plan");
+    CHECKF(json_number(plan, "activations_checkpointed") > 0 &&
+               json_number(plan, "activations_checkpointed") < json_number(plan, "activations"),
+           "inspect: activations %g, checkpointed %g", json_number(plan, "activations"),
+           json_number(plan, "activations_checkpointed"));
+    cJSON_Delete(j);
 }
 
 int main(int argc, char **argv) {
@@ -357,6 +391,7 @@ int main(int argc, char **argv) {
     static const struct th_case cases[] = {
         TH_CASE(help_for_each_command), TH_CASE(train_eval_predict), TH_CASE(init_delta_continues),
         TH_CASE(same_seed_same_log),   TH_CASE(bad_input_exits_2),  TH_CASE(over_budget_leaves_no_out),
+        TH_CASE(checkpoint_activations_same_delta),
         TH_CASE(teardown),
     };
     return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);

@@ -38,6 +38,21 @@ static const char *const configs[] = {
     "\"rms_norm_eps\":1e-6,\"rope_theta\":50.0,\"tie_word_embeddings\":true}",
 };
 enum { GPT2, LLAMA, QWEN2, FAMILIES };
+/* The same models with dropout probabilities set apart (a site drawing
+ * another's probability fails): GPT-2 embd 0.1, attn 0.2, resid 0.15;
+ * LLaMA attention 0.25 (its only site). */
+static const char *const dropout_configs[] = {
+    "{\"model_type\":\"gpt2\",\"vocab_size\":40,\"n_embd\":16,\"n_layer\":2,\"n_head\":2,\"n_inner\":24,"
+    "\"n_positions\":16,\"layer_norm_epsilon\":1e-5,\"embd_pdrop\":0.1,\"attn_pdrop\":0.2,\"resid_pdrop\":0.15}",
+    "{\"model_type\":\"llama\",\"vocab_size\":40,\"hidden_size\":16,\"num_hidden_layers\":2,"
+    "\"num_attention_heads\":4,\"num_key_value_heads\":2,\"intermediate_size\":20,\"max_position_embeddings\":64,"
+    "\"rms_norm_eps\":1e-6,\"rope_theta\":100.0,\"tie_word_embeddings\":false,\"attention_dropout\":0.25}",
+};
+/* Set by the dropout cases: training passes drop on both sides (seed
+ * DROPOUT_SEED, step = the batch's index), the eval pass on the GPU does not. */
+static bool g_dropout;
+enum { DROPOUT_SEED = 1234 };
+static const char *config_of(int family) { return g_dropout ? dropout_configs[family] : configs[family]; }
 static const char *const family_names[] = {"gpt2", "llama", "qwen2"};
 
 /* ------------------------------------------------------------------------
@@ -109,7 +124,7 @@ static void batch_make(struct batch *b, int which) {
  * ------------------------------------------------------------------------ */
 
 static bool parse_arch(int family, struct model_arch *arch) {
-    const char *json = configs[family];
+    const char *json = config_of(family);
     return CHECKF(model_arch_parse(json, strlen(json), "config.json", arch) == VP_OK, "%s", vp_last_error());
 }
 
@@ -122,7 +137,7 @@ static void round_reference(struct refd *m, bool f16) {
     }
 }
 
-static bool write_model(struct refd *m, int family) { return dectest_write_model(m, g_dir, configs[family]); }
+static bool write_model(struct refd *m, int family) { return dectest_write_model(m, g_dir, config_of(family)); }
 
 /* max|got − want| ≤ tol · max|want|; reports the worst element and keeps
  * the largest share of the tolerance used. */
@@ -150,9 +165,12 @@ static bool check_normwise(const float *got, const double *want, size_t n, doubl
 
 /* One pass on both sides: loss, scored count and logits; a training pass
  * also every trainable gradient. */
-static void compare_forward(struct decoder *g, struct refd *m, const struct batch *b, const char *what,
-                            bool train, double *worst) {
+static void compare_forward(struct decoder *g, struct refd *m, const struct batch *b, uint32_t step,
+                            const char *what, bool train, double *worst) {
     const struct refd_batch rb = {b->ids, b->mask, b->loss_mask, NULL, B, T};
+    m->opt.dropout = g_dropout && train;
+    m->opt.dropout_step = step;
+    decoder_set_step(g, step);
     double *want = malloc((size_t)N * V * sizeof *want);
     float *got = malloc((size_t)N * V * sizeof *got);
     double want_loss = refd_forward(m, want, &rb);
@@ -207,7 +225,7 @@ static void forward_case(int family, bool f16, const struct spec_case *c) {
         return;
     if (!ctx || !make_dir() || !parse_arch(family, &arch)) return;
     const struct refd_options ropt = {.seed = 11 + (uint64_t)family, .weight_std = 0.3,
-                                      .randomise_zero_init = true};
+                                      .randomise_zero_init = true, .dropout_seed = DROPOUT_SEED};
     struct refd *m;
     if (!CHECKF(refd_create(&m, &arch, &spec, &ropt) == VP_OK, "%s", vp_last_error())) {
         model_arch_finish(&arch);
@@ -218,7 +236,8 @@ static void forward_case(int family, bool f16, const struct spec_case *c) {
     char what[96];
     snprintf(what, sizeof what, "%s%s%s%s", family_names[family], c ? " " : "", c ? c->label : "",
              f16 ? " (f16)" : "");
-    const struct decoder_options opt = {.storage = f16 ? ENCODER_STORAGE_F16 : ENCODER_STORAGE_F32};
+    const struct decoder_options opt = {.storage = f16 ? ENCODER_STORAGE_F16 : ENCODER_STORAGE_F32,
+                                        .seed = DROPOUT_SEED, .dropout = g_dropout};
     struct decoder *g = NULL;
     uint64_t plan[VP_POOL_COUNT];
     vp_pool_stats before[VP_POOL_COUNT], after;
@@ -253,8 +272,9 @@ static void forward_case(int family, bool f16, const struct spec_case *c) {
         struct batch b0, b1;
         batch_make(&b0, 0);
         batch_make(&b1, 1);
-        compare_forward(g, m, &b0, what, c != NULL, &worst);
-        compare_forward(g, m, &b1, what, c != NULL, &worst); /* the recording replayed with a new batch */
+        compare_forward(g, m, &b0, 0, what, c != NULL, &worst);
+        compare_forward(g, m, &b1, 1, what, c != NULL, &worst); /* replayed with a new batch (dropout: re-recorded) */
+        if (g_dropout) compare_forward(g, m, &b0, 1, what, false, &worst); /* evaluation never drops */
         th_diag("%s: worst error %.3f of its tolerance (forward %.3g, gradients %.3g)", what, worst, TOL, GRAD_TOL);
         /* Every tensor reads back by name in the file's layout, exactly
          * (the reference holds the stored values). */
@@ -396,6 +416,31 @@ static void deltas_f16(void) {
     forward_case(QWEN2, true, &bitfit_lora); /* f16 frozen weights with trained biases */
 }
 
+/* Adapters that drop with their own probability (LLaMA has no hidden
+ * dropout to inherit): identity, relu and gelu bottlenecks, per head too. */
+static const struct spec_case adapters_dropout = {
+    "adapters with their own dropout", NULL,
+    "{\"modules\":[{\"kind\":\"adapter\",\"at\":\"attn\",\"insert\":\"parallel\",\"bottleneck\":2,"
+    "\"per_head\":true,\"act\":\"identity\",\"dropout\":0.3},{\"kind\":\"adapter\",\"at\":\"ffn\","
+    "\"insert\":\"sequential\",\"bottleneck\":3,\"act\":\"gelu\",\"dropout\":0.2,\"compose\":\"gated\"},"
+    "{\"kind\":\"adapter\",\"at\":\"ffn\",\"insert\":\"parallel\",\"bottleneck\":4,\"act\":\"identity\","
+    "\"dropout\":0.25,\"compose\":\"scale\",\"scale\":2}]}"};
+
+/* Dropout at every site the model has and in the adapters, the same masks
+ * on both sides. */
+static void dropout_fp32(void) {
+    g_dropout = true;
+    for (int f = GPT2; f <= LLAMA; f++) {
+        forward_case(f, false, &lora_all);
+        forward_case(f, false, &mam);
+        forward_case(f, false, &full); /* the embeddings' dropout reaches their gradient */
+        forward_case(f, false, &adapters_seq);
+        forward_case(f, false, &mh_pa_gated);
+        forward_case(f, false, &adapters_dropout);
+    }
+    g_dropout = false;
+}
+
 /* Bad inputs give messages, not crashes. */
 static void errors_are_reported(void) {
     vp_context *ctx = ctx_get();
@@ -447,14 +492,7 @@ static void errors_are_reported(void) {
 static void teardown(void) {
     vp_context_destroy(g_ctx);
     g_ctx = NULL;
-    if (g_dir[0]) {
-        char path[512];
-        snprintf(path, sizeof path, "%s/config.json", g_dir);
-        unlink(path);
-        snprintf(path, sizeof path, "%s/model.safetensors", g_dir);
-        unlink(path);
-        CHECK(rmdir(g_dir) == 0);
-    }
+    dectest_remove_model(g_dir);
 }
 
 VT_MAIN(TH_CASE(gpt2_fp32), TH_CASE(llama_fp32), TH_CASE(qwen2_fp32), TH_CASE(gpt2_f16), TH_CASE(llama_f16),
@@ -463,5 +501,5 @@ VT_MAIN(TH_CASE(gpt2_fp32), TH_CASE(llama_fp32), TH_CASE(qwen2_fp32), TH_CASE(gp
         TH_CASE(prefix_two_fp32), TH_CASE(mam_fp32), TH_CASE(prefix_reparam_fp32),
         TH_CASE(prefix_three_fp32), TH_CASE(mam_preset_fp32), TH_CASE(full_fp32), TH_CASE(bitfit_fp32),
         TH_CASE(adapter_fp32), TH_CASE(adapters_seq_fp32), TH_CASE(mh_pa_fp32),
-        TH_CASE(deltas_f16),
+        TH_CASE(deltas_f16), TH_CASE(dropout_fp32),
         TH_CASE(errors_are_reported), TH_CASE(teardown))

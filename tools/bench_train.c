@@ -15,14 +15,17 @@
 
 static const char help[] =
     "usage: vkpeft bench train --model DIR [--delta PRESET] [--batch B] [--len T] [--steps N]\n"
-    "                          [--weights f32|f16|bf16] [--json] [--device N|name]\n"
+    "                          [--weights f32|f16|bf16] [--checkpoint-activations] [--json]\n"
+    "                          [--device N|name]\n"
     "\n"
     "Times training steps of the delta (default lora) on B random sequences of T\n"
     "tokens (default 4 x 32, 10 steps): an encoder trains its classification\n"
     "head and delta, a decoder-only model (GPT-2, LLaMA family) the causal-LM\n"
     "loss. Prints the first step's time (recording and compiling), then, after\n"
     "two untimed steps, the mean of N timed steps as ms/step and tokens/s (B·T\n"
-    "per step), and the device memory the trainer planned per pool.\n";
+    "per step), and the device memory the trainer planned per pool.\n"
+    "--checkpoint-activations recomputes each layer in the backward instead of\n"
+    "keeping its activations.\n";
 
 struct bench_train_args {
     struct cli_common common;
@@ -102,6 +105,7 @@ static int report(const struct bench_train_args *a, vp_context *ctx, step_fn fn,
             total += bytes[p];
         }
         cJSON_AddNumberToObject(mem, "total", (double)total);
+        cJSON_AddBoolToObject(o, "checkpoint_activations", a->o.checkpoint_activations);
         char *text = cJSON_Print(o);
         puts(text);
         free(text);
@@ -116,7 +120,7 @@ static int report(const struct bench_train_args *a, vp_context *ctx, step_fn fn,
             printf(" %s %.1f MiB,", vp_pool_name((vp_pool)p), bytes[p] / 1048576.0);
             total += bytes[p];
         }
-        printf(" total %.1f MiB\n", total / 1048576.0);
+        printf(" total %.1f MiB%s\n", total / 1048576.0, a->o.checkpoint_activations ? " (activations checkpointed)" : "");
     }
     return EXIT_OK;
 }
@@ -178,6 +182,7 @@ int bench_train(int argc, char **argv) {
             return EXIT_OK;
         }
         if (cli_common_option(argc, argv, &i, &a.common)) continue;
+        if (cli_trainer_flag(&a.o, arg)) continue;
         if (i + 1 >= argc) return cli_usage_error("bench", "unexpected argument '%s' (or it needs a value)", arg);
         const char *v = argv[++i];
         bool ok = true;

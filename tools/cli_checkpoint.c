@@ -94,6 +94,10 @@ vp_status cli_run_settings(const char *args_json, const char *model, const char 
     cJSON *o = args_json ? cJSON_Parse(args_json) : NULL;
     if (!o) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory");
     cJSON_DeleteItemFromObjectCaseSensitive(o, "vkpeft");
+    /* Activation checkpointing changes memory and time, not results (the
+     * recomputed activations are bit-identical): a run may resume with or
+     * without it. */
+    cJSON_DeleteItemFromObjectCaseSensitive(o, "checkpoint_activations");
     char config[4200];
     snprintf(config, sizeof config, "%s/config.json", model);
     vp_status s = file_identity(data, o, "train_file");

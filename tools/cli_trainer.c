@@ -85,3 +85,9 @@ int cli_trainer_option(struct trainer_options *o, const char *name, const char *
     else return -1;
     return ok ? 1 : 0;
 }
+
+bool cli_trainer_flag(struct trainer_options *o, const char *arg) {
+    if (strcmp(arg, "--checkpoint-activations") != 0) return false;
+    o->checkpoint_activations = true;
+    return true;
+}

@@ -2,6 +2,7 @@
  * share of the model it trains (the paper's "% params") and the memory
  * plan per pool for a batch shape. Needs only config.json. */
 #include "cli.h"
+#include "decoder_lm.h"
 #include "encoder.h"
 #include "save.h"
 #include "spec.h"
@@ -31,6 +32,9 @@ static const char help[] =
     "With model.safetensors (or shards) present, the weights are checked and\n"
     "the default storage follows the file (bf16 files stay bf16, else f16).\n"
     "The plan uses the chosen device's alignment and kernel scratch sizes.\n"
+    "A decoder-only model (GPT-2, LLaMA family) is planned from its weight files.\n"
+    "The plan also gives the activations vkpeft train --checkpoint-activations\n"
+    "would use.\n"
     "\n"
     "options:\n"
     "  --model DIR        Hugging Face model folder (config.json)\n"
@@ -65,6 +69,7 @@ struct inspect {
     /* The memory plan, or why there is none. */
     bool planned;
     uint64_t plan[VP_POOL_COUNT], budget;
+    uint64_t activations_checkpointed; /* with --checkpoint-activations */
     char device[256], plan_error[512];
 };
 
@@ -138,27 +143,49 @@ static vp_status load_spec(const char *arg, const struct model_arch *arch, struc
     return delta_spec_load(arg, spec);
 }
 
+/* A decoder-only model's plan (its weight files opened), and its
+ * activations with checkpointing. */
+static vp_status plan_decoder(vp_context *ctx, const struct inspect_opts *o, struct inspect *in) {
+    if (!in->weights)
+        return vp_fail(VP_ERROR_UNSUPPORTED, "%s: planning a decoder-only model needs its weight files "
+                       "(model.safetensors)", in->arch.model_type);
+    struct decoder *m = NULL;
+    const struct decoder_options opt = {.storage = o->storage};
+    vp_status s = decoder_open(ctx, o->model, &in->spec, &opt, &m);
+    if (s == VP_OK) s = decoder_plan(m, o->batch, o->max_len, in->plan);
+    if (s == VP_OK) s = decoder_plan_activations(m, o->batch, o->max_len, true, &in->activations_checkpointed);
+    if (s == VP_OK) in->wtype = decoder_weight_dtype(m);
+    decoder_destroy(m);
+    return s;
+}
+
 static vp_status plan(const struct inspect_opts *o, struct inspect *in) {
     in->wtype = o->storage == ENCODER_STORAGE_F32 ? VP_DTYPE_F32
                 : o->storage == ENCODER_STORAGE_BF16 ? VP_DTYPE_BF16 : VP_DTYPE_F16;
     vp_context_options co = {.device = o->common.device};
     vp_context *ctx = NULL;
-    if (in->arch.stack != MODEL_STACK_ENCODER)
+    if (in->arch.stack == MODEL_STACK_ENCODER_DECODER)
         return vp_fail(VP_ERROR_UNSUPPORTED, "%s runs on the GPU decoder, which does not plan memory yet",
                        in->arch.model_type);
     vp_status s = vp_context_create(&co, &ctx);
     if (s != VP_OK) return s;
     snprintf(in->device, sizeof in->device, "%s", vp_context_device(ctx)->name);
     in->budget = vp_context_budget(ctx);
-    if (in->weights) {
+    if (in->arch.stack == MODEL_STACK_DECODER) {
+        s = plan_decoder(ctx, o, in);
+    } else if (in->weights) {
         struct encoder *e = NULL;
         const struct encoder_options eo = {.storage = o->storage};
         s = encoder_open(ctx, o->model, &in->spec, &eo, &e);
         if (s == VP_OK) s = encoder_plan(e, o->batch, o->max_len, in->plan);
+        if (s == VP_OK) s = encoder_plan_activations(e, o->batch, o->max_len, true, &in->activations_checkpointed);
         if (s == VP_OK) in->wtype = encoder_weight_dtype(e);
         encoder_destroy(e);
     } else {
         s = encoder_plan_arch(ctx, &in->arch, &in->spec, o->storage, o->batch, o->max_len, in->plan);
+        if (s == VP_OK)
+            s = encoder_plan_arch_activations(ctx, &in->arch, &in->spec, o->storage, o->batch, o->max_len, true,
+                                              &in->activations_checkpointed);
     }
     vp_context_destroy(ctx);
     in->planned = s == VP_OK;
@@ -241,6 +268,11 @@ static void print_text(const struct inspect_opts *o, const struct inspect *in) {
     printf("  %-12s %12s  %16s bytes", "total", vp_format_bytes(total, b3, sizeof b3), grouped(total, b1, sizeof b1));
     printf("  (budget %s: %s)\n", vp_format_bytes(in->budget, b2, sizeof b2),
            total <= in->budget ? "fits" : "does not fit");
+    if (in->activations_checkpointed)
+        printf("  activations with --checkpoint-activations: %s (%s bytes; total %s)\n",
+               vp_format_bytes(in->activations_checkpointed, b3, sizeof b3),
+               grouped(in->activations_checkpointed, b1, sizeof b1),
+               vp_format_bytes(total - in->plan[VP_POOL_ACTIVATIONS] + in->activations_checkpointed, b2, sizeof b2));
 }
 
 static cJSON *module_json(const struct delta_module *m, int i, const struct inspect *in) {
@@ -305,6 +337,8 @@ static void print_json(const struct inspect_opts *o, const struct inspect *in) {
         cJSON_AddNumberToObject(p, "total", (double)total);
         cJSON_AddNumberToObject(p, "budget", (double)in->budget);
         cJSON_AddBoolToObject(p, "fits", total <= in->budget);
+        if (in->activations_checkpointed)
+            cJSON_AddNumberToObject(p, "activations_checkpointed", (double)in->activations_checkpointed);
     } else {
         cJSON_AddNullToObject(root, "plan");
         cJSON_AddStringToObject(root, "plan_error", in->plan_error);

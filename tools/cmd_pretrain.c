@@ -54,7 +54,8 @@ static const char help[] =
     "  --betas B1,B2, --eps EPS, --momentum M, --schedule linear|cosine|constant,\n"
     "  --warmup N|P%, --clip NORM (1), --batch B (16), --accum K (1), --epochs E (3),\n"
     "  --steps N, --dropout P, --seed S (42), --eval-every N, --weights f32|f16|bf16,\n"
-    "  --device N|name, --overwrite, --quiet, --json   as for 'vkpeft train'\n"
+    "  --checkpoint-activations, --device N|name, --overwrite, --quiet, --json\n"
+    "                       as for 'vkpeft train'\n"
     "\n"
     "example:\n"
     "  vkpeft pretrain --model models/tiny-bert --data corpus.txt --eval held.txt \\\n"
@@ -107,6 +108,7 @@ static int parse_args(int argc, char **argv, struct pretrain_args *a) {
         if (cli_common_option(argc, argv, &i, &a->common)) continue;
         if (strcmp(arg, "--overwrite") == 0) a->overwrite = true;
         else if (cli_checkpoint_flag(&a->ck, arg)) continue;
+        else if (cli_trainer_flag(&a->o, arg)) continue;
         else if (strcmp(arg, "--quiet") == 0 || strcmp(arg, "-q") == 0) a->quiet = true;
         else {
             char name[64];

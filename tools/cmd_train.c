@@ -88,6 +88,10 @@ static const char help_rest[] =
     "  --label-smoothing E  cross-entropy label smoothing (default 0)\n"
     "  --seed S             data order, initialisation, dropout (default 42)\n"
     "  --eval-every N       evaluate every N steps (default: after each epoch)\n"
+    "  --checkpoint-activations\n"
+    "                       keep only each layer's input and recompute the layer in\n"
+    "                       the backward: far less activation memory for about one\n"
+    "                       more forward per step; identical results\n"
     "\n"
     "device and output:\n"
     "  --weights f32|f16|bf16  storage of the frozen matrices (default: bf16 for bf16\n"
@@ -162,6 +166,7 @@ static int parse_args(int argc, char **argv, struct train_args *a) {
         if (strcmp(arg, "--skip-bad") == 0) a->skip_bad = true;
         else if (strcmp(arg, "--overwrite") == 0) a->overwrite = true;
         else if (cli_checkpoint_flag(&a->ck, arg)) continue;
+        else if (cli_trainer_flag(&a->o, arg)) continue;
         else if (strcmp(arg, "--quiet") == 0 || strcmp(arg, "-q") == 0) a->quiet = true;
         else {
             /* --name value or --name=value */

@@ -56,6 +56,13 @@ static const char train_help[] =
     "  --optimizer, --lr, --weight-decay, --betas, --eps, --momentum, --schedule,\n"
     "  --warmup, --clip, --batch, --accum, --epochs, --steps, --seed, --eval-every,\n"
     "  --label-smoothing, --weights, --device, --overwrite, --quiet, --json\n"
+    "  --dropout P          GPT-2: embedding, attention and residual dropout; LLaMA\n"
+    "                       family: attention dropout (default: the model's config;\n"
+    "                       0: off). Only training passes drop.\n"
+    "  --checkpoint-activations\n"
+    "                       keep only each layer's input and recompute the layer in\n"
+    "                       the backward: far less activation memory for about one\n"
+    "                       more forward per step; identical results\n"
     "  --checkpoint-every N, --no-checkpoint, --resume, --on-nonfinite skip|stop\n"
     "                       checkpoints and non-finite steps, as for encoder models\n"
     "\n"
@@ -145,6 +152,7 @@ static int parse(int argc, char **argv, struct lm_args *a, const char *help) {
         else if (strcmp(arg, "--skip-bad") == 0) a->skip_bad = true;
         else if (strcmp(arg, "--overwrite") == 0) a->overwrite = true;
         else if (strcmp(a->cmd, "train") == 0 && cli_checkpoint_flag(&a->ck, arg)) continue;
+        else if (strcmp(a->cmd, "train") == 0 && cli_trainer_flag(&a->o, arg)) continue;
         else if (strcmp(arg, "--quiet") == 0 || strcmp(arg, "-q") == 0) a->quiet = true;
         else if (strncmp(arg, "--", 2) != 0) return cli_usage_error(a->cmd, "unexpected argument '%s'", arg);
         else {

@@ -256,6 +256,7 @@ static void parse_gpt2(struct reader *r, struct model_arch *a) {
     a->norm_eps = get_double(r, "layer_norm_epsilon", 1e-5, 0, 1);
     a->hidden_dropout = get_double(r, "resid_pdrop", 0.1, 0, 1);
     a->attention_dropout = get_double(r, "attn_pdrop", 0.1, 0, 1);
+    a->embedding_dropout = get_double(r, "embd_pdrop", 0.1, 0, 1);
     parse_act(r, a, "activation_function", "gelu_new");
     if (get_bool(r, "scale_attn_by_inverse_layer_idx", false) || get_bool(r, "reorder_and_upcast_attn", false) ||
         !get_bool(r, "scale_attn_weights", true))

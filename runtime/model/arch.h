@@ -68,6 +68,7 @@ struct model_arch {
     int forced_bos_token_id, forced_eos_token_id;
     double hidden_dropout, attention_dropout, classifier_dropout;
     double activation_dropout;  /* BART: dropout after the FFN activation */
+    double embedding_dropout;   /* GPT-2 embd_pdrop: after the token + position embeddings */
     int num_labels;
     char **labels;              /* id2label names, num_labels entries (may be NULL) */
     enum model_head head;       /* set by the encoder (encoder_options.head); parsing leaves 0 */

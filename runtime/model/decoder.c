@@ -194,6 +194,10 @@ vp_status decoder_open(vp_context *ctx, const char *dir, const struct delta_spec
         model_arch_finish(&m->arch);
         s = check_arch(&m->arch, dir);
     }
+    if (s == VP_OK && m->opt.dropout_p > 0) { /* GPT-2 drops at three sites, the LLaMA family at one */
+        m->arch.attention_dropout = m->opt.dropout_p;
+        if (m->arch.family == MODEL_FAMILY_GPT2) m->arch.embedding_dropout = m->arch.hidden_dropout = m->opt.dropout_p;
+    }
     if (s == VP_OK) s = dec_weights_init(m);
     if (s == VP_OK) s = setup_params(m);
     if (s == VP_OK) s = dec_open_weights(m);
@@ -209,7 +213,16 @@ vp_status decoder_open(vp_context *ctx, const char *dir, const struct delta_spec
  * Activation layout: one walk sizes the plan and allocates
  * ------------------------------------------------------------------------ */
 
-static vp_status acts_layout(struct decoder *m, struct dec_acts *a, int B_, int T_, bool alloc,
+static const struct dec_slot *first_active_slot(struct decoder *m, int module) {
+    for (int l = 0; l < m->arch.layers; l++)
+        if (dec_slot_at(m, module, l)->active) return dec_slot_at(m, module, l);
+    return NULL;
+}
+
+/* With checkpointing, every layer keeps only its out (and its prefix rows
+ * and their index tables); the rest of its activations and its deltas'
+ * bottlenecks are layer 0's (a module's first layer's) buffers. */
+static vp_status acts_layout(struct decoder *m, struct dec_acts *a, int B_, int T_, bool checkpoint, bool alloc,
                              uint64_t bytes[VP_POOL_COUNT]) {
     const struct model_arch *ar = &m->arch;
     const uint64_t B = (uint64_t)B_, T = (uint64_t)T_, N = B * T, d = (uint64_t)ar->hidden;
@@ -249,16 +262,25 @@ static vp_status acts_layout(struct decoder *m, struct dec_acts *a, int B_, int 
         }
     for (int l = 0; l < ar->layers; l++) {
         struct dec_layer_acts *la = &a->layers[l];
-        struct vk_buffer *nd[] = {&la->a_in, &la->o, &la->h, &la->f_in, &la->dn, &la->out};
-        for (size_t k = 0; k < sizeof nd / sizeof nd[0]; k++) model_take(&t, A, nd[k], N * d * 4);
-        struct vk_buffer *n1[] = {&la->mean1, &la->rstd1, &la->mean2, &la->rstd2};
-        for (size_t k = 0; k < sizeof n1 / sizeof n1[0]; k++) model_take(&t, A, n1[k], N * 4);
-        model_take(&t, A, &la->q, N * qd * 4);
-        model_take(&t, A, &la->k, N * kvd * 4);
-        model_take(&t, A, &la->v, N * kvd * 4);
-        struct vk_buffer *nh[] = {&la->qh, &la->kh, &la->vh, &la->atth, &la->ctx};
-        for (size_t k = 0; k < sizeof nh / sizeof nh[0]; k++) model_take(&t, A, nh[k], N * qd * 4);
-        model_take(&t, A, &la->lse, N * H * 4);
+        if (checkpoint && l > 0) { /* layer 0's buffers, but for what each layer keeps (below) */
+            *la = a->layers[0];
+            la->out = la->pk = la->pv = la->ids_pk = la->ids_pv = la->groups_pk = la->groups_pv = (struct vk_buffer){0};
+        } else {
+            struct vk_buffer *nd[] = {&la->a_in, &la->o, &la->h, &la->f_in, &la->dn};
+            for (size_t k = 0; k < sizeof nd / sizeof nd[0]; k++) model_take(&t, A, nd[k], N * d * 4);
+            struct vk_buffer *n1[] = {&la->mean1, &la->rstd1, &la->mean2, &la->rstd2};
+            for (size_t k = 0; k < sizeof n1 / sizeof n1[0]; k++) model_take(&t, A, n1[k], N * 4);
+            model_take(&t, A, &la->q, N * qd * 4);
+            model_take(&t, A, &la->k, N * kvd * 4);
+            model_take(&t, A, &la->v, N * kvd * 4);
+            struct vk_buffer *nh[] = {&la->qh, &la->kh, &la->vh, &la->atth, &la->ctx};
+            for (size_t k = 0; k < sizeof nh / sizeof nh[0]; k++) model_take(&t, A, nh[k], N * qd * 4);
+            model_take(&t, A, &la->lse, N * H * 4);
+            if (llama) model_take(&t, A, &la->gpre, N * I * 4);
+            model_take(&t, A, &la->upre, N * I * 4);
+            model_take(&t, A, &la->u, N * I * 4);
+        }
+        model_take(&t, A, &la->out, N * d * 4);
         const uint64_t np = (uint64_t)m->prefix_rows[l] * H * hd;
         if (np) {
             model_take(&t, A, &la->pk, np * 4);
@@ -270,9 +292,6 @@ static vp_status acts_layout(struct decoder *m, struct dec_acts *a, int B_, int 
                 model_take(&t, A, &la->groups_pv, kernel_embedding_groups_words((uint32_t)np) * 4);
             }
         }
-        if (llama) model_take(&t, A, &la->gpre, N * I * 4);
-        model_take(&t, A, &la->upre, N * I * 4);
-        model_take(&t, A, &la->u, N * I * 4);
     }
     model_take(&t, A, &a->meanf, N * 4);
     model_take(&t, A, &a->rstdf, N * 4);
@@ -287,9 +306,22 @@ static vp_status acts_layout(struct decoder *m, struct dec_acts *a, int B_, int 
         struct dec_slot *sl = &m->slots[k];
         const struct delta_module *dm = &m->spec.modules[sl->module];
         if (!sl->active) continue;
+        const struct dec_slot *first = checkpoint ? first_active_slot(m, sl->module) : sl;
+        if (first != sl) { /* checkpointing: the module's first layer's buffers (a plan leaves the slots be) */
+            if (alloc) {
+                sl->hpre = first->hpre;
+                sl->hact = first->hact;
+                sl->zh = first->zh;
+                sl->dh = first->dh;
+                sl->delta = first->delta;
+                sl->out = first->out;
+            }
+            continue;
+        }
         const uint64_t rows = dm->kind == DELTA_ADAPTER && dm->per_head ? N * H : N;
         model_take(&t, A, &sl->hpre, rows * (uint64_t)dm->size * 4);
-        if (dm->kind == DELTA_ADAPTER && dm->act != DELTA_ACT_IDENTITY)
+        const bool drops = m->opt.dropout && dec_adapter_p(m, dm) > 0;
+        if (dm->kind == DELTA_ADAPTER && (dm->act != DELTA_ACT_IDENTITY || drops))
             model_take(&t, A, &sl->hact, rows * (uint64_t)dm->size * 4);
         if (dm->kind == DELTA_ADAPTER && dm->per_head) {
             model_take(&t, A, &sl->zh, N * d * 4);
@@ -460,13 +492,13 @@ static vp_status upload_constants(struct decoder *m) {
  * Plan, load
  * ------------------------------------------------------------------------ */
 
-vp_status decoder_plan(const struct decoder *m, int B, int T, uint64_t bytes[VP_POOL_COUNT]) {
+static vp_status plan_with(const struct decoder *m, int B, int T, bool checkpoint, uint64_t bytes[VP_POOL_COUNT]) {
     if (B < 1 || T < 1) return vp_fail(VP_ERROR_INVALID_ARGUMENT, "decoder: batch shape %d × %d", B, T);
     if (T + m->position_offset > m->arch.max_positions)
         return vp_fail(VP_ERROR_INVALID_ARGUMENT, "decoder: %d tokens from position %d exceed the model's %d "
                        "positions", T, m->position_offset, m->arch.max_positions);
     struct dec_acts scratch = {0};
-    vp_status s = acts_layout((struct decoder *)m, &scratch, B, T, false, bytes);
+    vp_status s = acts_layout((struct decoder *)m, &scratch, B, T, checkpoint, false, bytes);
     free(scratch.layers);
     if (s != VP_OK) return s;
     bytes[VP_POOL_FROZEN] += dec_frozen_bytes(m);
@@ -474,14 +506,34 @@ vp_status decoder_plan(const struct decoder *m, int B, int T, uint64_t bytes[VP_
     return VP_OK;
 }
 
+vp_status decoder_plan(const struct decoder *m, int B, int T, uint64_t bytes[VP_POOL_COUNT]) {
+    return plan_with(m, B, T, m->opt.checkpoint_activations, bytes);
+}
+
+vp_status decoder_plan_activations(const struct decoder *m, int B, int T, bool checkpoint, uint64_t *bytes) {
+    uint64_t plan[VP_POOL_COUNT];
+    vp_status s = plan_with(m, B, T, checkpoint, plan);
+    *bytes = s == VP_OK ? plan[VP_POOL_ACTIVATIONS] : 0;
+    return s;
+}
+
+/* Reserves a plan; over the budget, a training decoder that keeps every
+ * activation adds checkpointing to the pool's remedies, with its figure. */
+static vp_status reserve(struct decoder *m, const uint64_t plan[VP_POOL_COUNT], int B, int T) {
+    uint64_t with = 0;
+    if (m->trains && !m->opt.checkpoint_activations && decoder_plan_activations(m, B, T, true, &with) != VP_OK)
+        with = 0;
+    return model_reserve(m->ctx, plan, with);
+}
+
 vp_status decoder_load(struct decoder *m, int B, int T) {
     if (m->loaded) return vp_fail(VP_ERROR_INVALID_ARGUMENT, "decoder: already loaded");
     uint64_t plan[VP_POOL_COUNT];
     vp_status s = decoder_plan(m, B, T, plan);
-    if (s == VP_OK) s = vk_pools_reserve(m->ctx, plan);
+    if (s == VP_OK) s = reserve(m, plan, B, T);
     if (s == VP_OK) s = delta_params_alloc(m->params);
     if (s == VP_OK) s = dec_upload_frozen(m);
-    if (s == VP_OK) s = acts_layout(m, &m->acts, B, T, true, NULL);
+    if (s == VP_OK) s = acts_layout(m, &m->acts, B, T, m->opt.checkpoint_activations, true, NULL);
     if (s == VP_OK) s = upload_constants(m);
     if (s != VP_OK) {
         acts_free(m, &m->acts);
@@ -584,8 +636,10 @@ static vp_status record(struct decoder *m, struct vk_recorder *rec, bool train) 
     if (s == VP_OK && a->groups_word.buffer)
         s = vk_recorder_copy(rec, &a->groups_word, 0, &a->stage_in, a->in_gword, gw);
     if (s == VP_OK && a->groups_pos.buffer) s = vk_recorder_copy(rec, &a->groups_pos, 0, &a->stage_in, a->in_gpos, gw);
+    m->recording_train = train;
     if (s == VP_OK) s = dec_record_forward(m, rec);
     if (s == VP_OK && train && m->trains) s = dec_record_backward(m, rec);
+    m->recording_train = false;
     if (s == VP_OK) s = vk_recorder_copy(rec, &a->stage_out, 0, &a->loss, 0, 8);
     if (s == VP_OK)
         s = vk_recorder_copy(rec, &a->stage_out, 8, &a->logits, 0, N * (uint64_t)m->arch.vocab_size * 4);
@@ -596,7 +650,9 @@ vp_status decoder_run(struct decoder *m, enum decoder_pass pass) {
     if ((unsigned)pass >= DECODER_PASS_COUNT) return vp_fail(VP_ERROR_INVALID_ARGUMENT, "decoder: bad pass");
     vp_status s = check_ready(m, "run");
     if (s == VP_OK && !m->rec[pass]) s = vk_recorder_create(m->ctx, 0, &m->rec[pass]);
+    if (pass == DECODER_PASS_TRAIN && m->opt.dropout && m->recorded_step != m->step) m->recorded[pass] = false;
     if (s == VP_OK && !m->recorded[pass]) {
+        if (pass == DECODER_PASS_TRAIN) m->recorded_step = m->step;
         s = vk_recorder_begin(m->rec[pass]);
         if (s == VP_OK) s = record(m, m->rec[pass], pass == DECODER_PASS_TRAIN);
         if (s == VP_OK) s = vk_recorder_end(m->rec[pass]);
@@ -605,6 +661,8 @@ vp_status decoder_run(struct decoder *m, enum decoder_pass pass) {
     if (s == VP_OK) s = vk_recorder_run(m->rec[pass]);
     return s;
 }
+
+void decoder_set_step(struct decoder *m, uint32_t step) { m->step = step; }
 
 vp_status decoder_zero_grads(struct decoder *m) {
     vp_status s = check_ready(m, "zero_grads");
@@ -664,8 +722,8 @@ vp_status decoder_set_batch(struct decoder *m, int B, int T) {
     for (int p = 0; p < DECODER_PASS_COUNT; p++) m->recorded[p] = false;
     vk_pools_trim(m->ctx);
     plan[VP_POOL_FROZEN] = plan[VP_POOL_TRAINABLE] = 0; /* already held */
-    s = vk_pools_reserve(m->ctx, plan);
-    if (s == VP_OK) s = acts_layout(m, &m->acts, B, T, true, NULL);
+    s = reserve(m, plan, B, T);
+    if (s == VP_OK) s = acts_layout(m, &m->acts, B, T, m->opt.checkpoint_activations, true, NULL);
     if (s == VP_OK) s = upload_constants(m);
     return s;
 }

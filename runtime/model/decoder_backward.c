@@ -64,6 +64,38 @@ static struct kernel_matrix smat(const struct vk_buffer *buf, uint64_t stride) {
     return (struct kernel_matrix){buf, 0, stride};
 }
 
+/* dx = dy ⊙ the site's forward mask into `into` (returned), or dy itself
+ * when the site does not drop. */
+static const struct vk_buffer *dropout_back(struct decoder *m, struct vk_recorder *rec, const struct vk_buffer *into,
+                                           const struct vk_buffer *dy, uint64_t n, double p, int layer, int site,
+                                           vp_status *st) {
+    if (*st != VP_OK || dec_dropout_p(m, p) <= 0.0) return dy;
+    const struct kernel_dropout_key key = dec_dropout_key(m, layer, site);
+    *st = kernel_dropout_backward(m->ctx, rec, into, dy, n, &key, p);
+    return into;
+}
+
+/* From g_r = dL/d(the bottleneck after dropout) to dL/d(hpre): the mask
+ * in place, then f' into g_r2; returns which holds it (n elements). */
+static const struct vk_buffer *bottleneck_back(struct decoder *m, struct vk_recorder *rec, const struct dec_slot *s,
+                                              uint64_t n, vp_status *st) {
+    struct dec_acts *a = &m->acts;
+    const struct delta_module *d = &m->spec.modules[s->module];
+    dropout_back(m, rec, &a->g_r, &a->g_r, n, dec_adapter_p(m, d), s->layer, ENC_SITE_ADAPTER + s->module, st);
+    if (d->act == DELTA_ACT_IDENTITY) return &a->g_r;
+    if (*st == VP_OK)
+        *st = kernel_activation_backward(m->ctx, rec, &a->g_r2, &a->g_r, &s->hpre, n,
+                                         d->act == DELTA_ACT_GELU ? KERNEL_ACT_GELU : KERNEL_ACT_RELU);
+    return &a->g_r2;
+}
+
+/* The buffer the forward kept the bottleneck in (adapters_forward). */
+static const struct vk_buffer *bottleneck_of(const struct decoder *m, const struct dec_slot *s) {
+    const struct delta_module *d = &m->spec.modules[s->module];
+    const bool drops = dec_dropout_p(m, dec_adapter_p(m, d)) > 0;
+    return d->act == DELTA_ACT_IDENTITY && !drops ? &s->hpre : &s->hact;
+}
+
 /* Per head (mh-pa), from g_t = s·dy (N,d): every head's gradients in
  * batched products over (H,N,·) slices; dx_acc += the input's gradient
  * merged back. Uses g_dh, g_dz, g_r, g_r2. */
@@ -73,8 +105,7 @@ static vp_status adapter_heads_backward(struct decoder *m, struct vk_recorder *r
     const struct delta_module *d = &m->spec.modules[s->module];
     const uint32_t H = (uint32_t)m->arch.heads, hd = (uint32_t)m->arch.head_dim, r = (uint32_t)d->size;
     const uint64_t NH = (uint64_t)N * H, Nr = (uint64_t)N * r, Nhd = (uint64_t)N * hd;
-    const bool id = d->act == DELTA_ACT_IDENTITY;
-    const struct vk_buffer *hact = id ? &s->hpre : &s->hact, *dh = id ? &a->g_r : &a->g_r2;
+    const struct vk_buffer *hact = bottleneck_of(m, s), *dh = &a->g_r;
     vp_status st = kernel_embedding_forward(m->ctx, rec, &a->g_dh, &a->ids_hsplit, &a->g_t, (uint32_t)NH,
                                             (uint32_t)NH, hd, VP_DTYPE_F32, false);
     if (st == VP_OK)
@@ -87,9 +118,7 @@ static vp_status adapter_heads_backward(struct decoder *m, struct vk_recorder *r
         st = kernel_matmul_batched(m->ctx, rec, smat(&a->g_r, Nr), smat(&a->g_dh, Nhd),
                                    smat(&s->up_w->value, (uint64_t)hd * r), H, N, r, hd, false, false, 1.0f, 0.0f,
                                    NULL);
-    if (st == VP_OK && !id)
-        st = kernel_activation_backward(m->ctx, rec, &a->g_r2, &a->g_r, &s->hpre, NH * r,
-                                        d->act == DELTA_ACT_GELU ? KERNEL_ACT_GELU : KERNEL_ACT_RELU);
+    if (st == VP_OK) dh = bottleneck_back(m, rec, s, NH * r, &st);
     if (st == VP_OK)
         st = kernel_matmul_batched(m->ctx, rec, smat(&s->down_w->grad, (uint64_t)r * hd), smat(dh, Nr),
                                    smat(&s->zh, Nhd), H, r, hd, N, true, false, 1.0f, 1.0f, NULL);
@@ -108,14 +137,14 @@ static vp_status adapter_heads_backward(struct decoder *m, struct vk_recorder *r
 }
 
 /* One adapter, out = target + s·Δ(in) with dy = dL/d(out): dW_up, db_up
- * from s·dy and f(hpre) (σ(g)·dy and dg when gated); dh through f;
+ * from s·dy and dropout(f(hpre)) (σ(g)·dy and dg when gated); dh through
+ * the mask and f;
  * dW_down, db_down from dh and in; dx_acc += dh·W_down. Uses g_t, g_r, g_r2. */
 static vp_status adapter_backward(struct decoder *m, struct vk_recorder *rec, const struct dec_slot *s,
                                   const struct vk_buffer *dx_acc, const struct vk_buffer *dy, uint32_t N) {
     struct dec_acts *a = &m->acts;
     const struct delta_module *d = &m->spec.modules[s->module];
     const uint32_t r = (uint32_t)d->size, din = (uint32_t)s->din, dout = (uint32_t)s->dout;
-    const bool id = d->act == DELTA_ACT_IDENTITY;
     vp_status st;
     if (d->compose == DELTA_COMPOSE_GATED)
         st = kernel_sigmoid_gate_backward(m->ctx, rec, NULL, &a->g_t, &s->gate->grad, &a->gate_scratch, dy, &s->delta,
@@ -126,11 +155,8 @@ static vp_status adapter_backward(struct decoder *m, struct vk_recorder *rec, co
     if (st == VP_OK && d->per_head) return adapter_heads_backward(m, rec, s, dx_acc, N);
     if (st == VP_OK)
         st = kernel_matmul_backward(m->ctx, rec, &a->g_r, &s->up_w->grad, &s->up_b->grad, &a->g_t,
-                                    id ? &s->hpre : &s->hact, &s->up_w->value, VP_DTYPE_F32, N, r, dout, NULL);
-    if (st == VP_OK && !id)
-        st = kernel_activation_backward(m->ctx, rec, &a->g_r2, &a->g_r, &s->hpre, (uint64_t)N * r,
-                                        d->act == DELTA_ACT_GELU ? KERNEL_ACT_GELU : KERNEL_ACT_RELU);
-    const struct vk_buffer *dh = id ? &a->g_r : &a->g_r2;
+                                    bottleneck_of(m, s), &s->up_w->value, VP_DTYPE_F32, N, r, dout, NULL);
+    const struct vk_buffer *dh = bottleneck_back(m, rec, s, (uint64_t)N * r, &st);
     if (st == VP_OK)
         st = kernel_matmul_backward(m->ctx, rec, NULL, &s->down_w->grad, &s->down_b->grad, dh, s->in,
                                     &s->down_w->value, VP_DTYPE_F32, N, din, r, NULL);
@@ -204,6 +230,8 @@ static vp_status layer_backward(struct decoder *m, struct vk_recorder *rec, int 
     /* FFN: out = h + dn(u(f_in)), f_in = norm_2(h). */
     const struct vk_buffer *ddn = &a->g_x, *dout = &a->g_h;
     vp_status st = seq_backward(m, rec, l, DELTA_AT_FFN, &a->g_x, &ddn, N);
+    /* through the resid dropout into g_t (free until the gate's product) */
+    ddn = dropout_back(m, rec, &a->g_t, ddn, nd, ar->hidden_dropout, l, ENC_SITE_FFN_OUT, &st);
     if (st == VP_OK) st = linear_back(m, rec, &a->g_u, ddn, w->wdown, N);
     if (st == VP_OK) st = weight_grads(m, rec, w->wdown, w->bdown, ddn, &la->u, N);
     if (st == VP_OK) st = loras_backward(m, rec, l, DELTA_AT_DOWN, &a->g_u, ddn, N);
@@ -229,6 +257,7 @@ static vp_status layer_backward(struct decoder *m, struct vk_recorder *rec, int 
     if (st == VP_OK) st = kernel_add_forward(m->ctx, rec, &a->g_h, &a->g_x, &a->g_t, nd);
     /* Attention: h = x + o(ctx), ctx from q, k, v of a_in = norm_1(x). */
     if (st == VP_OK) st = seq_backward(m, rec, l, DELTA_AT_ATTN, &a->g_h, &dout, N);
+    dout = dropout_back(m, rec, &a->g_t, dout, nd, ar->hidden_dropout, l, ENC_SITE_ATTN_OUT, &st);
     if (st == VP_OK) st = linear_back(m, rec, &a->g_ctx, dout, w->wo, N);
     if (st == VP_OK) st = weight_grads(m, rec, w->wo, w->bo, dout, &la->ctx, N);
     if (st == VP_OK) st = loras_backward(m, rec, l, DELTA_AT_O, &a->g_ctx, dout, N);
@@ -239,7 +268,7 @@ static vp_status layer_backward(struct decoder *m, struct vk_recorder *rec, int 
     const uint64_t np = (uint64_t)Lp * H * hd;
     if (st == VP_OK && Lp) st = vk_recorder_fill(rec, &a->g_pk, 0, np * 4, 0);
     if (st == VP_OK && Lp) st = vk_recorder_fill(rec, &a->g_pv, 0, np * 4, 0);
-    const struct kernel_attention_config cfg = {.B = B, .H = H, .T = T, .S = T, .L = Lp, .D = hd, .causal = true};
+    const struct kernel_attention_config cfg = dec_attention_config(m, l);
     if (st == VP_OK)
         st = kernel_attention_backward(m->ctx, rec, &a->g_qh, &a->g_kh, &a->g_vh, Lp ? &a->g_pk : NULL,
                                        Lp ? &a->g_pv : NULL, &a->attn_scratch, &a->g_atth, &la->atth, &la->lse,
@@ -339,9 +368,17 @@ vp_status dec_record_backward(struct decoder *m, struct vk_recorder *rec) {
     const struct vk_buffer *xl = &a->layers[ar->layers - 1].out;
     if (st == VP_OK) st = norm_back(m, rec, &a->g_x, &a->g_t, xl, &a->meanf, &a->rstdf, m->w.normf_w, m->w.normf_b, N);
     if (st == VP_OK && m->prefix_max) st = vk_recorder_fill(rec, &a->dprefix_src, 0, m->prefix_src_elems * 4, 0);
-    for (int l = ar->layers - 1; l >= 0 && st == VP_OK; l--) st = layer_backward(m, rec, l, N);
+    /* Checkpointing: layer l's activations again from its kept input, into
+     * the buffers the layers share (the last layer's are still there). */
+    const bool recompute = m->opt.checkpoint_activations;
+    for (int l = ar->layers - 1; l >= 0 && st == VP_OK; l--) {
+        if (recompute && l < ar->layers - 1) st = dec_record_layer(m, rec, l, N);
+        if (st == VP_OK) st = layer_backward(m, rec, l, N);
+    }
     if (st == VP_OK && m->prefix_max) st = prefixes_backward(m, rec);
-    if (st == VP_OK && m->w.embed->param) /* g_x is dL/dx0 now */
+    if (m->w.embed->param || (m->w.pos && m->w.pos->param)) /* g_x is dL/dx0 now; through embd dropout */
+        dropout_back(m, rec, &a->g_x, &a->g_x, (uint64_t)N * d, ar->embedding_dropout, -1, ENC_SITE_EMB, &st);
+    if (st == VP_OK && m->w.embed->param)
         st = kernel_embedding_backward(m->ctx, rec, &m->w.embed->param->grad, &a->g_x, &a->groups_word, N, V, d);
     if (st == VP_OK && m->w.pos && m->w.pos->param)
         st = kernel_embedding_backward(m->ctx, rec, &m->w.pos->param->grad, &a->g_x, &a->groups_pos, N,

@@ -49,6 +49,20 @@ static vp_status loras_forward(struct decoder *m, struct vk_recorder *rec, int l
     return st;
 }
 
+double dec_dropout_p(const struct decoder *m, double p) { return m->recording_train && m->opt.dropout ? p : 0.0; }
+
+struct kernel_dropout_key dec_dropout_key(const struct decoder *m, int layer, int site) {
+    return (struct kernel_dropout_key){m->opt.seed, m->step, enc_dropout_stream(layer, site)};
+}
+
+/* x = dropout(x) in place at a site (nothing when its p is 0). */
+static vp_status dropout(struct decoder *m, struct vk_recorder *rec, const struct vk_buffer *x, uint64_t n, double p,
+                         int layer, int site) {
+    if (dec_dropout_p(m, p) <= 0.0) return VP_OK;
+    const struct kernel_dropout_key key = dec_dropout_key(m, layer, site);
+    return kernel_dropout_forward(m->ctx, rec, x, x, n, &key, p);
+}
+
 /* out[n,:] = table[ids[n],:] for fp32 rows of C values. */
 static vp_status gather(struct decoder *m, struct vk_recorder *rec, const struct vk_buffer *out,
                         const struct vk_buffer *ids, const struct vk_buffer *table, uint64_t N, uint64_t V,
@@ -59,6 +73,20 @@ static vp_status gather(struct decoder *m, struct vk_recorder *rec, const struct
 
 static struct kernel_matrix mat(const struct vk_buffer *buf, uint64_t stride) {
     return (struct kernel_matrix){buf, 0, stride};
+}
+
+/* hact = dropout(f(hpre)) (n elements); identity without dropout: hact is
+ * hpre itself. */
+static vp_status bottleneck_act(struct decoder *m, struct vk_recorder *rec, const struct dec_slot *s,
+                                const struct vk_buffer *hact, uint64_t n) {
+    const struct delta_module *d = &m->spec.modules[s->module];
+    vp_status st = VP_OK;
+    if (d->act != DELTA_ACT_IDENTITY)
+        st = kernel_activation_forward(m->ctx, rec, hact, &s->hpre, n,
+                                       d->act == DELTA_ACT_GELU ? KERNEL_ACT_GELU : KERNEL_ACT_RELU);
+    else if (hact != &s->hpre)
+        st = vk_recorder_copy(rec, hact, 0, &s->hpre, 0, n * 4);
+    return st == VP_OK ? dropout(m, rec, hact, n, dec_adapter_p(m, d), s->layer, ENC_SITE_ADAPTER + s->module) : st;
 }
 
 /* Per head (mh-pa): Δ's columns of head h from in's columns of head h,
@@ -78,9 +106,7 @@ static vp_status adapter_heads_forward(struct decoder *m, struct vk_recorder *re
     if (st == VP_OK)
         st = kernel_matmul_batched(m->ctx, rec, mat(&s->hpre, (uint64_t)N * r), mat(&a->ones, 0),
                                    mat(&s->down_b->value, r), H, N, r, 1, false, false, 1.0f, 1.0f, NULL);
-    if (st == VP_OK && d->act != DELTA_ACT_IDENTITY)
-        st = kernel_activation_forward(m->ctx, rec, &s->hact, &s->hpre, NH * r,
-                                       d->act == DELTA_ACT_GELU ? KERNEL_ACT_GELU : KERNEL_ACT_RELU);
+    if (st == VP_OK) st = bottleneck_act(m, rec, s, hact, NH * r);
     if (st == VP_OK)
         st = kernel_matmul_batched(m->ctx, rec, mat(&s->dh, (uint64_t)N * hd), mat(hact, (uint64_t)N * r),
                                    mat(&s->up_w->value, (uint64_t)hd * r), H, N, hd, r, false, true, 1.0f, 0.0f, NULL);
@@ -92,7 +118,7 @@ static vp_status adapter_heads_forward(struct decoder *m, struct vk_recorder *re
 }
 
 /* Every adapter at (at, insert) of layer l in spec order, with Δ(z) =
- * f(z·W_downᵀ + b_down)·W_upᵀ + b_up (no dropout) and s = 1, the module's
+ * dropout(f(z·W_downᵀ + b_down))·W_upᵀ + b_up and s = 1, the module's
  * scale or σ(g): a parallel one adds s·Δ(par_in) to *cur in place (a gated
  * one through its out buffer), a sequential one writes *cur + s·Δ(*cur)
  * into its out buffer, which becomes *cur. */
@@ -106,15 +132,14 @@ static vp_status adapters_forward(struct decoder *m, struct vk_recorder *rec, in
         if (!s->active || d->kind != DELTA_ADAPTER || d->at != at || d->insert != insert) continue;
         const uint32_t r = (uint32_t)d->size;
         const uint64_t n = (uint64_t)N * (uint64_t)s->dout;
-        const struct vk_buffer *hact = d->act == DELTA_ACT_IDENTITY ? &s->hpre : &s->hact;
+        const bool drops = dec_dropout_p(m, dec_adapter_p(m, d)) > 0;
+        const struct vk_buffer *hact = d->act == DELTA_ACT_IDENTITY && !drops ? &s->hpre : &s->hact;
         const struct vk_buffer *in = insert == DELTA_PARALLEL ? par_in : *cur, *target = *cur;
         s->in = in;
         st = d->per_head ? adapter_heads_forward(m, rec, s, hact, N)
                          : kernel_matmul_forward(m->ctx, rec, &s->hpre, in, &s->down_w->value, VP_DTYPE_F32,
                                                  &s->down_b->value, N, (uint32_t)s->din, r, NULL);
-        if (st == VP_OK && d->act != DELTA_ACT_IDENTITY && !d->per_head)
-            st = kernel_activation_forward(m->ctx, rec, &s->hact, &s->hpre, (uint64_t)N * r,
-                                           d->act == DELTA_ACT_GELU ? KERNEL_ACT_GELU : KERNEL_ACT_RELU);
+        if (st == VP_OK && !d->per_head) st = bottleneck_act(m, rec, s, hact, (uint64_t)N * r);
         if (st == VP_OK && !d->per_head)
             st = kernel_matmul_forward(m->ctx, rec, &s->delta, hact, &s->up_w->value, VP_DTYPE_F32, &s->up_b->value,
                                        N, r, (uint32_t)s->dout, NULL);
@@ -156,7 +181,18 @@ static vp_status embeddings_forward(struct decoder *m, struct vk_recorder *rec, 
     if (st == VP_OK && m->w.pos)
         st = kernel_embedding_forward(m->ctx, rec, &a->x0, &a->pos, dec_wbuf(m->w.pos), N,
                                       (uint32_t)ar->max_positions, d, m->w.pos->dtype, true);
+    if (st == VP_OK) st = dropout(m, rec, &a->x0, (uint64_t)N * d, ar->embedding_dropout, -1, ENC_SITE_EMB);
     return st;
+}
+
+struct kernel_attention_config dec_attention_config(const struct decoder *m, int l) {
+    const struct dec_acts *a = &m->acts;
+    const double p = dec_dropout_p(m, m->arch.attention_dropout);
+    return (struct kernel_attention_config){
+        .B = (uint32_t)a->B, .H = (uint32_t)m->arch.heads, .T = (uint32_t)a->T, .S = (uint32_t)a->T,
+        .L = (uint32_t)m->prefix_rows[l], .D = (uint32_t)m->arch.head_dim, .causal = true, .dropout_p = p,
+        .dropout_seed = m->opt.seed, .dropout_step = m->step,
+        .dropout_stream = enc_dropout_stream(l, ENC_SITE_ATTN_PROBS)};
 }
 
 /* The attention over the batch's own tokens: q, k, v split into heads (kv
@@ -185,7 +221,7 @@ static vp_status attention_core(struct decoder *m, struct vk_recorder *rec, int 
         st = gather(m, rec, &la->pk, &la->ids_pk, &a->prefix_src, n, m->prefix_src_elems, 1);
         if (st == VP_OK) st = gather(m, rec, &la->pv, &la->ids_pv, &a->prefix_src, n, m->prefix_src_elems, 1);
     }
-    const struct kernel_attention_config cfg = {.B = B, .H = H, .T = T, .S = T, .L = Lp, .D = hd, .causal = true};
+    const struct kernel_attention_config cfg = dec_attention_config(m, l);
     if (st == VP_OK)
         st = kernel_attention_forward(m->ctx, rec, &la->atth, &la->lse, &la->qh, &la->kh, &la->vh,
                                       Lp ? &la->pk : NULL, Lp ? &la->pv : NULL, &a->keep, &cfg);
@@ -212,6 +248,7 @@ static vp_status attention_forward(struct decoder *m, struct vk_recorder *rec, i
     if (st == VP_OK) st = adapters_forward(m, rec, l, DELTA_AT_ATTN, DELTA_PARALLEL, &cur, &la->a_in, N);
     if (st == VP_OK) st = linear(m, rec, &la->o, &la->ctx, w->wo, w->bo, N, qd, d);
     if (st == VP_OK) st = loras_forward(m, rec, l, DELTA_AT_O, &la->o, &la->ctx, N);
+    if (st == VP_OK) st = dropout(m, rec, &la->o, (uint64_t)N * d, ar->hidden_dropout, l, ENC_SITE_ATTN_OUT);
     cur = &la->o;
     if (st == VP_OK) st = adapters_forward(m, rec, l, DELTA_AT_ATTN, DELTA_SEQUENTIAL, &cur, NULL, N);
     la->o_final = cur;
@@ -236,6 +273,7 @@ static vp_status ffn_forward(struct decoder *m, struct vk_recorder *rec, int l, 
     }
     if (st == VP_OK) st = linear(m, rec, &la->dn, &la->u, w->wdown, w->bdown, N, I, d);
     if (st == VP_OK) st = loras_forward(m, rec, l, DELTA_AT_DOWN, &la->dn, &la->u, N);
+    if (st == VP_OK) st = dropout(m, rec, &la->dn, (uint64_t)N * d, ar->hidden_dropout, l, ENC_SITE_FFN_OUT);
     const struct vk_buffer *cur = &la->dn;
     if (st == VP_OK) st = adapters_forward(m, rec, l, DELTA_AT_FFN, DELTA_SEQUENTIAL, &cur, NULL, N);
     if (st == VP_OK) st = adapters_forward(m, rec, l, DELTA_AT_FFN, DELTA_PARALLEL, &cur, &la->f_in, N);
@@ -280,19 +318,27 @@ static vp_status prefixes_forward(struct decoder *m, struct vk_recorder *rec) {
 
 vp_status dec_record_prefixes(struct decoder *m, struct vk_recorder *rec) { return prefixes_forward(m, rec); }
 
+/* Layer l from its input (x0 or layer l-1's out) to its out. */
+static vp_status layer_forward(struct decoder *m, struct vk_recorder *rec, int l, uint32_t N,
+                               const struct dec_attention_core *core) {
+    const struct vk_buffer *x = l > 0 ? &m->acts.layers[l - 1].out : &m->acts.x0;
+    vp_status st = attention_forward(m, rec, l, x, N, core);
+    return st == VP_OK ? ffn_forward(m, rec, l, N) : st;
+}
+
 vp_status dec_record_trunk(struct decoder *m, struct vk_recorder *rec, uint32_t N,
                            const struct dec_attention_core *core) {
     struct dec_acts *a = &m->acts;
     const struct model_arch *ar = &m->arch;
     vp_status st = embeddings_forward(m, rec, N);
-    const struct vk_buffer *x = &a->x0;
-    for (int l = 0; l < ar->layers && st == VP_OK; l++) {
-        st = attention_forward(m, rec, l, x, N, core);
-        if (st == VP_OK) st = ffn_forward(m, rec, l, N);
-        x = &a->layers[l].out;
-    }
+    for (int l = 0; l < ar->layers && st == VP_OK; l++) st = layer_forward(m, rec, l, N, core);
+    const struct vk_buffer *x = &a->layers[ar->layers - 1].out;
     if (st == VP_OK) st = norm(m, rec, &a->xf, &a->meanf, &a->rstdf, x, m->w.normf_w, m->w.normf_b, N);
     return st;
+}
+
+vp_status dec_record_layer(struct decoder *m, struct vk_recorder *rec, int l, uint32_t N) {
+    return layer_forward(m, rec, l, N, NULL);
 }
 
 vp_status dec_record_forward(struct decoder *m, struct vk_recorder *rec) {

@@ -166,6 +166,9 @@ static vp_status upload_tables(struct decoder_gen *g) {
 vp_status decoder_gen_create(struct decoder *m, const struct decoder_gen_shape *s, struct decoder_gen **out) {
     *out = NULL;
     if (!m->loaded) return vp_fail(VP_ERROR_INVALID_ARGUMENT, "generate: the decoder is not loaded (decoder_load)");
+    if (m->opt.checkpoint_activations) /* the prefill fills the cache from every layer's K and V */
+        return vp_fail(VP_ERROR_INVALID_ARGUMENT, "generate: the decoder checkpoints activations (a training "
+                       "option); open it without checkpoint_activations to generate");
     vp_status st = check_shape(m, s);
     if (st != VP_OK) return st;
     int B, T;

@@ -18,8 +18,8 @@
  * prefixes, plain or reparameterised (sequence positions start at the
  * prefix length, as PEFT);
  * BitFit; full fine-tuning (a tied head's gradient sums the embedding
- * scatter and dlogitsᵀ·norm_f(x_L)). Dropout is not modelled (always
- * off).
+ * scatter and dlogitsᵀ·norm_f(x_L)). Dropout (decoder_options.dropout):
+ * the model's sites and the adapters' bottlenecks, in training passes.
  *
  * The header is decoder_lm.h, not decoder.h: tests/reference/decoder.h
  * (the double-precision reference) already has that name, and runtime/model
@@ -44,18 +44,42 @@
  * Recording: one recording per pass and batch shape (eval: forward + loss;
  * train: + backward), made at the first run and replayed after it; a run
  * first copies the batch from staging, last copies loss and logits to
- * staging. Gradients accumulate (+=) over runs until decoder_zero_grads. */
+ * staging. Gradients accumulate (+=) over runs until decoder_zero_grads.
+ *
+ * Activation checkpointing (decoder_options.checkpoint_activations) trades
+ * compute for memory: every layer keeps only its output (the next layer's
+ * input); the rest of a layer's activations (norms, q/k/v and their heads,
+ * attention, FFN, the deltas' bottlenecks) live in one set of buffers all
+ * layers share. The training pass's backward re-records layer l's forward
+ * from its kept input into that set right before layer l's backward (the
+ * last layer's is still there from the forward), so a train step runs about
+ * one forward more. The recomputation is the same kernels on the same
+ * inputs, so losses and gradients are bit-identical to a run without it.
+ * The generator (decoder_gen_create) needs every layer's K and V after the
+ * prefill and refuses a checkpointing decoder. */
 #ifndef VKPEFT_MODEL_DECODER_LM_H
 #define VKPEFT_MODEL_DECODER_LM_H
 
 #include "encoder.h"
 
 /* Zero means default. Storage is the encoder's enum (f16 by default, bf16
- * for bf16 files). */
+ * for bf16 files). checkpoint_activations: activation checkpointing (see
+ * "Activation checkpointing" below). */
 struct decoder_options {
     enum encoder_storage storage;
     uint64_t seed;
     double label_smoothing;
+    bool checkpoint_activations;
+    /* Training passes drop (never evaluation or generation), with the
+     * arch's probabilities: GPT-2 embd_pdrop after the embeddings,
+     * attn_pdrop on the attention probabilities, resid_pdrop after each
+     * block's output projection (before the sequential adapters and the
+     * residual); LLaMA family attention_dropout. Masks come from Philox
+     * keyed by seed, the step (decoder_set_step) and the site (the
+     * encoder's streams: enc_dropout_stream). false: every dropout off.
+     * dropout_p > 0 replaces the probability of every site the family has. */
+    bool dropout;
+    double dropout_p;
 };
 
 enum decoder_pass { DECODER_PASS_EVAL = 0, DECODER_PASS_TRAIN, DECODER_PASS_COUNT };
@@ -77,6 +101,9 @@ vp_status decoder_open(vp_context *ctx, const char *dir, const struct delta_spec
                        const struct decoder_options *opt, struct decoder **out);
 /* Bytes each pool needs for batch shape (B,T). */
 vp_status decoder_plan(const struct decoder *m, int B, int T, uint64_t bytes[VP_POOL_COUNT]);
+/* The activations pool's bytes for (B,T) with or without activation
+ * checkpointing, whatever the decoder's own option (what it saves). */
+vp_status decoder_plan_activations(const struct decoder *m, int B, int T, bool checkpoint, uint64_t *bytes);
 /* Reserves the plan, uploads the frozen tensors, allocates the activations. */
 vp_status decoder_load(struct decoder *m, int B, int T);
 vp_status decoder_create(vp_context *ctx, const char *dir, const struct delta_spec *spec,
@@ -92,6 +119,9 @@ enum vp_dtype decoder_weight_dtype(const struct decoder *m);
 vp_status decoder_write_batch(struct decoder *m, const struct decoder_batch *batch);
 /* Runs a pass on the batch last written, recording it first when needed. */
 vp_status decoder_run(struct decoder *m, enum decoder_pass pass);
+/* The training step dropout masks are keyed by; with dropout on, a new
+ * step re-records the training pass at its next run. */
+void decoder_set_step(struct decoder *m, uint32_t step);
 /* Zeroes every gradient (they accumulate over training passes). */
 vp_status decoder_zero_grads(struct decoder *m);
 /* The last run's mean loss over scored positions and their count (either
@@ -221,7 +251,8 @@ struct dec_slot {
      * element offsets of row 0 and the row stride (elements). */
     uint64_t src_k, src_v, src_stride;
     struct vk_buffer hpre;          /* (N,r) x·Aᵀ, or the adapter's bottleneck before f */
-    struct vk_buffer hact, delta;   /* adapter: (N,r) f(hpre) (unused for identity), (N,dout) Δ */
+    struct vk_buffer hact, delta;   /* adapter: (N,r) dropout(f(hpre)) (identity without dropout:
+                                       unused), (N,dout) Δ */
     struct vk_buffer out;           /* sequential or gated adapter: (N,dout) target + s·Δ */
     struct vk_buffer zh, dh;        /* per head (mh-pa): (H,N,hd) the input and Δ split by heads */
     const struct vk_buffer *in;     /* what it read (set while recording) */
@@ -311,6 +342,9 @@ struct decoder {
     bool recorded[DECODER_PASS_COUNT];
     struct vk_recorder *zero_rec;
     bool zero_recorded;
+    uint32_t step;                /* dropout masks' step (decoder_set_step) */
+    uint32_t recorded_step;       /* the step the train recording drew its masks for */
+    bool recording_train;         /* set while a training pass records: the dropout sites drop */
 };
 
 /* decoder_load.c */
@@ -344,6 +378,22 @@ struct dec_attention_core {
 vp_status dec_record_prefixes(struct decoder *m, struct vk_recorder *rec);
 vp_status dec_record_trunk(struct decoder *m, struct vk_recorder *rec, uint32_t N,
                            const struct dec_attention_core *core);
+/* Layer l's forward (attention and FFN) from its input (x0 or layer l-1's
+ * out) into its activations, with the batch's own attention. */
+vp_status dec_record_layer(struct decoder *m, struct vk_recorder *rec, int l, uint32_t N);
+/* A dropout site of the pass being recorded: its probability (0 unless a
+ * training pass with dropout on) and its mask's key (layer −1: the
+ * embeddings; site: ENC_SITE_*). */
+double dec_dropout_p(const struct decoder *m, double p);
+/* An adapter's dropout on its bottleneck f(·): the module's, else the
+ * model's hidden dropout (before dec_dropout_p). */
+static inline double dec_adapter_p(const struct decoder *m, const struct delta_module *d) {
+    return d->dropout >= 0 ? d->dropout : m->arch.hidden_dropout;
+}
+struct kernel_dropout_key dec_dropout_key(const struct decoder *m, int layer, int site);
+/* Layer l's causal attention over the batch (B,H,T,T) with its prefix
+ * rows and, in a training pass, dropout on the probabilities. */
+struct kernel_attention_config dec_attention_config(const struct decoder *m, int l);
 /* decoder_backward.c */
 vp_status dec_record_backward(struct decoder *m, struct vk_recorder *rec);
 

@@ -238,18 +238,24 @@ static void take_slot(struct model_taker *t, struct encoder *e, struct enc_slot 
     model_take(t, VP_POOL_ACTIVATIONS, &sa->out, N * d * 4);
 }
 
-static void take_layer(struct model_taker *t, struct encoder *e, struct enc_layer_acts *la, int l, uint64_t N) {
+/* A layer's buffers: its out and prefix rows always, the rest when
+ * `scratch` (else they are layer 0's: checkpointing). */
+static void take_layer(struct model_taker *t, struct encoder *e, struct enc_layer_acts *la, int l, uint64_t N,
+                       bool scratch) {
     const uint64_t d = (uint64_t)e->arch.hidden, H = (uint64_t)e->arch.heads, I = (uint64_t)e->arch.intermediate;
     const uint64_t Lp = (uint64_t)e->prefix_rows[l];
     vp_pool A = VP_POOL_ACTIVATIONS;
-    struct vk_buffer *nd[] = {&la->qh, &la->kh, &la->vh, &la->atth, &la->ctx, &la->o, &la->res1,
-                              &la->h, &la->dn, &la->res2, &la->out};
-    for (size_t k = 0; k < sizeof nd / sizeof nd[0]; k++) model_take(t, A, nd[k], N * d * 4);
-    model_take(t, A, &la->lse, N * H * 4);
-    struct vk_buffer *n1[] = {&la->mean1, &la->rstd1, &la->mean2, &la->rstd2};
-    for (size_t k = 0; k < sizeof n1 / sizeof n1[0]; k++) model_take(t, A, n1[k], N * 4);
-    model_take(t, A, &la->upre, N * I * 4);
-    model_take(t, A, &la->u, N * I * 4);
+    model_take(t, A, &la->out, N * d * 4);
+    if (scratch) {
+        struct vk_buffer *nd[] = {&la->qh, &la->kh, &la->vh, &la->atth, &la->ctx, &la->o, &la->res1,
+                                  &la->h, &la->dn, &la->res2};
+        for (size_t k = 0; k < sizeof nd / sizeof nd[0]; k++) model_take(t, A, nd[k], N * d * 4);
+        model_take(t, A, &la->lse, N * H * 4);
+        struct vk_buffer *n1[] = {&la->mean1, &la->rstd1, &la->mean2, &la->rstd2};
+        for (size_t k = 0; k < sizeof n1 / sizeof n1[0]; k++) model_take(t, A, n1[k], N * 4);
+        model_take(t, A, &la->upre, N * I * 4);
+        model_take(t, A, &la->u, N * I * 4);
+    }
     if (Lp) {
         model_take(t, A, &la->pk, Lp * d * 4);
         model_take(t, A, &la->pv, Lp * d * 4);
@@ -311,11 +317,27 @@ vp_status enc_acts_layout(struct encoder *e, struct enc_acts *a, int B_, int T_,
     model_take(&t, A, &a->emb_rstd, N * 4);
     model_take(&t, A, &a->x0, N * d * 4);
     model_take(&t, A, &a->proj, N * d * 4);
-    for (int l = 0; l < ar->layers; l++) take_layer(&t, e, &a->layers[l], l, N);
-    for (int i = 0; i < e->spec.count; i++)
-        for (int l = 0; l < ar->layers; l++)
-            if (enc_slot_at(e, i, l)->active)
-                take_slot(&t, e, enc_slot_at(e, i, l), &a->slots[(size_t)i * ar->layers + l], N);
+    /* Checkpointing: every layer keeps its out (and its prefix rows and
+     * tables); the rest is layer 0's, a module's slots its first layer's. */
+    const bool ck = e->opt.checkpoint_activations;
+    for (int l = 0; l < ar->layers; l++) {
+        struct enc_layer_acts *la = &a->layers[l];
+        if (ck && l > 0) {
+            *la = a->layers[0];
+            la->out = la->pk = la->pv = la->ids_pk = la->ids_pv = la->groups_pk = la->groups_pv = (struct vk_buffer){0};
+        }
+        take_layer(&t, e, la, l, N, !(ck && l > 0));
+    }
+    for (int i = 0; i < e->spec.count; i++) {
+        const struct enc_slot_acts *first = NULL;
+        for (int l = 0; l < ar->layers; l++) {
+            struct enc_slot_acts *sa = &a->slots[(size_t)i * ar->layers + l];
+            if (!enc_slot_at(e, i, l)->active) continue;
+            if (ck && first) *sa = *first;
+            else take_slot(&t, e, enc_slot_at(e, i, l), sa, N);
+            if (!first) first = sa;
+        }
+    }
     for (int i = 0; i < e->spec.count; i++) {
         const struct delta_module *m = &e->spec.modules[i];
         if (m->kind != DELTA_PREFIX || m->reparam <= 0) continue;
@@ -476,11 +498,19 @@ static vp_status alloc_acts(struct encoder *e, int B, int T) {
     return s;
 }
 
+/* Reserves a plan; over the budget, an encoder that keeps every
+ * activation adds checkpointing to the remedies, with its figure. */
+static vp_status reserve(struct encoder *e, const uint64_t plan[VP_POOL_COUNT], int B, int T) {
+    uint64_t with = 0;
+    if (!e->opt.checkpoint_activations && encoder_plan_activations(e, B, T, true, &with) != VP_OK) with = 0;
+    return model_reserve(e->ctx, plan, with);
+}
+
 vp_status encoder_load(struct encoder *e, int B, int T) {
     if (e->loaded) return encoder_set_batch(e, B, T);
     uint64_t plan[VP_POOL_COUNT];
     vp_status s = encoder_plan(e, B, T, plan);
-    if (s == VP_OK) s = vk_pools_reserve(e->ctx, plan);
+    if (s == VP_OK) s = reserve(e, plan, B, T);
     if (s == VP_OK) s = delta_params_alloc(e->params);
     if (s == VP_OK) s = enc_upload_frozen(e);
     if (s == VP_OK) s = enc_load_params(e);
@@ -524,7 +554,7 @@ vp_status encoder_set_batch(struct encoder *e, int B, int T) {
     invalidate_recordings(e);
     vk_pools_trim(e->ctx);
     plan[VP_POOL_FROZEN] = plan[VP_POOL_TRAINABLE] = 0; /* already held */
-    s = vk_pools_reserve(e->ctx, plan);
+    s = reserve(e, plan, B, T);
     if (s == VP_OK) s = alloc_acts(e, B, T);
     return s;
 }

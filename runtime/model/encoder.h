@@ -58,6 +58,11 @@ struct encoder_options {
     /* MODEL_HEAD_CLASSIFY (default): the sequence classifier; MODEL_HEAD_MLM:
      * the masked-LM head (README.md), labels per token, logits (B·T, V). */
     enum model_head head;
+    /* Activation checkpointing, as the decoder's (decoder_lm.h): each layer
+     * keeps only its output, the rest lives in one set all layers share and
+     * the training pass's backward recomputes layer l's forward (same
+     * dropout masks) right before its backward. Bit-identical results. */
+    bool checkpoint_activations;
 };
 
 enum encoder_pass { ENCODER_PASS_EVAL = 0, ENCODER_PASS_TRAIN, ENCODER_PASS_COUNT };
@@ -90,6 +95,13 @@ vp_status encoder_plan(const struct encoder *e, int B, int T, uint64_t bytes[VP_
  * nothing is allocated. */
 vp_status encoder_plan_arch(vp_context *ctx, const struct model_arch *arch, const struct delta_spec *spec,
                             enum encoder_storage storage, int B, int T, uint64_t bytes[VP_POOL_COUNT]);
+/* The activations pool's bytes with or without activation checkpointing,
+ * whatever the encoder's own option: of an opened encoder, and from
+ * config.json's arch as encoder_plan_arch. */
+vp_status encoder_plan_activations(const struct encoder *e, int B, int T, bool checkpoint, uint64_t *bytes);
+vp_status encoder_plan_arch_activations(vp_context *ctx, const struct model_arch *arch, const struct delta_spec *spec,
+                                        enum encoder_storage storage, int B, int T, bool checkpoint,
+                                        uint64_t *bytes);
 /* Reserves the whole plan (VP_ERROR_OVER_BUDGET with the numbers when it
  * does not fit, before anything is allocated), uploads the frozen tensors,
  * allocates and initialises the params (model-file values for the head and
@@ -338,6 +350,8 @@ vp_status enc_acts_layout(struct encoder *e, struct enc_acts *a, int B, int T, b
                           uint64_t bytes[VP_POOL_COUNT]);
 /* encoder_forward.c / encoder_backward.c */
 vp_status enc_record_forward(struct encoder *e, struct vk_recorder *rec, bool train);
+/* Layer l's forward from its input (x0 or layer l-1's out). */
+vp_status enc_record_layer(struct encoder *e, struct vk_recorder *rec, int l, bool train);
 vp_status enc_record_backward(struct encoder *e, struct vk_recorder *rec);
 /* Dropout probability of a site when training with dropout on, else 0. */
 double enc_dropout_p(const struct encoder *e, bool train, double p);

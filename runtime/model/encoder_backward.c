@@ -435,7 +435,9 @@ vp_status enc_record_backward(struct encoder *e, struct vk_recorder *rec) {
     if (st == VP_OK)
         st = e->arch.head == MODEL_HEAD_MLM ? mlm_head_backward(e, rec, dcur) : head_backward(e, rec, dcur);
     for (int l = e->arch.layers - 1; l >= 0 && st == VP_OK; l--) {
-        st = ffn_block_backward(e, rec, l, dcur, N);
+        /* checkpointing: layer l again into the shared buffers (the last one's are there) */
+        if (e->opt.checkpoint_activations && l < e->arch.layers - 1) st = enc_record_layer(e, rec, l, true);
+        if (st == VP_OK) st = ffn_block_backward(e, rec, l, dcur, N);
         if (st == VP_OK) st = attention_block_backward(e, rec, l, dnext, N);
         const struct vk_buffer *t = dcur;
         dcur = dnext;

@@ -398,17 +398,19 @@ static vp_status head_forward(struct encoder *e, struct vk_recorder *rec, bool t
     return st;
 }
 
+vp_status enc_record_layer(struct encoder *e, struct vk_recorder *rec, int l, bool train) {
+    struct enc_acts *a = &e->acts;
+    const uint32_t N = (uint32_t)(a->B * a->T);
+    vp_status st = attention_block_forward(e, rec, l, l > 0 ? &a->layers[l - 1].out : &a->x0, N, train);
+    return st == VP_OK ? ffn_block_forward(e, rec, l, N, train) : st;
+}
+
 vp_status enc_record_forward(struct encoder *e, struct vk_recorder *rec, bool train) {
     struct enc_acts *a = &e->acts;
     const uint32_t N = (uint32_t)(a->B * a->T);
     vp_status st = prefixes_forward(e, rec);
     if (st == VP_OK) st = embeddings_forward(e, rec, N, train);
-    const struct vk_buffer *x = &a->x0;
-    for (int l = 0; l < e->arch.layers && st == VP_OK; l++) {
-        st = attention_block_forward(e, rec, l, x, N, train);
-        if (st == VP_OK) st = ffn_block_forward(e, rec, l, N, train);
-        x = &a->layers[l].out;
-    }
+    for (int l = 0; l < e->arch.layers && st == VP_OK; l++) st = enc_record_layer(e, rec, l, train);
     if (st == VP_OK) st = e->arch.head == MODEL_HEAD_MLM ? mlm_head_forward(e, rec) : head_forward(e, rec, train);
     return st;
 }

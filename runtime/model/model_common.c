@@ -78,3 +78,12 @@ void model_tensor_name_shape(char *name, size_t cap, int *ndim, int64_t shape[2]
     shape[1] = s1;
     *ndim = s1 > 0 ? 2 : 1;
 }
+
+vp_status model_reserve(vp_context *ctx, const uint64_t plan[VP_POOL_COUNT], uint64_t checkpointed) {
+    vp_status s = vk_pools_reserve(ctx, plan);
+    if (s != VP_ERROR_OVER_BUDGET || !checkpointed) return s;
+    char why[1024], a[32], b[32];
+    snprintf(why, sizeof why, "%s", vp_last_error());
+    return vp_fail(s, "%s; or train with --checkpoint-activations (activations %s instead of %s)", why,
+                   vp_format_bytes(checkpointed, a, sizeof a), vp_format_bytes(plan[VP_POOL_ACTIVATIONS], b, sizeof b));
+}

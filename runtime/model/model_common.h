@@ -50,6 +50,10 @@ struct model_taker {
 void model_take(struct model_taker *t, vp_pool pool, struct vk_buffer *buf, uint64_t size);
 /* Frees every owned piece and the list; leaves `o` empty. */
 void model_owned_free(vp_context *ctx, struct model_owned *o);
+/* vk_pools_reserve(plan); over the budget with `checkpointed` > 0 (the
+ * activations a training run would plan with activation checkpointing),
+ * the message adds that remedy with both figures. */
+vp_status model_reserve(vp_context *ctx, const uint64_t plan[VP_POOL_COUNT], uint64_t checkpointed);
 
 /* Reads the n values of a frozen piece stored as dtype (f32, f16 or bf16)
  * into out (n) as f32. */

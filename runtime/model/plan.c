@@ -39,8 +39,20 @@ vp_status encoder_plan(const struct encoder *e, int B, int T, uint64_t bytes[VP_
     return VP_OK;
 }
 
-vp_status encoder_plan_arch(vp_context *ctx, const struct model_arch *arch, const struct delta_spec *spec,
-                            enum encoder_storage storage, int B, int T, uint64_t bytes[VP_POOL_COUNT]) {
+vp_status encoder_plan_activations(const struct encoder *e, int B, int T, bool checkpoint, uint64_t *bytes) {
+    /* The layout walk reads the option; the encoder is the caller's, restored before returning. */
+    struct encoder *m = (struct encoder *)e;
+    const bool own = m->opt.checkpoint_activations;
+    uint64_t plan[VP_POOL_COUNT];
+    m->opt.checkpoint_activations = checkpoint;
+    vp_status s = encoder_plan(m, B, T, plan);
+    m->opt.checkpoint_activations = own;
+    *bytes = s == VP_OK ? plan[VP_POOL_ACTIVATIONS] : 0;
+    return s;
+}
+
+static vp_status plan_arch(vp_context *ctx, const struct model_arch *arch, const struct delta_spec *spec,
+                           enum encoder_storage storage, bool checkpoint, int B, int T, uint64_t bytes[VP_POOL_COUNT]) {
     memset(bytes, 0, VP_POOL_COUNT * sizeof *bytes);
     struct encoder *e = calloc(1, sizeof *e);
     if (!e) return vp_fail(VP_ERROR_HOST_MEMORY, "encoder: out of host memory");
@@ -49,9 +61,24 @@ vp_status encoder_plan_arch(vp_context *ctx, const struct model_arch *arch, cons
     e->arch.labels = NULL; /* not ours; label names are not needed */
     e->spec = *spec;
     e->opt.storage = storage;
+    e->opt.checkpoint_activations = checkpoint;
     snprintf(e->dir, sizeof e->dir, "config.json (%s)", arch->model_type);
     vp_status s = enc_setup(e);
     if (s == VP_OK) s = encoder_plan(e, B, T, bytes);
     encoder_destroy(e);
+    return s;
+}
+
+vp_status encoder_plan_arch(vp_context *ctx, const struct model_arch *arch, const struct delta_spec *spec,
+                            enum encoder_storage storage, int B, int T, uint64_t bytes[VP_POOL_COUNT]) {
+    return plan_arch(ctx, arch, spec, storage, false, B, T, bytes);
+}
+
+vp_status encoder_plan_arch_activations(vp_context *ctx, const struct model_arch *arch, const struct delta_spec *spec,
+                                        enum encoder_storage storage, int B, int T, bool checkpoint,
+                                        uint64_t *bytes) {
+    uint64_t plan[VP_POOL_COUNT];
+    vp_status s = plan_arch(ctx, arch, spec, storage, checkpoint, B, T, plan);
+    *bytes = s == VP_OK ? plan[VP_POOL_ACTIVATIONS] : 0;
     return s;
 }

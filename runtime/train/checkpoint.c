@@ -95,7 +95,7 @@ static vp_status log_object(struct train_log *l, cJSON *o) {
 }
 
 vp_status train_log_start(struct train_log *l, uint64_t total_steps, int batch, const struct delta_counts *counts,
-                          const uint64_t plan[VP_POOL_COUNT]) {
+                          const uint64_t plan[VP_POOL_COUNT], uint64_t uncheckpointed) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "type", "start");
     cJSON_AddNumberToObject(o, "total_steps", (double)total_steps);
@@ -105,6 +105,7 @@ vp_status train_log_start(struct train_log *l, uint64_t total_steps, int batch, 
     cJSON_AddNumberToObject(o, "model_params", (double)counts->model_params);
     cJSON *m = cJSON_AddObjectToObject(o, "memory");
     for (int p = 0; p < VP_POOL_COUNT; p++) cJSON_AddNumberToObject(m, vp_pool_name((vp_pool)p), (double)plan[p]);
+    if (uncheckpointed) cJSON_AddNumberToObject(m, "activations_without_checkpointing", (double)uncheckpointed);
     return log_object(l, o);
 }
 
@@ -272,6 +273,7 @@ char *train_args_json(const struct trainer_options *o, const char *model_dir, co
     else cJSON_AddNumberToObject(root, "dropout", o->dropout);
     cJSON_AddNumberToObject(root, "label_smoothing", o->label_smoothing);
     cJSON_AddStringToObject(root, "weights", storage_name(o->storage));
+    if (o->checkpoint_activations) cJSON_AddTrueToObject(root, "checkpoint_activations");
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     return text;

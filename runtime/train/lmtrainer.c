@@ -35,27 +35,30 @@ static float dec_loss(const void *m) {
     return loss;
 }
 static void dec_destroy(void *m) { decoder_destroy(m); }
+static void dec_set_step(void *m, uint32_t step) { decoder_set_step(m, step); }
 
 vp_status lm_trainer_open(vp_context *ctx, const char *model_dir, const struct delta_spec *spec,
                           const struct trainer_options *o, struct lm_trainer **out) {
     *out = NULL;
     vp_status s = trainer_options_check(o);
     if (s != VP_OK) return s;
-    if (o->dropout > 0)
-        return vp_fail(VP_ERROR_INVALID_ARGUMENT, "--dropout %g: the GPU decoder does not model dropout "
-                       "(leave it unset or 0)", o->dropout);
     struct lm_trainer *t = calloc(1, sizeof *t);
     if (!t) return vp_fail(VP_ERROR_HOST_MEMORY, "trainer: out of host memory");
     t->ctx = ctx;
     t->o = *o;
     const struct decoder_options dopt = {.storage = o->storage, .seed = o->seed,
-                                         .label_smoothing = o->label_smoothing};
+                                         .label_smoothing = o->label_smoothing,
+                                         .checkpoint_activations = o->checkpoint_activations,
+                                         .dropout = o->dropout != 0, .dropout_p = o->dropout};
     s = decoder_open(ctx, model_dir, spec, &dopt, &t->m);
     if (s != VP_OK) {
         free(t);
         return s;
     }
     const struct model_arch *a = decoder_arch(t->m);
+    /* --dropout unset: the config's probabilities (GPT-2 0.1 unless it says; LLaMA's attention_dropout). */
+    const bool drops = o->dropout > 0 || (o->dropout < 0 && (a->embedding_dropout > 0 || a->attention_dropout > 0 ||
+                                                              (a->family == MODEL_FAMILY_GPT2 && a->hidden_dropout > 0)));
     const int limit = a->max_positions - t->m->position_offset;
     if (o->max_len > limit) {
         s = vp_fail(VP_ERROR_INVALID_ARGUMENT, "--max-len %d is longer than %s allows (%d tokens: "
@@ -68,8 +71,8 @@ vp_status lm_trainer_open(vp_context *ctx, const char *model_dir, const struct d
     t->max_len = o->max_len > 0 ? o->max_len : limit;
     struct delta_counts counts;
     if (delta_count_params(spec, a, &counts) != VP_OK) memset(&counts, 0, sizeof counts);
-    const struct trainer_model model = {t->m, dec_zero, dec_train, dec_params, dec_shape, dec_set, dec_plan,
-                                        dec_load, dec_loss, dec_destroy};
+    const struct trainer_model model = {t->m,     dec_zero, dec_train, dec_params,  dec_shape, dec_set,
+                                        dec_plan, dec_load, dec_loss,  dec_destroy, drops ? dec_set_step : NULL};
     s = trainer_open_model(ctx, &model, o, t->max_len, &counts, &t->tr);
     if (s != VP_OK) {
         decoder_destroy(t->m);
@@ -482,9 +485,14 @@ vp_status lm_trainer_fit(struct lm_trainer *t, const struct lm_fit_config *c, co
     if (s == VP_OK && f.log && !c->resume) {
         uint64_t plan[VP_POOL_COUNT];
         struct delta_counts counts;
+        uint64_t uncheckpointed = 0;
+        int B, T;
         trainer_plan(t->tr, plan);
         trainer_counts(t->tr, &counts);
-        s = train_log_start(f.log, f.total, t->o.batch, &counts, plan);
+        decoder_batch_shape(t->m, &B, &T);
+        if (t->o.checkpoint_activations && decoder_plan_activations(t->m, B, T, false, &uncheckpointed) != VP_OK)
+            uncheckpointed = 0;
+        s = train_log_start(f.log, f.total, t->o.batch, &counts, plan, uncheckpointed);
     }
     if (s == VP_OK) s = fit_loop(&f);
     if (f.log) {

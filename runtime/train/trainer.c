@@ -132,7 +132,8 @@ static void enc_destroy(void *m) { encoder_destroy(m); }
 
 struct trainer_model trainer_encoder_model(struct encoder *e) {
     return (struct trainer_model){e, enc_record_zero_grads, enc_record_train, enc_params, enc_batch_shape,
-                                  enc_set_batch, enc_plan, enc_load, enc_loss, enc_destroy};
+                                  enc_set_batch, enc_plan, enc_load, enc_loss, enc_destroy,
+                                  NULL /* trainer_micro_step sets the encoder's step */};
 }
 
 vp_status trainer_open_model(vp_context *ctx, const struct trainer_model *model, const struct trainer_options *o,
@@ -145,6 +146,7 @@ vp_status trainer_open_model(vp_context *ctx, const struct trainer_model *model,
     t->ctx = ctx;
     t->o = *o;
     t->model = *model;
+    t->dropout = model->set_step != NULL;
     t->max_len = max_len;
     if (counts) t->counts = *counts;
     *out = t;
@@ -178,6 +180,7 @@ vp_status trainer_open(vp_context *ctx, const char *model_dir, const struct delt
         .seed = o->seed,
         .label_smoothing = o->label_smoothing,
         .head = o->head,
+        .checkpoint_activations = o->checkpoint_activations,
     };
     s = encoder_open(ctx, model_dir, spec, &eo, &t->e);
     if (s != VP_OK) {
@@ -390,6 +393,7 @@ vp_status trainer_micro_step_written(struct trainer *t, bool update, uint64_t to
     }
     struct vk_recorder *rec = NULL;
     const float scale = 1.0f / (float)(t->micro_in_step + 1);
+    if (t->model.set_step) t->model.set_step(t->model.self, (uint32_t)t->micro);
     if (s == VP_OK) s = recording(t, t->micro_in_step == 0, update, scale, &rec);
     if (s == VP_OK) s = vk_recorder_run(rec);
     if (s != VP_OK) return s;
@@ -712,7 +716,13 @@ vp_status trainer_fit(struct trainer *t, const struct trainer_fit_config *c, str
     if (s == VP_OK && f.log && !rp) {
         uint64_t plan[VP_POOL_COUNT];
         trainer_plan(t, plan);
-        s = train_log_start(f.log, f.total, t->o.batch, &t->counts, plan);
+        uint64_t uncheckpointed = 0;
+        int B, T;
+        t->model.batch_shape(t->model.self, &B, &T);
+        if (t->e && t->o.checkpoint_activations &&
+            encoder_plan_activations(t->e, B, T, false, &uncheckpointed) != VP_OK)
+            uncheckpointed = 0;
+        s = train_log_start(f.log, f.total, t->o.batch, &t->counts, plan, uncheckpointed);
     }
     f.t0 = vp_now() - elapsed0;
     double first_seconds = 0, rest_seconds = 0;

@@ -185,6 +185,8 @@ struct trainer_options {
     double label_smoothing;
     enum encoder_storage storage;
     enum model_head head;       /* MODEL_HEAD_MLM: masked-LM training on a train_corpus */
+    bool checkpoint_activations; /* decoder-only models (lmtrainer.h): recompute each layer's
+                                    activations in the backward (decoder_lm.h) */
     double mask_prob;           /* MLM: share of non-special tokens chosen (default 0.15) */
 };
 
@@ -217,6 +219,10 @@ struct trainer_model {
     vp_status (*load)(void *self, int B, int T);
     float (*loss)(const void *self);
     void (*destroy)(void *self);
+    /* NULL: the model does not drop. Else its dropout masks are keyed by
+     * the micro-batch count, set before each micro-batch is recorded or
+     * replayed (a new count re-records). */
+    void (*set_step)(void *self, uint32_t step);
 };
 struct trainer_model trainer_encoder_model(struct encoder *e);
 /* A trainer for any model (opened, not loaded): the trainer owns it when
@@ -439,9 +445,10 @@ vp_status trainer_check_step(struct trainer *t, struct train_log *log, uint64_t 
 struct train_log;
 vp_status train_log_open(const char *path, struct train_log **out);
 /* {"type":"start"}: total steps, batch, parameter counts and the memory
- * plan per pool (bytes). */
+ * plan per pool (bytes); with activation checkpointing (uncheckpointed > 0)
+ * also memory.activations_without_checkpointing. */
 vp_status train_log_start(struct train_log *l, uint64_t total_steps, int batch, const struct delta_counts *counts,
-                          const uint64_t plan[VP_POOL_COUNT]);
+                          const uint64_t plan[VP_POOL_COUNT], uint64_t uncheckpointed);
 /* {"type":"interrupted","step":N}: the fit was stopped after step N. */
 vp_status train_log_interrupted(struct train_log *l, uint64_t step, double elapsed);
 vp_status train_log_step(struct train_log *l, const struct trainer_event *ev);

@@ -3,7 +3,8 @@
  * unified view, forward and backward, assembled from the op references in
  * ref.h and the tensor registry and delta modules it shares with model.h
  * (delta_ref.h). It is the decoder's counterpart of model.h (the encoder
- * reference) and follows its conventions: every dropout is p = 0, tensors are doubles
+ * reference) and follows its conventions (dropout, off by default, as
+ * refd_options says), tensors are doubles
  * keyed by Hugging Face names, gradients exist exactly for the trainable
  * tensors and accumulate.
  *
@@ -141,12 +142,23 @@ enum refd_prefix_positions {
     REFD_PREFIX_POSITIONS_ZERO,     // sequence positions start at 0
 };
 
+enum { REFD_SITE_EMB = 0, REFD_SITE_ATTN_PROBS, REFD_SITE_ATTN_OUT, REFD_SITE_FFN_OUT };
+
 struct refd_options {
     uint64_t seed;            // Philox key of every initial value
     double weight_std;        // frozen weights ~ N(0, std); 0 selects 0.02
     bool randomise_zero_init; // zero-initialised delta tensors from N(0, weight_std) (gradient checks)
     double label_smoothing;   // cross-entropy ε
     enum refd_prefix_positions prefix_positions;
+    // Dropout as the GPU decoder draws it (decoder_lm.h): off unless set;
+    // masks keyed by (dropout_seed, dropout_step, the site's stream
+    // ((layer + 1) << 8 | site; site 0 the embeddings at layer −1, 1 the
+    // attention probabilities, 2 the attention output, 3 the FFN output)),
+    // probabilities from the arch (embedding, attention, hidden dropout);
+    // the adapters' as delta_ref.h says (stream 16 + module).
+    bool dropout;
+    uint64_t dropout_seed;
+    uint32_t dropout_step;
 };
 
 /* One forward's input; right padding. */
@@ -255,6 +267,11 @@ int refd_position_offset(const struct refd *m);
  * logits (B,T,V) when non-NULL; returns the loss. Asserts P + T ≤
  * max_positions for learned positions and T within any sliding window
  * (which the reference does not model otherwise). */
+/* A dropout site's probability (0 with dropout off) and its mask's key. */
+double refd_dropout_p(const struct refd *m, double p);
+struct ref_dropout_key refd_dropout_key(const struct refd *m, int layer, int site);
+/* Layer l's causal attention, with dropout on the probabilities. */
+struct ref_attention_config refd_attention_config(const struct refd *m, int l);
 double refd_forward(struct refd *m, double *logits, const struct refd_batch *batch);
 /* dL/dθ of the last forward's loss ACCUMULATED (+=) into every trainable grad. */
 void refd_backward(struct refd *m);

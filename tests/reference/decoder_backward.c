@@ -27,6 +27,12 @@ static void norm_backward(const struct refd *m, double *dx, const double *dy, co
  * Layers
  * ------------------------------------------------------------------------ */
 
+/* dx = dx ⊙ the forward's mask at a site. */
+static void dropout_backward(const struct refd *m, double *dx, size_t n, double p, int layer, int site) {
+    const struct ref_dropout_key key = refd_dropout_key(m, layer, site);
+    if (refd_dropout_p(m, p) > 0.0) ref_dropout_backward(dx, dx, &key, p, n);
+}
+
 /* out = h + dn, dn = down(u) + adapters, u = act(up(f_in)) or
  * silu(gate(f_in)) ⊙ up(f_in), f_in = norm_2(h):
  * dh = dout + norm_2'(df_in) (overwritten), df_in summing the parallel
@@ -40,6 +46,7 @@ static void ffn_block_backward(struct refd *m, struct ref_arena *sc, int l, doub
     memcpy(ddn, dout, Nd * sizeof(double));
     ref_deltas_adapters_backward(&m->deltas, sc, l, DELTA_AT_FFN, DELTA_PARALLEL, df_in, ddn, N);
     ref_deltas_adapters_backward(&m->deltas, sc, l, DELTA_AT_FFN, DELTA_SEQUENTIAL, ddn, ddn, N);
+    dropout_backward(m, ddn, Nd, m->arch.hidden_dropout, l, REFD_SITE_FFN_OUT);
     refd_linear_backward(du, ddn, la->u, &w->down, N);
     ref_deltas_loras_backward(&m->deltas, sc, l, DELTA_AT_DOWN, du, ddn, N);
     if (m->arch.act == MODEL_ACT_SWIGLU) {
@@ -89,13 +96,12 @@ static void attention_block_backward(struct refd *m, struct ref_arena *sc, int l
     double *dpk = ref_arena_doubles(sc, (size_t)H * Lp * hd), *dpv = ref_arena_doubles(sc, (size_t)H * Lp * hd);
     memcpy(dout, dh, Nd * sizeof(double));
     ref_deltas_adapters_backward(&m->deltas, sc, l, DELTA_AT_ATTN, DELTA_SEQUENTIAL, dout, dout, N);
+    dropout_backward(m, dout, Nd, m->arch.hidden_dropout, l, REFD_SITE_ATTN_OUT);
     refd_linear_backward(dctx, dout, la->ctx, &w->o, N);
     ref_deltas_loras_backward(&m->deltas, sc, l, DELTA_AT_O, dctx, dout, N);
     ref_deltas_adapters_backward(&m->deltas, sc, l, DELTA_AT_ATTN, DELTA_PARALLEL, da_in, dctx, N);
     ref_split_heads(datth, dctx, B, T, H, hd);
-    const struct ref_attention_config cfg = {
-        .B = B, .H = H, .T = T, .S = T, .L = (int)Lp, .D = hd, .causal = true, .scale = 0.0, .dropout_p = 0.0,
-    };
+    const struct ref_attention_config cfg = refd_attention_config(m, l);
     ref_attention_backward(dqh, dkh, dvh, Lp ? dpk : NULL, Lp ? dpv : NULL, datth, la->qh, la->kh, la->vh,
                            la->prefix_k, la->prefix_v, m->acts.keep, &cfg);
     if (Lp) ref_deltas_scatter_prefix_grads(&m->deltas, l, dpk, dpv, reparam_dout);
@@ -160,6 +166,7 @@ void refd_backward(struct refd *m) {
         memcpy(dnext, dx, (size_t)N * d * sizeof(double));
         ref_arena_free(&layer_sc);
     }
+    dropout_backward(m, dnext, (size_t)N * d, m->arch.embedding_dropout, -1, REFD_SITE_EMB);
     embeddings_backward(m, dnext, N);
     ref_deltas_reparams_backward(&m->deltas, &sc, reparam_dout);
     ref_arena_free(&sc);

@@ -1,4 +1,5 @@
-/* Decoder reference: the forward pass (decoder.h), every dropout at p = 0.
+/* Decoder reference: the forward pass (decoder.h), with the model's and the
+ * adapters' dropout when refd_options.dropout.
  * Activations are kept in m->acts for decoder_backward.c. The blocks differ
  * from model_forward.c's (pre-LN, causal GQA attention with RoPE, Conv1D
  * projections, the LM head); the delta modules they call are shared
@@ -89,11 +90,25 @@ static void repeat_kv(double *dst, const double *src, int B, int G, int H, int T
  * The model
  * ------------------------------------------------------------------------ */
 
-static struct ref_attention_config attention_config(const struct refd *m, int l) {
+double refd_dropout_p(const struct refd *m, double p) { return m->opt.dropout ? p : 0.0; }
+
+struct ref_dropout_key refd_dropout_key(const struct refd *m, int layer, int site) {
+    return (struct ref_dropout_key){m->opt.dropout_seed, m->opt.dropout_step, ((uint32_t)(layer + 1) << 8) | (uint32_t)site};
+}
+
+struct ref_attention_config refd_attention_config(const struct refd *m, int l) {
     return (struct ref_attention_config){
         .B = m->acts.B, .H = m->arch.heads, .T = m->acts.T, .S = m->acts.T, .L = m->deltas.prefix_rows[l],
-        .D = m->arch.head_dim, .causal = true, .scale = 0.0, .dropout_p = 0.0,
+        .D = m->arch.head_dim, .causal = true, .scale = 0.0,
+        .dropout_p = refd_dropout_p(m, m->arch.attention_dropout),
+        .dropout = refd_dropout_key(m, l, REFD_SITE_ATTN_PROBS),
     };
+}
+
+/* x = dropout(x) at a site. */
+static void dropout(const struct refd *m, double *x, size_t n, double p, int layer, int site) {
+    const struct ref_dropout_key key = refd_dropout_key(m, layer, site);
+    if (refd_dropout_p(m, p) > 0.0) ref_dropout_forward(x, x, &key, p, n);
 }
 
 /* (N,G·hd) → (B,H,T,hd): split heads, RoPE at positions P + t (LLaMA), then
@@ -130,12 +145,13 @@ static void attention_block_forward(struct refd *m, int l, int N) {
     heads_forward(m, la->vh, la->v, G, false, tmp);
     free(tmp);
     if (m->deltas.prefix_rows[l]) ref_deltas_gather_prefixes(&m->deltas, l, la->prefix_k, la->prefix_v);
-    const struct ref_attention_config cfg = attention_config(m, l);
+    const struct ref_attention_config cfg = refd_attention_config(m, l);
     ref_attention_forward(la->atth, NULL, la->qh, la->kh, la->vh, la->prefix_k, la->prefix_v, m->acts.keep, &cfg);
     ref_merge_heads(la->ctx, la->atth, B, T, H, hd);
     ref_deltas_adapters_forward(&m->deltas, l, DELTA_AT_ATTN, DELTA_PARALLEL, la->ctx, la->a_in, N);
     refd_linear_forward(la->o, la->ctx, &w->o, N);
     ref_deltas_loras_forward(&m->deltas, l, DELTA_AT_O, la->o, la->ctx, N);
+    dropout(m, la->o, (size_t)N * m->arch.hidden, m->arch.hidden_dropout, l, REFD_SITE_ATTN_OUT);
     ref_deltas_adapters_forward(&m->deltas, l, DELTA_AT_ATTN, DELTA_SEQUENTIAL, la->o, la->o, N);
     ref_add_forward(la->h, la->x, la->o, (size_t)N * m->arch.hidden);
 }
@@ -157,21 +173,22 @@ static void ffn_block_forward(struct refd *m, int l, int N) {
     }
     refd_linear_forward(la->dn, la->u, &w->down, N);
     ref_deltas_loras_forward(&m->deltas, l, DELTA_AT_DOWN, la->dn, la->u, N);
+    dropout(m, la->dn, (size_t)N * m->arch.hidden, m->arch.hidden_dropout, l, REFD_SITE_FFN_OUT);
     ref_deltas_adapters_forward(&m->deltas, l, DELTA_AT_FFN, DELTA_SEQUENTIAL, la->dn, la->dn, N);
     ref_deltas_adapters_forward(&m->deltas, l, DELTA_AT_FFN, DELTA_PARALLEL, la->dn, la->f_in, N);
     ref_add_forward(la->out, la->h, la->dn, (size_t)N * m->arch.hidden);
 }
 
-/* x0 = E[ids] (+ W_pos[P + t]). */
+/* x0 = dropout(E[ids] (+ W_pos[P + t])). */
 static void embeddings_forward(struct refd *m, int N) {
     struct refd_acts *a = &m->acts;
     const int d = m->arch.hidden;
     ref_embedding_forward(a->x0, a->ids, m->w.embed->data, N, m->arch.vocab_size, d);
-    if (!m->w.pos) return;
-    for (int n = 0; n < N; n++) {
+    for (int n = 0; m->w.pos && n < N; n++) {
         const double *p = m->w.pos->data + (size_t)a->pos[n % a->T] * d;
         for (int c = 0; c < d; c++) a->x0[(size_t)n * d + c] += p[c];
     }
+    dropout(m, a->x0, (size_t)N * d, m->arch.embedding_dropout, -1, REFD_SITE_EMB);
 }
 
 /* targets[b,t] = labels[b,t+1] (−100 at t = T−1), labels from the batch or
@@ -204,6 +221,11 @@ double refd_forward(struct refd *m, double *logits, const struct refd_batch *bat
     for (int t = 0; t < T; t++) a->pos[t] = P + t;
     make_targets(m, batch);
 
+    /* the adapters' dropout, as the model's (refd_backward reuses it) */
+    m->deltas.dropout = m->opt.dropout;
+    m->deltas.hidden_p = m->arch.hidden_dropout;
+    m->deltas.dropout_seed = m->opt.dropout_seed;
+    m->deltas.dropout_step = m->opt.dropout_step;
     ref_deltas_reparams_forward(&m->deltas);
     embeddings_forward(m, N);
     for (int l = 0; l < m->arch.layers; l++) {

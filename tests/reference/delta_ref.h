@@ -167,11 +167,23 @@ struct ref_deltas {
     struct ref_reparam *reparam;   // (spec->count)
     int *prefix_rows;              // (layers) prefix rows of every module in the layer
     const struct ref_block *blocks; // (arch->layers) set after init; NULL: layer l of `stack` under `root`
+    // Adapter dropout, off unless `dropout` (the decoder reference sets it):
+    // a = dropout(f(p)) on each adapter's bottleneck, p = the module's
+    // dropout or hidden_p when it sets none, masks keyed by (seed, step) and
+    // the stream ((layer + 1) << 8) | (16 + module), the GPU models'
+    // ENC_SITE_ADAPTER + module; element index = the flat (H,)N,r position.
+    bool dropout;
+    double hidden_p;
+    uint64_t dropout_seed;
+    uint32_t dropout_step;
 };
 
 void ref_deltas_init(struct ref_deltas *dl, const struct model_arch *arch, struct delta_spec *spec,
                      struct ref_tensors *tensors, unsigned stack, const char *root);
 void ref_deltas_finish(struct ref_deltas *dl);
+/* The adapter dropout multiplier of element `index` of slot s's bottleneck
+ * (1 when it does not drop). */
+double ref_deltas_adapter_mask(const struct ref_deltas *dl, const struct ref_slot *s, size_t index);
 
 struct ref_slot *ref_deltas_slot(const struct ref_deltas *dl, int module, int layer);
 /* The module has the stack bit and names the layer. */

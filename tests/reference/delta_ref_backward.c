@@ -23,11 +23,12 @@ static void delta_act_backward(enum delta_act act, double *dx, const double *dy,
  * Adapters and LoRA
  * ------------------------------------------------------------------------ */
 
-/* y = y₀ + s·Δ(z), Δ(z) = f(z·W_dᵀ + b_d)·W_uᵀ + b_u, with dy given:
+/* y = y₀ + s·Δ(z), Δ(z) = m ⊙ f(z·W_dᵀ + b_d)·W_uᵀ + b_u (m: the dropout
+ * mask, ones when off), with dy given:
  *   dΔ = s·dy (add, scale), or for gated s = σ(g): dΔ = σ(g)·dy and
  *   dg += σ(g)(1−σ(g))·Σ dy ⊙ Δ;
- *   dW_u += dΔᵀ·a, db_u += Σ dΔ, da = dΔ·W_u, dp = da ⊙ f'(p),
- *   dW_d += dpᵀ·z, db_d += Σ dp, dz = dp·W_d   (a = f(p), p = z·W_dᵀ + b_d),
+ *   dW_u += dΔᵀ·a, db_u += Σ dΔ, da = dΔ·W_u ⊙ m, dp = da ⊙ f'(p),
+ *   dW_d += dpᵀ·z, db_d += Σ dp, dz = dp·W_d   (a = m ⊙ f(p), p = z·W_dᵀ + b_d),
  * per head on each head's columns. dy₀ = dy is the caller's. dz is ADDED
  * into dz_acc: z is also read by the main path (a branch point), and for a
  * sequential adapter dz_acc is dy itself, read in full before it is added to. */
@@ -46,6 +47,7 @@ static void adapter_backward(const struct ref_deltas *dl, struct ref_arena *sc, 
     if (!mod->per_head) {
         double *dz = ref_arena_doubles(sc, (size_t)N * din);
         ref_matmul_backward(dhact, s->up_w->grad, s->up_b->grad, ddelta, s->hact, s->up_w->data, N, r, dout);
+        for (size_t i = 0; i < (size_t)N * r; i++) dhact[i] *= ref_deltas_adapter_mask(dl, s, i);
         delta_act_backward(mod->act, dhpre, dhact, s->hpre, (size_t)N * r);
         ref_matmul_backward(dz, s->down_w->grad, s->down_b->grad, dhpre, s->in, s->down_w->data, N, din, r);
         ref_add_into(dz_acc, dz, (size_t)N * din);
@@ -59,6 +61,7 @@ static void adapter_backward(const struct ref_deltas *dl, struct ref_arena *sc, 
         ref_gather_cols(ddh, ddelta, N, dout, h * hd, hd);
         ref_matmul_backward(dhact, s->up_w->grad + wo, s->up_b->grad + (size_t)h * hd, ddh, hact, s->up_w->data + wo,
                             N, r, hd);
+        for (size_t i = 0; i < (size_t)N * r; i++) dhact[i] *= ref_deltas_adapter_mask(dl, s, (size_t)h * N * r + i);
         delta_act_backward(mod->act, dhpre, dhact, hpre, (size_t)N * r);
         ref_gather_cols(zh, s->in, N, din, h * hd, hd);
         ref_matmul_backward(dzh, s->down_w->grad + wo, s->down_b->grad + (size_t)h * r, dhpre, zh,

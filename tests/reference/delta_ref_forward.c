@@ -1,4 +1,4 @@
-/* The delta modules' forward (delta_ref.h), every dropout at p = 0, and the
+/* The delta modules' forward (delta_ref.h), adapter dropout when dl->dropout, and the
  * layout helpers both models use. What each module read and computed is
  * kept in its slot for delta_ref_backward.c. */
 #include "delta_ref.h"
@@ -54,13 +54,28 @@ static void delta_act_forward(enum delta_act act, double *y, const double *x, si
     else memcpy(y, x, n * sizeof(double));
 }
 
+double ref_deltas_adapter_mask(const struct ref_deltas *dl, const struct ref_slot *s, size_t index) {
+    const struct delta_module *mod = &dl->spec->modules[s->module];
+    const double p = mod->dropout >= 0 ? mod->dropout : dl->hidden_p;
+    if (!dl->dropout || p <= 0.0) return 1.0;
+    const struct ref_dropout_key key = {dl->dropout_seed, dl->dropout_step,
+                                        ((uint32_t)(s->layer + 1) << 8) | (uint32_t)(16 + s->module)};
+    return ref_dropout_multiplier(&key, p, index);
+}
+
+/* a[i] ·= the mask of bottleneck element offset + i. */
+static void adapter_dropout(const struct ref_deltas *dl, const struct ref_slot *s, double *a, size_t n,
+                            size_t offset) {
+    for (size_t i = 0; i < n; i++) a[i] *= ref_deltas_adapter_mask(dl, s, offset + i);
+}
+
 /* s of h + s·Δh: 1 (add), the module's scale, or σ(g) (gated). */
 static double compose_scale(const struct delta_module *mod, const struct ref_slot *s) {
     if (mod->compose == DELTA_COMPOSE_GATED) return 1.0 / (1.0 + exp(-s->gate->data[0]));
     return mod->compose == DELTA_COMPOSE_SCALE ? mod->scale : 1.0;
 }
 
-/* y += s·Δ(z), Δ(z) = f(z·W_downᵀ + b_down)·W_upᵀ + b_up; per head, Δ's
+/* y += s·Δ(z), Δ(z) = dropout(f(z·W_downᵀ + b_down))·W_upᵀ + b_up; per head, Δ's
  * columns of head h come from z's columns of head h. z may be y (a
  * sequential adapter): it is copied to s->in first. */
 static void adapter_forward(const struct ref_deltas *dl, struct ref_slot *s, double *y, // (N,dout)
@@ -72,6 +87,7 @@ static void adapter_forward(const struct ref_deltas *dl, struct ref_slot *s, dou
     if (!mod->per_head) {
         ref_matmul_forward(s->hpre, s->in, s->down_w->data, s->down_b->data, N, din, r);
         delta_act_forward(mod->act, s->hact, s->hpre, (size_t)N * r);
+        adapter_dropout(dl, s, s->hact, (size_t)N * r, 0);
         ref_matmul_forward(s->delta, s->hact, s->up_w->data, s->up_b->data, N, r, dout);
     } else {
         double *zh = malloc((size_t)N * hd * sizeof(double)), *dh = malloc((size_t)N * hd * sizeof(double));
@@ -82,6 +98,7 @@ static void adapter_forward(const struct ref_deltas *dl, struct ref_slot *s, dou
             ref_matmul_forward(hpre, zh, s->down_w->data + (size_t)h * r * hd, s->down_b->data + (size_t)h * r, N,
                                hd, r);
             delta_act_forward(mod->act, hact, hpre, (size_t)N * r);
+            adapter_dropout(dl, s, hact, (size_t)N * r, (size_t)h * N * r);
             ref_matmul_forward(dh, hact, s->up_w->data + (size_t)h * hd * r, s->up_b->data + (size_t)h * hd, N, r,
                                hd);
             scatter_cols(s->delta, dh, N, dout, h * hd, hd);

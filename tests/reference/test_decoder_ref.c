@@ -195,6 +195,35 @@ static void gpt2_gradients_match_finite_differences(void) { gradients_for(GPT2);
 static void llama_gqa_gradients_match_finite_differences(void) { gradients_for(LLAMA); }
 static void qwen2_gradients_match_finite_differences(void) { gradients_for(QWEN2); }
 
+/* With dropout on (GPT-2: embeddings, attention probabilities, residuals
+ * and adapters at the config's 0.1; LLaMA: attention at 0.2, adapters at
+ * their own 0.3), the masks fixed by (seed, step) across the finite
+ * differences' forwards: the backward applies the forward's masks. */
+static void gradients_with_dropout(void) {
+    static const size_t which[] = {CASE_LORA_ALL, CASE_MAM, CASE_ADAPTERS, CASE_FULL};
+    for (int family = GPT2; family <= LLAMA; family++) {
+        struct fixture f;
+        if (!fixture_init(&f, family)) return;
+        if (family == LLAMA) f.arch.attention_dropout = 0.2;
+        for (size_t k = 0; k < sizeof which / sizeof which[0]; k++) {
+            struct refd *m = model_of(&f.arch, &cases[which[k]], true, 0.0);
+            if (!m) continue;
+            for (int i = 0; family == LLAMA && i < m->spec.count; i++) m->spec.modules[i].dropout = 0.3;
+            char what[96];
+            snprintf(what, sizeof what, "%s %s with dropout", family_names[family], cases[which[k]].label);
+            const double plain = refd_forward(m, NULL, &f.batch);
+            m->opt.dropout = true;
+            m->opt.dropout_seed = 77;
+            m->opt.dropout_step = 5;
+            CHECKF(refd_forward(m, NULL, &f.batch) != plain, "%s: dropout leaves the loss at %.17g", what, plain);
+            const size_t n = check_gradients(m, &f.batch, what);
+            CHECKF(n == refd_trainable_params(m), "%s: %zu of %zu", what, n, refd_trainable_params(m));
+            refd_destroy(m);
+        }
+        model_arch_finish(&f.arch);
+    }
+}
+
 /* The same checks on a batch without padding or loss mask, and on one whose
  * explicit labels score a single position. */
 static void gradients_without_masks_and_with_labels(void) {
@@ -668,7 +697,8 @@ static void tensor_names_and_shapes(void) {
 }
 
 TH_MAIN(TH_CASE(gpt2_gradients_match_finite_differences), TH_CASE(llama_gqa_gradients_match_finite_differences),
-        TH_CASE(qwen2_gradients_match_finite_differences), TH_CASE(gradients_without_masks_and_with_labels),
+        TH_CASE(qwen2_gradients_match_finite_differences), TH_CASE(gradients_with_dropout),
+        TH_CASE(gradients_without_masks_and_with_labels),
         TH_CASE(backward_accumulates), TH_CASE(loss_is_the_mean_over_scored_next_tokens),
         TH_CASE(attention_is_causal), TH_CASE(padding_does_not_change_logits),
         TH_CASE(tied_head_gradient_sums_both_uses), TH_CASE(gqa_is_mha_with_repeated_kv_heads),
