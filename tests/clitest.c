@@ -63,6 +63,34 @@ bool write_text(const char *name, const char *text) {
     return CHECK(fclose(f) == 0);
 }
 
+bool write_xy_tokenizer(const char *dir, bool bos_eos) {
+    char vocab[1024] = "\"[PAD]\":0,\"[UNK]\":1,\"<s>\":2,\"</s>\":3";
+    for (int i = 0; i < 8; i++)
+        snprintf(vocab + strlen(vocab), sizeof vocab - strlen(vocab), ",\"x%d\":%d,\"y%d\":%d", i, 4 + i, i, 12 + i);
+    char text[4096], path[256];
+#define ADDED(id, name) "{\"id\":" #id ",\"content\":\"" name "\",\"single_word\":false,\"lstrip\":false," \
+                        "\"rstrip\":false,\"normalized\":false,\"special\":true}"
+#define SPECIAL(name, id) "\"" name "\":{\"id\":\"" name "\",\"ids\":[" #id "],\"tokens\":[\"" name "\"]}"
+#define TOKEN(kind, name) "{\"" kind "\":{\"id\":\"" name "\",\"type_id\":0}}"
+    const char *tpl = bos_eos ? "{\"type\":\"TemplateProcessing\",\"single\":[" TOKEN("SpecialToken", "<s>") ","
+                                TOKEN("Sequence", "A") "," TOKEN("SpecialToken", "</s>") "],\"pair\":["
+                                TOKEN("Sequence", "A") "," TOKEN("Sequence", "B") "],\"special_tokens\":{"
+                                SPECIAL("<s>", 2) "," SPECIAL("</s>", 3) "}}"
+                              : "null";
+    snprintf(text, sizeof text,
+             "{\"version\":\"1.0\",\"added_tokens\":[" ADDED(0, "[PAD]") "," ADDED(1, "[UNK]") "," ADDED(2, "<s>") ","
+             ADDED(3, "</s>") "],\"normalizer\":null,\"pre_tokenizer\":{\"type\":\"WhitespaceSplit\"},"
+             "\"post_processor\":%s,\"decoder\":null,\"model\":{\"type\":\"WordLevel\",\"unk_token\":\"[UNK]\","
+             "\"vocab\":{%s}}}", tpl, vocab);
+#undef ADDED
+#undef SPECIAL
+#undef TOKEN
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    bool ok = write_text(path, text);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    return ok && write_text(path, "{\"bos_token\":\"<s>\",\"eos_token\":\"</s>\",\"pad_token\":\"[PAD]\"}");
+}
+
 /* The JSON object in the output (the first '{' to the end). */
 cJSON *output_json(void) {
     const char *brace = strchr(r.out, '{');

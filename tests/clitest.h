@@ -31,6 +31,10 @@ bool exists(const char *name);                       /* root/name */
 void teardown(void);
 bool write_text(const char *name, const char *text); /* root/name */
 cJSON *output_json(void);                            /* the JSON object in r.out */
+/* root/dir/tokenizer.json (+ tokenizer_config.json): WordLevel over [PAD] 0,
+ * [UNK] 1, <s> 2, </s> 3, x0..x7 4..11, y0..y7 12..19, split on spaces;
+ * bos_eos: the template <s> A </s>, else none. */
+bool write_xy_tokenizer(const char *dir, bool bos_eos);
 double json_number(const cJSON *o, const char *key); /* NaN when absent */
 
 /* Writes folder root/name: config.json of a tiny roberta-shaped model

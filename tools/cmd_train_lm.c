@@ -1,5 +1,6 @@
-/* vkpeft train and vkpeft eval on a decoder-only model: causal-LM
- * fine-tuning of a delta on JSONL text or prompt + completion. Parsing,
+/* vkpeft train and vkpeft eval on a decoder-only model (causal-LM
+ * fine-tuning of a delta on JSONL text or prompt + completion) or an
+ * encoder-decoder (seq2seq fine-tuning on JSONL source + target). Parsing,
  * validation order and printing; the work is runtime/train/lmtrainer.h. */
 #include "cli.h"
 #include "cli_lm.h"
@@ -36,6 +37,11 @@ static const char train_help[] =
     "delta.safetensors, and PEFT's adapter files with task_type CAUSAL_LM when\n"
     "PEFT can express the delta), train.jsonl, train_args.json and, with --eval,\n"
     "metrics.json (loss, perplexity, token accuracy).\n"
+    "\n"
+    "On an encoder-decoder (BART, mBART) it is seq2seq fine-tuning with teacher\n"
+    "forcing on lines {\"source\": \"...\", \"target\": \"...\"} (--source-field,\n"
+    "--target-field), label smoothing 0.1 unless --label-smoothing says otherwise\n"
+    "(He et al. 2022); no PEFT files are written for them yet.\n"
     "\n"
     "options (as for encoder models, see below):\n"
     "  --model DIR          Hugging Face model folder (config.json, model.safetensors,\n"
@@ -80,8 +86,8 @@ struct lm_args {
     const char *cmd;
     struct cli_common common;
     const char *model, *delta, *init, *data, *eval, *out, *targets;
-    const char *text_field, *prompt_field, *completion_field;
-    bool pack, skip_bad, overwrite, quiet;
+    const char *text_field, *prompt_field, *completion_field, *source_field, *target_field;
+    bool pack, skip_bad, overwrite, quiet, seq2seq;
     struct trainer_options o;
     struct cli_checkpoint ck;
 };
@@ -101,7 +107,7 @@ bool cli_model_is_decoder(int argc, char **argv) {
         vp_clear_error();
         return false;
     }
-    const bool decoder = a.stack == MODEL_STACK_DECODER;
+    const bool decoder = a.stack == MODEL_STACK_DECODER || a.stack == MODEL_STACK_ENCODER_DECODER;
     model_arch_finish(&a);
     return decoder;
 }
@@ -118,6 +124,8 @@ static int value_option(struct lm_args *a, const char *name, const char *v) {
     else if (strcmp(name, "--text-field") == 0) slot = &a->text_field;
     else if (strcmp(name, "--prompt-field") == 0) slot = &a->prompt_field;
     else if (strcmp(name, "--completion-field") == 0) slot = &a->completion_field;
+    else if (strcmp(name, "--source-field") == 0) slot = &a->source_field;
+    else if (strcmp(name, "--target-field") == 0) slot = &a->target_field;
     if (slot) {
         *slot = v;
         return 0;
@@ -166,6 +174,16 @@ static int parse(int argc, char **argv, struct lm_args *a, const char *help) {
     }
     if (!a->model) return cli_usage_error(a->cmd, "--model is required");
     if (!a->data) return cli_usage_error(a->cmd, "--data is required");
+    struct model_arch arch;
+    if (model_arch_load(a->model, &arch) == VP_OK) {
+        a->seq2seq = arch.stack == MODEL_STACK_ENCODER_DECODER;
+        model_arch_finish(&arch);
+    }
+    vp_clear_error();
+    bool smoothing = false; /* seq2seq's default is the paper's 0.1 */
+    for (int i = 1; i < argc; i++) smoothing |= strncmp(argv[i], "--label-smoothing", 17) == 0;
+    if (a->seq2seq && !smoothing) a->o.label_smoothing = 0.1;
+    if (a->seq2seq && a->pack) return cli_usage_error(a->cmd, "--pack is for causal-LM data, not seq2seq");
     vp_status s = trainer_options_check(&a->o);
     if (s != VP_OK) return cli_usage_error(a->cmd, "%s", vp_last_error());
     return 0;
@@ -197,8 +215,9 @@ static int check_out_dir(const struct lm_args *a) {
 
 static struct lm_data_options data_options(const struct lm_args *a, const struct tok_tokenizer *tok) {
     return (struct lm_data_options){
-        .task = LM_TASK_CAUSAL, .tokenizer = tok, .text_field = a->text_field, .prompt_field = a->prompt_field,
-        .completion_field = a->completion_field, .pack = a->pack, .skip_bad = a->skip_bad,
+        .task = a->seq2seq ? LM_TASK_SEQ2SEQ : LM_TASK_CAUSAL, .tokenizer = tok, .text_field = a->text_field,
+        .prompt_field = a->prompt_field, .completion_field = a->completion_field, .source_field = a->source_field,
+        .target_field = a->target_field, .pack = a->pack, .skip_bad = a->skip_bad,
     };
 }
 
@@ -294,7 +313,11 @@ static int prepare(struct lm_run *r) {
     }
     const int longest = r->eval.longest > r->train.longest ? r->eval.longest : r->train.longest;
     if ((s = lm_trainer_load(r->t, longest)) != VP_OK) return cli_fail(s);
-    if (a->init && (s = decoder_load_delta(lm_trainer_decoder(r->t), a->init)) != VP_OK) return cli_fail(s);
+    if (a->init) {
+        s = a->seq2seq ? seq2seq_load_delta(lm_trainer_seq2seq(r->t), a->init)
+                       : decoder_load_delta(lm_trainer_decoder(r->t), a->init);
+        if (s != VP_OK) return cli_fail(s);
+    }
     return 0;
 }
 
@@ -312,7 +335,7 @@ static void print_summary(const struct lm_run *r, const struct lm_summary *sum, 
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "out", a->out);
         cJSON_AddStringToObject(o, "device", vp_context_device(r->ctx)->name);
-        cJSON_AddStringToObject(o, "task", "causal-lm");
+        cJSON_AddStringToObject(o, "task", a->seq2seq ? "seq2seq" : "causal-lm");
         cJSON_AddNumberToObject(o, "trainable_params", (double)trainable);
         cJSON_AddNumberToObject(o, "steps", (double)b->steps);
         cJSON_AddNumberToObject(o, "examples", (double)b->examples);
@@ -353,7 +376,7 @@ static int train(struct lm_run *r) {
     if (rc) return rc;
     char path[4096], ckpt[4200];
     const uint64_t total = trainer_total_steps(&a->o, r->train.batches * (uint64_t)a->o.batch);
-    struct delta_params *params = decoder_params(lm_trainer_decoder(r->t));
+    struct delta_params *params = lm_trainer_params(r->t);
     /* The run's identity for its checkpoints: the settings, the data and
      * the LM data options that shape the batches. */
     char *args = train_args_json(&a->o, a->model, &r->spec, a->data, a->eval, total), *settings = NULL;
@@ -365,6 +388,9 @@ static int train(struct lm_run *r) {
         cJSON_AddStringToObject(aj, "text_field", a->text_field ? a->text_field : "");
         cJSON_AddStringToObject(aj, "prompt_field", a->prompt_field ? a->prompt_field : "");
         cJSON_AddStringToObject(aj, "completion_field", a->completion_field ? a->completion_field : "");
+        cJSON_AddStringToObject(aj, "source_field", a->source_field ? a->source_field : "");
+        cJSON_AddStringToObject(aj, "target_field", a->target_field ? a->target_field : "");
+        cJSON_AddNumberToObject(aj, "label_smoothing", a->o.label_smoothing);
         args = cJSON_Print(aj);
         cJSON_Delete(aj);
     }
@@ -464,9 +490,21 @@ static int evaluate(const struct lm_args *a) {
     if (s == VP_OK) s = vp_context_create(&co, &ctx);
     const struct decoder_options dopt = {.storage = a->o.storage};
     const int T = a->o.max_len > 0 ? a->o.max_len : 8;
-    if (s == VP_OK) s = decoder_create_with_delta(ctx, a->model, a->delta, &dopt, a->o.batch, T, &m);
     struct lm_eval_result res;
-    if (s == VP_OK) {
+    if (s == VP_OK && a->seq2seq) {
+        const struct seq2seq_options sopt = {.storage = a->o.storage, .label_smoothing = a->o.label_smoothing};
+        struct seq2seq *sm = NULL;
+        s = seq2seq_create_with_delta(ctx, a->model, a->delta, &sopt, a->o.batch, T, T, &sm);
+        struct lm_data_options o = data_options(a, tok);
+        o.arch = &arch;
+        o.batch = a->o.batch;
+        o.max_len = a->o.max_len > 0 ? a->o.max_len : arch.max_positions;
+        if (s == VP_OK) s = lm_evaluate_seq2seq(sm, a->data, &o, a->o.pad_multiple, &res);
+        seq2seq_destroy(sm);
+    } else if (s == VP_OK) {
+        s = decoder_create_with_delta(ctx, a->model, a->delta, &dopt, a->o.batch, T, &m);
+    }
+    if (s == VP_OK && !a->seq2seq) {
         struct lm_data_options o = data_options(a, tok);
         o.arch = decoder_arch(m);
         o.batch = a->o.batch;

@@ -193,19 +193,29 @@ static void add_reparam(struct builder *b, const struct delta_module *m, int i, 
  * reparameterised prefix's MLP writes one (P_k, P_v) block per place,
  * encoder, decoder, then cross-attention blocks. */
 static void add_module(struct builder *b, const struct model_arch *a, const struct delta_module *m, int i) {
-    static const char *const root[3] = {"encoder.layers", "decoder.layers", "cross.layers"};
-    const int d = a->hidden, H = a->heads, hd = a->head_dim;
+    const int d = a->hidden, H = a->heads, hd = a->head_dim, kvd = delta_params_prefix_width(a);
+    const int places = delta_module_places(m, a);
+    if (m->kind == DELTA_PREFIX && m->reparam > 0) add_reparam(b, m, i, d, places * 2 * kvd);
+    for (int place = 0; place < places; place++) {
+        const char *P;
+        const int l = delta_params_place(a, m, place, &P);
+        const bool enc = a->stack != MODEL_STACK_ENCODER_DECODER || strcmp(P, "encoder.layers") == 0;
+        add_place(b, m, i, P, l, d, H, hd, enc ? a->intermediate : a->decoder_intermediate, kvd);
+    }
+}
+
+int delta_params_place(const struct model_arch *a, const struct delta_module *m, int place, const char **root) {
+    static const char *const roots[3] = {"encoder.layers", "decoder.layers", "cross.layers"};
     const bool s2s = a->stack == MODEL_STACK_ENCODER_DECODER;
-    const int kvd = s2s ? d : delta_params_prefix_width(a);
-    if (m->kind == DELTA_PREFIX && m->reparam > 0) add_reparam(b, m, i, d, delta_module_places(m, a) * 2 * kvd);
     for (int k = 0; k < 3; k++) {
         const unsigned bit = 1u << k;
         if (s2s ? !delta_module_in_stack(m, a, bit) : k > 0) continue;
-        const char *P = s2s ? root[k] : delta_params_layers_name(a);
-        const int I = bit == DELTA_STACK_ENCODER ? a->intermediate : a->decoder_intermediate;
+        *root = s2s ? roots[k] : delta_params_layers_name(a);
         for (int l = 0; l < (s2s ? delta_stack_layers(a, bit) : a->layers); l++)
-            if (delta_module_has_layer(m, l)) add_place(b, m, i, P, l, d, H, hd, s2s ? I : a->intermediate, kvd);
+            if (delta_module_has_layer(m, l) && place-- == 0) return l;
     }
+    *root = NULL;
+    return -1;
 }
 
 /* The placements the contract defines (runtime/model/README.md). */

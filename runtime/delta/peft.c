@@ -54,6 +54,11 @@ bool delta_peft_lora_uniform(const struct delta_spec *s, const char **why) {
 
 bool delta_peft_supported(const struct delta_spec *s, const struct model_arch *arch, const char **why) {
     if (arch->stack == MODEL_STACK_DECODER) return delta_peft_decoder_supported(s, arch, why);
+    if (arch->stack == MODEL_STACK_ENCODER_DECODER) {
+        *why = "PEFT export of encoder-decoder (BART/mBART) deltas is not written yet (their keys name "
+               "model.encoder/decoder.layers.N.self_attn/encoder_attn); the vkpeft delta has everything";
+        return false;
+    }
     *why = NULL;
     if (s->count >= 1 && all_lora(s)) return delta_peft_lora_uniform(s, why);
     if (s->count == 1 && s->modules[0].kind == DELTA_PREFIX) {

@@ -635,6 +635,27 @@ vp_status seq2seq_load_delta(struct seq2seq *m, const char *dir) {
     return s;
 }
 
+vp_status seq2seq_create_with_delta(vp_context *ctx, const char *dir, const char *delta_dir,
+                                    const struct seq2seq_options *opt, int B, int S, int T, struct seq2seq **out) {
+    *out = NULL;
+    struct model_arch arch;
+    vp_status s = model_arch_load(dir, &arch);
+    if (s != VP_OK) return s;
+    struct delta_spec spec;
+    struct delta_tensors t = {0};
+    s = delta_load(delta_dir, &arch, &spec, &t);
+    model_arch_finish(&arch);
+    if (s == VP_OK) s = seq2seq_create(ctx, dir, &spec, opt, B, S, T, out);
+    if (s == VP_OK) s = delta_params_load((*out)->core.params, &t);
+    delta_tensors_free(&t);
+    if (s != VP_OK) {
+        vp_fail_context(s, "--delta %s", delta_dir);
+        seq2seq_destroy(*out);
+        *out = NULL;
+    }
+    return s;
+}
+
 vp_status seq2seq_tensor_numel(const struct seq2seq *m, const char *name, uint64_t *n) {
     return decoder_tensor_numel(&m->core, name, n);
 }

@@ -100,8 +100,12 @@ vp_status seq2seq_record_zero_grads(struct seq2seq *m, struct vk_recorder *rec);
 void seq2seq_batch_shape(const struct seq2seq *m, int *B, int *S, int *T);
 vp_status seq2seq_set_batch(struct seq2seq *m, int B, int S, int T);
 
-/* A saved delta's tensors into a loaded model whose spec trains them. */
+/* A saved delta's tensors into a loaded model whose spec trains them; or
+ * the model opened with a saved delta's spec, loaded for (B,S,T), with the
+ * delta's tensors written. */
 vp_status seq2seq_load_delta(struct seq2seq *m, const char *delta_dir);
+vp_status seq2seq_create_with_delta(vp_context *ctx, const char *dir, const char *delta_dir,
+                                    const struct seq2seq_options *opt, int B, int S, int T, struct seq2seq **out);
 
 /* Any tensor by name (Hugging Face names for the model's, in the file's
  * layout; the delta's by their delta names); as decoder_lm.h's. */
