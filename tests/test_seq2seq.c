@@ -11,7 +11,11 @@
  * Deltas: LoRA at every site (k and v of cross-attention read the encoder
  * output), plain and reparameterised prefixes in all three kinds of
  * attention, MAM, parallel / sequential / per-head / gated adapters,
- * BitFit, full fine-tuning. */
+ * BitFit, full fine-tuning.
+ *
+ * Generation: greedy against refs_generate_greedy (decoder start, mBART's
+ * forced BOS, eos and padding), beam search against search.h driven by the
+ * reference's own logits. */
 #include "seq2seq_lm.h"
 #include "reference/seq2seq.h"
 #include "dectest.h"
@@ -336,6 +340,125 @@ static void deltas_f16(void) {
     run_case(MBART, true, 0.1, &bitfit_lora); /* f16 frozen weights with trained biases */
 }
 
+/* ------------------------------------------------------------------------
+ * Generation
+ * ------------------------------------------------------------------------ */
+
+enum { MAXNEW = 6, ROWS = 4 };
+static const double EOS_BIAS = 1.5; /* sequences of 1 to 6 tokens in the cases below */
+
+/* search.h's step on the reference: every row run alone on its source and
+ * whole decoder prefix, the last position's logits (double → float). */
+struct ref_gen {
+    struct refs *m;
+    const struct batch *b;
+    int32_t prefix[ROWS][MAXNEW + 1], prev[ROWS][MAXNEW + 1];
+    int len[ROWS], prev_len[ROWS], item[ROWS], prev_item[ROWS];
+};
+
+static vp_status ref_step(void *user, int rows, const int32_t *parent, const int32_t *tokens, float *logits) {
+    struct ref_gen *g = user;
+    const int32_t start = (int32_t)g->m->arch.decoder_start_token_id;
+    memcpy(g->prev, g->prefix, sizeof g->prev);
+    memcpy(g->prev_len, g->len, sizeof g->len);
+    memcpy(g->prev_item, g->item, sizeof g->item);
+    double *z = malloc((size_t)(MAXNEW + 1) * V * sizeof *z);
+    for (int r = 0; r < rows; r++) {
+        const int p = parent ? parent[r] : r, n = parent ? g->prev_len[p] : 0;
+        memcpy(g->prefix[r], g->prev[p], sizeof g->prefix[r]);
+        g->prefix[r][n] = parent ? tokens[r] : start;
+        g->len[r] = n + 1;
+        g->item[r] = parent ? g->prev_item[p] : r;
+        const int i = g->item[r];
+        const struct refs_batch rb = {g->b->ids + i * S, g->b->mask + i * S, g->prefix[r], NULL, NULL, 1, S, g->len[r]};
+        refs_forward(g->m, z, &rb);
+        for (int v = 0; v < V; v++) logits[(size_t)r * V + v] = (float)z[(size_t)(g->len[r] - 1) * V + v];
+    }
+    free(z);
+    return VP_OK;
+}
+
+/* Greedy against refs_generate_greedy (mBART: forced BOS first), beam
+ * search (2 beams) against search.h driven by the reference's logits: the
+ * same tokens, lengths and (within TOL) scores. */
+static void generation_case(int family, const struct spec_case *c) {
+    vp_context *ctx = ctx_get();
+    struct model_arch arch;
+    struct delta_spec spec = {0};
+    if (c && !CHECKF(delta_spec_preset(c->preset, &spec) == VP_OK, "%s", vp_last_error())) return;
+    if (!ctx || !make_dir() || !parse_arch(family, &arch)) return;
+    const struct refs_options ropt = {.seed = 31 + (uint64_t)family, .weight_std = 0.3, .randomise_zero_init = true};
+    struct refs *m;
+    const bool made = CHECKF(refs_create(&m, &arch, &spec, &ropt) == VP_OK, "%s", vp_last_error());
+    model_arch_finish(&arch);
+    if (!made) return;
+    /* eos made likelier (final_logits_bias), so some sequences end early
+     * and are padded */
+    m->w.logits_bias->data[m->arch.eos_token_id] += EOS_BIAS;
+    round_reference(m, false);
+    char what[96];
+    snprintf(what, sizeof what, "%s %s generation", family_names[family], c ? c->label : "no delta");
+    const struct seq2seq_options opt = {.storage = ENCODER_STORAGE_F32};
+    struct seq2seq *g = NULL;
+    struct batch b;
+    batch_make(&b, 0);
+    if (dectest_write_tensors(&m->tensors, g_dir, configs[family]) &&
+        CHECKF(seq2seq_create(ctx, g_dir, &spec, &opt, ROWS, S, MAXNEW + 1, &g) == VP_OK, "%s: %s", what,
+               vp_last_error())) {
+        copy_trainable(g, m, what);
+        int32_t want[B * MAXNEW];
+        const int steps = refs_generate_greedy(m, want, b.ids, b.mask, B, S, MAXNEW);
+        struct search_options so = {.max_new_tokens = MAXNEW};
+        seq2seq_search_defaults(seq2seq_arch(g), &so);
+        struct search_result got;
+        if (CHECKF(seq2seq_generate(g, &so, b.ids, b.mask, B, S, &got) == VP_OK, "%s: %s", what, vp_last_error())) {
+            CHECKF(got.steps == steps, "%s: %d steps, the reference took %d", what, got.steps, steps);
+            for (int i = 0; i < B; i++)
+                for (int t = 0; t < MAXNEW; t++) {
+                    const int32_t y = t < got.lengths[i] ? got.tokens[(size_t)i * got.capacity + t]
+                                                         : (int32_t)m->arch.pad_token_id;
+                    CHECKF(y == want[i * MAXNEW + t], "%s: source %d token %d is %d, the reference's %d", what, i, t,
+                           y, want[i * MAXNEW + t]);
+                }
+            th_diag("%s: greedy %d steps, %d and %d tokens", what, got.steps, got.lengths[0], got.lengths[1]);
+        }
+        search_result_free(&got);
+        so.num_beams = 2;
+        so.num_return_sequences = 2;
+        struct ref_gen rg = {.m = m, .b = &b};
+        struct search_result ref;
+        const struct search_model rm = {ref_step, &rg, V};
+        const int32_t start = (int32_t)m->arch.decoder_start_token_id, *starts[B] = {&start, &start};
+        const int lens[B] = {1, 1};
+        const struct search_input in = {B, starts, lens};
+        const bool ok = CHECKF(seq2seq_generate(g, &so, b.ids, b.mask, B, S, &got) == VP_OK, "%s: %s", what,
+                               vp_last_error()) &&
+                        CHECK(search_run(&so, &rm, &in, &ref) == VP_OK);
+        for (int k = 0; ok && k < ref.count; k++) {
+            CHECKF(got.lengths[k] == ref.lengths[k], "%s: beam sequence %d has %d tokens, want %d", what, k,
+                   got.lengths[k], ref.lengths[k]);
+            for (int t = 0; t < ref.lengths[k] && t < got.lengths[k]; t++)
+                CHECKF(got.tokens[(size_t)k * got.capacity + t] == ref.tokens[(size_t)k * ref.capacity + t],
+                       "%s: beam sequence %d token %d", what, k, t);
+            const double want_score = ref.scores[k];
+            dectest_check_normwise(&got.scores[k], &want_score, 1, TOL, what, NULL, 0.0);
+        }
+        if (ok) CHECK(got.count == B * 2);
+        search_result_free(&got);
+        if (ok) search_result_free(&ref);
+    }
+    seq2seq_destroy(g);
+    refs_destroy(m);
+}
+
+static const struct spec_case lora_gen = {"lora", "lora:r=2", NULL};
+static void generation(void) {
+    generation_case(BART, NULL);
+    generation_case(MBART, NULL);
+    generation_case(BART, &lora_gen);
+    generation_case(MBART, &mam);
+}
+
 /* Bad inputs give messages, not crashes. */
 static void errors_are_reported(void) {
     vp_context *ctx = ctx_get();
@@ -391,5 +514,5 @@ static void teardown(void) {
 }
 
 VT_MAIN(TH_CASE(no_delta), TH_CASE(no_delta_f16), TH_CASE(lora), TH_CASE(prefixes), TH_CASE(mam_preset),
-        TH_CASE(adapters), TH_CASE(bitfit_full), TH_CASE(deltas_f16), TH_CASE(errors_are_reported),
+        TH_CASE(adapters), TH_CASE(bitfit_full), TH_CASE(deltas_f16), TH_CASE(generation), TH_CASE(errors_are_reported),
         TH_CASE(teardown))

@@ -107,6 +107,31 @@ vp_status seq2seq_load_delta(struct seq2seq *m, const char *delta_dir);
 vp_status seq2seq_create_with_delta(vp_context *ctx, const char *dir, const char *delta_dir,
                                     const struct seq2seq_options *opt, int B, int S, int T, struct seq2seq **out);
 
+/* ------------------------------------------------------------------------
+ * Generation (seq2seq_generate.c)
+ *
+ *     seq2seq_load(m, batch * num_beams, S, 1 + max_new);   // rows, source, decoder positions
+ *     struct search_options o = {.max_new_tokens = 32, .num_beams = 4};
+ *     seq2seq_search_defaults(seq2seq_arch(m), &o);
+ *     seq2seq_generate(m, &o, src, src_mask, batch, S, &result);   // search.h
+ *
+ * Every sequence starts from decoder_start_token_id (else eos); the
+ * config's forced_bos_token_id (mBART's target language) is forced at the
+ * first step and forced_eos_token_id at the last, as HF's generate() does.
+ * No KV cache yet: each step re-runs the encoder and the decoder over every
+ * row's whole prefix (one evaluation pass of the loaded batch shape), so a
+ * step costs a full forward; new tokens are capped by the loaded decoder
+ * positions. The model's batch rows must hold batch × beams (× return
+ * sequences when sampling). The logits, loss and recordings of the
+ * evaluation pass are overwritten.
+ * ------------------------------------------------------------------------ */
+
+/* The config's eos ids, pad id and forced bos / eos ids into o. */
+void seq2seq_search_defaults(const struct model_arch *a, struct search_options *o);
+/* Generates for `batch` sources (batch, src_len) (mask NULL: all real). */
+vp_status seq2seq_generate(struct seq2seq *m, const struct search_options *o, const int32_t *src,
+                           const uint8_t *src_mask, int batch, int src_len, struct search_result *out);
+
 /* Any tensor by name (Hugging Face names for the model's, in the file's
  * layout; the delta's by their delta names); as decoder_lm.h's. */
 vp_status seq2seq_tensor_numel(const struct seq2seq *m, const char *name, uint64_t *n);
