@@ -11,6 +11,9 @@
  * - `vkpeft eval` on the trained delta reports the loss the training's last
  *   evaluation reported on the same file, both with seq2seq's default label
  *   smoothing 0.1 (eval's loss with --label-smoothing 0 is lower);
+ * - `vkpeft generate` maps held-out sources (greedy and beam), and
+ *   `vkpeft eval` reports ROUGE-1/2/L, BLEU and exact match of its greedy
+ *   generations, the exact match agreeing with generate's lines;
  * - bad flags and data exit 2 naming the flag, file and line.
  * argv[1] is the vkpeft binary. */
 #include "clitest.h"
@@ -155,6 +158,69 @@ static void eval_matches_training(void) {
     }
 }
 
+/* `vkpeft generate` turns the held-out sources into their mapped targets
+ * (greedy, then 2 beams returning 2 sequences each), and `vkpeft eval`'s
+ * generated-text metrics agree with it: its exact-match share is what the
+ * greedy lines here give, ROUGE and BLEU high. */
+static void generate_and_text_metrics(void) {
+    if (!setup() || !CHECKF(exists("run-lora/delta.json"), "needs the lora run")) return;
+    char *text = calloc(1, 4096);
+    size_t n = 0;
+    int count = 0;
+    for (int a = 0; a < WORDS; a++)
+        for (int b = 0; b < WORDS; b++)
+            if (held_out(a, b)) n += (size_t)snprintf(text + n, 4096 - n, "x%d x%d\n", a, b), count++;
+    write_text("sources.txt", text);
+    free(text);
+    run("generate --model bart --delta run-lora --prompts sources.txt --max-new-tokens 31 --weights f32 --batch 8");
+    EXPECT_EXIT(0);
+    int exact = 0, line = 0;
+    double f1_sum = 0; /* ROUGE-1 F of each line: its words are single tokens */
+    for (const char *p = r.out; *p && line < count; line++) {
+        const char *nl = strchr(p, '\n');
+        const size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        int a = 0, b = 0, k = 0;
+        for (int pair = 0; pair < WORDS * WORDS; pair++) /* the line-th held-out pair */
+            if (held_out(pair / WORDS, pair % WORDS) && k++ == line) a = pair / WORDS, b = pair % WORDS;
+        char want[64], got[256];
+        snprintf(want, sizeof want, "y%d y%d", perm[a], perm[b]);
+        snprintf(got, sizeof got, "%.*s", (int)len, p);
+        exact += strcmp(got, want) == 0;
+        int want_count[WORDS] = {0}, n_got = 0, overlap = 0;
+        want_count[perm[a]]++, want_count[perm[b]]++;
+        for (char *w = strtok(got, " "); w; w = strtok(NULL, " ")) {
+            int y;
+            n_got++;
+            if (sscanf(w, "y%d", &y) == 1 && y >= 0 && y < WORDS && want_count[y]) want_count[y]--, overlap++;
+        }
+        f1_sum += n_got ? 2.0 * overlap / (n_got + 2) : 0;
+        p = nl ? nl + 1 : p + len;
+    }
+    CHECKF(line == count, "%d lines for %d sources:\n%s", line, count, r.out);
+    run("eval --model bart --delta run-lora --data dev.jsonl --batch 16 --weights f32 --json");
+    EXPECT_EXIT(0);
+    cJSON *j = output_json();
+    if (!j) return;
+    const double em = json_number(j, "exact_match"), r1 = json_number(j, "rouge1"), bleu = json_number(j, "bleu");
+    th_diag("generated: %d of %d exact; eval: exact match %.3f, ROUGE-1 %.2f, ROUGE-2 %.2f, ROUGE-L %.2f, BLEU %.2f",
+            exact, count, em, r1, json_number(j, "rouge2"), json_number(j, "rougeL"), bleu);
+    CHECKF(fabs(em - (double)exact / count) < 1e-12, "eval's exact match %.4f, generate's %d/%d", em, exact, count);
+    /* teacher-forced accuracy 0.95 on these targets: greedy decoding gets
+     * most whole targets right (chance: 1/64 per target) */
+    CHECKF(em >= 0.75, "exact match %.3f", em);
+    CHECKF(fabs(r1 - 100 * f1_sum / count) < 1e-9, "ROUGE-1 %.6f, generate's lines give %.6f", r1,
+           100 * f1_sum / count);
+    /* two-word targets hold no 3- or 4-grams: sacrebleu's corpus BLEU is 0 */
+    CHECKF(bleu == 0, "BLEU %.2f", bleu);
+    cJSON_Delete(j);
+    run("generate --model bart --delta run-lora --prompts sources.txt --max-new-tokens 4 --weights f32 "
+        "--num-beams 2 --num-return-sequences 2 --json");
+    EXPECT_EXIT(0);
+    int lines = 0;
+    for (const char *p = r.out; (p = strstr(p, "\"sequence\"")); p++) lines++;
+    CHECKF(lines == 2 * count, "%d JSON lines for %d sources × 2 beams", lines, count);
+}
+
 /* ------------------------------------------------------------------------
  * Errors
  * ------------------------------------------------------------------------ */
@@ -184,7 +250,7 @@ int main(int argc, char **argv) {
     vkpeft = realpath(argv[1], full) ? full : argv[1];
     const struct th_case cases[] = {
         TH_CASE(lora_learns_mapping), TH_CASE(mam_learns_mapping), TH_CASE(eval_matches_training),
-        TH_CASE(bad_input_exits_2), TH_CASE(teardown),
+        TH_CASE(generate_and_text_metrics), TH_CASE(bad_input_exits_2), TH_CASE(teardown),
     };
     return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);
 }

@@ -78,6 +78,10 @@ static const char eval_help[] =
     "On a decoder-only model: the mean cross-entropy per scored token of the\n"
     "JSONL examples (text, or prompt + completion scoring the completion), the\n"
     "perplexity exp(loss) and the teacher-forced next-token accuracy.\n"
+    "On an encoder-decoder (source + target lines): the same teacher-forced\n"
+    "figures (label smoothing 0.1 unless --label-smoothing), then every source\n"
+    "decoded greedily (up to --max-len - 1 tokens) and scored against its\n"
+    "target: ROUGE-1/2/L F-measures and BLEU (×100) and the exact-match share.\n"
     "\n"
     "examples:\n"
     "  vkpeft eval --model models/tiny-llama --delta runs/sft-lora --data dev.jsonl --json\n";
@@ -491,6 +495,7 @@ static int evaluate(const struct lm_args *a) {
     const struct decoder_options dopt = {.storage = a->o.storage};
     const int T = a->o.max_len > 0 ? a->o.max_len : 8;
     struct lm_eval_result res;
+    struct lm_text_metrics gen = {0};
     if (s == VP_OK && a->seq2seq) {
         const struct seq2seq_options sopt = {.storage = a->o.storage, .label_smoothing = a->o.label_smoothing};
         struct seq2seq *sm = NULL;
@@ -500,6 +505,11 @@ static int evaluate(const struct lm_args *a) {
         o.batch = a->o.batch;
         o.max_len = a->o.max_len > 0 ? a->o.max_len : arch.max_positions;
         if (s == VP_OK) s = lm_evaluate_seq2seq(sm, a->data, &o, a->o.pad_multiple, &res);
+        /* then greedy generation of every source: up to --max-len - 1 new tokens */
+        struct search_options so = {.max_new_tokens = o.max_len - 1};
+        seq2seq_search_defaults(&arch, &so);
+        if (s == VP_OK) s = seq2seq_set_batch(sm, o.batch, o.max_len, o.max_len);
+        if (s == VP_OK) s = lm_generate_metrics(sm, tok, a->data, &o, &so, &gen);
         seq2seq_destroy(sm);
     } else if (s == VP_OK) {
         s = decoder_create_with_delta(ctx, a->model, a->delta, &dopt, a->o.batch, T, &m);
@@ -515,11 +525,25 @@ static int evaluate(const struct lm_args *a) {
     if (s != VP_OK) rc = cli_fail(s);
     else if (a->common.json) {
         char *text = lm_eval_json(&res);
-        puts(text ? text : "{}");
+        cJSON *j = text ? cJSON_Parse(text) : NULL;
+        if (j && a->seq2seq) {
+            cJSON_AddNumberToObject(j, "rouge1", gen.rouge1);
+            cJSON_AddNumberToObject(j, "rouge2", gen.rouge2);
+            cJSON_AddNumberToObject(j, "rougeL", gen.rougeL);
+            cJSON_AddNumberToObject(j, "bleu", gen.bleu);
+            cJSON_AddNumberToObject(j, "exact_match", gen.exact_match);
+        }
+        char *out = j ? cJSON_Print(j) : NULL;
+        puts(out ? out : "{}");
+        free(out);
+        cJSON_Delete(j);
         free(text);
     } else {
         printf("loss %.4f  perplexity %.4f  token accuracy %.4f  (%llu tokens, %llu examples)\n", res.loss,
                res.perplexity, res.accuracy, (unsigned long long)res.tokens, (unsigned long long)res.examples);
+        if (a->seq2seq)
+            printf("generated (greedy): ROUGE-1 %.2f  ROUGE-2 %.2f  ROUGE-L %.2f  BLEU %.2f  exact match %.4f\n",
+                   gen.rouge1, gen.rouge2, gen.rougeL, gen.bleu, gen.exact_match);
     }
     decoder_destroy(m);
     vp_context_destroy(ctx);

@@ -90,6 +90,21 @@ vp_status lm_evaluate(struct decoder *m, const char *path, const struct lm_data_
  * one length. */
 vp_status lm_evaluate_seq2seq(struct seq2seq *m, const char *path, const struct lm_data_options *o, int pad_multiple,
                               struct lm_eval_result *out);
+/* Seq2seq evaluation by generation (lmgenerate.c): every source of `path`
+ * (seq2seq lines, file order, o's fields and lengths) decoded with
+ * `search` (seq2seq_generate; the model loaded with at least o->batch ×
+ * beams rows and o->max_len source tokens), decoded to text without
+ * special tokens and scored against the decoded labels, as HF's
+ * run_summarization / run_translation do: ROUGE-1/2/L F-measures (Porter
+ * stemmer, ×100), corpus BLEU (0..100) and the share of exact matches. */
+struct lm_text_metrics {
+    double rouge1, rouge2, rougeL, bleu, exact_match;
+    uint64_t examples;
+};
+struct tok_tokenizer;
+vp_status lm_generate_metrics(struct seq2seq *m, const struct tok_tokenizer *tok, const char *path,
+                              const struct lm_data_options *o, const struct search_options *search,
+                              struct lm_text_metrics *out);
 /* {"loss", "perplexity", "accuracy", "tokens", "examples"} (malloc'd). */
 char *lm_eval_json(const struct lm_eval_result *r);
 
