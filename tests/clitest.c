@@ -63,6 +63,19 @@ bool write_text(const char *name, const char *text) {
     return CHECK(fclose(f) == 0);
 }
 
+bool same_bytes(const char *a, const char *b) {
+    void *x = NULL, *y = NULL;
+    size_t nx = 0, ny = 0;
+    char pa[600], pb[600];
+    snprintf(pa, sizeof pa, "%s/%s", root, a);
+    snprintf(pb, sizeof pb, "%s/%s", root, b);
+    bool ok = CHECKF(vp_file_read(pa, &x, &nx) == VP_OK && vp_file_read(pb, &y, &ny) == VP_OK, "%s", vp_last_error());
+    ok = ok && CHECKF(nx > 0 && nx == ny && memcmp(x, y, nx) == 0, "%s and %s differ", a, b);
+    free(x);
+    free(y);
+    return ok;
+}
+
 bool write_xy_tokenizer(const char *dir, bool bos_eos) {
     char vocab[1024] = "\"[PAD]\":0,\"[UNK]\":1,\"<s>\":2,\"</s>\":3";
     for (int i = 0; i < 8; i++)

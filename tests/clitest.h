@@ -27,6 +27,8 @@ void run(const char *args);
 #define EXPECT_OUTPUT(text) CHECKF(strstr(r.out, (text)) != NULL, "output lacks '%s':\n%s", (text), r.out)
 
 bool exists(const char *name);                       /* root/name */
+/* root/a and root/b exist, are not empty and hold the same bytes (checked). */
+bool same_bytes(const char *a, const char *b);
 /* The last case of every CLI test: removes root (when it was made). */
 void teardown(void);
 bool write_text(const char *name, const char *text); /* root/name */

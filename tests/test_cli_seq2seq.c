@@ -14,6 +14,8 @@
  * - `vkpeft generate` maps held-out sources (greedy and beam), and
  *   `vkpeft eval` reports ROUGE-1/2/L, BLEU and exact match of its greedy
  *   generations, the exact match agreeing with generate's lines;
+ * - killed at random moments and resumed, training ends with the
+ *   uninterrupted run's delta byte for byte;
  * - bad flags and data exit 2 naming the flag, file and line.
  * argv[1] is the vkpeft binary. */
 #include "clitest.h"
@@ -88,12 +90,12 @@ static bool setup(void) {
 
 static double last_eval_loss[2];
 
-static void learns(int which, const char *delta, const char *out, const char *extra) {
+static void learns(int which, const char *delta, const char *out, int epochs, const char *extra) {
     if (!setup()) return;
     char args[1024];
     snprintf(args, sizeof args,
-             "train --model bart --delta %s --data train.jsonl --eval dev.jsonl --out %s --batch 16 --epochs 80 "
-             "--warmup 5%% --weight-decay 0 --weights f32 --json --quiet %s", delta, out, extra);
+             "train --model bart --delta %s --data train.jsonl --eval dev.jsonl --out %s --batch 16 --epochs %d "
+             "--warmup 5%% --weight-decay 0 --weights f32 --json --quiet %s", delta, out, epochs, extra);
     run(args);
     EXPECT_EXIT(0);
     cJSON *j = output_json();
@@ -105,7 +107,7 @@ static void learns(int which, const char *delta, const char *out, const char *ex
     th_diag("%s: %g steps, loss %.3f -> %.3f, held-out loss %.3f, token accuracy %.3f (%g tokens), %.1f ms/step",
             delta, json_number(j, "steps"), first, last, loss, acc, json_number(e, "tokens"),
             json_number(j, "step_ms"));
-    CHECK(json_number(j, "steps") == 240); /* 48 examples in 3 batches of 16, 80 epochs */
+    CHECK(json_number(j, "steps") == 3 * epochs); /* 48 examples in 3 batches of 16 */
     CHECKF(last < 0.5 * first, "%s: loss %.3f -> %.3f", delta, first, last);
     /* 16 held-out sources × 4 scored target tokens (<s> y y </s>): <s> and
      * </s> are the same everywhere, so a model that maps no word scores
@@ -122,8 +124,9 @@ static void learns(int which, const char *delta, const char *out, const char *ex
     }
 }
 
-static void lora_learns_mapping(void) { learns(0, "lora:r=8,a=16", "run-lora", "--lr 1e-2"); }
-static void mam_learns_mapping(void) { learns(1, "mam:l=4,r=32,s=2", "run-mam", "--lr 1e-2"); }
+static void lora_learns_mapping(void) { learns(0, "lora:r=8,a=16", "run-lora", 80, "--lr 1e-2"); }
+/* (40 epochs at lr 2e-2, or l=2,r=16 over 60, reach only 0.906.) */
+static void mam_learns_mapping(void) { learns(1, "mam:l=4,r=32,s=2", "run-mam", 80, "--lr 1e-2"); }
 
 /* Eval on the held-out file gives the loss training reported for it last,
  * both under seq2seq's default ε = 0.1 — for mam through the saved delta's
@@ -221,6 +224,23 @@ static void generate_and_text_metrics(void) {
     CHECKF(lines == 2 * count, "%d JSON lines for %d sources × 2 beams", lines, count);
 }
 
+/* Seq2seq training survives SIGKILL: killed at random moments and resumed
+ * from its checkpoints, it ends with the uninterrupted run's delta, byte
+ * for byte. */
+#define S2S_RESUME_ARGS                                                                                   \
+    "train --model bart --delta lora:r=4 --data train.jsonl --batch 16 --epochs 10 --lr 1e-2 --weights f32 " \
+    "--checkpoint-every 3 --quiet"
+
+static void s2s_kill_and_resume(void) {
+    if (!setup()) return;
+    run(S2S_RESUME_ARGS " --out s2s-ref");
+    if (!CHECKF(r.code == 0, "%s", r.out)) return;
+    struct kill_stats st;
+    kill_and_resume(S2S_RESUME_ARGS, "s2s-k", 6, 91, 100, 900, &st);
+    CHECK(st.done && st.kills >= 3);
+    same_bytes("s2s-ref/delta.safetensors", "s2s-k/delta.safetensors");
+}
+
 /* ------------------------------------------------------------------------
  * Errors
  * ------------------------------------------------------------------------ */
@@ -235,6 +255,9 @@ static void bad_input_exits_2(void) {
     run("train --model bart --delta lora --data train.jsonl --out run-bad --pack");
     EXPECT_EXIT(2);
     EXPECT_OUTPUT("--pack");
+    run("train --model bart --delta lora --data train.jsonl --out run-bad --target-lang de_DE");
+    EXPECT_EXIT(2);
+    EXPECT_OUTPUT("--target-lang de_DE");
     run("train --model bart --delta lora --data train.jsonl --out run-bad --max-len 40");
     EXPECT_EXIT(2);
     EXPECT_OUTPUT("--max-len 40");
@@ -250,7 +273,8 @@ int main(int argc, char **argv) {
     vkpeft = realpath(argv[1], full) ? full : argv[1];
     const struct th_case cases[] = {
         TH_CASE(lora_learns_mapping), TH_CASE(mam_learns_mapping), TH_CASE(eval_matches_training),
-        TH_CASE(generate_and_text_metrics), TH_CASE(bad_input_exits_2), TH_CASE(teardown),
+        TH_CASE(generate_and_text_metrics), TH_CASE(s2s_kill_and_resume), TH_CASE(bad_input_exits_2),
+        TH_CASE(teardown),
     };
     return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);
 }

@@ -41,7 +41,9 @@ static const char train_help[] =
     "On an encoder-decoder (BART, mBART) it is seq2seq fine-tuning with teacher\n"
     "forcing on lines {\"source\": \"...\", \"target\": \"...\"} (--source-field,\n"
     "--target-field), label smoothing 0.1 unless --label-smoothing says otherwise\n"
-    "(He et al. 2022); no PEFT files are written for them yet.\n"
+    "(He et al. 2022); --target-lang CODE starts the labels with that token\n"
+    "(mBART-50's target language) and forces it first when eval generates; no\n"
+    "PEFT files are written for them yet.\n"
     "\n"
     "options (as for encoder models, see below):\n"
     "  --model DIR          Hugging Face model folder (config.json, model.safetensors,\n"
@@ -90,7 +92,7 @@ struct lm_args {
     const char *cmd;
     struct cli_common common;
     const char *model, *delta, *init, *data, *eval, *out, *targets;
-    const char *text_field, *prompt_field, *completion_field, *source_field, *target_field;
+    const char *text_field, *prompt_field, *completion_field, *source_field, *target_field, *target_lang;
     bool pack, skip_bad, overwrite, quiet, seq2seq;
     struct trainer_options o;
     struct cli_checkpoint ck;
@@ -130,6 +132,7 @@ static int value_option(struct lm_args *a, const char *name, const char *v) {
     else if (strcmp(name, "--completion-field") == 0) slot = &a->completion_field;
     else if (strcmp(name, "--source-field") == 0) slot = &a->source_field;
     else if (strcmp(name, "--target-field") == 0) slot = &a->target_field;
+    else if (strcmp(name, "--target-lang") == 0) slot = &a->target_lang;
     if (slot) {
         *slot = v;
         return 0;
@@ -188,6 +191,9 @@ static int parse(int argc, char **argv, struct lm_args *a, const char *help) {
     for (int i = 1; i < argc; i++) smoothing |= strncmp(argv[i], "--label-smoothing", 17) == 0;
     if (a->seq2seq && !smoothing) a->o.label_smoothing = 0.1;
     if (a->seq2seq && a->pack) return cli_usage_error(a->cmd, "--pack is for causal-LM data, not seq2seq");
+    if (!a->seq2seq && (a->target_lang || a->source_field || a->target_field))
+        return cli_usage_error(a->cmd, "--target-lang, --source-field and --target-field are for encoder-decoder "
+                               "models (BART, mBART)");
     vp_status s = trainer_options_check(&a->o);
     if (s != VP_OK) return cli_usage_error(a->cmd, "%s", vp_last_error());
     return 0;
@@ -217,8 +223,15 @@ static int check_out_dir(const struct lm_args *a) {
     return 0;
 }
 
+/* --target-lang CODE: the token labels start with (mBART-50), and the
+ * token generation forces first; -1 when the tokenizer lacks it. */
+static int32_t target_lang_id(const struct lm_args *a, const struct tok_tokenizer *tok) {
+    return a->target_lang ? tok_token_to_id(tok, a->target_lang) : -1;
+}
+
 static struct lm_data_options data_options(const struct lm_args *a, const struct tok_tokenizer *tok) {
     return (struct lm_data_options){
+        .target_lang = a->target_lang != NULL, .target_lang_id = target_lang_id(a, tok),
         .task = a->seq2seq ? LM_TASK_SEQ2SEQ : LM_TASK_CAUSAL, .tokenizer = tok, .text_field = a->text_field,
         .prompt_field = a->prompt_field, .completion_field = a->completion_field, .source_field = a->source_field,
         .target_field = a->target_field, .pack = a->pack, .skip_bad = a->skip_bad,
@@ -302,6 +315,9 @@ static int prepare(struct lm_run *r) {
                                "model's tokenizer; copy it from the model's Hugging Face folder", a->model);
     if ((s = tok_tokenizer_load(a->model, &r->tok)) != VP_OK)
         return cli_fail(vp_fail_context(s, "--model %s (its tokenizer)", a->model));
+    if (a->target_lang && target_lang_id(a, r->tok) < 0)
+        return cli_usage_error(a->cmd, "--target-lang %s: %s/tokenizer.json has no such token", a->target_lang,
+                               a->model);
     const vp_context_options co = {.device = a->common.device};
     if ((s = vp_context_create(&co, &r->ctx)) != VP_OK) return cli_fail(s);
     if ((s = lm_trainer_open(r->ctx, a->model, &r->spec, &a->o, &r->t)) != VP_OK) return cli_fail(s);
@@ -490,6 +506,12 @@ static int evaluate(const struct lm_args *a) {
     arch_ok = s == VP_OK;
     if (s == VP_OK && (s = tok_tokenizer_load(a->model, &tok)) != VP_OK)
         vp_fail_context(s, "--model %s (its tokenizer)", a->model);
+    if (s == VP_OK && a->target_lang && target_lang_id(a, tok) < 0) {
+        tok_tokenizer_free(tok);
+        model_arch_finish(&arch);
+        return cli_usage_error(a->cmd, "--target-lang %s: %s/tokenizer.json has no such token", a->target_lang,
+                               a->model);
+    }
     const vp_context_options co = {.device = a->common.device};
     if (s == VP_OK) s = vp_context_create(&co, &ctx);
     const struct decoder_options dopt = {.storage = a->o.storage};
@@ -508,6 +530,10 @@ static int evaluate(const struct lm_args *a) {
         /* then greedy generation of every source: up to --max-len - 1 new tokens */
         struct search_options so = {.max_new_tokens = o.max_len - 1};
         seq2seq_search_defaults(&arch, &so);
+        if (a->target_lang) { /* the language code the labels start with comes first */
+            so.forced_bos_set = true;
+            so.forced_bos_token_id = target_lang_id(a, tok);
+        }
         if (s == VP_OK) s = seq2seq_set_batch(sm, o.batch, o.max_len, o.max_len);
         if (s == VP_OK) s = lm_generate_metrics(sm, tok, a->data, &o, &so, &gen);
         seq2seq_destroy(sm);
