@@ -16,6 +16,7 @@
  *   generations, the exact match agreeing with generate's lines;
  * - killed at random moments and resumed, training ends with the
  *   uninterrupted run's delta byte for byte;
+ * - `vkpeft inspect` plans the model's memory;
  * - bad flags and data exit 2 naming the flag, file and line.
  * argv[1] is the vkpeft binary. */
 #include "clitest.h"
@@ -241,6 +242,19 @@ static void s2s_kill_and_resume(void) {
     same_bytes("s2s-ref/delta.safetensors", "s2s-k/delta.safetensors");
 }
 
+/* vkpeft inspect plans an encoder-decoder's memory from its folder. */
+static void inspect_plans_memory(void) {
+    if (!setup()) return;
+    run("inspect --model bart --delta mam --batch 4 --max-len 16 --json");
+    EXPECT_EXIT(0);
+    cJSON *j = output_json();
+    const cJSON *plan = j ? cJSON_GetObjectItem(j, "plan") : NULL;
+    CHECKF(plan && json_number(plan, "frozen") > 0 && json_number(plan, "trainable") > 0 &&
+               json_number(plan, "activations") > 0 && json_number(plan, "staging") > 0,
+           "no memory plan:\n%s", r.out);
+    cJSON_Delete(j);
+}
+
 /* ------------------------------------------------------------------------
  * Errors
  * ------------------------------------------------------------------------ */
@@ -273,7 +287,8 @@ int main(int argc, char **argv) {
     vkpeft = realpath(argv[1], full) ? full : argv[1];
     const struct th_case cases[] = {
         TH_CASE(lora_learns_mapping), TH_CASE(mam_learns_mapping), TH_CASE(eval_matches_training),
-        TH_CASE(generate_and_text_metrics), TH_CASE(s2s_kill_and_resume), TH_CASE(bad_input_exits_2),
+        TH_CASE(generate_and_text_metrics), TH_CASE(s2s_kill_and_resume), TH_CASE(inspect_plans_memory),
+        TH_CASE(bad_input_exits_2),
         TH_CASE(teardown),
     };
     return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);
