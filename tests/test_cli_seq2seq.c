@@ -201,7 +201,7 @@ static void generate_and_text_metrics(void) {
         p = nl ? nl + 1 : p + len;
     }
     CHECKF(line == count, "%d lines for %d sources:\n%s", line, count, r.out);
-    run("eval --model bart --delta run-lora --data dev.jsonl --batch 16 --weights f32 --json");
+    run("eval --model bart --delta run-lora --data dev.jsonl --batch 16 --weights f32 --max-new-tokens 31 --json");
     EXPECT_EXIT(0);
     cJSON *j = output_json();
     if (!j) return;
@@ -269,6 +269,9 @@ static void bad_input_exits_2(void) {
     run("train --model bart --delta lora --data train.jsonl --out run-bad --pack");
     EXPECT_EXIT(2);
     EXPECT_OUTPUT("--pack");
+    run("eval --model bart --delta run-bad --data dev.jsonl --max-new-tokens 0");
+    EXPECT_EXIT(2);
+    EXPECT_OUTPUT("--max-new-tokens");
     run("train --model bart --delta lora --data train.jsonl --out run-bad --target-lang de_DE");
     EXPECT_EXIT(2);
     EXPECT_OUTPUT("--target-lang de_DE");

@@ -75,6 +75,7 @@ static const char train_help[] =
 
 static const char eval_help[] =
     "usage: vkpeft eval --model DIR --delta DIR --data FILE [--batch B] [--max-len T] [--pack]\n"
+    "                   [--max-new-tokens N] (encoder-decoders)\n"
     "                   [--weights f32|f16|bf16] [--json] [--device N|name]\n"
     "\n"
     "On a decoder-only model: the mean cross-entropy per scored token of the\n"
@@ -82,7 +83,7 @@ static const char eval_help[] =
     "perplexity exp(loss) and the teacher-forced next-token accuracy.\n"
     "On an encoder-decoder (source + target lines): the same teacher-forced\n"
     "figures (label smoothing 0.1 unless --label-smoothing), then every source\n"
-    "decoded greedily (up to --max-len - 1 tokens) and scored against its\n"
+    "decoded greedily (--max-new-tokens N, default 128) and scored against its\n"
     "target: ROUGE-1/2/L F-measures and BLEU (×100) and the exact-match share.\n"
     "\n"
     "examples:\n"
@@ -94,6 +95,7 @@ struct lm_args {
     const char *model, *delta, *init, *data, *eval, *out, *targets;
     const char *text_field, *prompt_field, *completion_field, *source_field, *target_field, *target_lang;
     bool pack, skip_bad, overwrite, quiet, seq2seq;
+    int max_new; /* eval on seq2seq: generated tokens at most (0: 128) */
     struct trainer_options o;
     struct cli_checkpoint ck;
 };
@@ -137,6 +139,10 @@ static int value_option(struct lm_args *a, const char *name, const char *v) {
         *slot = v;
         return 0;
     }
+    if (strcmp(name, "--max-new-tokens") == 0 && strcmp(a->cmd, "eval") == 0)
+        return cli_parse_int(v, &a->max_new) && a->max_new > 0
+                   ? 0
+                   : cli_usage_error(a->cmd, "--max-new-tokens '%s' is not a positive count", v);
     const int ck = cli_checkpoint_option(a->cmd, &a->ck, name, v);
     if (ck) return ck == 1 ? 0 : ck;
     const int rc = cli_trainer_option(&a->o, name, v);
@@ -527,14 +533,18 @@ static int evaluate(const struct lm_args *a) {
         o.batch = a->o.batch;
         o.max_len = a->o.max_len > 0 ? a->o.max_len : arch.max_positions;
         if (s == VP_OK) s = lm_evaluate_seq2seq(sm, a->data, &o, a->o.pad_multiple, &res);
-        /* then greedy generation of every source: up to --max-len - 1 new tokens */
-        struct search_options so = {.max_new_tokens = o.max_len - 1};
+        /* then greedy generation of every source: --max-new-tokens (128,
+         * run_summarization's default target length) at most, within the
+         * model's positions; the decoder is loaded for start + those */
+        int max_new = a->max_new ? a->max_new : 128;
+        if (max_new > arch.max_positions - 1) max_new = arch.max_positions - 1;
+        struct search_options so = {.max_new_tokens = max_new};
         seq2seq_search_defaults(&arch, &so);
         if (a->target_lang) { /* the language code the labels start with comes first */
             so.forced_bos_set = true;
             so.forced_bos_token_id = target_lang_id(a, tok);
         }
-        if (s == VP_OK) s = seq2seq_set_batch(sm, o.batch, o.max_len, o.max_len);
+        if (s == VP_OK) s = seq2seq_set_batch(sm, o.batch, o.max_len, 1 + max_new);
         if (s == VP_OK) s = lm_generate_metrics(sm, tok, a->data, &o, &so, &gen);
         seq2seq_destroy(sm);
     } else if (s == VP_OK) {
