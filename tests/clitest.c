@@ -54,19 +54,6 @@ bool exists(const char *name) {
     return access(path, F_OK) == 0;
 }
 
-bool same_bytes(const char *a, const char *b) {
-    char pa[512], pb[512];
-    snprintf(pa, sizeof pa, "%s/%s", root, a);
-    snprintf(pb, sizeof pb, "%s/%s", root, b);
-    void *x = NULL, *y = NULL;
-    size_t nx = 0, ny = 0;
-    const bool same = vp_file_read(pa, &x, &nx) == VP_OK && vp_file_read(pb, &y, &ny) == VP_OK && nx > 0 &&
-                      nx == ny && memcmp(x, y, nx) == 0;
-    free(x);
-    free(y);
-    return same;
-}
-
 bool log_activations(const char *name, double *with, double *without) {
     char path[512], *log = NULL;
     size_t n = 0;
@@ -90,6 +77,47 @@ bool write_text(const char *name, const char *text) {
     if (!CHECK(f != NULL)) return false;
     fputs(text, f);
     return CHECK(fclose(f) == 0);
+}
+
+bool same_bytes(const char *a, const char *b) {
+    void *x = NULL, *y = NULL;
+    size_t nx = 0, ny = 0;
+    char pa[600], pb[600];
+    snprintf(pa, sizeof pa, "%s/%s", root, a);
+    snprintf(pb, sizeof pb, "%s/%s", root, b);
+    const bool same = vp_file_read(pa, &x, &nx) == VP_OK && vp_file_read(pb, &y, &ny) == VP_OK && nx > 0 &&
+                      nx == ny && memcmp(x, y, nx) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
+bool write_xy_tokenizer(const char *dir, bool bos_eos) {
+    char vocab[1024] = "\"[PAD]\":0,\"[UNK]\":1,\"<s>\":2,\"</s>\":3";
+    for (int i = 0; i < 8; i++)
+        snprintf(vocab + strlen(vocab), sizeof vocab - strlen(vocab), ",\"x%d\":%d,\"y%d\":%d", i, 4 + i, i, 12 + i);
+    char text[4096], path[256];
+#define ADDED(id, name) "{\"id\":" #id ",\"content\":\"" name "\",\"single_word\":false,\"lstrip\":false," \
+                        "\"rstrip\":false,\"normalized\":false,\"special\":true}"
+#define SPECIAL(name, id) "\"" name "\":{\"id\":\"" name "\",\"ids\":[" #id "],\"tokens\":[\"" name "\"]}"
+#define TOKEN(kind, name) "{\"" kind "\":{\"id\":\"" name "\",\"type_id\":0}}"
+    const char *tpl = bos_eos ? "{\"type\":\"TemplateProcessing\",\"single\":[" TOKEN("SpecialToken", "<s>") ","
+                                TOKEN("Sequence", "A") "," TOKEN("SpecialToken", "</s>") "],\"pair\":["
+                                TOKEN("Sequence", "A") "," TOKEN("Sequence", "B") "],\"special_tokens\":{"
+                                SPECIAL("<s>", 2) "," SPECIAL("</s>", 3) "}}"
+                              : "null";
+    snprintf(text, sizeof text,
+             "{\"version\":\"1.0\",\"added_tokens\":[" ADDED(0, "[PAD]") "," ADDED(1, "[UNK]") "," ADDED(2, "<s>") ","
+             ADDED(3, "</s>") "],\"normalizer\":null,\"pre_tokenizer\":{\"type\":\"WhitespaceSplit\"},"
+             "\"post_processor\":%s,\"decoder\":null,\"model\":{\"type\":\"WordLevel\",\"unk_token\":\"[UNK]\","
+             "\"vocab\":{%s}}}", tpl, vocab);
+#undef ADDED
+#undef SPECIAL
+#undef TOKEN
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    bool ok = write_text(path, text);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    return ok && write_text(path, "{\"bos_token\":\"<s>\",\"eos_token\":\"</s>\",\"pad_token\":\"[PAD]\"}");
 }
 
 /* The JSON object in the output (the first '{' to the end). */

@@ -27,7 +27,8 @@ void run(const char *args);
 #define EXPECT_OUTPUT(text) CHECKF(strstr(r.out, (text)) != NULL, "output lacks '%s':\n%s", (text), r.out)
 
 bool exists(const char *name);                       /* root/name */
-bool same_bytes(const char *a, const char *b);       /* root/a and root/b both read, equal, not empty */
+/* root/a and root/b exist, are not empty and hold the same bytes (not a check by itself). */
+bool same_bytes(const char *a, const char *b);
 /* The start line of the training log root/name: the activations planned
  * with checkpointing and without; true when both are there and with < without. */
 bool log_activations(const char *name, double *with, double *without);
@@ -35,6 +36,10 @@ bool log_activations(const char *name, double *with, double *without);
 void teardown(void);
 bool write_text(const char *name, const char *text); /* root/name */
 cJSON *output_json(void);                            /* the JSON object in r.out */
+/* root/dir/tokenizer.json (+ tokenizer_config.json): WordLevel over [PAD] 0,
+ * [UNK] 1, <s> 2, </s> 3, x0..x7 4..11, y0..y7 12..19, split on spaces;
+ * bos_eos: the template <s> A </s>, else none. */
+bool write_xy_tokenizer(const char *dir, bool bos_eos);
 double json_number(const cJSON *o, const char *key); /* NaN when absent */
 
 /* Writes folder root/name: config.json of a tiny roberta-shaped model

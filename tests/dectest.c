@@ -2,20 +2,25 @@
 #include "harness.h"
 #include "safetensors.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 bool dectest_write_model(const struct refd *m, const char *dir, const char *config) {
+    return dectest_write_tensors(&m->tensors, dir, config);
+}
+
+bool dectest_write_tensors(const struct ref_tensors *ts, const char *dir, const char *config) {
     char path[512];
     snprintf(path, sizeof path, "%s/config.json", dir);
     if (!CHECKF(vp_file_write_atomic(path, config, strlen(config)) == VP_OK, "%s", vp_last_error())) return false;
-    const int count = refd_tensor_count(m);
+    const int count = ts->count;
     struct io_tensor_out *out = calloc((size_t)count, sizeof *out);
     float **data = calloc((size_t)count, sizeof *data);
     for (int k = 0; k < count; k++) {
-        const struct refm_tensor *t = refd_tensor_at((struct refd *)m, k);
+        const struct refm_tensor *t = ref_tensors_at(ts, k);
         data[k] = malloc(t->n * sizeof **data);
         for (size_t i = 0; i < t->n; i++) data[k][i] = (float)t->data[i];
         out[k] = (struct io_tensor_out){t->name, IO_DTYPE_F32, t->ndim, {0}, data[k]};
@@ -29,12 +34,29 @@ bool dectest_write_model(const struct refd *m, const char *dir, const char *conf
     return ok;
 }
 
-void dectest_remove_model(const char *dir) {
-    if (!dir[0]) return;
+bool dectest_check_normwise(const float *got, const double *want, size_t n, double tol, const char *what,
+                            double *worst_used, double floor) {
+    double err = 0.0, scale = floor;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double e = fabs((double)got[i] - want[i]);
+        if (!(e <= err)) {
+            err = e;
+            at = i;
+        }
+        if (fabs(want[i]) > scale) scale = fabs(want[i]);
+    }
+    const double used = scale > 0 ? err / (tol * scale) : err;
+    if (worst_used && !(used <= *worst_used)) *worst_used = used;
+    return CHECKF(err <= tol * scale, "%s: |got - want| = %.3g at %zu (got %.9g, want %.9g), max|want| = %.3g, "
+                  "tolerance %.3g relative", what, err, at, n ? (double)got[at] : 0.0, n ? want[at] : 0.0, scale, tol);
+}
+
+bool dectest_remove_model(const char *dir) {
     char path[512];
     snprintf(path, sizeof path, "%s/config.json", dir);
     unlink(path);
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     unlink(path);
-    CHECKF(rmdir(dir) == 0, "removing %s", dir);
+    return CHECK(rmdir(dir) == 0);
 }

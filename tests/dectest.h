@@ -1,4 +1,5 @@
-/* Shared by the tests of the GPU decoder (test_decoder.c, test_generate.c):
+/* Shared by the tests of the GPU decoder (test_decoder.c, test_generate.c)
+ * and the encoder-decoder (test_seq2seq.c):
  * a model folder written from the double-precision decoder reference. */
 #ifndef VKPEFT_TESTS_DECTEST_H
 #define VKPEFT_TESTS_DECTEST_H
@@ -6,11 +7,21 @@
 #include "reference/decoder.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /* Writes dir/config.json (`config`) and dir/model.safetensors: every tensor
  * of m as F32 under its Hugging Face name. A failure fails the case. */
 bool dectest_write_model(const struct refd *m, const char *dir, const char *config);
-/* Removes what dectest_write_model wrote and the folder (when dir is set). */
-void dectest_remove_model(const char *dir);
+/* The same for any reference's tensors (the seq2seq reference's too). */
+bool dectest_write_tensors(const struct ref_tensors *ts, const char *dir, const char *config);
+
+/* max|got − want| ≤ tol · max(max|want|, floor) (floor 0 but where a
+ * gradient cancels exactly and its error goes with other terms); reports
+ * the worst element and keeps the largest share of the tolerance used in
+ * *worst_used (may be NULL). A failure fails the case. */
+bool dectest_check_normwise(const float *got, const double *want, size_t n, double tol, const char *what,
+                            double *worst_used, double floor);
+/* Removes dir/config.json, dir/model.safetensors and dir. */
+bool dectest_remove_model(const char *dir);
 
 #endif

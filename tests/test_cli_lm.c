@@ -57,25 +57,6 @@ static const char gpt2_config[] =
 
 static bool setup_done;
 
-static bool write_tokenizer(const char *dir) {
-    char vocab[1024] = "\"[PAD]\":0,\"[UNK]\":1,\"<s>\":2,\"</s>\":3";
-    for (int i = 0; i < WORDS; i++)
-        snprintf(vocab + strlen(vocab), sizeof vocab - strlen(vocab), ",\"x%d\":%d,\"y%d\":%d", i, X0 + i, i, Y0 + i);
-    char text[4096], path[256];
-#define ADDED(id, name) "{\"id\":" #id ",\"content\":\"" name "\",\"single_word\":false,\"lstrip\":false," \
-                        "\"rstrip\":false,\"normalized\":false,\"special\":true}"
-    snprintf(text, sizeof text,
-             "{\"version\":\"1.0\",\"added_tokens\":[" ADDED(0, "[PAD]") "," ADDED(1, "[UNK]") "," ADDED(2, "<s>") ","
-             ADDED(3, "</s>") "],\"normalizer\":null,\"pre_tokenizer\":{\"type\":\"WhitespaceSplit\"},"
-             "\"post_processor\":null,\"decoder\":null,\"model\":{\"type\":\"WordLevel\",\"unk_token\":\"[UNK]\","
-             "\"vocab\":{%s}}}", vocab);
-#undef ADDED
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    bool ok = write_text(path, text);
-    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-    return ok && write_text(path, "{\"bos_token\":\"<s>\",\"eos_token\":\"</s>\",\"pad_token\":\"[PAD]\"}");
-}
-
 /* root/dir: config, weights N(0, 0.2) from the reference's generator, tokenizer. */
 static bool write_decoder(const char *dir, const char *config, uint64_t seed) {
     char path[512];
@@ -107,7 +88,7 @@ static bool write_decoder(const char *dir, const char *config, uint64_t seed) {
     model_arch_finish(&arch);
     snprintf(path, sizeof path, "%s/config.json", dir);
     ok = ok && write_text(path, config);
-    return ok && write_tokenizer(dir);
+    return ok && write_xy_tokenizer(dir, false);
 }
 
 /* The pairs (a, b) with (a + 3b) % 4 == 0 are held out (16 of 64). */
@@ -709,7 +690,7 @@ static bool write_gpt2_lora(const char *dir, const char *const *targets, int cou
         snprintf(path, sizeof path, "%s/%s/model.safetensors", root, merged);
         ok = ok && CHECKF(io_safetensors_write(path, model, n, NULL) == VP_OK, "%s", vp_last_error());
         snprintf(path, sizeof path, "%s/config.json", merged);
-        ok = ok && write_text(path, gpt2_config) && write_tokenizer(merged);
+        ok = ok && write_text(path, gpt2_config) && write_xy_tokenizer(merged, false);
     }
     for (size_t i = 0; i < k; i++) free((void *)lora[i].data);
     for (size_t i = 0; i < n; i++) free(w[i]);

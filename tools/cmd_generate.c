@@ -1,10 +1,13 @@
 /* vkpeft generate: text generation with a decoder-only model on the GPU
  * (runtime/model/decoder_lm.h's KV-cache generator driven by search.h's
- * greedy, beam and sampling strategies), prompts from a file or stdin,
- * tokenised and decoded with the model's tokenizer.json. */
+ * greedy, beam and sampling strategies) or an encoder-decoder (BART,
+ * mBART: runtime/model/seq2seq_lm.h, prompts are the sources), prompts
+ * from a file or stdin, tokenised and decoded with the model's
+ * tokenizer.json. */
 #include "cli.h"
 #include "cli_trainer.h"
 #include "decoder_lm.h"
+#include "seq2seq_lm.h"
 #include "tokenizer.h"
 
 #include <errno.h>
@@ -27,6 +30,9 @@ static const char help[] =
     "sequence's rank, text, token ids and score. Generation stops at the config's\n"
     "eos_token_id (else the tokenizer's eos) or after --max-new-tokens, and never\n"
     "runs past the model's positions. Decoding follows Hugging Face generate().\n"
+    "With an encoder-decoder (BART, mBART) each prompt is a source: generation\n"
+    "starts from decoder_start_token_id, with the config's forced_bos_token_id\n"
+    "(mBART's target language) first; it runs without a KV cache for now.\n"
     "\n"
     "options:\n"
     "  --model DIR                 the model folder (config.json, weights, tokenizer.json)\n"
@@ -350,9 +356,65 @@ static vp_status resolve(const struct gen_args *a, const struct model_arch *arch
     return VP_OK;
 }
 
+/* Every sequence of a batch whose first prompt is prompt b0. */
+static vp_status write_result(FILE *f, const struct gen_args *a, const struct tok_tokenizer *tok, int b0,
+                              const struct search_result *r) {
+    vp_status s = VP_OK;
+    for (int k = 0; s == VP_OK && k < r->count; k++)
+        s = write_sequence(f, a, tok, b0 + k / r->per_item, k % r->per_item, r->tokens + (size_t)k * r->capacity,
+                           r->lengths[k], r->scores[k]);
+    return s;
+}
+
+/* An encoder-decoder: each batch of prompts is a batch of sources, padded
+ * to the longest; the model is loaded for the rows, the longest source and
+ * the decoder start plus max_new_tokens. */
+static vp_status generate_seq2seq(vp_context *ctx, const struct gen_args *a, const struct model_arch *arch,
+                                  const struct tok_tokenizer *tok, const struct prompts *p, struct search_options *o,
+                                  FILE *f) {
+    seq2seq_search_defaults(arch, o);
+    if (!o->max_new_tokens) o->max_new_tokens = (o->max_length ? o->max_length : 20) - 1;
+    if (o->max_new_tokens > arch->max_positions - 1) o->max_new_tokens = arch->max_positions - 1;
+    const int batch = a->batch < p->count ? a->batch : p->count, S = p->longest;
+    const int per_row = o->num_beams > 1 ? o->num_beams : o->num_return_sequences > 1 ? o->num_return_sequences : 1;
+    if (S > arch->max_positions)
+        return vp_fail(VP_ERROR_BAD_INPUT, "%s: the longest source has %d tokens; the model takes %d", a->prompts, S,
+                       arch->max_positions);
+    const struct seq2seq_options opt = {.storage = a->storage};
+    struct seq2seq *m = NULL;
+    const struct delta_spec none = {0};
+    vp_status s = a->delta ? seq2seq_create_with_delta(ctx, a->model, a->delta, &opt, batch * per_row, S,
+                                                       1 + o->max_new_tokens, &m)
+                           : seq2seq_create(ctx, a->model, &none, &opt, batch * per_row, S, 1 + o->max_new_tokens, &m);
+    int32_t *src = calloc((size_t)batch * S, sizeof *src);
+    uint8_t *mask = calloc((size_t)batch * S, 1);
+    if (s == VP_OK && (!src || !mask)) s = vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory");
+    for (int b0 = 0; s == VP_OK && b0 < p->count; b0 += batch) {
+        const int n = p->count - b0 < batch ? p->count - b0 : batch;
+        for (int i = 0; i < n; i++)
+            for (int t = 0; t < S; t++) {
+                const bool real = t < p->lens[b0 + i];
+                src[(size_t)i * S + t] = real ? p->ids[b0 + i][t] : arch->pad_token_id;
+                mask[(size_t)i * S + t] = real;
+            }
+        struct search_result r;
+        s = seq2seq_generate(m, o, src, mask, n, S, &r);
+        if (s == VP_OK) s = write_result(f, a, tok, b0, &r);
+        search_result_free(&r);
+    }
+    free(src);
+    free(mask);
+    seq2seq_destroy(m);
+    return s;
+}
+
 static vp_status generate_all(vp_context *ctx, const struct gen_args *a, const struct tok_tokenizer *tok,
                               const struct model_arch *arch, const struct prompts *p, FILE *f) {
     struct search_options o;
+    if (arch->stack == MODEL_STACK_ENCODER_DECODER) {
+        o = a->search;
+        return generate_seq2seq(ctx, a, arch, tok, p, &o, f);
+    }
     vp_status s = resolve(a, arch, tok, p, &o);
     if (s != VP_OK) return s;
     const int batch = a->batch < p->count ? a->batch : p->count;
@@ -367,9 +429,7 @@ static vp_status generate_all(vp_context *ctx, const struct gen_args *a, const s
         const struct search_input in = {n, (const int32_t *const *)p->ids + b0, p->lens + b0};
         struct search_result r;
         s = decoder_generate(gen, &o, &in, &r);
-        for (int k = 0; s == VP_OK && k < r.count; k++)
-            s = write_sequence(f, a, tok, b0 + k / r.per_item, k % r.per_item, r.tokens + (size_t)k * r.capacity,
-                               r.lengths[k], r.scores[k]);
+        if (s == VP_OK) s = write_result(f, a, tok, b0, &r);
         search_result_free(&r);
     }
     decoder_gen_destroy(gen);
@@ -389,10 +449,10 @@ int cmd_generate(int argc, char **argv) {
     struct model_arch arch;
     vp_status s = model_arch_load(a.model, &arch);
     if (s != VP_OK) return cli_fail(s);
-    if (arch.stack != MODEL_STACK_DECODER) {
+    if (arch.stack == MODEL_STACK_ENCODER) {
         model_arch_finish(&arch);
         return cli_usage_error("generate", "%s is a %s model; generate runs decoder-only models (GPT-2, LLaMA, "
-                               "Mistral, Qwen2)", a.model, arch.model_type);
+                               "Mistral, Qwen2) and encoder-decoders (BART, mBART)", a.model, arch.model_type);
     }
     struct tok_tokenizer *tok = NULL;
     struct prompts p = {0};

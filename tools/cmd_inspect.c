@@ -5,6 +5,7 @@
 #include "decoder_lm.h"
 #include "encoder.h"
 #include "save.h"
+#include "seq2seq_lm.h"
 #include "spec.h"
 
 #include <cjson/cJSON.h>
@@ -164,15 +165,22 @@ static vp_status plan(const struct inspect_opts *o, struct inspect *in) {
                 : o->storage == ENCODER_STORAGE_BF16 ? VP_DTYPE_BF16 : VP_DTYPE_F16;
     vp_context_options co = {.device = o->common.device};
     vp_context *ctx = NULL;
-    if (in->arch.stack == MODEL_STACK_ENCODER_DECODER)
-        return vp_fail(VP_ERROR_UNSUPPORTED, "%s runs on the GPU decoder, which does not plan memory yet",
-                       in->arch.model_type);
+    if (in->arch.stack == MODEL_STACK_ENCODER_DECODER && !in->weights)
+        return vp_fail(VP_ERROR_UNSUPPORTED, "%s: planning an encoder-decoder needs its weight files "
+                       "(model.safetensors)", in->arch.model_type);
     vp_status s = vp_context_create(&co, &ctx);
     if (s != VP_OK) return s;
     snprintf(in->device, sizeof in->device, "%s", vp_context_device(ctx)->name);
     in->budget = vp_context_budget(ctx);
     if (in->arch.stack == MODEL_STACK_DECODER) {
         s = plan_decoder(ctx, o, in);
+    } else if (in->arch.stack == MODEL_STACK_ENCODER_DECODER) { /* sources and targets of max_len */
+        struct seq2seq *m = NULL;
+        const struct seq2seq_options so = {.storage = o->storage};
+        s = seq2seq_open(ctx, o->model, &in->spec, &so, &m);
+        if (s == VP_OK) s = seq2seq_plan(m, o->batch, o->max_len, o->max_len, in->plan);
+        if (s == VP_OK) in->wtype = seq2seq_weight_dtype(m);
+        seq2seq_destroy(m);
     } else if (in->weights) {
         struct encoder *e = NULL;
         const struct encoder_options eo = {.storage = o->storage};

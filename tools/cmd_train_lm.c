@@ -1,5 +1,6 @@
-/* vkpeft train and vkpeft eval on a decoder-only model: causal-LM
- * fine-tuning of a delta on JSONL text or prompt + completion. Parsing,
+/* vkpeft train and vkpeft eval on a decoder-only model (causal-LM
+ * fine-tuning of a delta on JSONL text or prompt + completion) or an
+ * encoder-decoder (seq2seq fine-tuning on JSONL source + target). Parsing,
  * validation order and printing; the work is runtime/train/lmtrainer.h. */
 #include "cli.h"
 #include "cli_lm.h"
@@ -36,6 +37,13 @@ static const char train_help[] =
     "delta.safetensors, and PEFT's adapter files with task_type CAUSAL_LM when\n"
     "PEFT can express the delta), train.jsonl, train_args.json and, with --eval,\n"
     "metrics.json (loss, perplexity, token accuracy).\n"
+    "\n"
+    "On an encoder-decoder (BART, mBART) it is seq2seq fine-tuning with teacher\n"
+    "forcing on lines {\"source\": \"...\", \"target\": \"...\"} (--source-field,\n"
+    "--target-field), label smoothing 0.1 unless --label-smoothing says otherwise\n"
+    "(He et al. 2022); --target-lang CODE starts the labels with that token\n"
+    "(mBART-50's target language) and forces it first when eval generates; no\n"
+    "PEFT files are written for them yet.\n"
     "\n"
     "options (as for encoder models, see below):\n"
     "  --model DIR          Hugging Face model folder (config.json, model.safetensors,\n"
@@ -74,11 +82,16 @@ static const char train_help[] =
 
 static const char eval_help[] =
     "usage: vkpeft eval --model DIR --delta DIR --data FILE [--batch B] [--max-len T] [--pack]\n"
+    "                   [--max-new-tokens N] (encoder-decoders)\n"
     "                   [--weights f32|f16|bf16] [--json] [--device N|name]\n"
     "\n"
     "On a decoder-only model: the mean cross-entropy per scored token of the\n"
     "JSONL examples (text, or prompt + completion scoring the completion), the\n"
     "perplexity exp(loss) and the teacher-forced next-token accuracy.\n"
+    "On an encoder-decoder (source + target lines): the same teacher-forced\n"
+    "figures (label smoothing 0.1 unless --label-smoothing), then every source\n"
+    "decoded greedily (--max-new-tokens N, default 128) and scored against its\n"
+    "target: ROUGE-1/2/L F-measures and BLEU (×100) and the exact-match share.\n"
     "\n"
     "examples:\n"
     "  vkpeft eval --model models/tiny-llama --delta runs/sft-lora --data dev.jsonl --json\n";
@@ -87,8 +100,9 @@ struct lm_args {
     const char *cmd;
     struct cli_common common;
     const char *model, *delta, *init, *data, *eval, *out, *targets;
-    const char *text_field, *prompt_field, *completion_field;
-    bool pack, skip_bad, overwrite, quiet;
+    const char *text_field, *prompt_field, *completion_field, *source_field, *target_field, *target_lang;
+    bool pack, skip_bad, overwrite, quiet, seq2seq;
+    int max_new; /* eval on seq2seq: generated tokens at most (0: 128) */
     struct trainer_options o;
     struct cli_checkpoint ck;
 };
@@ -108,7 +122,7 @@ bool cli_model_is_decoder(int argc, char **argv) {
         vp_clear_error();
         return false;
     }
-    const bool decoder = a.stack == MODEL_STACK_DECODER;
+    const bool decoder = a.stack == MODEL_STACK_DECODER || a.stack == MODEL_STACK_ENCODER_DECODER;
     model_arch_finish(&a);
     return decoder;
 }
@@ -125,10 +139,17 @@ static int value_option(struct lm_args *a, const char *name, const char *v) {
     else if (strcmp(name, "--text-field") == 0) slot = &a->text_field;
     else if (strcmp(name, "--prompt-field") == 0) slot = &a->prompt_field;
     else if (strcmp(name, "--completion-field") == 0) slot = &a->completion_field;
+    else if (strcmp(name, "--source-field") == 0) slot = &a->source_field;
+    else if (strcmp(name, "--target-field") == 0) slot = &a->target_field;
+    else if (strcmp(name, "--target-lang") == 0) slot = &a->target_lang;
     if (slot) {
         *slot = v;
         return 0;
     }
+    if (strcmp(name, "--max-new-tokens") == 0 && strcmp(a->cmd, "eval") == 0)
+        return cli_parse_int(v, &a->max_new) && a->max_new > 0
+                   ? 0
+                   : cli_usage_error(a->cmd, "--max-new-tokens '%s' is not a positive count", v);
     const int ck = cli_checkpoint_option(a->cmd, &a->ck, name, v);
     if (ck) return ck == 1 ? 0 : ck;
     const int rc = cli_trainer_option(&a->o, name, v);
@@ -174,6 +195,19 @@ static int parse(int argc, char **argv, struct lm_args *a, const char *help) {
     }
     if (!a->model) return cli_usage_error(a->cmd, "--model is required");
     if (!a->data) return cli_usage_error(a->cmd, "--data is required");
+    struct model_arch arch;
+    if (model_arch_load(a->model, &arch) == VP_OK) {
+        a->seq2seq = arch.stack == MODEL_STACK_ENCODER_DECODER;
+        model_arch_finish(&arch);
+    }
+    vp_clear_error();
+    bool smoothing = false; /* seq2seq's default is the paper's 0.1 */
+    for (int i = 1; i < argc; i++) smoothing |= strncmp(argv[i], "--label-smoothing", 17) == 0;
+    if (a->seq2seq && !smoothing) a->o.label_smoothing = 0.1;
+    if (a->seq2seq && a->pack) return cli_usage_error(a->cmd, "--pack is for causal-LM data, not seq2seq");
+    if (!a->seq2seq && (a->target_lang || a->source_field || a->target_field))
+        return cli_usage_error(a->cmd, "--target-lang, --source-field and --target-field are for encoder-decoder "
+                               "models (BART, mBART)");
     vp_status s = trainer_options_check(&a->o);
     if (s != VP_OK) return cli_usage_error(a->cmd, "%s", vp_last_error());
     return 0;
@@ -203,10 +237,18 @@ static int check_out_dir(const struct lm_args *a) {
     return 0;
 }
 
+/* --target-lang CODE: the token labels start with (mBART-50), and the
+ * token generation forces first; -1 when the tokenizer lacks it. */
+static int32_t target_lang_id(const struct lm_args *a, const struct tok_tokenizer *tok) {
+    return a->target_lang ? tok_token_to_id(tok, a->target_lang) : -1;
+}
+
 static struct lm_data_options data_options(const struct lm_args *a, const struct tok_tokenizer *tok) {
     return (struct lm_data_options){
-        .task = LM_TASK_CAUSAL, .tokenizer = tok, .text_field = a->text_field, .prompt_field = a->prompt_field,
-        .completion_field = a->completion_field, .pack = a->pack, .skip_bad = a->skip_bad,
+        .target_lang = a->target_lang != NULL, .target_lang_id = target_lang_id(a, tok),
+        .task = a->seq2seq ? LM_TASK_SEQ2SEQ : LM_TASK_CAUSAL, .tokenizer = tok, .text_field = a->text_field,
+        .prompt_field = a->prompt_field, .completion_field = a->completion_field, .source_field = a->source_field,
+        .target_field = a->target_field, .pack = a->pack, .skip_bad = a->skip_bad,
     };
 }
 
@@ -287,6 +329,9 @@ static int prepare(struct lm_run *r) {
                                "model's tokenizer; copy it from the model's Hugging Face folder", a->model);
     if ((s = tok_tokenizer_load(a->model, &r->tok)) != VP_OK)
         return cli_fail(vp_fail_context(s, "--model %s (its tokenizer)", a->model));
+    if (a->target_lang && target_lang_id(a, r->tok) < 0)
+        return cli_usage_error(a->cmd, "--target-lang %s: %s/tokenizer.json has no such token", a->target_lang,
+                               a->model);
     const vp_context_options co = {.device = a->common.device};
     if ((s = vp_context_create(&co, &r->ctx)) != VP_OK) return cli_fail(s);
     if ((s = lm_trainer_open(r->ctx, a->model, &r->spec, &a->o, &r->t)) != VP_OK) return cli_fail(s);
@@ -302,7 +347,11 @@ static int prepare(struct lm_run *r) {
     }
     const int longest = r->eval.longest > r->train.longest ? r->eval.longest : r->train.longest;
     if ((s = lm_trainer_load(r->t, longest)) != VP_OK) return cli_fail(s);
-    if (a->init && (s = decoder_load_delta(lm_trainer_decoder(r->t), a->init)) != VP_OK) return cli_fail(s);
+    if (a->init) {
+        s = a->seq2seq ? seq2seq_load_delta(lm_trainer_seq2seq(r->t), a->init)
+                       : decoder_load_delta(lm_trainer_decoder(r->t), a->init);
+        if (s != VP_OK) return cli_fail(s);
+    }
     return 0;
 }
 
@@ -320,7 +369,7 @@ static void print_summary(const struct lm_run *r, const struct lm_summary *sum, 
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "out", a->out);
         cJSON_AddStringToObject(o, "device", vp_context_device(r->ctx)->name);
-        cJSON_AddStringToObject(o, "task", "causal-lm");
+        cJSON_AddStringToObject(o, "task", a->seq2seq ? "seq2seq" : "causal-lm");
         cJSON_AddNumberToObject(o, "trainable_params", (double)trainable);
         cJSON_AddNumberToObject(o, "steps", (double)b->steps);
         cJSON_AddNumberToObject(o, "examples", (double)b->examples);
@@ -361,7 +410,7 @@ static int train(struct lm_run *r) {
     if (rc) return rc;
     char path[4096], ckpt[4200];
     const uint64_t total = trainer_total_steps(&a->o, r->train.batches * (uint64_t)a->o.batch);
-    struct delta_params *params = decoder_params(lm_trainer_decoder(r->t));
+    struct delta_params *params = lm_trainer_params(r->t);
     /* The run's identity for its checkpoints: the settings, the data and
      * the LM data options that shape the batches. */
     char *args = train_args_json(&a->o, a->model, &r->spec, a->data, a->eval, total), *settings = NULL;
@@ -373,6 +422,9 @@ static int train(struct lm_run *r) {
         cJSON_AddStringToObject(aj, "text_field", a->text_field ? a->text_field : "");
         cJSON_AddStringToObject(aj, "prompt_field", a->prompt_field ? a->prompt_field : "");
         cJSON_AddStringToObject(aj, "completion_field", a->completion_field ? a->completion_field : "");
+        cJSON_AddStringToObject(aj, "source_field", a->source_field ? a->source_field : "");
+        cJSON_AddStringToObject(aj, "target_field", a->target_field ? a->target_field : "");
+        cJSON_AddNumberToObject(aj, "label_smoothing", a->o.label_smoothing);
         args = cJSON_Print(aj);
         cJSON_Delete(aj);
     }
@@ -468,13 +520,45 @@ static int evaluate(const struct lm_args *a) {
     arch_ok = s == VP_OK;
     if (s == VP_OK && (s = tok_tokenizer_load(a->model, &tok)) != VP_OK)
         vp_fail_context(s, "--model %s (its tokenizer)", a->model);
+    if (s == VP_OK && a->target_lang && target_lang_id(a, tok) < 0) {
+        tok_tokenizer_free(tok);
+        model_arch_finish(&arch);
+        return cli_usage_error(a->cmd, "--target-lang %s: %s/tokenizer.json has no such token", a->target_lang,
+                               a->model);
+    }
     const vp_context_options co = {.device = a->common.device};
     if (s == VP_OK) s = vp_context_create(&co, &ctx);
     const struct decoder_options dopt = {.storage = a->o.storage};
     const int T = a->o.max_len > 0 ? a->o.max_len : 8;
-    if (s == VP_OK) s = decoder_create_with_delta(ctx, a->model, a->delta, &dopt, a->o.batch, T, &m);
     struct lm_eval_result res;
-    if (s == VP_OK) {
+    struct lm_text_metrics gen = {0};
+    if (s == VP_OK && a->seq2seq) {
+        const struct seq2seq_options sopt = {.storage = a->o.storage, .label_smoothing = a->o.label_smoothing};
+        struct seq2seq *sm = NULL;
+        s = seq2seq_create_with_delta(ctx, a->model, a->delta, &sopt, a->o.batch, T, T, &sm);
+        struct lm_data_options o = data_options(a, tok);
+        o.arch = &arch;
+        o.batch = a->o.batch;
+        o.max_len = a->o.max_len > 0 ? a->o.max_len : arch.max_positions;
+        if (s == VP_OK) s = lm_evaluate_seq2seq(sm, a->data, &o, a->o.pad_multiple, &res);
+        /* then greedy generation of every source: --max-new-tokens (128,
+         * run_summarization's default target length) at most, within the
+         * model's positions; the decoder is loaded for start + those */
+        int max_new = a->max_new ? a->max_new : 128;
+        if (max_new > arch.max_positions - 1) max_new = arch.max_positions - 1;
+        struct search_options so = {.max_new_tokens = max_new};
+        seq2seq_search_defaults(&arch, &so);
+        if (a->target_lang) { /* the language code the labels start with comes first */
+            so.forced_bos_set = true;
+            so.forced_bos_token_id = target_lang_id(a, tok);
+        }
+        if (s == VP_OK) s = seq2seq_set_batch(sm, o.batch, o.max_len, 1 + max_new);
+        if (s == VP_OK) s = lm_generate_metrics(sm, tok, a->data, &o, &so, &gen);
+        seq2seq_destroy(sm);
+    } else if (s == VP_OK) {
+        s = decoder_create_with_delta(ctx, a->model, a->delta, &dopt, a->o.batch, T, &m);
+    }
+    if (s == VP_OK && !a->seq2seq) {
         struct lm_data_options o = data_options(a, tok);
         o.arch = decoder_arch(m);
         o.batch = a->o.batch;
@@ -485,11 +569,25 @@ static int evaluate(const struct lm_args *a) {
     if (s != VP_OK) rc = cli_fail(s);
     else if (a->common.json) {
         char *text = lm_eval_json(&res);
-        puts(text ? text : "{}");
+        cJSON *j = text ? cJSON_Parse(text) : NULL;
+        if (j && a->seq2seq) {
+            cJSON_AddNumberToObject(j, "rouge1", gen.rouge1);
+            cJSON_AddNumberToObject(j, "rouge2", gen.rouge2);
+            cJSON_AddNumberToObject(j, "rougeL", gen.rougeL);
+            cJSON_AddNumberToObject(j, "bleu", gen.bleu);
+            cJSON_AddNumberToObject(j, "exact_match", gen.exact_match);
+        }
+        char *out = j ? cJSON_Print(j) : NULL;
+        puts(out ? out : "{}");
+        free(out);
+        cJSON_Delete(j);
         free(text);
     } else {
         printf("loss %.4f  perplexity %.4f  token accuracy %.4f  (%llu tokens, %llu examples)\n", res.loss,
                res.perplexity, res.accuracy, (unsigned long long)res.tokens, (unsigned long long)res.examples);
+        if (a->seq2seq)
+            printf("generated (greedy): ROUGE-1 %.2f  ROUGE-2 %.2f  ROUGE-L %.2f  BLEU %.2f  exact match %.4f\n",
+                   gen.rouge1, gen.rouge2, gen.rougeL, gen.bleu, gen.exact_match);
     }
     decoder_destroy(m);
     vp_context_destroy(ctx);

@@ -165,6 +165,12 @@ static bool in_stack(const struct delta_module *m, const struct model_arch *a, u
     return !(bit == DELTA_STACK_CROSS && (at_ffn(m->at) || m->kind == DELTA_BITFIT));
 }
 
+bool delta_module_in_stack(const struct delta_module *m, const struct model_arch *a, unsigned bit) {
+    return in_stack(m, a, bit);
+}
+
+int delta_stack_layers(const struct model_arch *a, unsigned bit) { return stack_layers(a, bit); }
+
 int delta_module_places(const struct delta_module *m, const struct model_arch *a) {
     int n = 0;
     for (unsigned bit = 1; bit <= DELTA_STACK_CROSS; bit <<= 1)

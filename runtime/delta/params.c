@@ -147,60 +147,75 @@ static void add_head(struct builder *b, const struct model_arch *a) {
             desc[k].ndim > 1 ? (int)desc[k].shape[1] : 0, 0, "%s", desc[k].name);
 }
 
-/* Input and output widths of the projection a LoRA at `at` wraps. */
-static void lora_dims(const struct model_arch *a, enum delta_at at, int *in, int *out) {
-    int kv = a->kv_heads * a->head_dim;
-    *in = a->hidden;
-    *out = a->hidden;
-    if (at == DELTA_AT_K || at == DELTA_AT_V) *out = kv;
-    if (at == DELTA_AT_UP) *out = a->intermediate;
-    if (at == DELTA_AT_DOWN) *in = a->intermediate;
+/* One place's tensors of module i (layer l under root P): adapter, LoRA
+ * (FFN width I, k/v width kvd) or plain prefix rows (kvd wide). */
+static void add_place(struct builder *b, const struct delta_module *m, int i, const char *P, int l, int d, int H,
+                      int hd, int I, int kvd) {
+    const int r = m->size;
+    if (m->kind == DELTA_ADAPTER) {
+        const bool ph = m->per_head; /* (H,r,hd) (H,r) (H,hd,r) (H,hd), else (r,d) (r) (d,r) (d) */
+        add(b, DELTA_PARAM_DELTA, DELTA_PART_DOWN_W, i, l, ph ? H : r, ph ? r : d, ph ? hd : 0,
+            "%s.%d.delta%d.down.weight", P, l, i);
+        add(b, DELTA_PARAM_DELTA, DELTA_PART_DOWN_B, i, l, ph ? H : r, ph ? r : 0, 0, "%s.%d.delta%d.down.bias",
+            P, l, i);
+        add(b, DELTA_PARAM_DELTA, DELTA_PART_UP_W, i, l, ph ? H : d, ph ? hd : r, ph ? r : 0,
+            "%s.%d.delta%d.up.weight", P, l, i);
+        add(b, DELTA_PARAM_DELTA, DELTA_PART_UP_B, i, l, ph ? H : d, ph ? hd : 0, 0, "%s.%d.delta%d.up.bias",
+            P, l, i);
+        if (m->compose == DELTA_COMPOSE_GATED)
+            add(b, DELTA_PARAM_DELTA, DELTA_PART_GATE, i, l, 1, 0, 0, "%s.%d.delta%d.gate", P, l, i);
+    } else if (m->kind == DELTA_LORA) {
+        const int in = m->at == DELTA_AT_DOWN ? I : d;
+        const int out = m->at == DELTA_AT_UP ? I : m->at == DELTA_AT_K || m->at == DELTA_AT_V ? kvd : d;
+        add(b, DELTA_PARAM_DELTA, DELTA_PART_LORA_A, i, l, r, in, 0, "%s.%d.delta%d.lora_A", P, l, i);
+        add(b, DELTA_PARAM_DELTA, DELTA_PART_LORA_B, i, l, out, r, 0, "%s.%d.delta%d.lora_B", P, l, i);
+    } else if (m->kind == DELTA_PREFIX && m->reparam == 0) {
+        add(b, DELTA_PARAM_DELTA, DELTA_PART_PREFIX_K, i, l, r, kvd, 0, "%s.%d.delta%d.prefix_k", P, l, i);
+        add(b, DELTA_PARAM_DELTA, DELTA_PART_PREFIX_V, i, l, r, kvd, 0, "%s.%d.delta%d.prefix_v", P, l, i);
+    }
 }
 
-static int module_layers(const struct model_arch *a, const struct delta_module *m) {
-    int n = 0;
-    for (int l = 0; l < a->layers; l++) n += delta_module_has_layer(m, l);
-    return n;
+/* A prefix module's reparameterisation MLP, writing W = places·2·kvd values
+ * per row (one (P_k, P_v) block per place). */
+static void add_reparam(struct builder *b, const struct delta_module *m, int i, int d, int W) {
+    const int R = m->reparam, r = m->size;
+    add(b, DELTA_PARAM_DELTA, DELTA_PART_REPARAM_EMB, i, -1, r, d, 0, "delta%d.reparam.embedding", i);
+    add(b, DELTA_PARAM_DELTA, DELTA_PART_REPARAM_W0, i, -1, R, d, 0, "delta%d.reparam.0.weight", i);
+    add(b, DELTA_PARAM_DELTA, DELTA_PART_REPARAM_B0, i, -1, R, 0, 0, "delta%d.reparam.0.bias", i);
+    add(b, DELTA_PARAM_DELTA, DELTA_PART_REPARAM_W2, i, -1, W, R, 0, "delta%d.reparam.2.weight", i);
+    add(b, DELTA_PARAM_DELTA, DELTA_PART_REPARAM_B2, i, -1, W, 0, 0, "delta%d.reparam.2.bias", i);
 }
 
+/* Encoder-only and decoder-only models: one stack, named by
+ * delta_params_layers_name. An encoder-decoder model (tests/reference/
+ * seq2seq.h): one set of tensors per place, {encoder,decoder,cross}.layers.
+ * {l}.delta{i}.*, a LoRA's FFN width the stack's, prefixes d wide; a
+ * reparameterised prefix's MLP writes one (P_k, P_v) block per place,
+ * encoder, decoder, then cross-attention blocks. */
 static void add_module(struct builder *b, const struct model_arch *a, const struct delta_module *m, int i) {
-    const int d = a->hidden, H = a->heads, hd = a->head_dim, r = m->size;
-    const char *P = delta_params_layers_name(a);
-    const int kvd = delta_params_prefix_width(a);
-    if (m->kind == DELTA_PREFIX && m->reparam > 0) {
-        int R = m->reparam, W = module_layers(a, m) * 2 * kvd;
-        add(b, DELTA_PARAM_DELTA, DELTA_PART_REPARAM_EMB, i, -1, r, d, 0, "delta%d.reparam.embedding", i);
-        add(b, DELTA_PARAM_DELTA, DELTA_PART_REPARAM_W0, i, -1, R, d, 0, "delta%d.reparam.0.weight", i);
-        add(b, DELTA_PARAM_DELTA, DELTA_PART_REPARAM_B0, i, -1, R, 0, 0, "delta%d.reparam.0.bias", i);
-        add(b, DELTA_PARAM_DELTA, DELTA_PART_REPARAM_W2, i, -1, W, R, 0, "delta%d.reparam.2.weight", i);
-        add(b, DELTA_PARAM_DELTA, DELTA_PART_REPARAM_B2, i, -1, W, 0, 0, "delta%d.reparam.2.bias", i);
+    const int d = a->hidden, H = a->heads, hd = a->head_dim, kvd = delta_params_prefix_width(a);
+    const int places = delta_module_places(m, a);
+    if (m->kind == DELTA_PREFIX && m->reparam > 0) add_reparam(b, m, i, d, places * 2 * kvd);
+    for (int place = 0; place < places; place++) {
+        const char *P;
+        const int l = delta_params_place(a, m, place, &P);
+        const bool enc = a->stack != MODEL_STACK_ENCODER_DECODER || strcmp(P, "encoder.layers") == 0;
+        add_place(b, m, i, P, l, d, H, hd, enc ? a->intermediate : a->decoder_intermediate, kvd);
     }
-    for (int l = 0; l < a->layers; l++) {
-        if (!delta_module_has_layer(m, l)) continue;
-        if (m->kind == DELTA_ADAPTER) {
-            if (m->per_head) {
-                add(b, DELTA_PARAM_DELTA, DELTA_PART_DOWN_W, i, l, H, r, hd, "%s.%d.delta%d.down.weight", P, l, i);
-                add(b, DELTA_PARAM_DELTA, DELTA_PART_DOWN_B, i, l, H, r, 0, "%s.%d.delta%d.down.bias", P, l, i);
-                add(b, DELTA_PARAM_DELTA, DELTA_PART_UP_W, i, l, H, hd, r, "%s.%d.delta%d.up.weight", P, l, i);
-                add(b, DELTA_PARAM_DELTA, DELTA_PART_UP_B, i, l, H, hd, 0, "%s.%d.delta%d.up.bias", P, l, i);
-            } else {
-                add(b, DELTA_PARAM_DELTA, DELTA_PART_DOWN_W, i, l, r, d, 0, "%s.%d.delta%d.down.weight", P, l, i);
-                add(b, DELTA_PARAM_DELTA, DELTA_PART_DOWN_B, i, l, r, 0, 0, "%s.%d.delta%d.down.bias", P, l, i);
-                add(b, DELTA_PARAM_DELTA, DELTA_PART_UP_W, i, l, d, r, 0, "%s.%d.delta%d.up.weight", P, l, i);
-                add(b, DELTA_PARAM_DELTA, DELTA_PART_UP_B, i, l, d, 0, 0, "%s.%d.delta%d.up.bias", P, l, i);
-            }
-            if (m->compose == DELTA_COMPOSE_GATED)
-                add(b, DELTA_PARAM_DELTA, DELTA_PART_GATE, i, l, 1, 0, 0, "%s.%d.delta%d.gate", P, l, i);
-        } else if (m->kind == DELTA_LORA) {
-            int in, out;
-            lora_dims(a, m->at, &in, &out);
-            add(b, DELTA_PARAM_DELTA, DELTA_PART_LORA_A, i, l, r, in, 0, "%s.%d.delta%d.lora_A", P, l, i);
-            add(b, DELTA_PARAM_DELTA, DELTA_PART_LORA_B, i, l, out, r, 0, "%s.%d.delta%d.lora_B", P, l, i);
-        } else if (m->kind == DELTA_PREFIX && m->reparam == 0) {
-            add(b, DELTA_PARAM_DELTA, DELTA_PART_PREFIX_K, i, l, r, kvd, 0, "%s.%d.delta%d.prefix_k", P, l, i);
-            add(b, DELTA_PARAM_DELTA, DELTA_PART_PREFIX_V, i, l, r, kvd, 0, "%s.%d.delta%d.prefix_v", P, l, i);
-        }
+}
+
+int delta_params_place(const struct model_arch *a, const struct delta_module *m, int place, const char **root) {
+    static const char *const roots[3] = {"encoder.layers", "decoder.layers", "cross.layers"};
+    const bool s2s = a->stack == MODEL_STACK_ENCODER_DECODER;
+    for (int k = 0; k < 3; k++) {
+        const unsigned bit = 1u << k;
+        if (s2s ? !delta_module_in_stack(m, a, bit) : k > 0) continue;
+        *root = s2s ? roots[k] : delta_params_layers_name(a);
+        for (int l = 0; l < (s2s ? delta_stack_layers(a, bit) : a->layers); l++)
+            if (delta_module_has_layer(m, l) && place-- == 0) return l;
     }
+    *root = NULL;
+    return -1;
 }
 
 /* The placements the contract defines (runtime/model/README.md). */
@@ -255,9 +270,10 @@ vp_status delta_params_create(vp_context *ctx, const struct model_arch *arch,
     p->spec = *spec;
     p->seed = seed;
     struct builder b = {.p = p};
-    /* A decoder-only model has no classification head, and its loader
-     * adds the model tensors bitfit / full train (delta_params_add_model). */
-    if (arch->stack != MODEL_STACK_DECODER) {
+    /* Decoder-only and encoder-decoder models have no classification head,
+     * and their loaders add the model tensors bitfit / full train
+     * (delta_params_add_model). */
+    if (arch->stack == MODEL_STACK_ENCODER) {
         add_model_tensors(&b, arch, spec);
         add_head(&b, arch);
     }

@@ -102,6 +102,13 @@ vp_status delta_params_create(vp_context *ctx, const struct model_arch *arch,
  * name prefix ("encoder.layers" / "decoder.layers") and the prefix width. */
 const char *delta_params_layers_name(const struct model_arch *arch);
 int delta_params_prefix_width(const struct model_arch *arch);
+/* The place-th (from 0) place module m occupies, in the order its tensors
+ * and a reparameterised prefix's (P_k, P_v) blocks take: its layer, and in
+ * *root the tensor names' root (delta_params_layers_name's; encoder-decoder
+ * models: encoder.layers, decoder.layers, cross.layers for encoder,
+ * decoder self-attention and cross-attention blocks, in that order). -1
+ * past the last. */
+int delta_params_place(const struct model_arch *arch, const struct delta_module *m, int place, const char **root);
 /* Appends a pretrained model tensor bitfit / full train (role
  * DELTA_PARAM_MODEL, Hugging Face name, decay for matrices) and lays the
  * arenas out again; before delta_params_alloc only. */

@@ -76,6 +76,11 @@ static bool has_prefix(const struct delta_spec *s) {
 
 bool delta_peft_supported(const struct delta_spec *s, const struct model_arch *arch, const char **why) {
     *why = NULL;
+    if (arch->stack == MODEL_STACK_ENCODER_DECODER) {
+        *why = "PEFT export of encoder-decoder (BART/mBART) deltas is not written yet (their keys name "
+               "model.encoder/decoder.layers.N.self_attn/encoder_attn); the vkpeft delta has everything";
+        return false;
+    }
     if (has_prefix(s) && (arch->stack == MODEL_STACK_DECODER || s->count == 1)) return prefix_supported(s, why);
     if (arch->stack == MODEL_STACK_DECODER) return delta_peft_decoder_supported(s, arch, why);
     if (s->count >= 1 && all_lora(s)) return delta_peft_lora_uniform(s, why);

@@ -74,8 +74,7 @@ static void remove_prefixed(struct delta_tensors *t, const char *prefix) {
 static vp_status collapse_module(const struct delta_module *m, int i, const struct model_arch *a,
                                  struct delta_tensors *t) {
     const int L = m->size, d = a->hidden, R = m->reparam, kvd = delta_params_prefix_width(a);
-    int nl = 0;
-    for (int l = 0; l < a->layers; l++) nl += delta_module_has_layer(m, l);
+    const int nl = delta_module_places(m, a);
     /* Per applied layer ℓ (in order), P_k is the column block [ℓ·2w, ℓ·2w+w) and P_v the next w
      * (w = d, or a decoder's kv_heads·head_dim). */
     const int64_t W = (int64_t)nl * 2 * kvd;
@@ -99,12 +98,12 @@ static vp_status collapse_module(const struct delta_module *m, int i, const stru
     snprintf(prefix, sizeof prefix, "delta%d.reparam.", i);
     remove_prefixed(t, prefix); /* E..b2 are gone from here on */
     int block = 0;
-    for (int l = 0; l < a->layers && s == VP_OK; l++) {
-        if (!delta_module_has_layer(m, l)) continue;
+    for (int place = 0; place < nl && s == VP_OK; place++) {
+        const char *root;
+        const int l = delta_params_place(a, m, place, &root);
         for (int kv = 0; kv < 2 && s == VP_OK; kv++) {
             char name[DELTA_NAME_MAX];
-            snprintf(name, sizeof name, "%s.%d.delta%d.%s", delta_params_layers_name(a), l, i,
-                     kv ? "prefix_v" : "prefix_k");
+            snprintf(name, sizeof name, "%s.%d.delta%d.%s", root, l, i, kv ? "prefix_v" : "prefix_k");
             struct delta_tensor *p = delta_tensors_add(t, name, 2, (const int64_t[]){L, kvd});
             if (!p) {
                 s = VP_ERROR_HOST_MEMORY;

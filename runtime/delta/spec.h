@@ -85,6 +85,10 @@ bool delta_module_has_layer(const struct delta_module *m, int layer);
  * its layers, in every stack of the model it is for (encoder self-attention,
  * decoder self-attention, cross-attention; FFN sites in encoder and decoder). */
 int delta_module_places(const struct delta_module *m, const struct model_arch *a);
+/* Does module m go into the blocks of stack `bit` (DELTA_STACK_*) of a, and
+ * how many layers has that stack (cross-attention: the decoder's)? */
+bool delta_module_in_stack(const struct delta_module *m, const struct model_arch *a, unsigned bit);
+int delta_stack_layers(const struct model_arch *a, unsigned bit);
 /* Parameter counts for a spec on an architecture. */
 struct delta_counts {
     uint64_t module_params[DELTA_MAX_MODULES]; /* trained during training */

@@ -385,3 +385,34 @@ vp_status dec_record_backward(struct decoder *m, struct vk_recorder *rec) {
                                        (uint32_t)ar->max_positions, d);
     return st;
 }
+
+/* The backward pieces the encoder-decoder model (seq2seq_backward.c) runs
+ * on a decoder whose layers are its delta blocks. */
+vp_status dec_record_linear_back(struct decoder *m, struct vk_recorder *rec, const struct vk_buffer *dx,
+                                 const struct vk_buffer *dy, const struct dec_weight *w, uint32_t N) {
+    return linear_back(m, rec, dx, dy, w, N);
+}
+vp_status dec_record_weight_grads(struct decoder *m, struct vk_recorder *rec, const struct dec_weight *w,
+                                  const struct dec_weight *b, const struct vk_buffer *dy, const struct vk_buffer *x,
+                                  uint32_t N) {
+    return weight_grads(m, rec, w, b, dy, x, N);
+}
+vp_status dec_record_loras_back(struct decoder *m, struct vk_recorder *rec, int l, enum delta_at at,
+                                const struct vk_buffer *dx_acc, const struct vk_buffer *dy, uint32_t N) {
+    return loras_backward(m, rec, l, at, dx_acc, dy, N);
+}
+vp_status dec_record_adapters_back(struct decoder *m, struct vk_recorder *rec, int l, enum delta_at at,
+                                   const struct vk_buffer *dx_acc, const struct vk_buffer *dy, uint32_t N) {
+    return adapters_backward(m, rec, l, at, dx_acc, dy, N);
+}
+vp_status dec_record_seq_back(struct decoder *m, struct vk_recorder *rec, int l, enum delta_at at,
+                              const struct vk_buffer *dy, const struct vk_buffer **dx, uint32_t N) {
+    return seq_backward(m, rec, l, at, dy, dx, N);
+}
+vp_status dec_record_norm_back(struct decoder *m, struct vk_recorder *rec, const struct vk_buffer *dx,
+                               const struct vk_buffer *dy, const struct vk_buffer *x, const struct vk_buffer *mean,
+                               const struct vk_buffer *rstd, const struct dec_weight *w, const struct dec_weight *b,
+                               uint32_t N) {
+    return norm_back(m, rec, dx, dy, x, mean, rstd, w, b, N);
+}
+vp_status dec_record_prefixes_back(struct decoder *m, struct vk_recorder *rec) { return prefixes_backward(m, rec); }

@@ -356,3 +356,26 @@ vp_status dec_record_forward(struct decoder *m, struct vk_recorder *rec) {
                                           &a->targets, &ce);
     return st;
 }
+
+/* The delta sites and linear pieces for the encoder-decoder model
+ * (seq2seq_forward.c), which runs them on a decoder whose layers are its
+ * delta blocks. */
+vp_status dec_record_linear(struct decoder *m, struct vk_recorder *rec, const struct vk_buffer *y,
+                            const struct vk_buffer *x, const struct dec_weight *w, const struct dec_weight *b,
+                            uint32_t M, uint32_t K, uint32_t N) {
+    return linear(m, rec, y, x, w, b, M, K, N);
+}
+vp_status dec_record_loras(struct decoder *m, struct vk_recorder *rec, int l, enum delta_at at,
+                           const struct vk_buffer *y, const struct vk_buffer *x, uint32_t N) {
+    return loras_forward(m, rec, l, at, y, x, N);
+}
+vp_status dec_record_adapters(struct decoder *m, struct vk_recorder *rec, int l, enum delta_at at,
+                              enum delta_insert insert, const struct vk_buffer **cur, const struct vk_buffer *par_in,
+                              uint32_t N) {
+    return adapters_forward(m, rec, l, at, insert, cur, par_in, N);
+}
+vp_status dec_record_norm(struct decoder *m, struct vk_recorder *rec, const struct vk_buffer *y,
+                          const struct vk_buffer *mean, const struct vk_buffer *rstd, const struct vk_buffer *x,
+                          const struct dec_weight *w, const struct dec_weight *b, uint32_t N) {
+    return norm(m, rec, y, mean, rstd, x, w, b, N);
+}

@@ -397,4 +397,40 @@ struct kernel_attention_config dec_attention_config(const struct decoder *m, int
 /* decoder_backward.c */
 vp_status dec_record_backward(struct decoder *m, struct vk_recorder *rec);
 
+/* The delta sites, linear pieces and norms of one layer l (forward and
+ * backward), for the encoder-decoder model (seq2seq_lm.h), which runs them
+ * on a decoder whose layers are its delta blocks. As the decoder's own:
+ * linear y = x·Wᵀ + b; LoRAs at `at` add into y; adapters at (at, insert)
+ * update *cur (sequential: *cur becomes the chain's output); the backward
+ * ones overwrite dx, accumulate dx_acc and every parameter gradient;
+ * seq_back returns the sequential chain's input gradient in *dx. */
+vp_status dec_record_linear(struct decoder *m, struct vk_recorder *rec, const struct vk_buffer *y,
+                            const struct vk_buffer *x, const struct dec_weight *w, const struct dec_weight *b,
+                            uint32_t M, uint32_t K, uint32_t N);
+vp_status dec_record_loras(struct decoder *m, struct vk_recorder *rec, int l, enum delta_at at,
+                           const struct vk_buffer *y, const struct vk_buffer *x, uint32_t N);
+vp_status dec_record_adapters(struct decoder *m, struct vk_recorder *rec, int l, enum delta_at at,
+                              enum delta_insert insert, const struct vk_buffer **cur, const struct vk_buffer *par_in,
+                              uint32_t N);
+vp_status dec_record_norm(struct decoder *m, struct vk_recorder *rec, const struct vk_buffer *y,
+                          const struct vk_buffer *mean, const struct vk_buffer *rstd, const struct vk_buffer *x,
+                          const struct dec_weight *w, const struct dec_weight *b, uint32_t N);
+vp_status dec_record_linear_back(struct decoder *m, struct vk_recorder *rec, const struct vk_buffer *dx,
+                                 const struct vk_buffer *dy, const struct dec_weight *w, uint32_t N);
+vp_status dec_record_weight_grads(struct decoder *m, struct vk_recorder *rec, const struct dec_weight *w,
+                                  const struct dec_weight *b, const struct vk_buffer *dy, const struct vk_buffer *x,
+                                  uint32_t N);
+vp_status dec_record_loras_back(struct decoder *m, struct vk_recorder *rec, int l, enum delta_at at,
+                                const struct vk_buffer *dx_acc, const struct vk_buffer *dy, uint32_t N);
+vp_status dec_record_adapters_back(struct decoder *m, struct vk_recorder *rec, int l, enum delta_at at,
+                                   const struct vk_buffer *dx_acc, const struct vk_buffer *dy, uint32_t N);
+vp_status dec_record_seq_back(struct decoder *m, struct vk_recorder *rec, int l, enum delta_at at,
+                              const struct vk_buffer *dy, const struct vk_buffer **dx, uint32_t N);
+vp_status dec_record_norm_back(struct decoder *m, struct vk_recorder *rec, const struct vk_buffer *dx,
+                               const struct vk_buffer *dy, const struct vk_buffer *x, const struct vk_buffer *mean,
+                               const struct vk_buffer *rstd, const struct dec_weight *w, const struct dec_weight *b,
+                               uint32_t N);
+/* The prefix rows' gradients (dprefix_src) into their params. */
+vp_status dec_record_prefixes_back(struct decoder *m, struct vk_recorder *rec);
+
 #endif

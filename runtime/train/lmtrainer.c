@@ -1,5 +1,6 @@
-/* Causal-LM fine-tuning: the decoder as the trainer's model, lmdata
- * batches, the LM evaluation and the loop. See lmtrainer.h. */
+/* Causal-LM and seq2seq fine-tuning: the decoder or the encoder-decoder as
+ * the trainer's model, lmdata batches, the LM evaluation and the loop. See
+ * lmtrainer.h. */
 #include "lmtrainer.h"
 
 #include <cjson/cJSON.h>
@@ -10,7 +11,8 @@
 
 struct lm_trainer {
     vp_context *ctx;
-    struct decoder *m;       /* owned by tr (its trainer_model's destroy) */
+    struct decoder *m;       /* owned by tr (its trainer_model's destroy); NULL for seq2seq */
+    struct seq2seq *s2s;     /* likewise; NULL for a decoder-only model */
     struct trainer *tr;
     struct trainer_options o;
     int max_len;
@@ -37,6 +39,73 @@ static float dec_loss(const void *m) {
 static void dec_destroy(void *m) { decoder_destroy(m); }
 static void dec_set_step(void *m, uint32_t step) { decoder_set_step(m, step); }
 
+/* The encoder-decoder as a trainer_model: the trainer's one length T is
+ * both the source and the target length (both padded to it). */
+static vp_status s2s_zero(void *m, struct vk_recorder *rec) { return seq2seq_record_zero_grads(m, rec); }
+static vp_status s2s_train(void *m, struct vk_recorder *rec) { return seq2seq_record(m, rec, SEQ2SEQ_PASS_TRAIN); }
+static struct delta_params *s2s_params(void *m) { return seq2seq_params(m); }
+static void s2s_shape(const void *m, int *B, int *T) {
+    int S;
+    seq2seq_batch_shape(m, B, &S, T);
+}
+static vp_status s2s_set(void *m, int B, int T) { return seq2seq_set_batch(m, B, T, T); }
+static vp_status s2s_plan(const void *m, int B, int T, uint64_t bytes[VP_POOL_COUNT]) {
+    return seq2seq_plan(m, B, T, T, bytes);
+}
+static vp_status s2s_load(void *m, int B, int T) { return seq2seq_load(m, B, T, T); }
+static float s2s_loss(const void *m) {
+    float loss = 0;
+    seq2seq_loss(m, &loss, NULL);
+    return loss;
+}
+static void s2s_destroy(void *m) { seq2seq_destroy(m); }
+
+/* Opens the model dir holds (a decoder, or BART/mBART) into t. */
+static vp_status open_model(struct lm_trainer *t, const char *model_dir, const struct delta_spec *spec,
+                            const struct trainer_options *o, struct trainer_model *model, int *limit) {
+    struct model_arch a;
+    vp_status s = model_arch_load(model_dir, &a);
+    if (s != VP_OK) return s;
+    const bool s2s = a.stack == MODEL_STACK_ENCODER_DECODER;
+    model_arch_finish(&a);
+    if (s2s) {
+        /* Not modelled on the encoder-decoder yet: refused rather than ignored. */
+        if (o->dropout > 0)
+            return vp_fail(VP_ERROR_INVALID_ARGUMENT, "--dropout %g: the GPU encoder-decoder (BART/mBART) does not "
+                           "model dropout yet (leave --dropout unset: it trains with none)", o->dropout);
+        if (o->checkpoint_activations)
+            return vp_fail(VP_ERROR_INVALID_ARGUMENT, "--checkpoint-activations: the GPU encoder-decoder "
+                           "(BART/mBART) keeps every activation (checkpointing is for encoders and decoder-only "
+                           "models so far)");
+        const struct seq2seq_options sopt = {.storage = o->storage, .seed = o->seed,
+                                             .label_smoothing = o->label_smoothing};
+        s = seq2seq_open(t->ctx, model_dir, spec, &sopt, &t->s2s);
+        if (s != VP_OK) return s;
+        *model = (struct trainer_model){t->s2s, s2s_zero, s2s_train, s2s_params, s2s_shape, s2s_set, s2s_plan,
+                                        s2s_load, s2s_loss, s2s_destroy, NULL};
+        *limit = seq2seq_arch(t->s2s)->max_positions;
+        return VP_OK;
+    }
+    const struct decoder_options dopt = {.storage = o->storage, .seed = o->seed,
+                                         .label_smoothing = o->label_smoothing,
+                                         .checkpoint_activations = o->checkpoint_activations,
+                                         .dropout = o->dropout != 0, .dropout_p = o->dropout};
+    s = decoder_open(t->ctx, model_dir, spec, &dopt, &t->m);
+    if (s != VP_OK) return s;
+    const struct model_arch *d = decoder_arch(t->m);
+    /* --dropout unset: the config's probabilities (GPT-2 0.1 unless it says; LLaMA's attention_dropout). */
+    const bool drops = o->dropout > 0 || (o->dropout < 0 && (d->embedding_dropout > 0 || d->attention_dropout > 0 ||
+                                                              (d->family == MODEL_FAMILY_GPT2 && d->hidden_dropout > 0)));
+    *model = (struct trainer_model){t->m,     dec_zero, dec_train, dec_params,  dec_shape, dec_set,
+                                    dec_plan, dec_load, dec_loss,  dec_destroy, drops ? dec_set_step : NULL};
+    *limit = decoder_arch(t->m)->max_positions - t->m->position_offset;
+    return VP_OK;
+}
+
+static const struct model_arch *model_arch_of(const struct lm_trainer *t) {
+    return t->s2s ? seq2seq_arch(t->s2s) : decoder_arch(t->m);
+}
+
 vp_status lm_trainer_open(vp_context *ctx, const char *model_dir, const struct delta_spec *spec,
                           const struct trainer_options *o, struct lm_trainer **out) {
     *out = NULL;
@@ -46,36 +115,28 @@ vp_status lm_trainer_open(vp_context *ctx, const char *model_dir, const struct d
     if (!t) return vp_fail(VP_ERROR_HOST_MEMORY, "trainer: out of host memory");
     t->ctx = ctx;
     t->o = *o;
-    const struct decoder_options dopt = {.storage = o->storage, .seed = o->seed,
-                                         .label_smoothing = o->label_smoothing,
-                                         .checkpoint_activations = o->checkpoint_activations,
-                                         .dropout = o->dropout != 0, .dropout_p = o->dropout};
-    s = decoder_open(ctx, model_dir, spec, &dopt, &t->m);
+    struct trainer_model model;
+    int limit = 0;
+    s = open_model(t, model_dir, spec, o, &model, &limit);
     if (s != VP_OK) {
         free(t);
         return s;
     }
-    const struct model_arch *a = decoder_arch(t->m);
-    /* --dropout unset: the config's probabilities (GPT-2 0.1 unless it says; LLaMA's attention_dropout). */
-    const bool drops = o->dropout > 0 || (o->dropout < 0 && (a->embedding_dropout > 0 || a->attention_dropout > 0 ||
-                                                              (a->family == MODEL_FAMILY_GPT2 && a->hidden_dropout > 0)));
-    const int limit = a->max_positions - t->m->position_offset;
+    const struct model_arch *a = model_arch_of(t);
     if (o->max_len > limit) {
         s = vp_fail(VP_ERROR_INVALID_ARGUMENT, "--max-len %d is longer than %s allows (%d tokens: "
                     "max_position_embeddings %d less %d prefix rows)", o->max_len, model_dir, limit,
-                    a->max_positions, t->m->position_offset);
-        decoder_destroy(t->m);
+                    a->max_positions, a->max_positions - limit);
+        model.destroy(model.self);
         free(t);
         return s;
     }
     t->max_len = o->max_len > 0 ? o->max_len : limit;
     struct delta_counts counts;
     if (delta_count_params(spec, a, &counts) != VP_OK) memset(&counts, 0, sizeof counts);
-    const struct trainer_model model = {t->m,     dec_zero, dec_train, dec_params,  dec_shape, dec_set,
-                                        dec_plan, dec_load, dec_loss,  dec_destroy, drops ? dec_set_step : NULL};
     s = trainer_open_model(ctx, &model, o, t->max_len, &counts, &t->tr);
     if (s != VP_OK) {
-        decoder_destroy(t->m);
+        model.destroy(model.self);
         free(t);
         return s;
     }
@@ -90,6 +151,10 @@ void lm_trainer_destroy(struct lm_trainer *t) {
 }
 
 struct decoder *lm_trainer_decoder(struct lm_trainer *t) { return t->m; }
+struct seq2seq *lm_trainer_seq2seq(struct lm_trainer *t) { return t->s2s; }
+struct delta_params *lm_trainer_params(struct lm_trainer *t) {
+    return t->s2s ? seq2seq_params(t->s2s) : decoder_params(t->m);
+}
 struct trainer *lm_trainer_trainer(struct lm_trainer *t) { return t->tr; }
 int lm_trainer_max_len(const struct lm_trainer *t) { return t->max_len; }
 
@@ -106,6 +171,10 @@ struct lm_dev_batch {
     int32_t *ids;
     uint8_t *mask, *loss_mask;
     size_t cap;
+    /* seq2seq: the source (B,T) and the labels (B,T), -100 unscored */
+    int32_t *enc_ids, *labels;
+    uint8_t *enc_mask;
+    size_t s2s_cap;
 };
 
 static vp_status dev_batch_fill(struct lm_dev_batch *d, const struct lm_batch *b, int B, int T, int32_t pad) {
@@ -132,7 +201,36 @@ static vp_status dev_batch_fill(struct lm_dev_batch *d, const struct lm_batch *b
     return VP_OK;
 }
 
+/* A seq2seq batch of B rows, source and target both padded to T: padding
+ * is pad with mask 0, its labels -100. */
+static vp_status dev_batch_fill_s2s(struct lm_dev_batch *d, const struct lm_batch *b, int B, int T, int32_t pad) {
+    vp_status s = dev_batch_fill(d, b, B, T, pad);
+    const size_t n = (size_t)B * (size_t)T;
+    if (s == VP_OK && n > d->s2s_cap) {
+        int32_t *e = realloc(d->enc_ids, n * sizeof *e);
+        if (e) d->enc_ids = e;
+        int32_t *l = e ? realloc(d->labels, n * sizeof *l) : NULL;
+        if (l) d->labels = l;
+        uint8_t *m = l ? realloc(d->enc_mask, n) : NULL;
+        if (m) d->enc_mask = m;
+        if (!m) return vp_fail(VP_ERROR_HOST_MEMORY, "trainer: out of host memory for a batch");
+        d->s2s_cap = n;
+    }
+    for (int r = 0; s == VP_OK && r < B; r++)
+        for (int k = 0; k < T; k++) {
+            const size_t o = (size_t)r * T + k, i = (size_t)r * b->T + k, j = (size_t)r * b->S + k;
+            const bool src = r < b->B && k < b->S && b->enc_mask[j];
+            d->enc_ids[o] = src ? b->enc_ids[j] : pad;
+            d->enc_mask[o] = src;
+            d->labels[o] = d->mask[o] ? b->labels[i] : LM_IGNORE_INDEX;
+        }
+    return s;
+}
+
 static void dev_batch_finish(struct lm_dev_batch *d) {
+    free(d->enc_ids);
+    free(d->labels);
+    free(d->enc_mask);
     free(d->ids);
     free(d->mask);
     free(d->loss_mask);
@@ -146,10 +244,11 @@ static int32_t pad_of(const struct lm_data *d) {
 
 static struct lm_data_options data_options(const struct lm_trainer *t, const struct lm_data_options *base) {
     struct lm_data_options o = *base;
-    o.task = LM_TASK_CAUSAL;
-    o.arch = decoder_arch(t->m);
+    o.task = t->s2s ? LM_TASK_SEQ2SEQ : LM_TASK_CAUSAL;
+    o.arch = model_arch_of(t);
     o.batch = t->o.batch;
     o.max_len = t->max_len;
+    if (t->s2s && (!o.max_target_len || o.max_target_len > t->max_len)) o.max_target_len = t->max_len;
     o.seed = t->o.seed;
     if (!o.shuffle_window) o.shuffle_window = 4096; /* training order: a streaming shuffle */
     return o;
@@ -168,7 +267,9 @@ vp_status lm_trainer_scan(const struct lm_trainer *t, const struct lm_fit_config
         out->batches++;
         out->loss_tokens += b.loss_tokens;
         if (b.T > out->longest) out->longest = b.T;
+        if (b.S > out->longest) out->longest = b.S;
         for (size_t i = 0; i < (size_t)b.B * (size_t)b.T; i++) out->tokens += b.mask[i];
+        for (size_t i = 0; b.enc_mask && i < (size_t)b.B * (size_t)b.S; i++) out->tokens += b.enc_mask[i];
     }
     out->examples = lm_data_examples(d);
     out->skipped = lm_data_skipped(d);
@@ -191,13 +292,16 @@ static int argmax(const float *v, int n) {
     return best;
 }
 
-vp_status lm_evaluate(struct decoder *m, const char *path, const struct lm_data_options *o, int pad_multiple,
-                      struct lm_eval_result *out) {
+/* The evaluation pass of either model (dm: a decoder, else sm: the
+ * encoder-decoder) over every example of `path` in file order. */
+static vp_status evaluate_model(struct decoder *dm, struct seq2seq *sm, const char *path,
+                                const struct lm_data_options *o, int pad_multiple, struct lm_eval_result *out) {
     memset(out, 0, sizeof *out);
     struct lm_data_options dopt = *o;
-    dopt.task = LM_TASK_CAUSAL;
+    dopt.task = sm ? LM_TASK_SEQ2SEQ : LM_TASK_CAUSAL;
     dopt.shuffle_window = 0;
-    const int B = dopt.batch > 0 ? dopt.batch : 1, V = decoder_arch(m)->vocab_size;
+    const int B = dopt.batch > 0 ? dopt.batch : 1;
+    const int V = sm ? seq2seq_arch(sm)->vocab_size : decoder_arch(dm)->vocab_size;
     struct lm_data *d;
     vp_status s = lm_data_open(path, &dopt, &d);
     if (s != VP_OK) return s;
@@ -209,30 +313,50 @@ vp_status lm_evaluate(struct decoder *m, const char *path, const struct lm_data_
     uint64_t correct = 0;
     bool done = false;
     while (s == VP_OK && (s = lm_data_next(d, &b, &done)) == VP_OK && !done) {
-        const int T = train_batch_length(b.T, dopt.max_len > 0 ? dopt.max_len : b.T, pad_multiple);
-        s = dev_batch_fill(&db, &b, B, T, pad_of(d));
-        if (s == VP_OK) s = decoder_set_batch(m, B, T);
-        if (s == VP_OK) s = decoder_write_batch(m, &(struct decoder_batch){db.ids, db.mask, db.loss_mask});
-        if (s == VP_OK) s = decoder_run(m, DECODER_PASS_EVAL);
+        const int longest = b.S > b.T ? b.S : b.T;
+        const int T = train_batch_length(longest, dopt.max_len > 0 ? dopt.max_len : longest, pad_multiple);
+        if (sm) {
+            s = dev_batch_fill_s2s(&db, &b, B, T, pad_of(d));
+            if (s == VP_OK) s = seq2seq_set_batch(sm, B, T, T);
+            if (s == VP_OK)
+                s = seq2seq_write_batch(sm, &(struct seq2seq_batch){db.enc_ids, db.enc_mask, db.ids, db.mask,
+                                                                    db.labels});
+            if (s == VP_OK) s = seq2seq_run(sm, SEQ2SEQ_PASS_EVAL);
+        } else {
+            s = dev_batch_fill(&db, &b, B, T, pad_of(d));
+            if (s == VP_OK) s = decoder_set_batch(dm, B, T);
+            if (s == VP_OK) s = decoder_write_batch(dm, &(struct decoder_batch){db.ids, db.mask, db.loss_mask});
+            if (s == VP_OK) s = decoder_run(dm, DECODER_PASS_EVAL);
+        }
         const size_t n = (size_t)B * T * V;
         if (s == VP_OK && n > logits_cap) {
             free(logits);
             logits_cap = n;
-            if (!(logits = malloc(n * sizeof *logits))) s = vp_fail(VP_ERROR_HOST_MEMORY, "evaluation: out of host memory");
+            if (!(logits = malloc(n * sizeof *logits)))
+                s = vp_fail(VP_ERROR_HOST_MEMORY, "evaluation: out of host memory");
         }
         if (s != VP_OK) break;
         float loss;
         uint32_t count;
-        decoder_loss(m, &loss, &count);
-        decoder_logits(m, logits);
+        if (sm) {
+            seq2seq_loss(sm, &loss, &count);
+            seq2seq_logits(sm, logits);
+        } else {
+            decoder_loss(dm, &loss, &count);
+            decoder_logits(dm, logits);
+        }
         if (count) loss_sum += (double)loss * count;
         out->tokens += count;
-        /* The decoder's rule: position t scores the token at t+1 when that
-         * one is real and a target. */
         for (int r = 0; r < B; r++)
-            for (int k = 0; k + 1 < T; k++) {
+            for (int k = 0; k < T; k++) {
                 const size_t i = (size_t)r * T + k;
-                if (!db.mask[i + 1] || !db.loss_mask[i + 1]) continue;
+                if (sm) { /* teacher forcing: position t scores labels[t] */
+                    if (db.labels[i] != LM_IGNORE_INDEX) correct += argmax(logits + i * V, V) == db.labels[i];
+                    continue;
+                }
+                /* The decoder's rule: position t scores the token at t+1
+                 * when that one is real and a target. */
+                if (k + 1 == T || !db.mask[i + 1] || !db.loss_mask[i + 1]) continue;
                 correct += argmax(logits + i * V, V) == db.ids[i + 1];
             }
     }
@@ -250,6 +374,16 @@ vp_status lm_evaluate(struct decoder *m, const char *path, const struct lm_data_
     lm_batch_finish(&b);
     lm_data_close(d);
     return s;
+}
+
+vp_status lm_evaluate(struct decoder *m, const char *path, const struct lm_data_options *o, int pad_multiple,
+                      struct lm_eval_result *out) {
+    return evaluate_model(m, NULL, path, o, pad_multiple, out);
+}
+
+vp_status lm_evaluate_seq2seq(struct seq2seq *m, const char *path, const struct lm_data_options *o, int pad_multiple,
+                              struct lm_eval_result *out) {
+    return evaluate_model(NULL, m, path, o, pad_multiple, out);
 }
 
 static cJSON *eval_object(const struct lm_eval_result *r) {
@@ -290,7 +424,8 @@ static vp_status evaluate(struct lm_fit *f, const struct trainer_step_result *la
     struct lm_trainer *t = f->t;
     struct lm_data_options o = data_options(t, &f->c->data);
     struct lm_eval_result r;
-    vp_status s = lm_evaluate(t->m, f->c->eval, &o, t->o.pad_multiple, &r);
+    vp_status s = t->s2s ? lm_evaluate_seq2seq(t->s2s, f->c->eval, &o, t->o.pad_multiple, &r)
+                         : lm_evaluate(t->m, f->c->eval, &o, t->o.pad_multiple, &r);
     trainer_forget_recordings(t->tr); /* the evaluation changed the decoder's shape */
     if (s != VP_OK) return s;
     struct lm_summary *sum = f->sum;
@@ -334,12 +469,18 @@ static vp_status next_micro(struct lm_fit *f, bool *epoch_done) {
     }
     if (s != VP_OK) return s;
     if (++f->batches_in_epoch == f->batches_per_epoch) *epoch_done = true;
-    const int T = train_batch_length(f->b.T, t->max_len, t->o.pad_multiple);
-    s = dev_batch_fill(&f->db, &f->b, t->o.batch, T, pad_of(f->data));
+    const int T = train_batch_length(f->b.S > f->b.T ? f->b.S : f->b.T, t->max_len, t->o.pad_multiple);
+    s = t->s2s ? dev_batch_fill_s2s(&f->db, &f->b, t->o.batch, T, pad_of(f->data))
+               : dev_batch_fill(&f->db, &f->b, t->o.batch, T, pad_of(f->data));
     for (int r = 0; r < f->b.B; r++) f->sum->base.examples++;
     for (size_t i = 0; i < (size_t)f->b.B * (size_t)f->b.T; i++) f->tokens += f->b.mask[i];
+    for (size_t i = 0; t->s2s && i < (size_t)f->b.B * (size_t)f->b.S; i++) f->tokens += f->b.enc_mask[i];
     if (s == VP_OK) s = trainer_set_shape(t->tr, t->o.batch, T);
-    if (s == VP_OK) s = decoder_write_batch(t->m, &(struct decoder_batch){f->db.ids, f->db.mask, f->db.loss_mask});
+    if (s == VP_OK && t->s2s)
+        s = seq2seq_write_batch(t->s2s, &(struct seq2seq_batch){f->db.enc_ids, f->db.enc_mask, f->db.ids, f->db.mask,
+                                                                f->db.labels});
+    else if (s == VP_OK)
+        s = decoder_write_batch(t->m, &(struct decoder_batch){f->db.ids, f->db.mask, f->db.loss_mask});
     return s;
 }
 
@@ -366,7 +507,7 @@ static vp_status checkpoint(struct lm_fit *f) {
                  .metrics = {.accuracy = sum->best.accuracy}},
         .best_step = sum->best_step,
     };
-    vp_status s = train_checkpoint_save(f->c->checkpoint_path, decoder_params(f->t->m), &pos,
+    vp_status s = train_checkpoint_save(f->c->checkpoint_path, lm_trainer_params(f->t), &pos,
                                         f->c->checkpoint_settings);
     if (s == VP_OK) f->sum->base.checkpoints++;
     return s;

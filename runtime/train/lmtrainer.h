@@ -1,5 +1,8 @@
 /* Causal-LM fine-tuning of a decoder-only model (GPT-2, LLaMA / Mistral /
- * Qwen2): the decoder (model/decoder_lm.h) driven by the trainer's
+ * Qwen2), and seq2seq fine-tuning of an encoder-decoder (BART, mBART: the
+ * model of model/seq2seq_lm.h on lmdata's source/target lines with teacher
+ * forcing, sources and targets padded to one length): the decoder
+ * (model/decoder_lm.h) driven by the trainer's
  * recorded step (trainer.h: optimiser, schedule, clipping, accumulation in
  * one submission per micro-batch) on batches from lmdata.h, with the
  * evaluation a language model gets: mean cross-entropy per scored token,
@@ -26,6 +29,7 @@
 
 #include "decoder_lm.h"
 #include "lmdata.h"
+#include "seq2seq_lm.h"
 #include "trainer.h"
 
 struct lm_trainer;
@@ -35,7 +39,9 @@ struct lm_trainer;
 vp_status lm_trainer_open(vp_context *ctx, const char *model_dir, const struct delta_spec *spec,
                           const struct trainer_options *o, struct lm_trainer **out);
 void lm_trainer_destroy(struct lm_trainer *t);
-struct decoder *lm_trainer_decoder(struct lm_trainer *t);
+struct decoder *lm_trainer_decoder(struct lm_trainer *t);   /* NULL for a seq2seq model */
+struct seq2seq *lm_trainer_seq2seq(struct lm_trainer *t);  /* NULL for a decoder-only model */
+struct delta_params *lm_trainer_params(struct lm_trainer *t);
 struct trainer *lm_trainer_trainer(struct lm_trainer *t);
 int lm_trainer_max_len(const struct lm_trainer *t);
 
@@ -78,6 +84,27 @@ struct lm_eval_result {
  * decoder's batch shape changes (a trainer then forgets its recordings). */
 vp_status lm_evaluate(struct decoder *m, const char *path, const struct lm_data_options *o, int pad_multiple,
                       struct lm_eval_result *out);
+/* The same for an encoder-decoder on seq2seq lines (source, target): the
+ * loss per scored target token and teacher-forced token accuracy (logits
+ * of decoder position t against labels[t]); sources and targets padded to
+ * one length. */
+vp_status lm_evaluate_seq2seq(struct seq2seq *m, const char *path, const struct lm_data_options *o, int pad_multiple,
+                              struct lm_eval_result *out);
+/* Seq2seq evaluation by generation (lmgenerate.c): every source of `path`
+ * (seq2seq lines, file order, o's fields and lengths) decoded with
+ * `search` (seq2seq_generate; the model loaded with at least o->batch ×
+ * beams rows and o->max_len source tokens), decoded to text without
+ * special tokens and scored against the decoded labels, as HF's
+ * run_summarization / run_translation do: ROUGE-1/2/L F-measures (Porter
+ * stemmer, ×100), corpus BLEU (0..100) and the share of exact matches. */
+struct lm_text_metrics {
+    double rouge1, rouge2, rougeL, bleu, exact_match;
+    uint64_t examples;
+};
+struct tok_tokenizer;
+vp_status lm_generate_metrics(struct seq2seq *m, const struct tok_tokenizer *tok, const char *path,
+                              const struct lm_data_options *o, const struct search_options *search,
+                              struct lm_text_metrics *out);
 /* {"loss", "perplexity", "accuracy", "tokens", "examples"} (malloc'd). */
 char *lm_eval_json(const struct lm_eval_result *r);
 

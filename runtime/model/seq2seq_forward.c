@@ -1,0 +1,154 @@
+/* The encoder-decoder model's forward pass (tests/reference/seq2seq.h)
+ * recorded from the kernels. One attention block serves encoder
+ * self-attention, decoder self-attention and cross-attention, one FFN block
+ * both stacks; post-LN (BART) and pre-LN (mBART) differ only in where the
+ * block's LayerNorm sits. Delta sites, linear layers and norms are the
+ * decoder's (decoder_lm.h), run on the inner decoder at the block's index. */
+#include "seq2seq_lm.h"
+
+static vp_status gather(struct seq2seq *m, struct vk_recorder *rec, const struct vk_buffer *out,
+                        const struct vk_buffer *ids, const struct vk_buffer *table, uint64_t N, uint64_t V,
+                        uint32_t C) {
+    return kernel_embedding_forward(m->ctx, rec, out, ids, table, (uint32_t)N, (uint32_t)V, C, VP_DTYPE_F32, false);
+}
+
+/* The per-head adapters' tables of the stack whose blocks are recorded next. */
+static void use_stack(struct seq2seq *m, const struct s2s_stack_acts *sa) {
+    m->core.acts.ids_hsplit = sa->ids_hsplit;
+    m->core.acts.ids_hmerge = sa->ids_hmerge;
+}
+
+/* One attention block at delta block blk: queries from x (Tq per sequence,
+ * the tables of stack qs), keys and values from kv_src (NULL: the block's
+ * own input; cross-attention: the encoder output, Tk per sequence, stack
+ * ks, masked by its keep). Sets aa->y to the block's output. */
+static vp_status attn_forward(struct seq2seq *m, struct vk_recorder *rec, int blk, const struct s2s_attn_w *w,
+                              struct s2s_attn_acts *aa, const struct vk_buffer *x, const struct s2s_stack_acts *qs,
+                              const struct s2s_stack_acts *ks, const struct vk_buffer *kv_src, bool causal) {
+    struct decoder *c = &m->core;
+    const uint32_t B = (uint32_t)m->acts.B, Tq = (uint32_t)qs->T, Tk = (uint32_t)ks->T, Nq = B * Tq, Nk = B * Tk;
+    const uint32_t d = (uint32_t)m->arch.hidden, H = (uint32_t)m->arch.heads, hd = (uint32_t)m->arch.head_dim;
+    const bool pre = m->arch.pre_norm;
+    aa->x = x;
+    aa->in = pre ? &aa->a_in : x;
+    aa->kv = kv_src ? kv_src : aa->in;
+    vp_status st = pre ? dec_record_norm(c, rec, &aa->a_in, &aa->mean, &aa->rstd, x, w->ln_w, w->ln_b, Nq) : VP_OK;
+    if (st == VP_OK) st = dec_record_linear(c, rec, &aa->q, aa->in, w->wq, w->bq, Nq, d, d);
+    if (st == VP_OK) st = dec_record_loras(c, rec, blk, DELTA_AT_Q, &aa->q, aa->in, Nq);
+    if (st == VP_OK) st = dec_record_linear(c, rec, &aa->k, aa->kv, w->wk, w->bk, Nk, d, d);
+    if (st == VP_OK) st = dec_record_loras(c, rec, blk, DELTA_AT_K, &aa->k, aa->kv, Nk);
+    if (st == VP_OK) st = dec_record_linear(c, rec, &aa->v, aa->kv, w->wv, w->bv, Nk, d, d);
+    if (st == VP_OK) st = dec_record_loras(c, rec, blk, DELTA_AT_V, &aa->v, aa->kv, Nk);
+    if (st == VP_OK) st = gather(m, rec, &aa->qh, &qs->ids_split, &aa->q, (uint64_t)Nq * H, (uint64_t)Nq * H, hd);
+    if (st == VP_OK) st = gather(m, rec, &aa->kh, &ks->ids_split, &aa->k, (uint64_t)Nk * H, (uint64_t)Nk * H, hd);
+    if (st == VP_OK) st = gather(m, rec, &aa->vh, &ks->ids_split, &aa->v, (uint64_t)Nk * H, (uint64_t)Nk * H, hd);
+    const uint32_t Lp = (uint32_t)c->prefix_rows[blk];
+    if (st == VP_OK && Lp) {
+        const uint64_t n = (uint64_t)Lp * d;
+        st = gather(m, rec, &aa->pk, &aa->ids_pk, &c->acts.prefix_src, n, c->prefix_src_elems, 1);
+        if (st == VP_OK) st = gather(m, rec, &aa->pv, &aa->ids_pv, &c->acts.prefix_src, n, c->prefix_src_elems, 1);
+    }
+    const struct kernel_attention_config cfg = {.B = B, .H = H, .T = Tq, .S = Tk, .L = Lp, .D = hd, .causal = causal};
+    if (st == VP_OK)
+        st = kernel_attention_forward(m->ctx, rec, &aa->atth, &aa->lse, &aa->qh, &aa->kh, &aa->vh,
+                                      Lp ? &aa->pk : NULL, Lp ? &aa->pv : NULL, &ks->keep, &cfg);
+    if (st == VP_OK) st = gather(m, rec, &aa->ctx, &qs->ids_merge, &aa->atth, (uint64_t)Nq * H, (uint64_t)Nq * H, hd);
+    const struct vk_buffer *cur = &aa->ctx;
+    if (st == VP_OK) st = dec_record_adapters(c, rec, blk, DELTA_AT_ATTN, DELTA_PARALLEL, &cur, aa->in, Nq);
+    if (st == VP_OK) st = dec_record_linear(c, rec, &aa->o, &aa->ctx, w->wo, w->bo, Nq, d, d);
+    if (st == VP_OK) st = dec_record_loras(c, rec, blk, DELTA_AT_O, &aa->o, &aa->ctx, Nq);
+    cur = &aa->o;
+    if (st == VP_OK) st = dec_record_adapters(c, rec, blk, DELTA_AT_ATTN, DELTA_SEQUENTIAL, &cur, NULL, Nq);
+    aa->o_final = cur;
+    if (st == VP_OK) st = kernel_add_forward(m->ctx, rec, &aa->h, x, cur, (uint64_t)Nq * d);
+    if (st == VP_OK && !pre) st = dec_record_norm(c, rec, &aa->out, &aa->mean, &aa->rstd, &aa->h, w->ln_w, w->ln_b, Nq);
+    aa->y = pre ? &aa->h : &aa->out;
+    return st;
+}
+
+/* One FFN block at delta block blk, N rows of width I. */
+static vp_status ffn_forward(struct seq2seq *m, struct vk_recorder *rec, int blk, const struct s2s_ffn_w *w,
+                             struct s2s_ffn_acts *fa, const struct vk_buffer *x, uint32_t N, uint32_t I) {
+    struct decoder *c = &m->core;
+    const uint32_t d = (uint32_t)m->arch.hidden;
+    const bool pre = m->arch.pre_norm;
+    fa->x = x;
+    fa->in = pre ? &fa->f_in : x;
+    vp_status st = pre ? dec_record_norm(c, rec, &fa->f_in, &fa->mean, &fa->rstd, x, w->ln_w, w->ln_b, N) : VP_OK;
+    if (st == VP_OK) st = dec_record_linear(c, rec, &fa->upre, fa->in, w->w1, w->b1, N, d, I);
+    if (st == VP_OK) st = dec_record_loras(c, rec, blk, DELTA_AT_UP, &fa->upre, fa->in, N);
+    if (st == VP_OK)
+        st = kernel_activation_forward(m->ctx, rec, &fa->u, &fa->upre, (uint64_t)N * I, s2s_act(m));
+    if (st == VP_OK) st = dec_record_linear(c, rec, &fa->dn, &fa->u, w->w2, w->b2, N, I, d);
+    if (st == VP_OK) st = dec_record_loras(c, rec, blk, DELTA_AT_DOWN, &fa->dn, &fa->u, N);
+    const struct vk_buffer *cur = &fa->dn;
+    if (st == VP_OK) st = dec_record_adapters(c, rec, blk, DELTA_AT_FFN, DELTA_SEQUENTIAL, &cur, NULL, N);
+    if (st == VP_OK) st = dec_record_adapters(c, rec, blk, DELTA_AT_FFN, DELTA_PARALLEL, &cur, fa->in, N);
+    if (st == VP_OK) st = kernel_add_forward(m->ctx, rec, &fa->h, x, cur, (uint64_t)N * d);
+    if (st == VP_OK && !pre) st = dec_record_norm(c, rec, &fa->out, &fa->mean, &fa->rstd, &fa->h, w->ln_w, w->ln_b, N);
+    fa->y = pre ? &fa->h : &fa->out;
+    return st;
+}
+
+/* x0 = embed_scale·E[ids] + W_pos[pos]; x = LN_emb(x0). */
+static vp_status embed_forward(struct seq2seq *m, struct vk_recorder *rec, const struct s2s_stack_w *w,
+                               struct s2s_stack_acts *sa, uint32_t N) {
+    const struct model_arch *a = &m->arch;
+    const uint32_t d = (uint32_t)a->hidden;
+    vp_status st = kernel_embedding_forward(m->ctx, rec, &sa->x0, &sa->ids, dec_wbuf(m->shared), N,
+                                            (uint32_t)a->vocab_size, d, m->shared->dtype, false);
+    if (st == VP_OK && a->embed_scale != 1.0)
+        st = kernel_scale_forward(m->ctx, rec, &sa->x0, &sa->x0, (float)a->embed_scale, (uint64_t)N * d);
+    if (st == VP_OK)
+        st = kernel_embedding_forward(m->ctx, rec, &sa->x0, &sa->pos, dec_wbuf(w->pos), N,
+                                      (uint32_t)(a->max_positions + a->position_offset), d, w->pos->dtype, true);
+    if (st == VP_OK)
+        st = dec_record_norm(&m->core, rec, &sa->x, &sa->emb_mean, &sa->emb_rstd, &sa->x0, w->emb_w, w->emb_b, N);
+    return st;
+}
+
+/* A stack: embeddings, layers, mBART's final LN; sets sa->out. The decoder
+ * stack's cross-attention reads the encoder stack (enc). */
+static vp_status stack_forward(struct seq2seq *m, struct vk_recorder *rec, const struct s2s_stack_w *w,
+                               struct s2s_stack_acts *sa, const struct s2s_stack_acts *enc) {
+    const uint32_t N = (uint32_t)(m->acts.B * sa->T);
+    const unsigned self = enc ? DELTA_STACK_DECODER : DELTA_STACK_ENCODER;
+    use_stack(m, sa);
+    vp_status st = embed_forward(m, rec, w, sa, N);
+    const struct vk_buffer *x = &sa->x;
+    for (int l = 0; l < w->layers && st == VP_OK; l++) {
+        struct s2s_layer_acts *la = &sa->layer[l];
+        const int blk = s2s_block(m, self, l);
+        st = attn_forward(m, rec, blk, &w->layer[l].self, &la->self, x, sa, sa, NULL, enc != NULL);
+        x = la->self.y;
+        if (st == VP_OK && enc)
+            st = attn_forward(m, rec, s2s_block(m, DELTA_STACK_CROSS, l), &w->layer[l].cross, &la->cross, x, sa, enc,
+                              enc->out, false);
+        if (enc) x = la->cross.y;
+        if (st == VP_OK) st = ffn_forward(m, rec, blk, &w->layer[l].ffn, &la->ffn, x, N, (uint32_t)w->I);
+        x = la->ffn.y;
+    }
+    sa->out = x;
+    if (st == VP_OK && w->final_w) {
+        st = dec_record_norm(&m->core, rec, &sa->final_out, &sa->final_mean, &sa->final_rstd, x, w->final_w,
+                             w->final_b, N);
+        sa->out = &sa->final_out;
+    }
+    return st;
+}
+
+vp_status s2s_record_forward(struct seq2seq *m, struct vk_recorder *rec) {
+    struct s2s_acts *a = &m->acts;
+    const uint32_t Nd = (uint32_t)(a->B * a->T), d = (uint32_t)m->arch.hidden, V = (uint32_t)m->arch.vocab_size;
+    vp_status st = dec_record_prefixes(&m->core, rec);
+    if (st == VP_OK) st = stack_forward(m, rec, &m->enc, &a->enc, NULL);
+    if (st == VP_OK) st = stack_forward(m, rec, &m->dec, &a->dec, &a->enc);
+    if (st == VP_OK)
+        st = kernel_matmul_forward(m->ctx, rec, &a->logits, a->dec.out, dec_wbuf(m->head), m->head->dtype,
+                                   &m->logits_bias->frozen, Nd, d, V, NULL);
+    const struct kernel_cross_entropy_config ce = {Nd, V, ENCODER_IGNORE_INDEX, (float)m->core.opt.label_smoothing};
+    if (st == VP_OK)
+        st = kernel_cross_entropy_forward(m->ctx, rec, &a->loss, &a->ce_lse, NULL, &a->ce_scratch, &a->logits,
+                                          &a->targets, &ce);
+    return st;
+}
