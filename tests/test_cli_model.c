@@ -297,8 +297,8 @@ static void inspect_weights_and_folders(void) {
     EXPECT_OUTPUT("prefix");
 }
 
-/* Decoder and encoder-decoder models: counts as the paper's tables (memory
- * plans come with the GPU decoder). MAM on bart-large: 27,414,528 saved. */
+/* Decoder and encoder-decoder models: counts as the paper's tables (a memory
+ * plan needs the weight files). MAM on bart-large: 27,414,528 saved. */
 static void inspect_decoder_models(void) {
     if (!setup()) return;
     CHECK(vp_mkdir_p(path_of("bart-large")) == VP_OK);
@@ -312,7 +312,7 @@ static void inspect_decoder_models(void) {
     EXPECT_OUTPUT("6.7475%");
     EXPECT_OUTPUT("attention blocks: encoder self, decoder self, cross");
     EXPECT_OUTPUT("36 (all)");
-    EXPECT_OUTPUT("unavailable: bart runs on the GPU decoder");
+    EXPECT_OUTPUT("unavailable: bart: planning an encoder-decoder needs its weight files");
     run("inspect --model %s --delta lora --json", path_of("bart-large"));
     EXPECT_EXIT(0);
     cJSON *j = parse_output();

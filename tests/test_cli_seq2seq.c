@@ -273,6 +273,13 @@ static void bad_input_exits_2(void) {
     run("eval --model bart --delta run-bad --data dev.jsonl --max-new-tokens 0");
     EXPECT_EXIT(2);
     EXPECT_OUTPUT("--max-new-tokens");
+    /* Not modelled on the encoder-decoder yet: refused, not ignored. */
+    run("train --model bart --delta lora --data train.jsonl --out run-bad --dropout 0.1");
+    EXPECT_EXIT(2);
+    EXPECT_OUTPUT("does not model dropout yet");
+    run("train --model bart --delta lora --data train.jsonl --out run-bad --checkpoint-activations");
+    EXPECT_EXIT(2);
+    EXPECT_OUTPUT("--checkpoint-activations: the GPU encoder-decoder");
     run("train --model bart --delta lora --data train.jsonl --out run-bad --target-lang de_DE");
     EXPECT_EXIT(2);
     EXPECT_OUTPUT("--target-lang de_DE");

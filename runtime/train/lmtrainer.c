@@ -627,12 +627,13 @@ vp_status lm_trainer_fit(struct lm_trainer *t, const struct lm_fit_config *c, co
         uint64_t plan[VP_POOL_COUNT];
         struct delta_counts counts;
         uint64_t uncheckpointed = 0;
-        int B, T;
         trainer_plan(t->tr, plan);
         trainer_counts(t->tr, &counts);
-        decoder_batch_shape(t->m, &B, &T);
-        if (t->o.checkpoint_activations && decoder_plan_activations(t->m, B, T, false, &uncheckpointed) != VP_OK)
-            uncheckpointed = 0;
+        if (t->m && t->o.checkpoint_activations) { /* decoder-only: the encoder-decoder refuses the flag */
+            int B, T;
+            decoder_batch_shape(t->m, &B, &T);
+            if (decoder_plan_activations(t->m, B, T, false, &uncheckpointed) != VP_OK) uncheckpointed = 0;
+        }
         s = train_log_start(f.log, f.total, t->o.batch, &counts, plan, uncheckpointed);
     }
     if (s == VP_OK) s = fit_loop(&f);
