@@ -73,6 +73,17 @@ static cJSON *read_json(const char *file) {
     return j;
 }
 
+/* dir's adapter_config.json has target_modules the regular expression
+ * `want` and layers_to_transform null (PEFT refuses both at once). */
+static void expect_regex(const char *want) {
+    cJSON *cfg = read_json("adapter_config.json");
+    const cJSON *tm = cfg ? cJSON_GetObjectItem(cfg, "target_modules") : NULL;
+    CHECKF(cJSON_IsString(tm) && strcmp(tm->valuestring, want) == 0, "target_modules %s, want %s",
+           cJSON_IsString(tm) ? tm->valuestring : "not a string", want);
+    CHECK(cfg && cJSON_IsNull(cJSON_GetObjectItem(cfg, "layers_to_transform")));
+    cJSON_Delete(cfg);
+}
+
 static void lora_round_trip(void) {
     snprintf(dir, sizeof dir, "/tmp/vkpeft-peft-XXXXXX");
     if (!CHECK(mkdtemp(dir) != NULL)) return;
@@ -131,6 +142,17 @@ static void lora_round_trip(void) {
     CHECK(delta_peft_import(dir, &a, &back, &bt) == VP_OK);
     CHECK(back.count == 2 && back.modules[0].at == DELTA_AT_O && back.modules[1].at == DELTA_AT_DOWN);
     delta_tensors_free(&bt);
+    delta_tensors_free(&t);
+    /* On layer 1 only: the layer goes into the expression (PEFT refuses
+     * layers_to_transform beside one). */
+    for (int i = 0; i < 2; i++) {
+        s.modules[i].all_layers = false;
+        s.modules[i].layer_count = 1;
+        s.modules[i].layers[0] = 1;
+    }
+    fill_lora(&s, &a, &t);
+    CHECK(delta_peft_export(dir, &s, &a, &t, NULL) == VP_OK);
+    expect_regex(".*roberta\\.encoder\\.layer\\.(1)\\.(attention\\.output\\.dense|output\\.dense)");
     delta_tensors_free(&t);
     model_arch_finish(&a);
 }
@@ -483,13 +505,9 @@ static void bart_lora_round_trip(void) {
     CHECK(delta_spec_parse(json, strlen(json), "s", &s) == VP_OK);
     fill_bart(&s, &a, &t);
     f = export_bart(&s, &a, &t, &cfg);
-    tm = cfg ? cJSON_GetObjectItem(cfg, "target_modules") : NULL;
-    CHECKF(cJSON_IsString(tm) && strcmp(tm->valuestring, "model\\.encoder\\.layers\\.(0|2)\\.(fc2)|"
-                                        "model\\.decoder\\.layers\\.(0|2)\\.(encoder_attn\\.out_proj|fc2)") == 0,
-           "target_modules %s", cJSON_IsString(tm) ? tm->valuestring : "not a string");
-    /* PEFT refuses layers_to_transform beside a regular expression */
-    CHECK(cfg && cJSON_IsNull(cJSON_GetObjectItem(cfg, "layers_to_transform")));
     cJSON_Delete(cfg);
+    expect_regex("model\\.encoder\\.layers\\.(0|2)\\.(fc2)|"
+                 "model\\.decoder\\.layers\\.(0|2)\\.(encoder_attn\\.out_proj|fc2)");
     static const struct key_case od[] = {
         {"base_model.model.model.decoder.layers.2.encoder_attn.out_proj.lora_A.weight",
          "cross.layers.2.delta0.lora_A", 2, 8},
