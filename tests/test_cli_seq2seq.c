@@ -11,6 +11,10 @@
  * - `vkpeft eval` on the trained delta reports the loss the training's last
  *   evaluation reported on the same file, both with seq2seq's default label
  *   smoothing 0.1 (eval's loss with --label-smoothing 0 is lower);
+ * - the lora run also writes PEFT's files (task_type SEQ_2_SEQ_LM, BART's
+ *   module names, each key holding its vkpeft tensor), and `vkpeft eval`
+ *   through those files alone gives exactly the delta folder's loss; the
+ *   mam run writes none;
  * - `vkpeft generate` maps held-out sources (greedy and beam), and
  *   `vkpeft eval` reports ROUGE-1/2/L, BLEU and exact match of its greedy
  *   generations, the exact match agreeing with generate's lines;
@@ -22,6 +26,7 @@
 #include "clitest.h"
 #include "dectest.h"
 #include "reference/seq2seq.h"
+#include "safetensors.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -90,6 +95,7 @@ static bool setup(void) {
  * ------------------------------------------------------------------------ */
 
 static double last_eval_loss[2];
+static double lora_eval_loss = NAN; /* `vkpeft eval` on run-lora */
 
 static void learns(int which, const char *delta, const char *out, int epochs, const char *extra) {
     if (!setup()) return;
@@ -152,6 +158,7 @@ static void eval_matches_training(void) {
         CHECK(json_number(j, "tokens") == 64);
         cJSON_Delete(j);
         if (k) continue;
+        lora_eval_loss = loss;
         /* without the default smoothing the same delta scores a lower loss */
         strcat(args, " --label-smoothing 0");
         run(args);
@@ -160,6 +167,82 @@ static void eval_matches_training(void) {
         if (j) CHECKF(json_number(j, "loss") < loss, "ε 0: loss %.6f, ε 0.1: %.6f", json_number(j, "loss"), loss);
         cJSON_Delete(j);
     }
+}
+
+/* run-lora (lora:r=8,a=16: q and v in encoder self-attention, decoder
+ * self-attention and cross-attention, 2 layers each) has PEFT's files:
+ * target_modules ["q_proj", "v_proj"], 24 keys named as PEFT names
+ * BartForConditionalGeneration's modules, each holding the vkpeft tensor
+ * of that place; eval through a folder holding only them scores exactly
+ * what the delta folder scored, and --init-delta from it starts training
+ * there (the first step's loss, on the same 16 examples, is that loss). */
+static void peft_files_eval_alike(void) {
+    if (!setup() || !CHECKF(exists("run-lora/adapter_config.json"), "run-lora has no adapter_config.json")) return;
+    CHECK(!exists("run-mam/adapter_config.json") && !exists("run-mam/adapter_model.safetensors"));
+    char path[600];
+    snprintf(path, sizeof path, "%s/run-lora/adapter_config.json", root);
+    void *text = NULL;
+    size_t size = 0;
+    cJSON *cfg = vp_file_read(path, &text, &size) == VP_OK ? cJSON_ParseWithLength(text, size) : NULL;
+    const cJSON *tm = cJSON_GetObjectItem(cfg, "target_modules");
+    CHECKF(cfg && strcmp(cJSON_GetObjectItem(cfg, "task_type")->valuestring, "SEQ_2_SEQ_LM") == 0 &&
+               json_number(cfg, "r") == 8 && json_number(cfg, "lora_alpha") == 16 && cJSON_GetArraySize(tm) == 2 &&
+               strcmp(cJSON_GetArrayItem(tm, 0)->valuestring, "q_proj") == 0 &&
+               strcmp(cJSON_GetArrayItem(tm, 1)->valuestring, "v_proj") == 0,
+           "adapter_config.json:\n%s", text ? (const char *)text : "");
+    cJSON_Delete(cfg);
+    struct io_safetensors *peft = NULL, *own = NULL;
+    snprintf(path, sizeof path, "%s/run-lora/adapter_model.safetensors", root);
+    CHECKF(io_safetensors_open(path, &peft) == VP_OK, "%s", vp_last_error());
+    snprintf(path, sizeof path, "%s/run-lora/delta.safetensors", root);
+    CHECKF(io_safetensors_open(path, &own) == VP_OK, "%s", vp_last_error());
+    if (peft && own) {
+        CHECKF(io_safetensors_count(peft) == 24, "%zu PEFT tensors", io_safetensors_count(peft));
+        static const char *const roots[3] = {"encoder", "decoder", "cross"};
+        for (int st = 0; st < 3; st++)
+            for (int l = 0; l < 2; l++)
+                for (int i = 0; i < 2; i++)
+                    for (int ab = 0; ab < 2; ab++) {
+                        char key[256], name[128];
+                        snprintf(key, sizeof key, "base_model.model.model.%s.layers.%d.%s.%c_proj.lora_%c.weight",
+                                 st ? "decoder" : "encoder", l, st == 2 ? "encoder_attn" : "self_attn", "qv"[i],
+                                 "AB"[ab]);
+                        snprintf(name, sizeof name, "%s.layers.%d.delta%d.lora_%c", roots[st], l, i, "AB"[ab]);
+                        const struct io_tensor *x = io_safetensors_find(peft, key), *y = io_safetensors_find(own, name);
+                        if (!CHECKF(x && y, "no %s or %s", key, name)) continue;
+                        CHECKF(x->ndim == 2 && x->shape[0] == (ab ? 32 : 8) && x->shape[1] == (ab ? 8 : 32),
+                               "%s is (%lld, %lld)", key, (long long)x->shape[0], (long long)x->shape[1]);
+                        CHECKF(x->nbytes == y->nbytes && memcmp(x->data, y->data, x->nbytes) == 0,
+                               "%s does not hold %s", key, name);
+                    }
+    }
+    io_safetensors_close(peft);
+    io_safetensors_close(own);
+    free(text);
+    /* the PEFT files alone */
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/peft-lora' && cp '%s/run-lora/adapter_config.json' "
+             "'%s/run-lora/adapter_model.safetensors' '%s/peft-lora/'", root, root, root, root);
+    if (!CHECK(system(cmd) == 0) || !CHECKF(!isnan(lora_eval_loss), "needs eval_matches_training")) return;
+    run("eval --model bart --delta peft-lora --data dev.jsonl --batch 16 --weights f32 --json");
+    EXPECT_EXIT(0);
+    cJSON *j = output_json();
+    if (!j) return;
+    th_diag("eval through the PEFT files: loss %.9g, through the delta folder %.9g", json_number(j, "loss"),
+            lora_eval_loss);
+    CHECKF(json_number(j, "loss") == lora_eval_loss, "PEFT folder: loss %.9g, delta folder %.9g",
+           json_number(j, "loss"), lora_eval_loss);
+    cJSON_Delete(j);
+    run("train --model bart --init-delta peft-lora --data dev.jsonl --out run-peft-init --batch 16 --epochs 1 "
+        "--weights f32 --json --quiet");
+    EXPECT_EXIT(0);
+    if (!(j = output_json())) return;
+    const double first = json_number(j, "first_loss");
+    th_diag("--init-delta peft-lora: first step's loss %.9g", first);
+    /* f32 sums in another order than eval's; an untrained LoRA starts near 3.8 */
+    CHECKF(fabs(first - lora_eval_loss) <= 1e-5 * lora_eval_loss, "first loss %.9g, eval %.9g", first,
+           lora_eval_loss);
+    cJSON_Delete(j);
 }
 
 /* `vkpeft generate` turns the held-out sources into their mapped targets
@@ -298,6 +381,7 @@ int main(int argc, char **argv) {
     vkpeft = realpath(argv[1], full) ? full : argv[1];
     const struct th_case cases[] = {
         TH_CASE(lora_learns_mapping), TH_CASE(mam_learns_mapping), TH_CASE(eval_matches_training),
+        TH_CASE(peft_files_eval_alike),
         TH_CASE(generate_and_text_metrics), TH_CASE(s2s_kill_and_resume), TH_CASE(inspect_plans_memory),
         TH_CASE(bad_input_exits_2),
         TH_CASE(teardown),

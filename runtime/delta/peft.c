@@ -1,5 +1,5 @@
 /* PEFT export (LoRA on encoders, prefix tuning on encoders and decoders)
- * and import (LoRA, decoder prefixes). */
+ * and import (LoRA on every stack kind, decoder prefixes). */
 #include "peft.h"
 
 #include "params.h"
@@ -46,7 +46,7 @@ bool delta_peft_lora_uniform(const struct delta_spec *s, const char **why) {
             return false;
         }
         for (int j = 0; j < i; j++)
-            if (s->modules[j].at == m->at) {
+            if (s->modules[j].at == m->at && (s->modules[j].stacks & m->stacks)) {
                 *why = "two LoRA modules on the same projection";
                 return false;
             }
@@ -76,11 +76,7 @@ static bool has_prefix(const struct delta_spec *s) {
 
 bool delta_peft_supported(const struct delta_spec *s, const struct model_arch *arch, const char **why) {
     *why = NULL;
-    if (arch->stack == MODEL_STACK_ENCODER_DECODER) {
-        *why = "PEFT export of encoder-decoder (BART/mBART) deltas is not written yet (their keys name "
-               "model.encoder/decoder.layers.N.self_attn/encoder_attn); the vkpeft delta has everything";
-        return false;
-    }
+    if (arch->stack == MODEL_STACK_ENCODER_DECODER) return delta_peft_seq2seq_supported(s, arch, why);
     if (has_prefix(s) && (arch->stack == MODEL_STACK_DECODER || s->count == 1)) return prefix_supported(s, why);
     if (arch->stack == MODEL_STACK_DECODER) return delta_peft_decoder_supported(s, arch, why);
     if (s->count >= 1 && all_lora(s)) return delta_peft_lora_uniform(s, why);
@@ -88,8 +84,47 @@ bool delta_peft_supported(const struct delta_spec *s, const struct model_arch *a
     return false;
 }
 
+vp_status delta_peft_write_files(const char *dir, const struct io_tensor_out *tensors, size_t count, char *config) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    vp_status s = config ? io_safetensors_write(path, tensors, count, (const char *const[]){"format", "pt", NULL})
+                         : vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory exporting");
+    if (s == VP_OK) {
+        snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+        s = vp_file_write_atomic(path, config, strlen(config));
+    }
+    free(config);
+    return s;
+}
+
+void delta_peft_layers_regex(const struct delta_module *m, char *buf, size_t size) {
+    if (m->all_layers) {
+        snprintf(buf, size, "\\d+");
+        return;
+    }
+    size_t len = (size_t)snprintf(buf, size, "(");
+    for (int k = 0; k < m->layer_count && len + 12 < size; k++)
+        len += (size_t)snprintf(buf + len, size - len, "%s%d", k ? "|" : "", m->layers[k]);
+    snprintf(buf + len, size - len, ")");
+}
+
+void delta_peft_lora_fields(cJSON *c, const struct delta_module *m, int r, double alpha, bool fan_in_fan_out,
+                            cJSON *targets) {
+    cJSON_AddStringToObject(c, "peft_type", "LORA");
+    cJSON_AddNumberToObject(c, "r", r);
+    cJSON_AddNumberToObject(c, "lora_alpha", alpha);
+    cJSON_AddNumberToObject(c, "lora_dropout", m->dropout > 0 ? m->dropout : 0);
+    cJSON_AddStringToObject(c, "bias", "none");
+    cJSON_AddBoolToObject(c, "fan_in_fan_out", fan_in_fan_out);
+    const bool regex = cJSON_IsString(targets);
+    cJSON_AddItemToObject(c, "target_modules", targets);
+    if (m->all_layers || regex) cJSON_AddNullToObject(c, "layers_to_transform");
+    else cJSON_AddItemToObject(c, "layers_to_transform", cJSON_CreateIntArray(m->layers, m->layer_count));
+}
+
 /* target_modules: a list of names when they are unambiguous suffixes, else a
- * regular expression PEFT matches against the full module name. */
+ * regular expression PEFT matches against the full module name (with the
+ * layers in it). */
 static cJSON *target_modules(const struct delta_spec *s, const struct model_arch *a) {
     bool plain = true;
     for (int i = 0; i < s->count; i++)
@@ -104,8 +139,9 @@ static cJSON *target_modules(const struct delta_spec *s, const struct model_arch
         }
         return list;
     }
-    char re[512];
-    size_t len = (size_t)snprintf(re, sizeof re, ".*%s\\.encoder\\.layer\\.\\d+\\.(", family_prefix(a));
+    char re[1536], layers[1100]; /* 256 layers: "(0|1|…|255)" */
+    delta_peft_layers_regex(&s->modules[0], layers, sizeof layers);
+    size_t len = (size_t)snprintf(re, sizeof re, ".*%s\\.encoder\\.layer\\.%s\\.(", family_prefix(a), layers);
     for (int i = 0; i < s->count; i++) {
         const char *p = site_path(s->modules[i].at);
         len += (size_t)snprintf(re + len, sizeof re - len, "%s", i ? "|" : "");
@@ -131,15 +167,7 @@ static char *config_json(const struct delta_spec *s, const struct model_arch *a,
     }
     const struct delta_module *m = &s->modules[0];
     if (m->kind == DELTA_LORA) {
-        cJSON_AddStringToObject(c, "peft_type", "LORA");
-        cJSON_AddNumberToObject(c, "r", m->size);
-        cJSON_AddNumberToObject(c, "lora_alpha", m->alpha);
-        cJSON_AddNumberToObject(c, "lora_dropout", m->dropout > 0 ? m->dropout : 0);
-        cJSON_AddStringToObject(c, "bias", "none");
-        cJSON_AddBoolToObject(c, "fan_in_fan_out", false);
-        cJSON_AddItemToObject(c, "target_modules", target_modules(s, a));
-        if (m->all_layers) cJSON_AddNullToObject(c, "layers_to_transform");
-        else cJSON_AddItemToObject(c, "layers_to_transform", cJSON_CreateIntArray(m->layers, m->layer_count));
+        delta_peft_lora_fields(c, m, m->size, m->alpha, false, target_modules(s, a));
     } else {
         /* token_dim and num_attention_heads describe the keys and values: a
          * decoder with grouped kv heads has kv_heads × head_dim of them, which
@@ -189,11 +217,13 @@ static vp_status prompt_embeddings(const struct delta_tensors *t, const struct m
     return VP_OK;
 }
 
-/* "encoder.layers.3.delta1.lora_A" -> layer 3, module 1, "lora_A". */
+/* "encoder.layers.3.delta1.lora_A" -> layer 3, module 1, "lora_A" (also
+ * decoder.layers and an encoder-decoder's cross.layers). */
 static bool parse_delta_name(const char *name, int *layer, int *module, const char **rest) {
     int n = 0;
     if ((sscanf(name, "encoder.layers.%d.delta%d.%n", layer, module, &n) != 2 &&
-         sscanf(name, "decoder.layers.%d.delta%d.%n", layer, module, &n) != 2) || n == 0)
+         sscanf(name, "decoder.layers.%d.delta%d.%n", layer, module, &n) != 2 &&
+         sscanf(name, "cross.layers.%d.delta%d.%n", layer, module, &n) != 2) || n == 0)
         return false;
     *rest = name + n;
     return true;
@@ -203,6 +233,7 @@ vp_status delta_peft_export(const char *dir, const struct delta_spec *spec, cons
                             const struct delta_tensors *t, const char *base_model) {
     if (arch->stack == MODEL_STACK_DECODER && !has_prefix(spec))
         return delta_peft_decoder_export(dir, spec, arch, t, base_model);
+    if (arch->stack == MODEL_STACK_ENCODER_DECODER) return delta_peft_seq2seq_export(dir, spec, arch, t, base_model);
     const char *why;
     if (!delta_peft_supported(spec, arch, &why))
         return vp_fail(VP_ERROR_UNSUPPORTED, "delta '%s' cannot be written in PEFT's layout: %s", spec->name, why);
@@ -236,18 +267,7 @@ vp_status delta_peft_export(const char *dir, const struct delta_spec *spec, cons
                                                (int64_t)arch->layers * 2 * delta_params_prefix_width(arch)},
                                               pe};
     }
-    char path[4096];
-    if (s == VP_OK) {
-        snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
-        s = io_safetensors_write(path, out, n, (const char *const[]){"format", "pt", NULL});
-    }
-    if (s == VP_OK) {
-        char *cfg = config_json(spec, arch, base_model);
-        snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-        s = cfg ? vp_file_write_atomic(path, cfg, strlen(cfg))
-                : vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory exporting");
-        free(cfg);
-    }
+    if (s == VP_OK) s = delta_peft_write_files(dir, out, n, config_json(spec, arch, base_model));
     free(pe);
     free(names);
     free(out);
@@ -333,10 +353,15 @@ static vp_status read_lora_config(const cJSON *root, const char *path, struct lo
     return VP_OK;
 }
 
-/* Adds the LoRA module for `at` to the spec (once); -1 when full. */
-static int spec_module_for(struct delta_spec *spec, enum delta_at at, const struct lora_config *c) {
+/* Adds the LoRA module for `at` to the spec (once); -1 when full. An
+ * encoder-decoder's (stack: a DELTA_STACK_* bit, 0 otherwise) is in the
+ * stacks its tensors are found in. */
+static int spec_module_for(struct delta_spec *spec, enum delta_at at, unsigned stack, const struct lora_config *c) {
     for (int i = 0; i < spec->count; i++)
-        if (spec->modules[i].at == at) return i;
+        if (spec->modules[i].at == at) {
+            spec->modules[i].stacks |= stack;
+            return i;
+        }
     if (spec->count == DELTA_MAX_MODULES) return -1;
     struct delta_spec tmp;
     delta_spec_preset("lora", &tmp);
@@ -347,6 +372,7 @@ static int spec_module_for(struct delta_spec *spec, enum delta_at at, const stru
     m.scale = c->alpha / c->r;
     m.all_layers = false;
     m.layer_count = 0;
+    if (stack) m.stacks = stack;
     spec->modules[spec->count] = m;
     return spec->count++;
 }
@@ -384,21 +410,62 @@ static vp_status check_dtype(const struct io_tensor *it, const char *file) {
                    "adapters", file, it->name, io_dtype_name(it->dtype), it->ndim);
 }
 
-/* lora_A or (rows [r0, r0 + nr) of) lora_B of layer l's LoRA on `at`. */
+/* Where a LoRA pair sits: site, layer and (encoder-decoders) stack bit. */
+struct lora_site {
+    enum delta_at at;
+    int layer;
+    unsigned stack;
+};
+
+static const char *stack_root(const struct model_arch *arch, unsigned stack) {
+    return stack == DELTA_STACK_CROSS     ? "cross.layers"
+           : stack == DELTA_STACK_DECODER ? "decoder.layers"
+           : stack == DELTA_STACK_ENCODER ? "encoder.layers"
+                                          : delta_params_layers_name(arch);
+}
+
+/* lora_A or (rows [r0, r0 + nr) of) lora_B of the LoRA at `w`. */
 static vp_status add_lora(struct delta_spec *spec, struct delta_tensors *t, const struct lora_config *c,
-                          const struct model_arch *arch, const char *file, enum delta_at at, int layer, bool a,
+                          const struct model_arch *arch, const char *file, struct lora_site w, bool a,
                           const struct io_tensor *it, int64_t r0, int64_t nr) {
-    const int mod = spec_module_for(spec, at, c);
+    const enum delta_at at = w.at;
+    const int layer = w.layer;
+    const int mod = spec_module_for(spec, at, w.stack, c);
     if (mod < 0) return vp_fail(VP_ERROR_BAD_INPUT, "%s: more than %d adapted projections", file, DELTA_MAX_MODULES);
     struct delta_module *m = &spec->modules[mod];
     if (!delta_module_has_layer(m, layer)) m->layers[m->layer_count++] = layer;
     char name[DELTA_NAME_MAX];
-    snprintf(name, sizeof name, "%s.%d.delta%d.%s", delta_params_layers_name(arch), layer, mod,
-             a ? "lora_A" : "lora_B");
+    snprintf(name, sizeof name, "%s.%d.delta%d.%s", stack_root(arch, w.stack), layer, mod, a ? "lora_A" : "lora_B");
     if (delta_tensors_find(t, name))
         return vp_fail(VP_ERROR_BAD_INPUT, "%s: tensor '%s' repeats layer %d's %s", file, it->name, layer,
                        a ? "lora_A" : "lora_B");
     return add_block(t, name, it, r0, nr, 0, it->ndim == 2 ? it->shape[1] : 0);
+}
+
+/* "<module path>.lora_A.weight" or ".lora_B.weight": the path's length
+ * and which of the two. */
+static vp_status split_lora_key(const char *key, const char *file, const char *name, size_t *path_len, bool *a) {
+    const char *ab = strstr(key, ".lora_");
+    if (!ab || (strcmp(ab, ".lora_A.weight") != 0 && strcmp(ab, ".lora_B.weight") != 0))
+        return vp_fail(VP_ERROR_BAD_INPUT, "%s: tensor '%s' is not a LoRA A/B weight", file, name);
+    *path_len = (size_t)(ab - key);
+    *a = ab[6] == 'A';
+    return VP_OK;
+}
+
+/* BART / mBART: model.{encoder,decoder}.layers.N.<module>.lora_{A,B}.weight. */
+static vp_status import_seq2seq_tensor(const struct io_tensor *it, const char *key, const struct model_arch *arch,
+                                       const char *file, const struct lora_config *c, struct delta_spec *spec,
+                                       struct delta_tensors *t) {
+    size_t len;
+    bool a;
+    vp_status s = split_lora_key(key, file, it->name, &len, &a);
+    if (s != VP_OK) return s;
+    char module[256];
+    snprintf(module, sizeof module, "%.*s", (int)len, key);
+    struct lora_site w;
+    s = delta_peft_seq2seq_site(module, arch, file, it->name, &w.stack, &w.layer, &w.at);
+    return s == VP_OK ? add_lora(spec, t, c, arch, file, w, a, it, 0, 0) : s;
 }
 
 static vp_status import_tensor(const struct io_tensor *it, const struct model_arch *arch, const char *file,
@@ -409,7 +476,8 @@ static vp_status import_tensor(const struct io_tensor *it, const struct model_ar
     peft_layers_prefix(arch, prefix, sizeof prefix);
     vp_status s = check_dtype(it, file);
     if (s != VP_OK) return s;
-    if (arch->stack != MODEL_STACK_DECODER && is_head(key)) return add_block(t, key, it, 0, 0, 0, 0);
+    if (arch->stack == MODEL_STACK_ENCODER && is_head(key)) return add_block(t, key, it, 0, 0, 0, 0);
+    if (arch->stack == MODEL_STACK_ENCODER_DECODER) return import_seq2seq_tensor(it, key, arch, file, c, spec, t);
     if (strncmp(key, prefix, strlen(prefix)) != 0)
         return vp_fail(VP_ERROR_BAD_INPUT, "%s: tensor '%s' is not part of a %s LoRA adapter", file, it->name,
                        arch->model_type);
@@ -418,17 +486,17 @@ static vp_status import_tensor(const struct io_tensor *it, const struct model_ar
         return vp_fail(VP_ERROR_BAD_INPUT, "%s: tensor '%s' names no layer of this model (0..%d)", file, it->name,
                        arch->layers - 1);
     char path[128];
-    const char *p = key + strlen(prefix) + n, *ab = strstr(p, ".lora_");
-    if (!ab || (strcmp(ab, ".lora_A.weight") != 0 && strcmp(ab, ".lora_B.weight") != 0))
-        return vp_fail(VP_ERROR_BAD_INPUT, "%s: tensor '%s' is not a LoRA A/B weight", file, it->name);
-    snprintf(path, sizeof path, "%.*s", (int)(ab - p), p);
+    const char *p = key + strlen(prefix) + n;
+    size_t len;
+    bool a;
+    if ((s = split_lora_key(p, file, it->name, &len, &a)) != VP_OK) return s;
+    snprintf(path, sizeof path, "%.*s", (int)len, p);
     bool c_attn;
-    const bool a = ab[6] == 'A';
     const enum delta_at at = site_of(arch, path, &c_attn);
     if (at == DELTA_AT_NONE)
         return vp_fail(VP_ERROR_BAD_INPUT, "%s: tensor '%s' targets '%s', which vkpeft does not adapt", file,
                        it->name, path);
-    if (!c_attn) return add_lora(spec, t, c, arch, file, at, layer, a, it, 0, 0);
+    if (!c_attn) return add_lora(spec, t, c, arch, file, (struct lora_site){at, layer, 0}, a, it, 0, 0);
     /* c_attn's output columns are q | k | v, d each (HF GPT-2 splits its
      * output in that order), and PEFT's forward adds x·Aᵀ·Bᵀ·α/r to them:
      * one rank-r pair on c_attn is three on q, k, v that share A, B's rows
@@ -438,12 +506,13 @@ static vp_status import_tensor(const struct io_tensor *it, const struct model_ar
         return vp_fail(VP_ERROR_BAD_INPUT, "%s: tensor '%s' has %lld rows; GPT-2's c_attn lora_B has 3 · %lld",
                        file, it->name, (long long)it->shape[0], (long long)d);
     for (int b = 0; b < 3 && s == VP_OK; b++)
-        s = add_lora(spec, t, c, arch, file, (enum delta_at)(DELTA_AT_Q + b), layer, a, it, a ? 0 : b * d,
-                     a ? 0 : d);
+        s = add_lora(spec, t, c, arch, file, (struct lora_site){(enum delta_at)(DELTA_AT_Q + b), layer, 0}, a, it,
+                     a ? 0 : b * d, a ? 0 : d);
     return s;
 }
 
-/* Checks A (r, in) and B (out, r) against the model. */
+/* Checks A (r, in) and B (out, r) against the model (an encoder-decoder's
+ * decoder FFN has its own width). */
 static vp_status check_shapes(const struct delta_spec *spec, const struct model_arch *arch,
                               const struct delta_tensors *t, const char *file) {
     for (size_t i = 0; i < t->count; i++) {
@@ -454,38 +523,60 @@ static vp_status check_shapes(const struct delta_spec *spec, const struct model_
         const struct delta_module *m = &spec->modules[mod];
         int64_t in = arch->hidden, out = arch->hidden;
         const int64_t qd = (int64_t)arch->heads * arch->head_dim;
+        const bool s2s_decoder = arch->stack == MODEL_STACK_ENCODER_DECODER && strncmp(d->name, "decoder.", 8) == 0;
+        const int64_t ffn = s2s_decoder ? arch->decoder_intermediate : arch->intermediate;
         if (m->at == DELTA_AT_Q) out = qd;
         if (m->at == DELTA_AT_O) in = qd;
-        if (m->at == DELTA_AT_UP) out = arch->intermediate;
-        if (m->at == DELTA_AT_DOWN) in = arch->intermediate;
+        if (m->at == DELTA_AT_UP) out = ffn;
+        if (m->at == DELTA_AT_DOWN) in = ffn;
         if (m->at == DELTA_AT_K || m->at == DELTA_AT_V) out = (int64_t)arch->kv_heads * arch->head_dim;
         bool a = strcmp(rest, "lora_A") == 0;
         int64_t want0 = a ? m->size : out, want1 = a ? in : m->size;
         if (d->ndim != 2 || d->shape[0] != want0 || d->shape[1] != want1)
-            return vp_fail(VP_ERROR_BAD_INPUT, "%s: %s of layer %d on %s has shape (%lld, %lld), want (%lld, %lld)",
-                           file, a ? "lora_A" : "lora_B", layer, delta_at_name(m->at),
+            return vp_fail(VP_ERROR_BAD_INPUT, "%s: %s of layer %d on %s (%s) has shape (%lld, %lld), want (%lld, "
+                           "%lld)", file, a ? "lora_A" : "lora_B", layer, delta_at_name(m->at), d->name,
                            (long long)d->shape[0], (long long)(d->ndim > 1 ? d->shape[1] : 0),
                            (long long)want0, (long long)want1);
     }
     return VP_OK;
 }
 
-/* Every (module, layer) needs both lora_A and lora_B. */
+/* Every place of a module (layer; an encoder-decoder's stacks) needs both
+ * lora_A and lora_B: vkpeft's module covers the same layers in each of its
+ * stacks. */
 static vp_status check_pairs(const struct delta_spec *spec, const struct model_arch *arch,
                              const struct delta_tensors *t, const char *file) {
-    for (int i = 0; i < spec->count; i++)
-        for (int l = 0; l < arch->layers; l++) {
-            if (!delta_module_has_layer(&spec->modules[i], l)) continue;
+    for (int i = 0; i < spec->count; i++) {
+        const char *root;
+        for (int place = 0, l; (l = delta_params_place(arch, &spec->modules[i], place, &root)) >= 0; place++)
             for (int ab = 0; ab < 2; ab++) {
                 char name[DELTA_NAME_MAX];
-                snprintf(name, sizeof name, "%s.%d.delta%d.%s", delta_params_layers_name(arch), l, i,
-                         ab ? "lora_B" : "lora_A");
-                if (!delta_tensors_find(t, name))
-                    return vp_fail(VP_ERROR_BAD_INPUT, "%s: layer %d's %s LoRA has no %s", file, l,
-                                   delta_at_name(spec->modules[i].at), ab ? "lora_B" : "lora_A");
+                snprintf(name, sizeof name, "%s.%d.delta%d.%s", root, l, i, ab ? "lora_B" : "lora_A");
+                if (delta_tensors_find(t, name)) continue;
+                if (arch->stack == MODEL_STACK_ENCODER_DECODER)
+                    return vp_fail(VP_ERROR_BAD_INPUT, "%s: layer %d's %s LoRA in %s has no %s (vkpeft reads LoRA "
+                                   "that covers the same layers in every stack it is in)", file, l,
+                                   delta_at_name(spec->modules[i].at), root, ab ? "lora_B" : "lora_A");
+                return vp_fail(VP_ERROR_BAD_INPUT, "%s: layer %d's %s LoRA has no %s", file, l,
+                               delta_at_name(spec->modules[i].at), ab ? "lora_B" : "lora_A");
             }
-        }
+    }
     return VP_OK;
+}
+
+/* A module on every layer of its stacks is "all layers". */
+static void mark_all_layers(struct delta_spec *spec, const struct model_arch *arch) {
+    for (int i = 0; i < spec->count; i++) {
+        struct delta_module *m = &spec->modules[i];
+        int most = 0;
+        for (unsigned bit = 1; bit <= DELTA_STACK_CROSS; bit <<= 1)
+            if (delta_module_in_stack(m, arch, bit) && delta_stack_layers(arch, bit) > most)
+                most = delta_stack_layers(arch, bit);
+        if (m->layer_count == most) {
+            m->all_layers = true;
+            m->layer_count = 0;
+        }
+    }
 }
 
 static vp_status import_lora(const char *dir, const cJSON *root, const char *config_path,
@@ -504,12 +595,7 @@ static vp_status import_lora(const char *dir, const cJSON *root, const char *con
     io_safetensors_close(f);
     if (s == VP_OK && spec->count == 0)
         s = vp_fail(VP_ERROR_BAD_INPUT, "%s holds no LoRA weights", path);
-    /* Modules on every layer are "all layers". */
-    for (int i = 0; i < spec->count && s == VP_OK; i++)
-        if (spec->modules[i].layer_count == arch->layers) {
-            spec->modules[i].all_layers = true;
-            spec->modules[i].layer_count = 0;
-        }
+    if (s == VP_OK) mark_all_layers(spec, arch);
     if (s == VP_OK) s = check_shapes(spec, arch, t, path);
     if (s == VP_OK) s = check_pairs(spec, arch, t, path);
     return s;
@@ -590,8 +676,6 @@ vp_status delta_peft_import(const char *dir, const struct model_arch *arch, stru
                             struct delta_tensors *t) {
     memset(spec, 0, sizeof *spec);
     memset(t, 0, sizeof *t);
-    if (arch->stack == MODEL_STACK_ENCODER_DECODER)
-        return vp_fail(VP_ERROR_UNSUPPORTED, "%s: PEFT adapters for encoder-decoder models are not imported yet", dir);
     char path[4096];
     cJSON *root = NULL;
     vp_status s = read_config(dir, path, sizeof path, &root);

@@ -1,11 +1,13 @@
 /* The Hugging Face PEFT folder layout: adapter_config.json +
  * adapter_model.safetensors with PEFT's key names, e.g.
  * base_model.model.roberta.encoder.layer.0.attention.self.query.lora_A.weight,
+ * base_model.model.model.decoder.layers.0.encoder_attn.q_proj.lora_B.weight (BART),
  * or one "prompt_embeddings" tensor for prefix tuning. PEFT has LoRA and
  * prefix tuning (not bottleneck, parallel or MAM adapters), so only specs
  * made of those can be exported: LoRA modules, or one prefix module on
  * every layer (a reparameterised one collapsed first, written with
- * prefix_projection false: exact at inference).
+ * prefix_projection false: exact at inference); on encoder-decoders LoRA
+ * only.
  *
  * Decoder prefixes and positions: PEFT passes the prefixes as
  * past_key_values of length L (per layer (kv_heads, L, head_dim): recent
@@ -22,6 +24,10 @@
 
 #include "spec.h"
 #include "tensors.h"
+
+#include <stddef.h>
+
+struct cJSON;
 
 /* Can `spec` be written in PEFT's layout? If not, *why says why. */
 bool delta_peft_supported(const struct delta_spec *spec, const struct model_arch *arch, const char **why);
@@ -42,11 +48,40 @@ bool delta_peft_decoder_supported(const struct delta_spec *spec, const struct mo
 vp_status delta_peft_decoder_export(const char *dir, const struct delta_spec *spec, const struct model_arch *arch,
                                     const struct delta_tensors *tensors, const char *base_model);
 
+/* The same for LoRA on encoder-decoders (peft_seq2seq.c): task_type
+ * SEQ_2_SEQ_LM, BART/mBART key names (model.encoder.layers.N.self_attn.*,
+ * model.decoder.layers.N.self_attn.* / encoder_attn.*, fc1, fc2). */
+bool delta_peft_seq2seq_supported(const struct delta_spec *spec, const struct model_arch *arch, const char **why);
+vp_status delta_peft_seq2seq_export(const char *dir, const struct delta_spec *spec, const struct model_arch *arch,
+                                    const struct delta_tensors *tensors, const char *base_model);
+/* A BART/mBART module path (after base_model.model.), e.g.
+ * "model.decoder.layers.1.encoder_attn.q_proj", as a stack (DELTA_STACK_*),
+ * layer and site; VP_ERROR_BAD_INPUT naming `file` and the tensor `key`
+ * for a layer out of range or a module vkpeft does not adapt. */
+vp_status delta_peft_seq2seq_site(const char *module, const struct model_arch *arch, const char *file,
+                                  const char *key, unsigned *stack, int *layer, enum delta_at *at);
+
+/* For the three exporters: adds peft_type LORA, r, lora_alpha,
+ * lora_dropout, bias, fan_in_fan_out, target_modules (`targets`, taken)
+ * and layers_to_transform (m's layers; null for all, and always null when
+ * `targets` is a regular expression string, which must then hold the
+ * layers: PEFT refuses both) to config object c. */
+void delta_peft_lora_fields(struct cJSON *c, const struct delta_module *m, int r, double alpha, bool fan_in_fan_out,
+                            struct cJSON *targets);
+/* Writes dir/adapter_model.safetensors (`tensors`) and then
+ * dir/adapter_config.json (`config`, JSON text the call frees; NULL: out
+ * of memory), each atomically. */
+struct io_tensor_out;
+vp_status delta_peft_write_files(const char *dir, const struct io_tensor_out *tensors, size_t count, char *config);
+/* m's layers for such a regular expression: "\\d+", or "(0|2)". */
+void delta_peft_layers_regex(const struct delta_module *m, char *buf, size_t size);
+
 /* Reads a PEFT folder into a spec and tensors with vkpeft's names: LoRA
  * (BERT, RoBERTa, LLaMA family, GPT-2: a c_attn pair becomes q, k and v
- * pairs sharing A, B's rows split) or, on decoder-only models, prefix
- * tuning (one prefix module, reparam 0). F16 and BF16 files are widened
- * to f32. */
+ * pairs sharing A, B's rows split; BART/mBART: one module per site whose
+ * stacks are those the file adapts it in, covering the same layers in
+ * each) or, on decoder-only models, prefix tuning (one prefix module,
+ * reparam 0). F16 and BF16 files are widened to f32. */
 vp_status delta_peft_import(const char *dir, const struct model_arch *arch, struct delta_spec *spec,
                             struct delta_tensors *tensors);
 

@@ -68,25 +68,18 @@ bool delta_peft_decoder_supported(const struct delta_spec *s, const struct model
 static char *config_json(const struct delta_spec *s, const struct model_arch *a, const char *base, int r,
                          double alpha) {
     cJSON *c = cJSON_CreateObject();
-    const struct delta_module *m = &s->modules[0];
     cJSON_AddStringToObject(c, "base_model_name_or_path", base ? base : "");
     cJSON_AddStringToObject(c, "task_type", "CAUSAL_LM");
     cJSON_AddBoolToObject(c, "inference_mode", true);
-    cJSON_AddStringToObject(c, "peft_type", "LORA");
-    cJSON_AddNumberToObject(c, "r", r);
-    cJSON_AddNumberToObject(c, "lora_alpha", alpha);
-    cJSON_AddNumberToObject(c, "lora_dropout", m->dropout > 0 ? m->dropout : 0);
-    cJSON_AddStringToObject(c, "bias", "none");
-    cJSON_AddBoolToObject(c, "fan_in_fan_out", gpt2(a)); /* Conv1D weights are [in, out] */
     /* PEFT matches a target when a module's name ends with "." + it. */
-    cJSON *targets = cJSON_AddArrayToObject(c, "target_modules");
+    cJSON *targets = cJSON_CreateArray();
     for (int i = 0; i < s->count; i++) {
         const char *p = module_path(a, s->modules[i].at);
         if (gpt2(a) && i > 0 && fused(s->modules[i].at)) continue; /* one c_attn */
         cJSON_AddItemToArray(targets, cJSON_CreateString(gpt2(a) ? p : strchr(p, '.') + 1));
     }
-    if (m->all_layers) cJSON_AddNullToObject(c, "layers_to_transform");
-    else cJSON_AddItemToObject(c, "layers_to_transform", cJSON_CreateIntArray(m->layers, m->layer_count));
+    /* fan_in_fan_out: GPT-2's Conv1D weights are [in, out] */
+    delta_peft_lora_fields(c, &s->modules[0], r, alpha, gpt2(a), targets);
     char *text = cJSON_Print(c);
     cJSON_Delete(c);
     return text;
@@ -160,17 +153,8 @@ vp_status delta_peft_decoder_export(const char *dir, const struct delta_spec *s,
                 k++;
             }
     }
-    char path[4096];
-    if (s_ == VP_OK) {
-        snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
-        s_ = io_safetensors_write(path, out, k, (const char *const[]){"format", "pt", NULL});
-    }
-    if (s_ == VP_OK) {
-        char *cfg = config_json(s, a, base_model, r, s->modules[0].alpha * (fuse ? s->count : 1));
-        snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-        s_ = cfg ? vp_file_write_atomic(path, cfg, strlen(cfg)) : vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory");
-        free(cfg);
-    }
+    const double alpha = s->modules[0].alpha * (fuse ? s->count : 1);
+    if (s_ == VP_OK) s_ = delta_peft_write_files(dir, out, k, config_json(s, a, base_model, r, alpha));
     for (size_t i = 0; owned && i < cap; i++) free(owned[i]);
     free(owned);
     free(names);
