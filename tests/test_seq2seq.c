@@ -13,8 +13,10 @@
  * attention, MAM, parallel / sequential / per-head / gated adapters,
  * BitFit, full fine-tuning.
  *
- * Generation: greedy against refs_generate_greedy (decoder start, mBART's
- * forced BOS, eos and padding), beam search against search.h driven by the
+ * Generation (KV cache): every cached step's logits against the evaluation
+ * pass's at that position, rows swapped between steps, with each kind of
+ * delta; greedy against refs_generate_greedy (decoder start, mBART's forced
+ * BOS, eos and padding), beam search against search.h driven by the
  * reference's own logits. */
 #include "seq2seq_lm.h"
 #include "reference/seq2seq.h"
@@ -593,5 +595,5 @@ static void teardown(void) {
 }
 
 VT_MAIN(TH_CASE(no_delta), TH_CASE(no_delta_f16), TH_CASE(lora), TH_CASE(prefixes), TH_CASE(mam_preset),
-        TH_CASE(adapters), TH_CASE(bitfit_full), TH_CASE(deltas_f16), TH_CASE(cached_step), TH_CASE(generation), TH_CASE(errors_are_reported),
-        TH_CASE(teardown))
+        TH_CASE(adapters), TH_CASE(bitfit_full), TH_CASE(deltas_f16), TH_CASE(cached_step), TH_CASE(generation),
+        TH_CASE(errors_are_reported), TH_CASE(teardown))

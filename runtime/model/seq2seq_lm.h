@@ -142,7 +142,11 @@ vp_status seq2seq_generate(struct seq2seq *m, const struct search_options *o, co
  * activations pool, sized by the model's batch shape; it does not own m).
  * seq2seq_gen_sources sets the sources the next first step (parent NULL)
  * encodes; seq2seq_gen_step is search.h's step with user = the generator,
- * logits (rows, V); seq2seq_gen_run is both and search_run. */
+ * logits (rows, V); seq2seq_gen_run is both and search_run. The encoding
+ * keeps the cross K/V and prefix rows in the model's activations: a pass
+ * (seq2seq_run) between a generation's steps overwrites them, one between
+ * generations does not matter (each first step encodes again). A generator
+ * holds the model's batch shape: destroy it before seq2seq_set_batch. */
 struct seq2seq_gen;
 vp_status seq2seq_gen_create(struct seq2seq *m, struct seq2seq_gen **out);
 void seq2seq_gen_destroy(struct seq2seq_gen *g);
