@@ -339,6 +339,19 @@ static void inspect_plans_memory(void) {
     cJSON_Delete(j);
 }
 
+/* vkpeft bench generate runs on an encoder-decoder and reports the cached
+ * rates and the uncached one (never asserted on). */
+static void bench_generate_runs(void) {
+    if (!setup()) return;
+    run("bench generate --model bart --batch 2 --prompt-len 3 --new-tokens 4 --repeat 1 --json");
+    EXPECT_EXIT(0);
+    cJSON *j = output_json();
+    CHECKF(j && json_number(j, "prefill_tokens_per_s") > 0 && json_number(j, "decode_tokens_per_s") > 0 &&
+               json_number(j, "uncached_decode_tokens_per_s") > 0 && json_number(j, "batch") == 2,
+           "%s", r.out);
+    cJSON_Delete(j);
+}
+
 /* ------------------------------------------------------------------------
  * Errors
  * ------------------------------------------------------------------------ */
@@ -383,7 +396,7 @@ int main(int argc, char **argv) {
         TH_CASE(lora_learns_mapping), TH_CASE(mam_learns_mapping), TH_CASE(eval_matches_training),
         TH_CASE(peft_files_eval_alike),
         TH_CASE(generate_and_text_metrics), TH_CASE(s2s_kill_and_resume), TH_CASE(inspect_plans_memory),
-        TH_CASE(bad_input_exits_2),
+        TH_CASE(bench_generate_runs), TH_CASE(bad_input_exits_2),
         TH_CASE(teardown),
     };
     return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);

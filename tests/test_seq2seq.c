@@ -13,8 +13,10 @@
  * attention, MAM, parallel / sequential / per-head / gated adapters,
  * BitFit, full fine-tuning.
  *
- * Generation: greedy against refs_generate_greedy (decoder start, mBART's
- * forced BOS, eos and padding), beam search against search.h driven by the
+ * Generation (KV cache): every cached step's logits against the evaluation
+ * pass's at that position, rows swapped between steps, with each kind of
+ * delta; greedy against refs_generate_greedy (decoder start, mBART's forced
+ * BOS, eos and padding), beam search against search.h driven by the
  * reference's own logits. */
 #include "seq2seq_lm.h"
 #include "reference/seq2seq.h"
@@ -213,14 +215,18 @@ static void copy_trainable(struct seq2seq *g, struct refs *m, const char *what) 
            refs_trainable_params(m));
 }
 
+/* The case's spec (none: no delta). */
+static bool spec_of(const struct spec_case *c, struct delta_spec *spec) {
+    if (c && c->preset && !CHECKF(delta_spec_preset(c->preset, spec) == VP_OK, "%s", vp_last_error())) return false;
+    return !c || !c->json ||
+           CHECKF(delta_spec_parse(c->json, strlen(c->json), c->label, spec) == VP_OK, "%s", vp_last_error());
+}
+
 static void run_case(int family, bool f16, double smoothing, const struct spec_case *c) {
     vp_context *ctx = ctx_get();
     struct model_arch arch;
     struct delta_spec spec = {0};
-    if (c && c->preset && !CHECKF(delta_spec_preset(c->preset, &spec) == VP_OK, "%s", vp_last_error())) return;
-    if (c && c->json && !CHECKF(delta_spec_parse(c->json, strlen(c->json), c->label, &spec) == VP_OK, "%s",
-                                vp_last_error()))
-        return;
+    if (!spec_of(c, &spec)) return;
     if (!ctx || !make_dir() || !parse_arch(family, &arch)) return;
     const struct refs_options ropt = {.seed = 21 + (uint64_t)family, .weight_std = 0.3, .randomise_zero_init = true,
                                       .label_smoothing = smoothing};
@@ -451,6 +457,89 @@ static void generation_case(int family, const struct spec_case *c) {
     refs_destroy(m);
 }
 
+/* The cached step against the full forward: the batch's decoder inputs fed
+ * one token per step (all real), the rows swapped between steps so the
+ * cache follows its parents as beam search's reorder does (the last step
+ * keeps one row), f32 or f16 storage alike on both sides, each step's
+ * logits against the evaluation pass's at that position. Both sides are
+ * the same fp32 kernels over the same values, and masked keys add exact
+ * zeros, so what is left is summation order: CACHE_TOL, a tenth of the
+ * reference bound. A cache slot taken from the wrong row or position, a
+ * stale cross K/V or a missed delta is off by ≥ 1e-2. */
+#define CACHE_TOL (TOL / 10.0)
+
+static void cached_case(int family, bool f16, const struct spec_case *c) {
+    vp_context *ctx = ctx_get();
+    struct model_arch arch;
+    struct delta_spec spec = {0};
+    if (!spec_of(c, &spec)) return;
+    if (!ctx || !make_dir() || !parse_arch(family, &arch)) return;
+    const struct refs_options ropt = {.seed = 57 + (uint64_t)family, .weight_std = 0.3, .randomise_zero_init = true};
+    struct refs *m;
+    const bool made = CHECKF(refs_create(&m, &arch, &spec, &ropt) == VP_OK, "%s", vp_last_error());
+    model_arch_finish(&arch);
+    if (!made) return;
+    round_reference(m, f16);
+    char what[96];
+    snprintf(what, sizeof what, "%s %s%s cached step", family_names[family], c ? c->label : "no delta",
+             f16 ? " (f16)" : "");
+    const struct seq2seq_options opt = {.storage = f16 ? ENCODER_STORAGE_F16 : ENCODER_STORAGE_F32};
+    struct seq2seq *g = NULL;
+    struct seq2seq_gen *gen = NULL;
+    struct batch b;
+    batch_make(&b, 0);
+    float *whole = malloc((size_t)NT * V * sizeof *whole), *got = malloc((size_t)NT * V * sizeof *got);
+    double want[B * V];
+    int seq[T][B]; /* the batch row each generator row continues at each step */
+    /* the last step keeps one row, continuing the other: a finished row
+     * drops out */
+    const int rows[T] = {B, B, B, B, 1};
+    if (dectest_write_tensors(&m->tensors, g_dir, configs[family]) &&
+        CHECKF(seq2seq_create(ctx, g_dir, &spec, &opt, B, S, T, &g) == VP_OK, "%s: %s", what, vp_last_error())) {
+        copy_trainable(g, m, what);
+        /* generation first, so nothing it reads was left by the full pass */
+        bool ok = CHECKF(seq2seq_gen_create(g, &gen) == VP_OK && seq2seq_gen_sources(gen, b.ids, b.mask, B, S) == VP_OK,
+                         "%s: %s", what, vp_last_error());
+        for (int t = 0; ok && t < T; t++) {
+            int32_t parent[B], tokens[B];
+            for (int r = 0; r < rows[t]; r++) {
+                parent[r] = t % 2 || rows[t] < B ? B - 1 - r : r; /* odd steps swap the rows */
+                seq[t][r] = t ? seq[t - 1][parent[r]] : r;
+                tokens[r] = b.dec_ids[seq[t][r] * T + t];
+            }
+            ok = CHECKF(seq2seq_gen_step(gen, rows[t], t ? parent : NULL, t ? tokens : NULL, got + (size_t)t * B * V) ==
+                            VP_OK, "%s: %s", what, vp_last_error());
+        }
+        const struct seq2seq_batch sb = {b.ids, b.mask, b.dec_ids, NULL, NULL};
+        ok = ok && CHECKF(seq2seq_write_batch(g, &sb) == VP_OK && seq2seq_run(g, SEQ2SEQ_PASS_EVAL) == VP_OK &&
+                              seq2seq_logits(g, whole) == VP_OK,
+                          "%s: %s", what, vp_last_error());
+        double worst = 0.0;
+        for (int t = 0; ok && t < T; t++) {
+            for (int r = 0; r < rows[t]; r++)
+                for (int v = 0; v < V; v++) want[r * V + v] = whole[((size_t)seq[t][r] * T + t) * V + v];
+            char label[128];
+            snprintf(label, sizeof label, "%s: position %d", what, t);
+            ok = dectest_check_normwise(got + (size_t)t * B * V, want, (size_t)rows[t] * V, CACHE_TOL, label, &worst,
+                                        0.0);
+        }
+        th_diag("%s: worst error %.3g of its tolerance %.3g", what, worst, CACHE_TOL);
+    }
+    free(got);
+    free(whole);
+    seq2seq_gen_destroy(gen);
+    seq2seq_destroy(g);
+    refs_destroy(m);
+}
+
+static void cached_step(void) {
+    const struct spec_case *cases[] = {NULL, &lora_all, &prefix, &prefix_reparam, &mam, &pa, &adapters_seq, &mh_pa};
+    for (int f = 0; f < FAMILIES; f++)
+        for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) cached_case(f, false, cases[k]);
+    cached_case(BART, true, &lora_all); /* f16 frozen weights on both sides */
+    cached_case(MBART, true, &mam);
+}
+
 static const struct spec_case lora_gen = {"lora", "lora:r=2", NULL};
 static void generation(void) {
     generation_case(BART, NULL);
@@ -514,5 +603,5 @@ static void teardown(void) {
 }
 
 VT_MAIN(TH_CASE(no_delta), TH_CASE(no_delta_f16), TH_CASE(lora), TH_CASE(prefixes), TH_CASE(mam_preset),
-        TH_CASE(adapters), TH_CASE(bitfit_full), TH_CASE(deltas_f16), TH_CASE(generation), TH_CASE(errors_are_reported),
-        TH_CASE(teardown))
+        TH_CASE(adapters), TH_CASE(bitfit_full), TH_CASE(deltas_f16), TH_CASE(cached_step), TH_CASE(generation),
+        TH_CASE(errors_are_reported), TH_CASE(teardown))

@@ -1,12 +1,16 @@
 /* vkpeft bench generate: prefill and decode throughput of the GPU decoder's
- * KV-cache generator (runtime/model/decoder_generate.c) on random prompts.
+ * KV-cache generator (runtime/model/decoder_generate.c), or of the
+ * encoder-decoder's (seq2seq_generate.c), on random prompts (sources).
  * One untimed round records both passes and compiles their shaders; the
- * timed rounds prefill B prompts of P tokens, then run N decode steps of B
- * rows (each appending the greedy token), and report the medians. */
+ * timed rounds prefill B prompts of P tokens (encode B sources of P tokens
+ * and run the first decoder step), then run N decode steps of B rows (each
+ * appending the greedy token), and report the medians. For an
+ * encoder-decoder it also times one full evaluation pass of the same shape:
+ * what a step cost without the cache (each step re-ran the whole model). */
 #include "bench.h"
 #include "cli.h"
 #include "cli_trainer.h"
-#include "decoder_lm.h"
+#include "seq2seq_lm.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,10 +23,14 @@ static const char help[] =
     "usage: vkpeft bench generate --model DIR [--batch B] [--prompt-len P] [--new-tokens N]\n"
     "                             [--repeat R] [--weights f32|f16|bf16] [--json] [--device N|name]\n"
     "\n"
-    "Measures generation with the KV cache on a decoder-only model folder (config.json\n"
-    "and weights; no tokenizer needed: prompts are random token ids). Prints prefill\n"
-    "tokens/s (B·P prompt tokens through the full forward) and decode tokens/s (B new\n"
-    "tokens per step over the cache), medians of R rounds after an untimed one.\n"
+    "Measures generation with the KV cache on a decoder-only or encoder-decoder (BART,\n"
+    "mBART) model folder (config.json and weights; no tokenizer needed: prompts are\n"
+    "random token ids). Prints prefill tokens/s (B·P prompt tokens through the full\n"
+    "forward; encoder-decoder: B sources of P tokens through the encoder and the first\n"
+    "decoder step) and decode tokens/s (B new tokens per step over the cache), medians\n"
+    "of R rounds after an untimed one. For an encoder-decoder it adds the decode rate\n"
+    "without the cache (B tokens per full forward of B × P sources and 1 + N decoder\n"
+    "positions, what each step cost before the cache).\n"
     "\n"
     "options:\n"
     "  --batch B        prompts (rows) at once (default 4)\n"
@@ -155,6 +163,84 @@ static vp_status measure(vp_context *ctx, const struct bench_gen_args *a, double
     return s;
 }
 
+/* The encoder-decoder: one round encodes, runs `steps` greedy steps. */
+static vp_status s2s_round(struct seq2seq_gen *gen, const int32_t *src, int batch, int src_len, int vocab, int steps,
+                           float *logits, double *prefill_s, double *decode_s) {
+    int32_t *parent = malloc((size_t)batch * sizeof *parent), *tokens = malloc((size_t)batch * sizeof *tokens);
+    vp_status s = parent && tokens ? VP_OK : vp_fail(VP_ERROR_HOST_MEMORY, "bench generate: out of host memory");
+    double t0 = now_s();
+    if (s == VP_OK) s = seq2seq_gen_sources(gen, src, NULL, batch, src_len);
+    if (s == VP_OK) s = seq2seq_gen_step(gen, batch, NULL, NULL, logits);
+    double t1 = now_s();
+    for (int k = 0; s == VP_OK && k < steps; k++) {
+        for (int r = 0; r < batch; r++) parent[r] = r, tokens[r] = search_argmax(logits + (size_t)r * vocab, vocab);
+        s = seq2seq_gen_step(gen, batch, parent, tokens, logits);
+    }
+    *prefill_s = t1 - t0;
+    *decode_s = now_s() - t1;
+    free(parent);
+    free(tokens);
+    return s;
+}
+
+/* One full evaluation pass of (B, P, 1 + N), its logits read back: the
+ * uncached step. */
+static vp_status s2s_full_pass(struct seq2seq *m, const int32_t *src, int32_t *dec_ids, float *all, double *secs) {
+    const double t0 = now_s();
+    const struct seq2seq_batch b = {src, NULL, dec_ids, NULL, NULL};
+    vp_status s = seq2seq_write_batch(m, &b);
+    if (s == VP_OK) s = seq2seq_run(m, SEQ2SEQ_PASS_EVAL);
+    if (s == VP_OK) s = seq2seq_logits(m, all);
+    *secs = now_s() - t0;
+    return s;
+}
+
+static vp_status measure_seq2seq(vp_context *ctx, const struct bench_gen_args *a, double rates[3],
+                                 struct model_arch *arch_out) {
+    const struct delta_spec none = {0};
+    const struct seq2seq_options opt = {.storage = a->storage};
+    const int B = a->batch, P = a->prompt_len, T = 1 + a->new_tokens;
+    struct seq2seq *m = NULL;
+    struct seq2seq_gen *gen = NULL;
+    vp_status s = seq2seq_create(ctx, a->model, &none, &opt, B, P, T, &m);
+    if (s == VP_OK) s = seq2seq_gen_create(m, &gen);
+    const int V = s == VP_OK ? seq2seq_arch(m)->vocab_size : 1;
+    if (s == VP_OK) *arch_out = *seq2seq_arch(m), arch_out->labels = NULL;
+    int32_t *src = malloc((size_t)B * P * sizeof *src), *dec_ids = calloc((size_t)B * T, sizeof *dec_ids);
+    float *logits = malloc((size_t)B * V * sizeof *logits), *all = malloc((size_t)B * T * V * sizeof *all);
+    double *pre = calloc((size_t)a->repeat, sizeof *pre), *dec = calloc((size_t)a->repeat, sizeof *dec);
+    double *full = calloc((size_t)a->repeat, sizeof *full);
+    if (s == VP_OK && (!src || !dec_ids || !logits || !all || !pre || !dec || !full))
+        s = vp_fail(VP_ERROR_HOST_MEMORY, "bench generate: out of host memory");
+    uint64_t rng = 0x9E3779B97F4A7C15ull;
+    for (int n = 0; s == VP_OK && n < B * P; n++) src[n] = (int32_t)(search_rng_next(&rng) % (uint64_t)V);
+    for (int n = 0; s == VP_OK && n < B * T; n++) dec_ids[n] = (int32_t)(search_rng_next(&rng) % (uint64_t)V);
+    double p0, d0;
+    if (s == VP_OK) s = s2s_round(gen, src, B, P, V, a->new_tokens, logits, &p0, &d0); /* records, compiles */
+    for (int k = 0; s == VP_OK && k < a->repeat; k++)
+        s = s2s_round(gen, src, B, P, V, a->new_tokens, logits, &pre[k], &dec[k]);
+    if (s == VP_OK) s = s2s_full_pass(m, src, dec_ids, all, &p0); /* records, compiles */
+    for (int k = 0; s == VP_OK && k < a->repeat; k++) s = s2s_full_pass(m, src, dec_ids, all, &full[k]);
+    if (s == VP_OK) {
+        qsort(pre, (size_t)a->repeat, sizeof *pre, cmp_double);
+        qsort(dec, (size_t)a->repeat, sizeof *dec, cmp_double);
+        qsort(full, (size_t)a->repeat, sizeof *full, cmp_double);
+        rates[0] = (double)B * P / pre[a->repeat / 2];
+        rates[1] = (double)B * a->new_tokens / dec[a->repeat / 2];
+        rates[2] = (double)B / full[a->repeat / 2];
+    }
+    free(src);
+    free(dec_ids);
+    free(logits);
+    free(all);
+    free(pre);
+    free(dec);
+    free(full);
+    seq2seq_gen_destroy(gen);
+    seq2seq_destroy(m);
+    return s;
+}
+
 int bench_generate(int argc, char **argv) {
     struct bench_gen_args a;
     int rc = parse(argc, argv, &a);
@@ -162,9 +248,16 @@ int bench_generate(int argc, char **argv) {
     vp_context *ctx = NULL;
     const vp_context_options co = {.device = a.common.device};
     vp_status s = vp_context_create(&co, &ctx);
-    double prefill = 0, decode = 0;
-    struct model_arch arch = {0};
-    if (s == VP_OK) s = measure(ctx, &a, &prefill, &decode, &arch);
+    double prefill = 0, decode = 0, rates[3] = {0};
+    struct model_arch arch = {0}, peek;
+    bool encdec = false;
+    if (s == VP_OK && model_arch_load(a.model, &peek) == VP_OK) {
+        encdec = peek.stack == MODEL_STACK_ENCODER_DECODER;
+        model_arch_finish(&peek);
+    }
+    if (s == VP_OK && encdec) s = measure_seq2seq(ctx, &a, rates, &arch);
+    else if (s == VP_OK) s = measure(ctx, &a, &prefill, &decode, &arch);
+    if (encdec) prefill = rates[0], decode = rates[1];
     if (s != VP_OK) {
         vp_context_destroy(ctx);
         return cli_fail(s);
@@ -180,6 +273,7 @@ int bench_generate(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "new_tokens", a.new_tokens);
         cJSON_AddNumberToObject(j, "prefill_tokens_per_s", prefill);
         cJSON_AddNumberToObject(j, "decode_tokens_per_s", decode);
+        if (encdec) cJSON_AddNumberToObject(j, "uncached_decode_tokens_per_s", rates[2]);
         char *text = cJSON_Print(j);
         puts(text);
         free(text);
@@ -190,6 +284,7 @@ int bench_generate(int argc, char **argv) {
         printf("batch %d, prompt %d tokens, %d new tokens\n", a.batch, a.prompt_len, a.new_tokens);
         printf("prefill  %10.1f tokens/s\n", prefill);
         printf("decode   %10.1f tokens/s\n", decode);
+        if (encdec) printf("decode without the cache (one full pass per step) %10.1f tokens/s\n", rates[2]);
     }
     vp_context_destroy(ctx);
     return EXIT_OK;

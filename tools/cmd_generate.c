@@ -386,6 +386,8 @@ static vp_status generate_seq2seq(vp_context *ctx, const struct gen_args *a, con
     vp_status s = a->delta ? seq2seq_create_with_delta(ctx, a->model, a->delta, &opt, batch * per_row, S,
                                                        1 + o->max_new_tokens, &m)
                            : seq2seq_create(ctx, a->model, &none, &opt, batch * per_row, S, 1 + o->max_new_tokens, &m);
+    struct seq2seq_gen *gen = NULL; /* one cache for every batch of prompts */
+    if (s == VP_OK) s = seq2seq_gen_create(m, &gen);
     int32_t *src = calloc((size_t)batch * S, sizeof *src);
     uint8_t *mask = calloc((size_t)batch * S, 1);
     if (s == VP_OK && (!src || !mask)) s = vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory");
@@ -398,12 +400,13 @@ static vp_status generate_seq2seq(vp_context *ctx, const struct gen_args *a, con
                 mask[(size_t)i * S + t] = real;
             }
         struct search_result r;
-        s = seq2seq_generate(m, o, src, mask, n, S, &r);
+        s = seq2seq_gen_run(gen, o, src, mask, n, S, &r);
         if (s == VP_OK) s = write_result(f, a, tok, b0, &r);
         search_result_free(&r);
     }
     free(src);
     free(mask);
+    seq2seq_gen_destroy(gen);
     seq2seq_destroy(m);
     return s;
 }

@@ -151,16 +151,28 @@ static vp_status upload_tables(struct decoder_gen *g) {
             for (int s = 0; s < S; s++)
                 v[((size_t)r * H + h) * S + s] = r < g->Bp && s < g->Tp ? (r * H + h) * g->Tp + s : -1;
     if (st == VP_OK) st = vk_buffer_write(m->ctx, &g->fill, 0, v, RH * S * 4);
-    if (st == VP_OK && g->hsplit.buffer) { /* (N,H,hd) ↔ (H,N,hd) with N = R */
-        for (int h = 0; h < H; h++)
-            for (int n = 0; n < R; n++) v[(size_t)h * R + n] = n * H + h;
-        st = vk_buffer_write(m->ctx, &g->hsplit, 0, v, RH * 4);
-        for (int n = 0; st == VP_OK && n < R; n++)
-            for (int h = 0; h < H; h++) v[(size_t)n * H + h] = h * R + n;
-        if (st == VP_OK) st = vk_buffer_write(m->ctx, &g->hmerge, 0, v, RH * 4);
-    }
+    free(v);
+    if (st == VP_OK && g->hsplit.buffer) st = dec_write_head_tables(m->ctx, &g->hsplit, &g->hmerge, R, H);
+    return st;
+}
+
+vp_status dec_write_head_tables(vp_context *ctx, const struct vk_buffer *hsplit, const struct vk_buffer *hmerge,
+                                int N, int H) {
+    const size_t NH = (size_t)N * H;
+    int32_t *v = malloc(NH * sizeof *v);
+    if (!v) return vp_fail(VP_ERROR_HOST_MEMORY, "generate: out of host memory");
+    for (int h = 0; h < H; h++)
+        for (int n = 0; n < N; n++) v[(size_t)h * N + n] = n * H + h;
+    vp_status st = vk_buffer_write(ctx, hsplit, 0, v, NH * 4);
+    for (int n = 0; st == VP_OK && n < N; n++)
+        for (int h = 0; h < H; h++) v[(size_t)n * H + h] = h * N + n;
+    if (st == VP_OK) st = vk_buffer_write(ctx, hmerge, 0, v, NH * 4);
     free(v);
     return st;
+}
+
+void dec_cache_table_row(int32_t *row, int S, int L, int32_t from, int32_t self) {
+    for (int s = 0; s < S; s++) row[s] = s < L ? from + s : s == L ? self : -1;
 }
 
 vp_status decoder_gen_create(struct decoder *m, const struct decoder_gen_shape *s, struct decoder_gen **out) {
@@ -276,7 +288,8 @@ static vp_status head(struct decoder_gen *g, struct vk_recorder *rec, const stru
 
 /* The prompts through the full forward (right padding, as decoder_run), each
  * layer's K/V rows into the cache, the last real token's logits. */
-static vp_status record_prefill(struct decoder_gen *g, struct vk_recorder *rec) {
+static vp_status record_prefill(void *gen, struct vk_recorder *rec) {
+    struct decoder_gen *g = gen;
     struct decoder *m = g->m;
     struct dec_acts *a = &m->acts;
     const uint64_t N = (uint64_t)a->B * a->T, H = (uint64_t)m->arch.heads;
@@ -293,7 +306,8 @@ static vp_status record_prefill(struct decoder_gen *g, struct vk_recorder *rec) 
     return st;
 }
 
-static vp_status record_step(struct decoder_gen *g, struct vk_recorder *rec) {
+static vp_status record_step(void *gen, struct vk_recorder *rec) {
+    struct decoder_gen *g = gen;
     struct decoder *m = g->m;
     struct dec_acts *a = &m->acts;
     const uint64_t R = (uint64_t)g->R, RH = R * m->arch.heads;
@@ -317,12 +331,12 @@ static vp_status record_step(struct decoder_gen *g, struct vk_recorder *rec) {
     return st;
 }
 
-static vp_status run(struct decoder_gen *g, struct vk_recorder *rec, bool *recorded,
-                     vp_status (*fn)(struct decoder_gen *, struct vk_recorder *)) {
+vp_status dec_run_recording(struct vk_recorder *rec, bool *recorded,
+                            vp_status (*fn)(void *user, struct vk_recorder *rec), void *user) {
     vp_status st = VP_OK;
     if (!*recorded) {
         st = vk_recorder_begin(rec);
-        if (st == VP_OK) st = fn(g, rec);
+        if (st == VP_OK) st = fn(user, rec);
         if (st == VP_OK) st = vk_recorder_end(rec);
         *recorded = st == VP_OK;
     }
@@ -383,7 +397,7 @@ static vp_status prefill(struct decoder_gen *g, int rows, float *logits) {
         last[r] = r < g->batch ? r * Tp + g->prompt_lens[r] - 1 : -1;
         g->len[r] = r < g->batch ? g->prompt_lens[r] : 0;
     }
-    if (st == VP_OK) st = run(g, g->prefill_rec, &g->prefill_recorded, record_prefill);
+    if (st == VP_OK) st = dec_run_recording(g->prefill_rec, &g->prefill_recorded, record_prefill, g);
     if (st == VP_OK) memcpy(logits, g->stage_out.host, (size_t)rows * m->arch.vocab_size * 4);
     g->rows_live = st == VP_OK ? rows : 0;
     return st;
@@ -407,8 +421,7 @@ static void step_inputs(struct decoder_gen *g, int rows, const int32_t *parent, 
         pos[r] = P + L;
         for (int h = 0; h < H; h++) {
             rpos[r * H + h] = P + L;
-            int32_t *row = table + ((size_t)r * H + h) * S;
-            for (int s = 0; s < S; s++) row[s] = !live ? -1 : s < L ? RH + (p * H + h) * S + s : s == L ? r * H + h : -1;
+            dec_cache_table_row(table + ((size_t)r * H + h) * S, S, live ? L : -1, RH + (p * H + h) * S, r * H + h);
         }
         for (int s = 0; s < S; s++) keep[(size_t)r * S + s] = live && s <= L;
         g->next_len[r] = live ? L + 1 : 0;
@@ -436,7 +449,7 @@ vp_status decoder_gen_step(void *gen, int rows, const int32_t *parent, const int
                            "for %d", r, g->len[parent[r]] + 1, g->S);
     }
     step_inputs(g, rows, parent, tokens);
-    vp_status st = run(g, g->step_rec, &g->step_recorded, record_step);
+    vp_status st = dec_run_recording(g->step_rec, &g->step_recorded, record_step, g);
     if (st == VP_OK) memcpy(logits, g->stage_out.host, (size_t)rows * V * 4);
     g->rows_live = st == VP_OK ? rows : 0;
     return st;

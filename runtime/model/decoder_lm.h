@@ -208,6 +208,19 @@ vp_status decoder_gen_step(void *gen, int rows, const int32_t *parent, const int
 vp_status decoder_generate(struct decoder_gen *g, const struct search_options *o, const struct search_input *in,
                            struct search_result *out);
 
+/* Shared with the encoder-decoder's generation (seq2seq_generate.c): the
+ * per-head adapters' split (N,H,hd) → (H,N,hd) and merge tables for N rows;
+ * one (row, head)'s cache gather row of S slots, for a sequence of L
+ * cached tokens (−1: a dead row, all zero) — slot s < L from row from + s,
+ * slot L the new row self, the rest zero (−1). */
+vp_status dec_write_head_tables(vp_context *ctx, const struct vk_buffer *hsplit, const struct vk_buffer *hmerge,
+                                int N, int H);
+void dec_cache_table_row(int32_t *row, int S, int L, int32_t from, int32_t self);
+/* Records fn(user, rec) into rec at the first call (*recorded false), then
+ * replays rec. */
+vp_status dec_run_recording(struct vk_recorder *rec, bool *recorded,
+                            vp_status (*fn)(void *user, struct vk_recorder *rec), void *user);
+
 /* ------------------------------------------------------------------------
  * Shared between the decoder's own files (decoder*.c); not for callers.
  * ------------------------------------------------------------------------ */

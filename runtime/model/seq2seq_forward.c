@@ -18,6 +18,76 @@ static void use_stack(struct seq2seq *m, const struct s2s_stack_acts *sa) {
     m->core.acts.ids_hmerge = sa->ids_hmerge;
 }
 
+/* An attention block's query side at delta block blk: pre-LN's norm of x
+ * (Nq rows) and q from it with its LoRAs. Sets aa->x, aa->in. */
+vp_status s2s_attn_project(struct seq2seq *m, struct vk_recorder *rec, int blk, const struct s2s_attn_w *w,
+                           struct s2s_attn_acts *aa, const struct vk_buffer *x, uint32_t Nq) {
+    struct decoder *c = &m->core;
+    const uint32_t d = (uint32_t)m->arch.hidden;
+    const bool pre = m->arch.pre_norm;
+    aa->x = x;
+    aa->in = pre ? &aa->a_in : x;
+    vp_status st = pre ? dec_record_norm(c, rec, &aa->a_in, &aa->mean, &aa->rstd, x, w->ln_w, w->ln_b, Nq) : VP_OK;
+    if (st == VP_OK) st = dec_record_linear(c, rec, &aa->q, aa->in, w->wq, w->bq, Nq, d, d);
+    if (st == VP_OK) st = dec_record_loras(c, rec, blk, DELTA_AT_Q, &aa->q, aa->in, Nq);
+    return st;
+}
+
+/* k and v (Nk rows) from kv_src (NULL: the block's input, set by
+ * s2s_attn_project), each with its LoRAs. */
+vp_status s2s_attn_kv(struct seq2seq *m, struct vk_recorder *rec, int blk, const struct s2s_attn_w *w,
+                      struct s2s_attn_acts *aa, const struct vk_buffer *kv_src, uint32_t Nk) {
+    struct decoder *c = &m->core;
+    const uint32_t d = (uint32_t)m->arch.hidden;
+    aa->kv = kv_src ? kv_src : aa->in;
+    vp_status st = dec_record_linear(c, rec, &aa->k, aa->kv, w->wk, w->bk, Nk, d, d);
+    if (st == VP_OK) st = dec_record_loras(c, rec, blk, DELTA_AT_K, &aa->k, aa->kv, Nk);
+    if (st == VP_OK) st = dec_record_linear(c, rec, &aa->v, aa->kv, w->wv, w->bv, Nk, d, d);
+    if (st == VP_OK) st = dec_record_loras(c, rec, blk, DELTA_AT_V, &aa->v, aa->kv, Nk);
+    return st;
+}
+
+/* k, v (Nk,d) split into heads kh, vh (B,H,Tk,hd) by stack ks's table. */
+vp_status s2s_attn_split_kv(struct seq2seq *m, struct vk_recorder *rec, struct s2s_attn_acts *aa,
+                            const struct s2s_stack_acts *ks, uint32_t Nk) {
+    const uint32_t H = (uint32_t)m->arch.heads, hd = (uint32_t)m->arch.head_dim;
+    vp_status st = gather(m, rec, &aa->kh, &ks->ids_split, &aa->k, (uint64_t)Nk * H, (uint64_t)Nk * H, hd);
+    if (st == VP_OK) st = gather(m, rec, &aa->vh, &ks->ids_split, &aa->v, (uint64_t)Nk * H, (uint64_t)Nk * H, hd);
+    return st;
+}
+
+/* Block blk's prefix rows pk, pv (H,Lp,hd) from prefix_src (none: Lp = 0). */
+vp_status s2s_attn_prefix(struct seq2seq *m, struct vk_recorder *rec, int blk, struct s2s_attn_acts *aa) {
+    struct decoder *c = &m->core;
+    const uint64_t n = (uint64_t)c->prefix_rows[blk] * (uint64_t)m->arch.hidden;
+    if (!n) return VP_OK;
+    vp_status st = gather(m, rec, &aa->pk, &aa->ids_pk, &c->acts.prefix_src, n, c->prefix_src_elems, 1);
+    if (st == VP_OK) st = gather(m, rec, &aa->pv, &aa->ids_pv, &c->acts.prefix_src, n, c->prefix_src_elems, 1);
+    return st;
+}
+
+/* After the attention: ctx (Nq,d) through the parallel adapters, o and its
+ * LoRA, the sequential adapters, the residual and post-LN's norm; sets
+ * aa->o_final and aa->y. */
+vp_status s2s_attn_output(struct seq2seq *m, struct vk_recorder *rec, int blk, const struct s2s_attn_w *w,
+                          struct s2s_attn_acts *aa, const struct vk_buffer *ctx, uint32_t Nq) {
+    struct decoder *c = &m->core;
+    const uint32_t d = (uint32_t)m->arch.hidden;
+    const bool pre = m->arch.pre_norm;
+    const struct vk_buffer *cur = ctx;
+    vp_status st = dec_record_adapters(c, rec, blk, DELTA_AT_ATTN, DELTA_PARALLEL, &cur, aa->in, Nq);
+    if (st == VP_OK) st = dec_record_linear(c, rec, &aa->o, ctx, w->wo, w->bo, Nq, d, d);
+    if (st == VP_OK) st = dec_record_loras(c, rec, blk, DELTA_AT_O, &aa->o, ctx, Nq);
+    cur = &aa->o;
+    if (st == VP_OK) st = dec_record_adapters(c, rec, blk, DELTA_AT_ATTN, DELTA_SEQUENTIAL, &cur, NULL, Nq);
+    aa->o_final = cur;
+    if (st == VP_OK) st = kernel_add_forward(m->ctx, rec, &aa->h, aa->x, cur, (uint64_t)Nq * d);
+    if (st == VP_OK && !pre)
+        st = dec_record_norm(c, rec, &aa->out, &aa->mean, &aa->rstd, &aa->h, w->ln_w, w->ln_b, Nq);
+    aa->y = pre ? &aa->h : &aa->out;
+    return st;
+}
+
 /* One attention block at delta block blk: queries from x (Tq per sequence,
  * the tables of stack qs), keys and values from kv_src (NULL: the block's
  * own input; cross-attention: the encoder output, Tk per sequence, stack
@@ -25,49 +95,25 @@ static void use_stack(struct seq2seq *m, const struct s2s_stack_acts *sa) {
 static vp_status attn_forward(struct seq2seq *m, struct vk_recorder *rec, int blk, const struct s2s_attn_w *w,
                               struct s2s_attn_acts *aa, const struct vk_buffer *x, const struct s2s_stack_acts *qs,
                               const struct s2s_stack_acts *ks, const struct vk_buffer *kv_src, bool causal) {
-    struct decoder *c = &m->core;
     const uint32_t B = (uint32_t)m->acts.B, Tq = (uint32_t)qs->T, Tk = (uint32_t)ks->T, Nq = B * Tq, Nk = B * Tk;
-    const uint32_t d = (uint32_t)m->arch.hidden, H = (uint32_t)m->arch.heads, hd = (uint32_t)m->arch.head_dim;
-    const bool pre = m->arch.pre_norm;
-    aa->x = x;
-    aa->in = pre ? &aa->a_in : x;
-    aa->kv = kv_src ? kv_src : aa->in;
-    vp_status st = pre ? dec_record_norm(c, rec, &aa->a_in, &aa->mean, &aa->rstd, x, w->ln_w, w->ln_b, Nq) : VP_OK;
-    if (st == VP_OK) st = dec_record_linear(c, rec, &aa->q, aa->in, w->wq, w->bq, Nq, d, d);
-    if (st == VP_OK) st = dec_record_loras(c, rec, blk, DELTA_AT_Q, &aa->q, aa->in, Nq);
-    if (st == VP_OK) st = dec_record_linear(c, rec, &aa->k, aa->kv, w->wk, w->bk, Nk, d, d);
-    if (st == VP_OK) st = dec_record_loras(c, rec, blk, DELTA_AT_K, &aa->k, aa->kv, Nk);
-    if (st == VP_OK) st = dec_record_linear(c, rec, &aa->v, aa->kv, w->wv, w->bv, Nk, d, d);
-    if (st == VP_OK) st = dec_record_loras(c, rec, blk, DELTA_AT_V, &aa->v, aa->kv, Nk);
+    const uint32_t H = (uint32_t)m->arch.heads, hd = (uint32_t)m->arch.head_dim;
+    vp_status st = s2s_attn_project(m, rec, blk, w, aa, x, Nq);
+    if (st == VP_OK) st = s2s_attn_kv(m, rec, blk, w, aa, kv_src, Nk);
     if (st == VP_OK) st = gather(m, rec, &aa->qh, &qs->ids_split, &aa->q, (uint64_t)Nq * H, (uint64_t)Nq * H, hd);
-    if (st == VP_OK) st = gather(m, rec, &aa->kh, &ks->ids_split, &aa->k, (uint64_t)Nk * H, (uint64_t)Nk * H, hd);
-    if (st == VP_OK) st = gather(m, rec, &aa->vh, &ks->ids_split, &aa->v, (uint64_t)Nk * H, (uint64_t)Nk * H, hd);
-    const uint32_t Lp = (uint32_t)c->prefix_rows[blk];
-    if (st == VP_OK && Lp) {
-        const uint64_t n = (uint64_t)Lp * d;
-        st = gather(m, rec, &aa->pk, &aa->ids_pk, &c->acts.prefix_src, n, c->prefix_src_elems, 1);
-        if (st == VP_OK) st = gather(m, rec, &aa->pv, &aa->ids_pv, &c->acts.prefix_src, n, c->prefix_src_elems, 1);
-    }
+    if (st == VP_OK) st = s2s_attn_split_kv(m, rec, aa, ks, Nk);
+    if (st == VP_OK) st = s2s_attn_prefix(m, rec, blk, aa);
+    const uint32_t Lp = (uint32_t)m->core.prefix_rows[blk];
     const struct kernel_attention_config cfg = {.B = B, .H = H, .T = Tq, .S = Tk, .L = Lp, .D = hd, .causal = causal};
     if (st == VP_OK)
         st = kernel_attention_forward(m->ctx, rec, &aa->atth, &aa->lse, &aa->qh, &aa->kh, &aa->vh,
                                       Lp ? &aa->pk : NULL, Lp ? &aa->pv : NULL, &ks->keep, &cfg);
     if (st == VP_OK) st = gather(m, rec, &aa->ctx, &qs->ids_merge, &aa->atth, (uint64_t)Nq * H, (uint64_t)Nq * H, hd);
-    const struct vk_buffer *cur = &aa->ctx;
-    if (st == VP_OK) st = dec_record_adapters(c, rec, blk, DELTA_AT_ATTN, DELTA_PARALLEL, &cur, aa->in, Nq);
-    if (st == VP_OK) st = dec_record_linear(c, rec, &aa->o, &aa->ctx, w->wo, w->bo, Nq, d, d);
-    if (st == VP_OK) st = dec_record_loras(c, rec, blk, DELTA_AT_O, &aa->o, &aa->ctx, Nq);
-    cur = &aa->o;
-    if (st == VP_OK) st = dec_record_adapters(c, rec, blk, DELTA_AT_ATTN, DELTA_SEQUENTIAL, &cur, NULL, Nq);
-    aa->o_final = cur;
-    if (st == VP_OK) st = kernel_add_forward(m->ctx, rec, &aa->h, x, cur, (uint64_t)Nq * d);
-    if (st == VP_OK && !pre) st = dec_record_norm(c, rec, &aa->out, &aa->mean, &aa->rstd, &aa->h, w->ln_w, w->ln_b, Nq);
-    aa->y = pre ? &aa->h : &aa->out;
+    if (st == VP_OK) st = s2s_attn_output(m, rec, blk, w, aa, &aa->ctx, Nq);
     return st;
 }
 
 /* One FFN block at delta block blk, N rows of width I. */
-static vp_status ffn_forward(struct seq2seq *m, struct vk_recorder *rec, int blk, const struct s2s_ffn_w *w,
+vp_status s2s_ffn_forward(struct seq2seq *m, struct vk_recorder *rec, int blk, const struct s2s_ffn_w *w,
                              struct s2s_ffn_acts *fa, const struct vk_buffer *x, uint32_t N, uint32_t I) {
     struct decoder *c = &m->core;
     const uint32_t d = (uint32_t)m->arch.hidden;
@@ -91,7 +137,7 @@ static vp_status ffn_forward(struct seq2seq *m, struct vk_recorder *rec, int blk
 }
 
 /* x0 = embed_scale·E[ids] + W_pos[pos]; x = LN_emb(x0). */
-static vp_status embed_forward(struct seq2seq *m, struct vk_recorder *rec, const struct s2s_stack_w *w,
+vp_status s2s_embed_forward(struct seq2seq *m, struct vk_recorder *rec, const struct s2s_stack_w *w,
                                struct s2s_stack_acts *sa, uint32_t N) {
     const struct model_arch *a = &m->arch;
     const uint32_t d = (uint32_t)a->hidden;
@@ -109,12 +155,12 @@ static vp_status embed_forward(struct seq2seq *m, struct vk_recorder *rec, const
 
 /* A stack: embeddings, layers, mBART's final LN; sets sa->out. The decoder
  * stack's cross-attention reads the encoder stack (enc). */
-static vp_status stack_forward(struct seq2seq *m, struct vk_recorder *rec, const struct s2s_stack_w *w,
+vp_status s2s_stack_forward(struct seq2seq *m, struct vk_recorder *rec, const struct s2s_stack_w *w,
                                struct s2s_stack_acts *sa, const struct s2s_stack_acts *enc) {
     const uint32_t N = (uint32_t)(m->acts.B * sa->T);
     const unsigned self = enc ? DELTA_STACK_DECODER : DELTA_STACK_ENCODER;
     use_stack(m, sa);
-    vp_status st = embed_forward(m, rec, w, sa, N);
+    vp_status st = s2s_embed_forward(m, rec, w, sa, N);
     const struct vk_buffer *x = &sa->x;
     for (int l = 0; l < w->layers && st == VP_OK; l++) {
         struct s2s_layer_acts *la = &sa->layer[l];
@@ -125,7 +171,7 @@ static vp_status stack_forward(struct seq2seq *m, struct vk_recorder *rec, const
             st = attn_forward(m, rec, s2s_block(m, DELTA_STACK_CROSS, l), &w->layer[l].cross, &la->cross, x, sa, enc,
                               enc->out, false);
         if (enc) x = la->cross.y;
-        if (st == VP_OK) st = ffn_forward(m, rec, blk, &w->layer[l].ffn, &la->ffn, x, N, (uint32_t)w->I);
+        if (st == VP_OK) st = s2s_ffn_forward(m, rec, blk, &w->layer[l].ffn, &la->ffn, x, N, (uint32_t)w->I);
         x = la->ffn.y;
     }
     sa->out = x;
@@ -141,8 +187,8 @@ vp_status s2s_record_forward(struct seq2seq *m, struct vk_recorder *rec) {
     struct s2s_acts *a = &m->acts;
     const uint32_t Nd = (uint32_t)(a->B * a->T), d = (uint32_t)m->arch.hidden, V = (uint32_t)m->arch.vocab_size;
     vp_status st = dec_record_prefixes(&m->core, rec);
-    if (st == VP_OK) st = stack_forward(m, rec, &m->enc, &a->enc, NULL);
-    if (st == VP_OK) st = stack_forward(m, rec, &m->dec, &a->dec, &a->enc);
+    if (st == VP_OK) st = s2s_stack_forward(m, rec, &m->enc, &a->enc, NULL);
+    if (st == VP_OK) st = s2s_stack_forward(m, rec, &m->dec, &a->dec, &a->enc);
     if (st == VP_OK)
         st = kernel_matmul_forward(m->ctx, rec, &a->logits, a->dec.out, dec_wbuf(m->head), m->head->dtype,
                                    &m->logits_bias->frozen, Nd, d, V, NULL);

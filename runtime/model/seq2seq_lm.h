@@ -118,19 +118,43 @@ vp_status seq2seq_create_with_delta(vp_context *ctx, const char *dir, const char
  * Every sequence starts from decoder_start_token_id (else eos); the
  * config's forced_bos_token_id (mBART's target language) is forced at the
  * first step and forced_eos_token_id at the last, as HF's generate() does.
- * No KV cache yet: each step re-runs the encoder and the decoder over every
- * row's whole prefix (one evaluation pass of the loaded batch shape), so a
- * step costs a full forward; new tokens are capped by the loaded decoder
- * positions. The model's batch rows must hold batch × beams (× return
- * sequences when sampling). The logits, loss and recordings of the
- * evaluation pass are overwritten.
+ * With a KV cache, as the decoder's (decoder_lm.h): the first step runs
+ * the encoder once over the sources and projects each decoder layer's
+ * cross-attention K and V from its output (LoRA on k and v included);
+ * every step then runs one new token per row through the decoder stack,
+ * attending over the cached self-attention K/V (rows, H, positions, hd)
+ * reordered by the rows' parents in one gather, every delta applied
+ * (prefix rows of all three kinds kept). A generator's two recordings
+ * (encode, step) are made once and replayed. New tokens are capped by the
+ * loaded decoder positions; the model's batch rows must hold batch × beams
+ * (× return sequences when sampling). The evaluation pass's activations and
+ * logits are overwritten.
  * ------------------------------------------------------------------------ */
 
 /* The config's eos ids, pad id and forced bos / eos ids into o. */
 void seq2seq_search_defaults(const struct model_arch *a, struct search_options *o);
-/* Generates for `batch` sources (batch, src_len) (mask NULL: all real). */
+/* Generates for `batch` sources (batch, src_len) (mask NULL: all real):
+ * seq2seq_gen_create, seq2seq_gen_run, seq2seq_gen_destroy. */
 vp_status seq2seq_generate(struct seq2seq *m, const struct search_options *o, const int32_t *src,
                            const uint8_t *src_mask, int batch, int src_len, struct search_result *out);
+
+/* A generator for a loaded model (the cache and the step's buffers in the
+ * activations pool, sized by the model's batch shape; it does not own m).
+ * seq2seq_gen_sources sets the sources the next first step (parent NULL)
+ * encodes; seq2seq_gen_step is search.h's step with user = the generator,
+ * logits (rows, V); seq2seq_gen_run is both and search_run. The encoding
+ * keeps the cross K/V and prefix rows in the model's activations: a pass
+ * (seq2seq_run) between a generation's steps overwrites them, one between
+ * generations does not matter (each first step encodes again). A generator
+ * holds the model's batch shape: destroy it before seq2seq_set_batch. */
+struct seq2seq_gen;
+vp_status seq2seq_gen_create(struct seq2seq *m, struct seq2seq_gen **out);
+void seq2seq_gen_destroy(struct seq2seq_gen *g);
+vp_status seq2seq_gen_sources(struct seq2seq_gen *g, const int32_t *src, const uint8_t *src_mask, int batch,
+                              int src_len);
+vp_status seq2seq_gen_step(void *gen, int rows, const int32_t *parent, const int32_t *tokens, float *logits);
+vp_status seq2seq_gen_run(struct seq2seq_gen *g, const struct search_options *o, const int32_t *src,
+                          const uint8_t *src_mask, int batch, int src_len, struct search_result *out);
 
 /* Any tensor by name (Hugging Face names for the model's, in the file's
  * layout; the delta's by their delta names); as decoder_lm.h's. */
@@ -242,8 +266,31 @@ static inline enum kernel_activation s2s_act(const struct seq2seq *m) {
 /* seq2seq_load.c */
 vp_status s2s_weights_init(struct seq2seq *m);
 vp_status s2s_setup_params(struct seq2seq *m);
-/* seq2seq_forward.c */
+/* seq2seq_forward.c: the forward, and the pieces generation's step
+ * (seq2seq_generate.c) runs on its own rows. */
 vp_status s2s_record_forward(struct seq2seq *m, struct vk_recorder *rec);
+/* A stack over the batch (sets sa->out); the decoder's reads enc. */
+vp_status s2s_stack_forward(struct seq2seq *m, struct vk_recorder *rec, const struct s2s_stack_w *w,
+                            struct s2s_stack_acts *sa, const struct s2s_stack_acts *enc);
+/* x0 = embed_scale·E[ids] + W_pos[pos], x = LN_emb(x0) for sa's first N tokens. */
+vp_status s2s_embed_forward(struct seq2seq *m, struct vk_recorder *rec, const struct s2s_stack_w *w,
+                            struct s2s_stack_acts *sa, uint32_t N);
+/* An attention block in pieces: pre-LN and q (Nq rows) with its LoRAs; k
+ * and v (Nk rows of kv_src, NULL: the block's input) with theirs; k and v
+ * split into kh, vh by stack ks; the block's prefix rows; from ctx (Nq,d)
+ * to the block's output aa->y. */
+vp_status s2s_attn_project(struct seq2seq *m, struct vk_recorder *rec, int blk, const struct s2s_attn_w *w,
+                           struct s2s_attn_acts *aa, const struct vk_buffer *x, uint32_t Nq);
+vp_status s2s_attn_kv(struct seq2seq *m, struct vk_recorder *rec, int blk, const struct s2s_attn_w *w,
+                      struct s2s_attn_acts *aa, const struct vk_buffer *kv_src, uint32_t Nk);
+vp_status s2s_attn_split_kv(struct seq2seq *m, struct vk_recorder *rec, struct s2s_attn_acts *aa,
+                            const struct s2s_stack_acts *ks, uint32_t Nk);
+vp_status s2s_attn_prefix(struct seq2seq *m, struct vk_recorder *rec, int blk, struct s2s_attn_acts *aa);
+vp_status s2s_attn_output(struct seq2seq *m, struct vk_recorder *rec, int blk, const struct s2s_attn_w *w,
+                          struct s2s_attn_acts *aa, const struct vk_buffer *ctx, uint32_t Nq);
+/* An FFN block over N rows of width I (sets fa->y). */
+vp_status s2s_ffn_forward(struct seq2seq *m, struct vk_recorder *rec, int blk, const struct s2s_ffn_w *w,
+                          struct s2s_ffn_acts *fa, const struct vk_buffer *x, uint32_t N, uint32_t I);
 /* seq2seq_backward.c */
 vp_status s2s_record_backward(struct seq2seq *m, struct vk_recorder *rec);
 
