@@ -263,7 +263,7 @@ bool checkpoint_loads(const char *dir, uint64_t *step) {
 void kill_and_resume(const char *args, const char *out, int kill_trials, uint64_t seed, long run_ms,
                      struct kill_stats *st) {
     memset(st, 0, sizeof *st);
-    const long min_ms = run_ms / 20 > 10 ? run_ms / 20 : 10, max_ms = run_ms * 6 / 10 > min_ms ? run_ms * 6 / 10 : min_ms + 10;
+    const long min_ms = run_ms / 20 > 10 ? run_ms / 20 : 10, max_ms = run_ms / 4 > min_ms ? run_ms / 4 : min_ms + 10;
     uint64_t rng = seed;
     /* Kill until kill_trials kills are taken, then let a run finish. On a
      * fast device a run may finish inside the kill window: it removes its

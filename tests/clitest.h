@@ -60,7 +60,7 @@ bool write_task(const char *name, int count, uint64_t seed, bool labels);
  * VAR=value or NULL); checkpoint_loads checks that dir/checkpoint.vkpc, if
  * there, loads (false when absent); kill_and_resume runs `args --out out`
  * (fresh, then --resume) until it has been killed kill_trials times, each
- * run at a random moment from 5% to 60% of run_ms, what one whole run
+ * run at a random moment from 5% to 25% of run_ms, what one whole run
  * took on this machine just before (so the kills land inside runs on a
  * fast GPU and on a loaded CPU alike; a third of the runs pause inside
  * checkpoint writes), then lets it finish. A run that finishes first is
