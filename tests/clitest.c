@@ -260,9 +260,15 @@ bool checkpoint_loads(const char *dir, uint64_t *step) {
 }
 
 
-void kill_and_resume(const char *args, const char *out, int kill_trials, uint64_t seed, long run_ms,
+bool kill_and_resume(const char *args, const char *ref, const char *out, int kill_trials, uint64_t seed,
                      struct kill_stats *st) {
     memset(st, 0, sizeof *st);
+    char whole[2048];
+    snprintf(whole, sizeof whole, "%s --out %s", args, ref);
+    const double t0 = vp_now();
+    run(whole);
+    if (!CHECKF(r.code == 0, "the uninterrupted run: %s", r.out)) return false;
+    const long run_ms = (long)((vp_now() - t0) * 1e3);
     const long min_ms = run_ms / 20 > 10 ? run_ms / 20 : 10, max_ms = run_ms / 4 > min_ms ? run_ms / 4 : min_ms + 10;
     uint64_t rng = seed;
     /* Kill until kill_trials kills are taken, then let a run finish. On a
@@ -283,7 +289,7 @@ void kill_and_resume(const char *args, const char *out, int kill_trials, uint64_
         char cmd[2048];
         snprintf(cmd, sizeof cmd, "%s --out %s %s", args, out, have ? "--resume" : "--overwrite");
         const pid_t pid = spawn_vkpeft(pause ? "VKPEFT_TEST_CHECKPOINT_PAUSE=0.2" : NULL, cmd);
-        if (!CHECK(pid > 0)) return;
+        if (!CHECK(pid > 0)) return false;
         have ? st->resumes++ : st->fresh++;
         /* Kill after min_ms .. max_ms (start-up included). */
         const bool killing = st->kills < kill_trials;
@@ -312,4 +318,5 @@ void kill_and_resume(const char *args, const char *out, int kill_trials, uint64_
     th_diag("%d kills at %ld..%ld ms (%d with the checkpoint write paused), %d resumes, %d fresh starts; last "
             "checkpoint at step %llu", st->kills, min_ms, max_ms, st->inside_write, st->resumes, st->fresh,
             (unsigned long long)st->last);
+    return true;
 }

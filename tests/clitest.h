@@ -58,13 +58,14 @@ bool write_task(const char *name, int count, uint64_t seed, bool labels);
 /* Kill-and-resume (SIGKILL at random moments): spawn_vkpeft starts
  * "vkpeft <args>" in root with output appended to root/run.log (env: one
  * VAR=value or NULL); checkpoint_loads checks that dir/checkpoint.vkpc, if
- * there, loads (false when absent); kill_and_resume runs `args --out out`
- * (fresh, then --resume) until it has been killed kill_trials times, each
- * run at a random moment from 5% to 25% of run_ms, what one whole run
- * took on this machine just before (so the kills land inside runs on a
- * fast GPU and on a loaded CPU alike; a third of the runs pause inside
- * checkpoint writes), then lets it finish. A run that finishes first is
- * followed by a fresh one. */
+ * there, loads (false when absent); kill_and_resume first runs `args --out
+ * ref` whole (timed; false, with a failed check, when it fails), then runs
+ * `args --out out` (fresh, then --resume) until it has been killed
+ * kill_trials times, each run at a random moment from 5% to 25% of the
+ * whole run's time (so the kills land inside runs on a fast GPU and on a
+ * loaded CPU alike; a third of the runs pause inside checkpoint writes),
+ * then lets it finish. A run that finishes first is followed by a fresh
+ * one. */
 struct kill_stats {
     int kills, inside_write, resumes, fresh;
     uint64_t last; /* the last checkpoint's step */
@@ -72,7 +73,7 @@ struct kill_stats {
 };
 int spawn_vkpeft(const char *env, const char *args);
 bool checkpoint_loads(const char *dir, uint64_t *step);
-void kill_and_resume(const char *args, const char *out, int kill_trials, uint64_t seed, long run_ms,
+bool kill_and_resume(const char *args, const char *ref, const char *out, int kill_trials, uint64_t seed,
                      struct kill_stats *st);
 
 #endif

@@ -224,11 +224,8 @@ static void generate_with_delta(void) {
 
 static void lm_kill_and_resume(void) {
     if (!setup()) return;
-    const double t0 = vp_now();
-    run(LM_RESUME_ARGS " --out lm-ref");
-    if (!CHECKF(r.code == 0, "%s", r.out)) return;
     struct kill_stats st;
-    kill_and_resume(LM_RESUME_ARGS, "lm-k", 20, 77, (long)((vp_now() - t0) * 1e3), &st);
+    if (!kill_and_resume(LM_RESUME_ARGS, "lm-ref", "lm-k", 20, 77, &st)) return;
     CHECK(st.done && st.kills == 20);
     void *x = NULL, *y = NULL;
     size_t nx = 0, ny = 0;

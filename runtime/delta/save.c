@@ -390,3 +390,24 @@ vp_status delta_load(const char *dir, const struct model_arch *arch, struct delt
     if (s != VP_OK) delta_tensors_free(tensors);
     return s;
 }
+
+vp_status delta_load_for_model(const char *delta_dir, const char *model_dir, struct delta_spec *spec,
+                               struct delta_tensors *out) {
+    struct model_arch arch;
+    vp_status s = model_arch_load(model_dir, &arch);
+    if (s != VP_OK) return s;
+    s = delta_load(delta_dir, &arch, spec, out);
+    model_arch_finish(&arch);
+    return s;
+}
+
+vp_status delta_load_into(const char *dir, const struct model_arch *arch, struct delta_params *params,
+                          const char *model_dir) {
+    struct delta_spec spec;
+    struct delta_tensors t = {0};
+    vp_status s = delta_load(dir, arch, &spec, &t);
+    if (s == VP_OK) s = delta_params_load(params, &t);
+    delta_tensors_free(&t);
+    if (s != VP_OK) vp_fail_context(s, "loading the delta %s into %s", dir, model_dir);
+    return s;
+}

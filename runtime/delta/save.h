@@ -40,6 +40,14 @@ vp_status delta_save(const char *dir, const struct delta_params *params,
  * identity against `arch` (model_type, sizes) and reports a mismatch. */
 vp_status delta_load(const char *dir, const struct model_arch *arch, struct delta_spec *spec,
                      struct delta_tensors *tensors);
+/* delta_load against the model in model_dir (its config.json). */
+vp_status delta_load_for_model(const char *delta_dir, const char *model_dir, struct delta_spec *spec,
+                               struct delta_tensors *out);
+/* delta_load, then its tensors written into `params`, a loaded model's
+ * trainable tensors whose spec trains the same names and shapes; a failure
+ * names the delta and the model folder. */
+vp_status delta_load_into(const char *dir, const struct model_arch *arch, struct delta_params *params,
+                          const char *model_dir);
 
 /* Replaces every prefix module's reparameterisation tensors in `t` by the
  * plain prefix_k / prefix_v of each layer it applies to (computed in double

@@ -731,25 +731,15 @@ vp_status decoder_set_batch(struct decoder *m, int B, int T) {
 vp_status decoder_load_delta(struct decoder *m, const char *dir) {
     vp_status s = check_ready(m, "load_delta");
     if (s != VP_OK) return s;
-    struct delta_spec spec;
-    struct delta_tensors t = {0};
-    s = delta_load(dir, &m->arch, &spec, &t);
-    if (s == VP_OK) s = delta_params_load(m->params, &t);
-    delta_tensors_free(&t);
-    if (s != VP_OK) vp_fail_context(s, "loading the delta %s into %s", dir, m->dir);
-    return s;
+    return delta_load_into(dir, &m->arch, m->params, m->dir);
 }
 
 vp_status decoder_create_with_delta(vp_context *ctx, const char *dir, const char *delta_dir,
                                     const struct decoder_options *opt, int B, int T, struct decoder **out) {
     *out = NULL;
-    struct model_arch arch;
-    vp_status s = model_arch_load(dir, &arch);
-    if (s != VP_OK) return s;
     struct delta_spec spec;
     struct delta_tensors t = {0};
-    s = delta_load(delta_dir, &arch, &spec, &t);
-    model_arch_finish(&arch);
+    vp_status s = delta_load_for_model(delta_dir, dir, &spec, &t);
     if (s == VP_OK) s = decoder_create(ctx, dir, &spec, opt, B, T, out);
     if (s == VP_OK) s = delta_params_load((*out)->params, &t);
     delta_tensors_free(&t);

@@ -627,25 +627,15 @@ vp_status seq2seq_set_batch(struct seq2seq *m, int B, int S, int T) {
 vp_status seq2seq_load_delta(struct seq2seq *m, const char *dir) {
     vp_status s = check_ready(m, "load_delta");
     if (s != VP_OK) return s;
-    struct delta_spec spec;
-    struct delta_tensors t = {0};
-    s = delta_load(dir, &m->arch, &spec, &t);
-    if (s == VP_OK) s = delta_params_load(m->core.params, &t);
-    delta_tensors_free(&t);
-    if (s != VP_OK) vp_fail_context(s, "loading the delta %s into %s", dir, m->core.dir);
-    return s;
+    return delta_load_into(dir, &m->arch, m->core.params, m->core.dir);
 }
 
 vp_status seq2seq_create_with_delta(vp_context *ctx, const char *dir, const char *delta_dir,
                                     const struct seq2seq_options *opt, int B, int S, int T, struct seq2seq **out) {
     *out = NULL;
-    struct model_arch arch;
-    vp_status s = model_arch_load(dir, &arch);
-    if (s != VP_OK) return s;
     struct delta_spec spec;
     struct delta_tensors t = {0};
-    s = delta_load(delta_dir, &arch, &spec, &t);
-    model_arch_finish(&arch);
+    vp_status s = delta_load_for_model(delta_dir, dir, &spec, &t);
     if (s == VP_OK) s = seq2seq_create(ctx, dir, &spec, opt, B, S, T, out);
     if (s == VP_OK) s = delta_params_load((*out)->core.params, &t);
     delta_tensors_free(&t);
