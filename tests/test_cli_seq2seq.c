@@ -349,6 +349,46 @@ static void bench_generate_runs(void) {
     cJSON_Delete(j);
 }
 
+/* --lora-targets takes BART's own module names (PEFT's target_modules):
+ * q_proj and out_proj reach all six attention blocks (encoder and decoder
+ * self-attention, cross-attention), fc1 and fc2 the four FFNs, so the PEFT
+ * file holds 2 x (6 + 6 + 4 + 4) keys; LLaMA's names are refused with
+ * BART's listed. */
+static void bart_lora_target_names(void) {
+    if (!setup()) return;
+    run("train --model bart --delta lora:r=4 --lora-targets q_proj,out_proj,fc1,fc2 --data train.jsonl "
+        "--out run-targets --batch 16 --steps 1 --quiet");
+    EXPECT_EXIT(0);
+    char path[600];
+    snprintf(path, sizeof path, "%s/run-targets/adapter_config.json", root);
+    void *text = NULL;
+    size_t size = 0;
+    cJSON *cfg = vp_file_read(path, &text, &size) == VP_OK ? cJSON_ParseWithLength(text, size) : NULL;
+    const cJSON *tm = cJSON_GetObjectItem(cfg, "target_modules");
+    int found = 0;
+    static const char *const want[] = {"q_proj", "out_proj", "fc1", "fc2"};
+    for (int i = 0; i < cJSON_GetArraySize(tm); i++)
+        for (int k = 0; k < 4; k++)
+            found += cJSON_IsString(cJSON_GetArrayItem(tm, i)) &&
+                     strcmp(cJSON_GetArrayItem(tm, i)->valuestring, want[k]) == 0;
+    CHECKF(cJSON_GetArraySize(tm) == 4 && found == 4, "adapter_config.json:\n%s", text ? (const char *)text : "");
+    cJSON_Delete(cfg);
+    free(text);
+    struct io_safetensors *peft = NULL;
+    snprintf(path, sizeof path, "%s/run-targets/adapter_model.safetensors", root);
+    if (CHECKF(io_safetensors_open(path, &peft) == VP_OK, "%s", vp_last_error())) {
+        CHECKF(io_safetensors_count(peft) == 40, "%zu PEFT tensors", io_safetensors_count(peft));
+        CHECK(io_safetensors_find(peft, "base_model.model.model.decoder.layers.1.encoder_attn.out_proj.lora_B.weight"));
+        CHECK(io_safetensors_find(peft, "base_model.model.model.encoder.layers.0.fc2.lora_A.weight"));
+        io_safetensors_close(peft);
+    }
+    run("train --model bart --delta lora --lora-targets q_proj,gate_proj --data train.jsonl --out run-bad");
+    EXPECT_EXIT(2);
+    EXPECT_OUTPUT("--lora-targets: 'gate_proj'");
+    EXPECT_OUTPUT("out_proj, fc1, fc2");
+    CHECK(!exists("run-bad"));
+}
+
 /* ------------------------------------------------------------------------
  * Errors
  * ------------------------------------------------------------------------ */
@@ -391,7 +431,7 @@ int main(int argc, char **argv) {
     vkpeft = realpath(argv[1], full) ? full : argv[1];
     const struct th_case cases[] = {
         TH_CASE(lora_learns_mapping), TH_CASE(mam_learns_mapping), TH_CASE(eval_matches_training),
-        TH_CASE(peft_files_eval_alike),
+        TH_CASE(peft_files_eval_alike), TH_CASE(bart_lora_target_names),
         TH_CASE(generate_and_text_metrics), TH_CASE(s2s_kill_and_resume), TH_CASE(inspect_plans_memory),
         TH_CASE(bench_generate_runs), TH_CASE(bad_input_exits_2),
         TH_CASE(teardown),
