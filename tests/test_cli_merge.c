@@ -15,6 +15,9 @@
  *   tensors and config.json are the base's bytes;
  * - the run's PEFT folder alone merges to the same file, and a sharded
  *   base (model.safetensors.index.json) to the same tensors;
+ * - a full GPT-2 delta and a BitFit BART delta, each with a LoRA beside
+ *   it, merge the same way (the trained tensors written, GPT-2's Conv1D
+ *   ones back in the file's [in, out] layout);
  * - a prefix delta, --out on the base folder and a delta of another model
  *   exit 2 with the reason.
  * argv[1] is the vkpeft binary. */
@@ -259,6 +262,19 @@ static void merge_ok(const char *model, const char *delta, const char *out, int 
     }
 }
 
+/* vkpeft train `delta` (+ `extra`) on `data` into run_dir, merged into
+ * `merged` (merge_ok), whose loss alone must be the run's (losses_agree). */
+static void train_and_merge(const char *model, const char *delta, const char *extra, const char *data,
+                            const char *run_dir, const char *merged, int matrices) {
+    char cmd[768];
+    snprintf(cmd, sizeof cmd, "train --model %s --delta %s %s --data %s --out %s --batch 8 --weights f32 --quiet",
+             model, delta, extra, data, run_dir);
+    run(cmd);
+    if (!EXPECT_EXIT(0)) return;
+    merge_ok(model, run_dir, merged, matrices);
+    losses_agree(model, run_dir, merged, data);
+}
+
 /* ------------------------------------------------------------------------
  * Cases
  * ------------------------------------------------------------------------ */
@@ -268,11 +284,9 @@ static void merge_ok(const char *model, const char *delta, const char *out, int 
  * down 4; lora:r=4,a=8 is s = 2. */
 static void merge_llama(void) {
     if (!setup()) return;
-    run("train --model llama --delta lora:r=4,a=8 --lora-targets q_proj,k_proj,o_proj,up_proj,down_proj "
-        "--data lm.jsonl --out run-llama --steps 4 --batch 8 --lr 2e-2 --weights f32 --quiet");
-    EXPECT_EXIT(0);
-    merge_ok("llama", "run-llama", "merged-llama", 10);
-    losses_agree("llama", "run-llama", "merged-llama", "lm.jsonl");
+    train_and_merge("llama", "lora:r=4,a=8",
+                    "--lora-targets q_proj,k_proj,o_proj,up_proj,down_proj --steps 4 --lr 2e-2", "lm.jsonl",
+                    "run-llama", "merged-llama", 10);
     check_merged("llama", "run-llama", "merged-llama", "model.layers.1.self_attn.k_proj.weight",
                  "decoder.layers.1.delta1", 2.0, false, 0);
     check_merged("llama", "run-llama", "merged-llama", "model.layers.0.mlp.down_proj.weight",
@@ -339,11 +353,8 @@ static void merge_sharded(void) {
  * [d, 3d] Conv1D weight), mlp.c_fc is up 3 ([d, I]). */
 static void merge_gpt2(void) {
     if (!setup()) return;
-    run("train --model gpt2 --delta lora:r=4,a=8 --lora-targets c_attn,mlp.c_fc --data lm.jsonl --out run-gpt2 "
-        "--steps 4 --batch 8 --lr 2e-2 --weights f32 --quiet");
-    EXPECT_EXIT(0);
-    merge_ok("gpt2", "run-gpt2", "merged-gpt2", 8);
-    losses_agree("gpt2", "run-gpt2", "merged-gpt2", "lm.jsonl");
+    train_and_merge("gpt2", "lora:r=4,a=8", "--lora-targets c_attn,mlp.c_fc --steps 4 --lr 2e-2", "lm.jsonl",
+                    "run-gpt2", "merged-gpt2", 8);
     for (int i = 0; i < 3; i++) {
         char ab[64];
         snprintf(ab, sizeof ab, "decoder.layers.1.delta%d", i);
@@ -362,15 +373,11 @@ static void merge_seq2seq(void) {
     if (!setup()) return;
     static const char *const models[] = {"bart", "mbart"};
     for (int k = 0; k < 2; k++) {
-        char cmd[512], run_dir[64], merged[64];
+        char run_dir[64], merged[64];
         snprintf(run_dir, sizeof run_dir, "run-%s", models[k]);
         snprintf(merged, sizeof merged, "merged-%s", models[k]);
-        snprintf(cmd, sizeof cmd, "train --model %s --delta s2s-spec.json --data s2s.jsonl --out %s --steps 3 "
-                 "--batch 8 --lr 2e-2 --weights f32 --quiet", models[k], run_dir);
-        run(cmd);
-        EXPECT_EXIT(0);
-        merge_ok(models[k], run_dir, merged, S2S_MATRICES);
-        losses_agree(models[k], run_dir, merged, "s2s.jsonl");
+        train_and_merge(models[k], "s2s-spec.json", "--steps 3 --lr 2e-2", "s2s.jsonl", run_dir, merged,
+                        S2S_MATRICES);
         check_merged(models[k], run_dir, merged, "model.decoder.layers.1.encoder_attn.v_proj.weight",
                      "cross.layers.1.delta1", 2.0, false, 0);
         check_merged(models[k], run_dir, merged, "model.decoder.layers.0.encoder_attn.q_proj.weight",
@@ -382,6 +389,44 @@ static void merge_seq2seq(void) {
         check_untouched(models[k], merged, "model.encoder.layers.0.fc2.weight");
         check_untouched(models[k], merged, "model.decoder.layers.0.self_attn.v_proj.weight");
     }
+}
+
+/* Tensor `name` of root/a equals tensor `name` of root/b (both F32),
+ * or (transposed) its transpose. */
+static void check_same_tensor(const char *a, const char *b, const char *name, bool transposed) {
+    int64_t sa[2], sb[2];
+    float *x = read_tensor(a, name, sa), *y = read_tensor(b, name, sb);
+    if (x && y && CHECK(sa[0] == sb[0] && sa[1] == sb[1])) {
+        size_t bad = 0;
+        for (int64_t i = 0; i < sa[0]; i++)
+            for (int64_t j = 0; j < sa[1]; j++) bad += x[i * sa[1] + j] != y[transposed ? j * sa[0] + i : i * sa[1] + j];
+        CHECKF(bad == 0, "%s: %zu values of %s differ from %s%s", name, bad, a, b, transposed ? " transposed" : "");
+    }
+    free(x);
+    free(y);
+}
+
+/* BitFit and full deltas are model tensors: the merge writes them (GPT-2's
+ * Conv1D weights, which a full delta holds (out, in) as the decoder trains
+ * them, back in the file's [in, out]) and adds a LoRA beside them. */
+static void merge_full_and_bitfit(void) {
+    if (!setup()) return;
+    CHECK(write_text("gpt2-full.json", "{\"modules\":[{\"kind\":\"full\"},"
+                                       "{\"kind\":\"lora\",\"at\":\"q\",\"rank\":2,\"alpha\":4}]}"));
+    CHECK(write_text("bart-bitfit.json", "{\"modules\":[{\"kind\":\"bitfit\"},"
+                                         "{\"kind\":\"lora\",\"at\":\"v\",\"rank\":2,\"alpha\":4,"
+                                         "\"stack\":[\"cross\"]}]}"));
+    train_and_merge("gpt2", "gpt2-full.json", "--steps 3 --lr 1e-2", "lm.jsonl", "run-gpt2-full",
+                    "merged-gpt2-full", 2);
+    check_same_tensor("merged-gpt2-full/model.safetensors", "run-gpt2-full/delta.safetensors",
+                      "transformer.h.0.mlp.c_fc.weight", true);
+    check_same_tensor("merged-gpt2-full/model.safetensors", "run-gpt2-full/delta.safetensors",
+                      "transformer.wte.weight", false);
+    train_and_merge("bart", "bart-bitfit.json", "--steps 3 --lr 2e-2", "s2s.jsonl", "run-bart-bitfit",
+                    "merged-bart-bitfit", 2);
+    check_merged("bart", "run-bart-bitfit", "merged-bart-bitfit", "model.decoder.layers.1.encoder_attn.v_proj.weight",
+                 "cross.layers.1.delta1", 2.0, false, 0);
+    check_untouched("bart", "merged-bart-bitfit", "model.encoder.layers.0.fc1.weight");
 }
 
 static void merge_refusals(void) {
@@ -413,7 +458,7 @@ int main(int argc, char **argv) {
     vkpeft = realpath(argv[1], full) ? full : argv[1];
     const struct th_case cases[] = {
         TH_CASE(merge_llama),   TH_CASE(merge_llama_peft), TH_CASE(merge_sharded), TH_CASE(merge_gpt2),
-        TH_CASE(merge_seq2seq), TH_CASE(merge_refusals),   TH_CASE(teardown),
+        TH_CASE(merge_seq2seq), TH_CASE(merge_full_and_bitfit), TH_CASE(merge_refusals), TH_CASE(teardown),
     };
     return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);
 }

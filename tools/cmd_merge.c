@@ -28,9 +28,10 @@ static const char help[] =
     "base folder is never modified.\n"
     "\n"
     "Only LoRA merges: adapters and prefixes add computation that no weight can\n"
-    "hold, and BitFit / full deltas are refused too (run those with --delta on\n"
-    "the base model). The delta may be a vkpeft delta folder or a PEFT LoRA\n"
-    "folder (adapter_config.json).\n"
+    "hold (run those with --delta on the base model). A BitFit or full delta's\n"
+    "trained tensors replace the base's (LoRA beside them adds to them). The\n"
+    "delta may be a vkpeft delta folder or a PEFT LoRA folder\n"
+    "(adapter_config.json).\n"
     "\n"
     "options:\n"
     "  --model DIR   the base model the delta was trained on\n"
@@ -45,12 +46,19 @@ static const char help[] =
     "  vkpeft merge --model models/roberta-base --delta peft-lora/ --out merged --json\n";
 
 static void print_summary(const char *out, const struct delta_merge_info *in, bool json) {
-    const struct delta_module *m0 = &in->spec.modules[0];
+    const struct delta_module *lora = NULL;
+    int modules = 0;
+    for (int i = 0; i < in->spec.count; i++)
+        if (in->spec.modules[i].kind == DELTA_LORA) {
+            if (!lora) lora = &in->spec.modules[i];
+            modules++;
+        }
     if (json) {
         cJSON *root = cJSON_CreateObject();
         cJSON_AddStringToObject(root, "out", out);
         cJSON_AddNumberToObject(root, "merged_matrices", in->merged);
-        cJSON_AddNumberToObject(root, "lora_modules", in->spec.count);
+        cJSON_AddNumberToObject(root, "lora_modules", modules);
+        cJSON_AddNumberToObject(root, "model_tensors", in->model_tensors);
         cJSON_AddNumberToObject(root, "head_tensors", in->head_tensors);
         cJSON_AddNumberToObject(root, "num_labels", in->num_labels);
         cJSON_AddStringToObject(root, "dtype", io_dtype_name(in->dtype));
@@ -62,11 +70,15 @@ static void print_summary(const char *out, const struct delta_merge_info *in, bo
         cJSON_Delete(root);
         return;
     }
-    printf("merged %d LoRA matri%s (%d module%s, rank %d, s = %g) into %s\n", in->merged,
-           in->merged == 1 ? "x" : "ces", in->spec.count, in->spec.count == 1 ? "" : "s", m0->size, m0->scale,
-           out);
+    if (lora)
+        printf("merged %d LoRA matri%s (%d module%s, rank %d, s = %g) into %s\n", in->merged,
+               in->merged == 1 ? "x" : "ces", modules, modules == 1 ? "" : "s", lora->size, lora->scale, out);
+    else
+        printf("wrote the trained model tensors into %s\n", out);
     printf("  model.safetensors  %llu tensors, matrices %s\n", (unsigned long long)in->tensors,
            io_dtype_name(in->dtype));
+    if (in->model_tensors)
+        printf("  trained tensors    %d from the delta (BitFit / full)\n", in->model_tensors);
     if (in->head_tensors)
         printf("  head               %d tensors from the delta, %d labels\n", in->head_tensors, in->num_labels);
     else if (in->num_labels > 0)

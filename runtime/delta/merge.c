@@ -141,22 +141,19 @@ struct merger {
     double **acc;              /* per file tensor: its merged values in double, or NULL */
     size_t count;
     enum io_dtype dtype;
-    int merged, head;
+    int merged, head, model_tensors;
 };
 
-static vp_status check_lora_only(const struct delta_spec *spec, const char *delta_dir) {
+/* LoRA folds into the weights, and BitFit / full deltas are model tensors
+ * already; adapters and prefixes are computation no weight can hold. */
+static vp_status check_mergeable(const struct delta_spec *spec, const char *delta_dir) {
     for (int i = 0; i < spec->count; i++) {
         const struct delta_module *m = &spec->modules[i];
-        if (m->kind == DELTA_BITFIT || m->kind == DELTA_FULL)
+        if (m->kind != DELTA_LORA && m->kind != DELTA_BITFIT && m->kind != DELTA_FULL)
             return vp_fail(VP_ERROR_BAD_INPUT,
-                           "%s: module %d is %s; merge folds LoRA deltas only (a %s delta holds whole model "
-                           "tensors: run it with --delta on the base model)",
-                           delta_dir, i, delta_kind_name(m->kind), delta_kind_name(m->kind));
-        if (m->kind != DELTA_LORA)
-            return vp_fail(VP_ERROR_BAD_INPUT,
-                           "%s: module %d is %s%s%s; merge folds LoRA (and only LoRA) into the weights: "
-                           "adapters and prefixes add computation that no weight can hold, so run that "
-                           "delta on the base model instead (--delta)",
+                           "%s: module %d is %s%s%s; merge folds LoRA (and only LoRA) into the weights (and "
+                           "writes BitFit / full tensors): adapters and prefixes add computation that no weight "
+                           "can hold, so run that delta on the base model instead (--delta)",
                            delta_dir, i, delta_kind_name(m->kind), m->at != DELTA_AT_NONE ? " at " : "",
                            m->at != DELTA_AT_NONE ? delta_at_name(m->at) : "");
     }
@@ -214,12 +211,60 @@ static vp_status merge_place(struct merger *mg, int i, const char *root, int l) 
     return VP_OK;
 }
 
-/* Every LoRA place of the spec merged; the merged tensors rounded once to
- * their own dtype. */
+/* GPT-2's Conv1D weights ([in, out] in the file): the decoder holds and
+ * trains them (out, in), and a full delta keeps them that way. */
+static bool gpt2_conv1d(const struct model_arch *a, const struct io_tensor *it) {
+    static const char *const ends[] = {".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight",
+                                       ".mlp.c_proj.weight"};
+    const size_t n = strlen(it->name);
+    if (a->family != MODEL_FAMILY_GPT2 || it->ndim != 2 || strncmp(it->name, "transformer.h.", 14) != 0) return false;
+    for (size_t k = 0; k < sizeof ends / sizeof ends[0]; k++)
+        if (n > strlen(ends[k]) && strcmp(it->name + n - strlen(ends[k]), ends[k]) == 0) return true;
+    return false;
+}
+
+/* A model tensor BitFit / full trained (a Hugging Face name), not a
+ * module's (…layers.{l}.delta{i}.*, delta{i}.reparam.*) or the head. */
+static bool model_tensor(const char *name) {
+    return !strstr(name, ".delta") && strncmp(name, "delta", 5) != 0 && strncmp(name, "classifier.", 11) != 0;
+}
+
+/* The trained model tensors' values replace the file's (LoRA then adds to
+ * them); every one must be in the file with its size. */
+static vp_status take_model_tensors(struct merger *mg) {
+    for (size_t j = 0; j < mg->t->count; j++) {
+        const struct delta_tensor *d = &mg->t->items[j];
+        if (!model_tensor(d->name)) continue;
+        struct merge_site site = {0};
+        snprintf(site.name[0], sizeof site.name[0], "%s", d->name);
+        const size_t family = strlen(root_of(mg->arch));
+        if (mg->arch->stack == MODEL_STACK_ENCODER && strncmp(d->name, root_of(mg->arch), family) == 0)
+            snprintf(site.name[1], sizeof site.name[1], "%s", d->name + family); /* bare checkpoint */
+        const long k = site_tensor(mg, &site);
+        const struct io_tensor *it = k >= 0 ? io_weights_at(mg->w, (size_t)k) : NULL;
+        if (!it || it->numel != delta_tensor_numel(d) || !float_dtype(it->dtype))
+            return vp_fail(VP_ERROR_BAD_INPUT, "%s: the weights have no float tensor %s of %llu values, which the "
+                           "delta trains; is it the delta's base model?", mg->model_dir, d->name,
+                           (unsigned long long)delta_tensor_numel(d));
+        double *acc = mg->acc[k] = malloc((size_t)it->numel * sizeof *acc);
+        if (!acc) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory merging %s", it->name);
+        const int64_t rows = it->ndim == 2 ? it->shape[0] : 1, cols = (int64_t)it->numel / rows;
+        const bool transposed = gpt2_conv1d(mg->arch, it);
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < cols; c++)
+                acc[r * cols + c] = d->data[transposed ? c * rows + r : r * cols + c];
+        mg->model_tensors++;
+    }
+    return VP_OK;
+}
+
+/* The BitFit / full tensors, then every LoRA place of the spec merged;
+ * the changed tensors rounded once to their own dtype. */
 static vp_status merge_lora(struct merger *mg) {
-    vp_status s = VP_OK;
+    vp_status s = take_model_tensors(mg);
     for (int i = 0; i < mg->spec->count && s == VP_OK; i++) {
         const char *root;
+        if (mg->spec->modules[i].kind != DELTA_LORA) continue;
         for (int place = 0, l; s == VP_OK && (l = delta_params_place(mg->arch, &mg->spec->modules[i], place,
                                                                       &root)) >= 0; place++)
             s = merge_place(mg, i, root, l);
@@ -400,10 +445,10 @@ vp_status delta_merge(const char *model_dir, const char *delta_dir, const char *
     snprintf(path, sizeof path, "%s/delta.json", delta_dir);
     if (access(path, F_OK) == 0) {
         s = delta_spec_load(delta_dir, &spec);
-        if (s == VP_OK) s = check_lora_only(&spec, delta_dir);
+        if (s == VP_OK) s = check_mergeable(&spec, delta_dir);
     }
     if (s == VP_OK) s = delta_load(delta_dir, &arch, &spec, &t);
-    if (s == VP_OK) s = check_lora_only(&spec, delta_dir);
+    if (s == VP_OK) s = check_mergeable(&spec, delta_dir);
     if (s == VP_OK && same_folder(model_dir, out_dir))
         s = vp_fail(VP_ERROR_BAD_INPUT, "--out %s is the base model's folder; the frozen model is never "
                     "modified: write the merged model to a new folder", out_dir);
@@ -422,7 +467,8 @@ vp_status delta_merge(const char *model_dir, const char *delta_dir, const char *
         s = generates ? vp_file_copy_atomic(model_dir, out_dir, "config.json")
                       : write_config(model_dir, delta_dir, out_dir, &arch, num_labels);
     if (s == VP_OK && info)
-        *info = (struct delta_merge_info){spec, mg.merged, mg.head, num_labels, mg.dtype, copied, mg.count};
+        *info = (struct delta_merge_info){spec,     mg.merged, mg.model_tensors, mg.head, num_labels,
+                                          mg.dtype, copied,    mg.count};
     for (size_t k = 0; mg.owned && k < mg.count; k++) free(mg.owned[k]);
     for (size_t k = 0; mg.acc && k < io_weights_count(mg.w); k++) free(mg.acc[k]);
     free(mg.acc);

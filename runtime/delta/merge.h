@@ -22,8 +22,11 @@
  * id2label and label2id of the trained head and the sequence-classification
  * architecture), and the tokenizer files and generation_config.json the
  * base folder has. Every file is written atomically, config.json last.
- * Only LoRA merges: adapters and prefixes add computation no weight can
- * hold, and BitFit / full deltas are refused too (run them with --delta). */
+ * A BitFit / full delta's trained tensors replace the base's (GPT-2's
+ * Conv1D weights, which such a delta holds (out, in) as the decoder trains
+ * them, transposed back), and LoRA in the same delta adds to them. Only
+ * LoRA and those merge: adapters and prefixes add computation no weight can
+ * hold (run them with --delta). */
 #ifndef VKPEFT_DELTA_MERGE_H
 #define VKPEFT_DELTA_MERGE_H
 
@@ -31,8 +34,9 @@
 #include "spec.h"
 
 struct delta_merge_info {
-    struct delta_spec spec;  /* the delta's (LoRA modules only) */
+    struct delta_spec spec;  /* the delta's (LoRA, BitFit and full modules only) */
     int merged;              /* projection matrices changed */
+    int model_tensors;       /* BitFit / full trained tensors written from the delta */
     int head_tensors;        /* encoders: head tensors taken from the delta (0: the base's head kept) */
     int num_labels;          /* of the merged encoder (0 for language models) */
     enum io_dtype dtype;     /* of the base's weight matrices (its token embeddings; an encoder's new head) */
