@@ -13,8 +13,9 @@
  *   delta's A and B (GPT-2: each of q, k, v in its column block of c_attn's
  *   [in, out] weight; BART: a cross-attention projection), untouched
  *   tensors and config.json are the base's bytes;
- * - the run's PEFT folder alone merges to the same file, and a sharded
- *   base (model.safetensors.index.json) to the same tensors;
+ * - a run's PEFT folder alone merges to the same file (LLaMA; GPT-2's
+ *   fused c_attn LoRA of rank 2r, imported as q, k, v sharing A), and a
+ *   sharded base (model.safetensors.index.json) to the same tensors;
  * - a full GPT-2 delta and a BitFit BART delta, each with a LoRA beside
  *   it, merge the same way (the trained tensors written, GPT-2's Conv1D
  *   ones back in the file's [in, out] layout);
@@ -295,22 +296,30 @@ static void merge_llama(void) {
     check_untouched("llama", "merged-llama", "model.layers.1.mlp.gate_proj.weight");
 }
 
-/* The run's PEFT files alone (adapter_config.json + adapter_model.safetensors)
- * merge to the same bytes. */
-static void merge_llama_peft(void) {
-    if (!setup() || !CHECKF(exists("run-llama/adapter_config.json"), "run-llama has no PEFT files")) return;
-    CHECK(vp_mkdir_p(path_in("peft-llama")) == VP_OK);
+/* Copies run_dir's PEFT pair (adapter_config.json, adapter_model.safetensors)
+ * alone into root/to, so that the PEFT importer reads it. */
+static bool copy_peft(const char *run_dir, const char *to) {
+    char config[300];
+    snprintf(config, sizeof config, "%s/adapter_config.json", run_dir);
+    if (!CHECKF(exists(config), "%s has no PEFT files", run_dir)) return false;
+    bool ok = CHECK(vp_mkdir_p(path_in(to)) == VP_OK);
     static const char *const files[] = {"adapter_config.json", "adapter_model.safetensors"};
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 2 && ok; k++) {
         void *data = NULL;
         size_t size = 0;
         char src[300], dst[300];
-        snprintf(src, sizeof src, "run-llama/%s", files[k]);
-        snprintf(dst, sizeof dst, "peft-llama/%s", files[k]);
-        CHECKF(vp_file_read(path_in(src), &data, &size) == VP_OK &&
-                   vp_file_write_atomic(path_in(dst), data, size) == VP_OK, "%s", vp_last_error());
+        snprintf(src, sizeof src, "%s/%s", run_dir, files[k]);
+        snprintf(dst, sizeof dst, "%s/%s", to, files[k]);
+        ok = CHECKF(vp_file_read(path_in(src), &data, &size) == VP_OK &&
+                        vp_file_write_atomic(path_in(dst), data, size) == VP_OK, "%s", vp_last_error());
         free(data);
     }
+    return ok;
+}
+
+/* The run's PEFT files alone merge to the same bytes. */
+static void merge_llama_peft(void) {
+    if (!setup() || !copy_peft("run-llama", "peft-llama")) return;
     merge_ok("llama", "peft-llama", "merged-llama-peft", 10);
     CHECK(same_bytes("merged-llama/model.safetensors", "merged-llama-peft/model.safetensors"));
 }
@@ -365,6 +374,17 @@ static void merge_gpt2(void) {
                  2.0, true, 0);
     check_untouched("gpt2", "merged-gpt2", "transformer.h.0.attn.c_proj.weight");
     check_untouched("gpt2", "merged-gpt2", "transformer.h.1.attn.c_attn.bias");
+    /* LoRA on c_attn alone (q and v) is exported as one fused c_attn LoRA
+     * of rank 2r, which imports as q, k and v LoRAs sharing A with B's
+     * other blocks zero: exact zero terms, so that folder merges to the
+     * same bytes. */
+    run("train --model gpt2 --delta lora:r=2,a=4 --lora-targets q,v --data lm.jsonl --out run-gpt2-qv --steps 2 "
+        "--batch 8 --lr 2e-2 --quiet");
+    EXPECT_EXIT(0);
+    if (!copy_peft("run-gpt2-qv", "peft-gpt2")) return;
+    merge_ok("gpt2", "run-gpt2-qv", "merged-gpt2-qv", 4);
+    merge_ok("gpt2", "peft-gpt2", "merged-gpt2-peft", 6);
+    CHECK(same_bytes("merged-gpt2-qv/model.safetensors", "merged-gpt2-peft/model.safetensors"));
 }
 
 /* BART and mBART with s2s_spec: the cross-attention blocks' LoRA (cross.
