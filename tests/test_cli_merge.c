@@ -15,7 +15,8 @@
  *   tensors and config.json are the base's bytes;
  * - a run's PEFT folder alone merges to the same file (LLaMA; GPT-2's
  *   fused c_attn LoRA of rank 2r, imported as q, k, v sharing A), and a
- *   sharded base (model.safetensors.index.json) to the same tensors;
+ *   sharded base (model.safetensors.index.json) to the same tensors (a
+ *   base lacking a weight the delta adapts is refused);
  * - a full GPT-2 delta and a BitFit BART delta, each with a LoRA beside
  *   it, merge the same way (the trained tensors written, GPT-2's Conv1D
  *   ones back in the file's [in, out] layout);
@@ -356,6 +357,24 @@ static void merge_sharded(void) {
     if (!ok) return;
     merge_ok("llama-sharded", "run-llama", "merged-sharded", 10);
     CHECK(same_bytes("merged-llama/model.safetensors", "merged-sharded/model.safetensors"));
+    /* The first shard alone is a model folder that lacks weights the delta
+     * adapts: refused before the output folder is made. */
+    void *data = NULL;
+    size_t size = 0;
+    if (!CHECKF(vp_file_read(path_in("llama-sharded/model-00001-of-00002.safetensors"), &data, &size) == VP_OK, "%s",
+                vp_last_error()) ||
+        !CHECK(vp_mkdir_p(path_in("llama-half")) == VP_OK) ||
+        !CHECK(vp_file_write_atomic(path_in("llama-half/model.safetensors"), data, size) == VP_OK) ||
+        !write_text("llama-half/config.json", llama_config)) {
+        free(data);
+        return;
+    }
+    free(data);
+    run("merge --model llama-half --delta run-llama --out merged-half");
+    EXPECT_EXIT(2);
+    EXPECT_OUTPUT("llama-half: the weights have no tensor model.layers.1.");
+    EXPECT_OUTPUT("is it the delta's base model?");
+    CHECK(!exists("merged-half"));
 }
 
 /* GPT-2: c_attn targets q 0, k 1, v 2 (column blocks 0, d, 2d of the fused

@@ -94,41 +94,51 @@ static void *f64_to_dtype(const double *v, uint64_t n, enum io_dtype dtype) {
  * seq2seq_load.c, encoder_load.c) name them
  * ------------------------------------------------------------------------ */
 
-/* A projection's weight in the file: tensor name[0] (else name[1], a bare
- * checkpoint's name; empty when none), an (out, in) Linear weight, or a
- * Conv1D [in, ld] weight whose columns c0 .. c0+out are the projection
- * (GPT-2: c_attn holds q, k, v side by side). */
-struct merge_site {
+/* A tensor name in the file: name[0] (else name[1], a bare BertModel /
+ * RobertaModel checkpoint's name; empty when none). */
+struct merge_name {
     char name[2][192];
-    bool conv1d;
-    int64_t c0;
 };
 
 static const char *root_of(const struct model_arch *a) {
     return a->family == MODEL_FAMILY_ROBERTA ? "roberta." : "bert.";
 }
 
-/* The site of the LoRA at `at` in layer l of the blocks `root` names
- * (delta_params_place's: encoder.layers, decoder.layers, cross.layers):
- * the weight of the module PEFT would adapt (peft.h). */
-static void merge_site_of(const struct model_arch *a, const char *root, int l, enum delta_at at,
-                          struct merge_site *s) {
-    memset(s, 0, sizeof *s);
-    char module[160];
-    delta_peft_module_name(a, root, l, at, module, sizeof module);
-    snprintf(s->name[0], sizeof s->name[0], "%s.weight", module);
+static void merge_name_of(const struct model_arch *a, const char *name, struct merge_name *n) {
+    memset(n, 0, sizeof *n);
+    snprintf(n->name[0], sizeof n->name[0], "%s", name);
     const size_t family = strlen(root_of(a));
-    if (a->stack == MODEL_STACK_ENCODER && strncmp(s->name[0], root_of(a), family) == 0)
-        snprintf(s->name[1], sizeof s->name[1], "%s", s->name[0] + family); /* a bare BertModel checkpoint */
-    if (a->family == MODEL_FAMILY_GPT2) { /* every GPT-2 projection is a Conv1D; q, k, v share c_attn */
-        s->conv1d = true;
-        s->c0 = at == DELTA_AT_K ? a->hidden : at == DELTA_AT_V ? 2 * (int64_t)a->hidden : 0;
-    }
+    if (a->stack == MODEL_STACK_ENCODER && strncmp(name, root_of(a), family) == 0)
+        snprintf(n->name[1], sizeof n->name[1], "%s", name + family);
 }
 
 /* ------------------------------------------------------------------------
- * The merge
+ * The merge: a plan of what changes which file tensor (every name and
+ * shape checked before anything is written), then one tensor at a time
+ * summed in double and rounded once to its dtype
  * ------------------------------------------------------------------------ */
+
+/* One LoRA place: module i in layer l of the blocks `root` names
+ * (delta_params_place's: encoder.layers, decoder.layers, cross.layers),
+ * adding s·B·A to file tensor k, an (out, in) Linear weight or the columns
+ * c0 .. c0+out of a Conv1D [in, ld] weight (GPT-2: c_attn holds q, k, v
+ * side by side; c_proj and c_fc are [in, out] too). */
+struct merge_lora {
+    long k;
+    const struct delta_module *m;
+    const struct delta_tensor *A, *B; /* (r, in), (out, r) */
+    bool conv1d;
+    int64_t c0;
+};
+
+/* A BitFit / full tensor replacing file tensor k's values (GPT-2's Conv1D
+ * weights transposed: the decoder holds and trains them (out, in), and a
+ * full delta keeps them that way). */
+struct merge_model {
+    long k;
+    const struct delta_tensor *d;
+    bool transposed;
+};
 
 struct merger {
     const struct model_arch *arch;
@@ -136,9 +146,10 @@ struct merger {
     const struct delta_tensors *t;
     struct io_weights *w;
     const char *model_dir;
+    struct merge_lora *lora;   /* (merged) */
+    struct merge_model *model; /* (model_tensors) */
     struct io_tensor_out *out; /* one per file tensor, then the added head tensors */
     void **owned;              /* data we allocated, per out entry */
-    double **acc;              /* per file tensor: its merged values in double, or NULL */
     size_t count;
     enum io_dtype dtype;
     int merged, head, model_tensors;
@@ -160,59 +171,49 @@ static vp_status check_mergeable(const struct delta_spec *spec, const char *delt
     return VP_OK;
 }
 
-/* The index of the file tensor `site` names, or -1. */
-static long site_tensor(const struct merger *mg, const struct merge_site *site) {
-    for (int n = 0; n < 2; n++)
-        for (size_t k = 0; site->name[n][0] && k < io_weights_count(mg->w); k++)
-            if (strcmp(io_weights_at(mg->w, k)->name, site->name[n]) == 0) return (long)k;
+/* The index of the file tensor `n` names, or -1. */
+static long file_tensor(const struct merger *mg, const struct merge_name *n) {
+    for (int i = 0; i < 2; i++)
+        for (size_t k = 0; n->name[i][0] && k < io_weights_count(mg->w); k++)
+            if (strcmp(io_weights_at(mg->w, k)->name, n->name[i]) == 0) return (long)k;
     return -1;
 }
 
-/* W += s·B·A for module i's LoRA at place (root, l), in double: an (out,
- * in) Linear's rows, or a Conv1D's columns c0 .. c0+out ([in, ld]). */
-static vp_status merge_place(struct merger *mg, int i, const char *root, int l) {
+/* Module i's LoRA at place (root, l): the weight of the module PEFT would
+ * adapt (peft.h), its A and B, their shapes against it. */
+static vp_status plan_lora(struct merger *mg, int i, const char *root, int l) {
     const struct delta_module *m = &mg->spec->modules[i];
-    struct merge_site site;
-    merge_site_of(mg->arch, root, l, m->at, &site);
-    char na[DELTA_NAME_MAX], nb[DELTA_NAME_MAX];
+    const struct model_arch *a = mg->arch;
+    char module[160], na[DELTA_NAME_MAX], nb[DELTA_NAME_MAX];
+    struct merge_name name;
+    delta_peft_module_name(a, root, l, m->at, module, sizeof module);
+    strcat(module, ".weight");
+    merge_name_of(a, module, &name);
     snprintf(na, sizeof na, "%s.%d.delta%d.lora_A", root, l, i);
     snprintf(nb, sizeof nb, "%s.%d.delta%d.lora_B", root, l, i);
-    const struct delta_tensor *A = delta_tensors_find(mg->t, na), *B = delta_tensors_find(mg->t, nb);
-    const long k = site_tensor(mg, &site);
-    if (k < 0)
-        return vp_fail(VP_ERROR_BAD_INPUT, "%s: the weights have no tensor %s, which %s's LoRA on %s adapts; is "
-                       "it the delta's base model?", mg->model_dir, site.name[0], root, delta_at_name(m->at));
-    const struct io_tensor *it = io_weights_at(mg->w, (size_t)k);
+    struct merge_lora *p = &mg->lora[mg->merged];
+    *p = (struct merge_lora){file_tensor(mg, &name), m, delta_tensors_find(mg->t, na), delta_tensors_find(mg->t, nb),
+                             a->family == MODEL_FAMILY_GPT2, 0};
+    if (p->conv1d) p->c0 = m->at == DELTA_AT_K ? a->hidden : m->at == DELTA_AT_V ? 2 * (int64_t)a->hidden : 0;
+    if (p->k < 0)
+        return vp_fail(VP_ERROR_BAD_INPUT, "%s: the weights have no tensor %s, which the LoRA on %s of %s.%d adapts; "
+                       "is it the delta's base model?", mg->model_dir, module, delta_at_name(m->at), root, l);
+    const struct io_tensor *it = io_weights_at(mg->w, (size_t)p->k);
+    const struct delta_tensor *A = p->A, *B = p->B;
     const int64_t r = m->size, out = B ? B->shape[0] : 0, in = A && A->ndim == 2 ? A->shape[1] : 0;
     const int64_t rows = it->ndim == 2 ? it->shape[0] : 0, cols = it->ndim == 2 ? it->shape[1] : 0;
-    const bool fits = site.conv1d ? rows == in && site.c0 + out <= cols : rows == out && cols == in;
+    const bool fits = p->conv1d ? rows == in && p->c0 + out <= cols : rows == out && cols == in;
     if (!A || !B || A->ndim != 2 || B->ndim != 2 || A->shape[0] != r || B->shape[1] != r || !fits ||
         !float_dtype(it->dtype))
-        return vp_fail(VP_ERROR_BAD_INPUT, "merging layer %d's LoRA on %s (%s): %s (%s, %lld × %lld) does not take "
-                       "A %s and B %s of rank %d", l, delta_at_name(m->at), root, it->name, io_dtype_name(it->dtype),
+        return vp_fail(VP_ERROR_BAD_INPUT, "merging the LoRA on %s of %s.%d: %s (%s, %lld × %lld) does not take "
+                       "A %s and B %s of rank %d", delta_at_name(m->at), root, l, it->name, io_dtype_name(it->dtype),
                        (long long)rows, (long long)cols, A ? "(r, in)" : "(missing)", B ? "(out, r)" : "(missing)",
                        m->size);
-    double *acc = mg->acc[k];
-    if (!acc) {
-        acc = mg->acc[k] = malloc((size_t)it->numel * sizeof *acc);
-        if (!acc) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory merging %s", it->name);
-        file_to_f64(it, acc);
-    }
-    /* element (o, c) of the projection's (out, in) weight */
-    const int64_t row_step = site.conv1d ? 1 : cols, col_step = site.conv1d ? cols : 1;
-    for (int64_t o = 0; o < out; o++)
-        for (int64_t j = 0; j < r; j++) {
-            const double sb = m->scale * B->data[o * r + j];
-            const float *a = A->data + j * in;
-            double *w = acc + site.c0 + o * row_step;
-            for (int64_t c = 0; c < in; c++) w[c * col_step] += sb * a[c];
-        }
     mg->merged++;
     return VP_OK;
 }
 
-/* GPT-2's Conv1D weights ([in, out] in the file): the decoder holds and
- * trains them (out, in), and a full delta keeps them that way. */
+/* GPT-2's Conv1D weights, [in, out] in the file. */
 static bool gpt2_conv1d(const struct model_arch *a, const struct io_tensor *it) {
     static const char *const ends[] = {".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight",
                                        ".mlp.c_proj.weight"};
@@ -229,54 +230,80 @@ static bool model_tensor(const char *name) {
     return !strstr(name, ".delta") && strncmp(name, "delta", 5) != 0 && strncmp(name, "classifier.", 11) != 0;
 }
 
-/* The trained model tensors' values replace the file's (LoRA then adds to
- * them); every one must be in the file with its size. */
-static vp_status take_model_tensors(struct merger *mg) {
-    for (size_t j = 0; j < mg->t->count; j++) {
-        const struct delta_tensor *d = &mg->t->items[j];
-        if (!model_tensor(d->name)) continue;
-        struct merge_site site = {0};
-        snprintf(site.name[0], sizeof site.name[0], "%s", d->name);
-        const size_t family = strlen(root_of(mg->arch));
-        if (mg->arch->stack == MODEL_STACK_ENCODER && strncmp(d->name, root_of(mg->arch), family) == 0)
-            snprintf(site.name[1], sizeof site.name[1], "%s", d->name + family); /* bare checkpoint */
-        const long k = site_tensor(mg, &site);
-        const struct io_tensor *it = k >= 0 ? io_weights_at(mg->w, (size_t)k) : NULL;
-        if (!it || it->numel != delta_tensor_numel(d) || !float_dtype(it->dtype))
-            return vp_fail(VP_ERROR_BAD_INPUT, "%s: the weights have no float tensor %s of %llu values, which the "
-                           "delta trains; is it the delta's base model?", mg->model_dir, d->name,
-                           (unsigned long long)delta_tensor_numel(d));
-        double *acc = mg->acc[k] = malloc((size_t)it->numel * sizeof *acc);
-        if (!acc) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory merging %s", it->name);
-        const int64_t rows = it->ndim == 2 ? it->shape[0] : 1, cols = (int64_t)it->numel / rows;
-        const bool transposed = gpt2_conv1d(mg->arch, it);
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t c = 0; c < cols; c++)
-                acc[r * cols + c] = d->data[transposed ? c * rows + r : r * cols + c];
-        mg->model_tensors++;
-    }
+/* Every trained model tensor must be in the file with its size. */
+static vp_status plan_model(struct merger *mg, const struct delta_tensor *d) {
+    struct merge_name name;
+    merge_name_of(mg->arch, d->name, &name);
+    const long k = file_tensor(mg, &name);
+    const struct io_tensor *it = k >= 0 ? io_weights_at(mg->w, (size_t)k) : NULL;
+    if (!it || it->numel != delta_tensor_numel(d) || !float_dtype(it->dtype))
+        return vp_fail(VP_ERROR_BAD_INPUT, "%s: the weights have no float tensor %s of %llu values, which the "
+                       "delta trains; is it the delta's base model?", mg->model_dir, d->name,
+                       (unsigned long long)delta_tensor_numel(d));
+    mg->model[mg->model_tensors++] = (struct merge_model){k, d, gpt2_conv1d(mg->arch, it)};
     return VP_OK;
 }
 
-/* The BitFit / full tensors, then every LoRA place of the spec merged;
- * the changed tensors rounded once to their own dtype. */
-static vp_status merge_lora(struct merger *mg) {
-    vp_status s = take_model_tensors(mg);
+static vp_status plan(struct merger *mg) {
+    int places = 0;
+    for (int i = 0; i < mg->spec->count; i++)
+        if (mg->spec->modules[i].kind == DELTA_LORA) places += delta_module_places(&mg->spec->modules[i], mg->arch);
+    mg->lora = calloc((size_t)places + 1, sizeof *mg->lora);
+    mg->model = calloc(mg->t->count + 1, sizeof *mg->model);
+    if (!mg->lora || !mg->model) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory merging");
+    vp_status s = VP_OK;
+    for (size_t j = 0; j < mg->t->count && s == VP_OK; j++)
+        if (model_tensor(mg->t->items[j].name)) s = plan_model(mg, &mg->t->items[j]);
     for (int i = 0; i < mg->spec->count && s == VP_OK; i++) {
         const char *root;
         if (mg->spec->modules[i].kind != DELTA_LORA) continue;
         for (int place = 0, l; s == VP_OK && (l = delta_params_place(mg->arch, &mg->spec->modules[i], place,
                                                                       &root)) >= 0; place++)
-            s = merge_place(mg, i, root, l);
-    }
-    for (size_t k = 0; k < io_weights_count(mg->w) && s == VP_OK; k++) {
-        if (!mg->acc[k]) continue;
-        const struct io_tensor *it = io_weights_at(mg->w, k);
-        mg->owned[k] = f64_to_dtype(mg->acc[k], it->numel, it->dtype);
-        if (!mg->owned[k]) s = vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory merging %s", it->name);
-        mg->out[k].data = mg->owned[k];
+            s = plan_lora(mg, i, root, l);
     }
     return s;
+}
+
+/* acc += s·B·A over the projection's elements (o, c). */
+static void add_lora(double *acc, const struct merge_lora *p, int64_t cols) {
+    const int64_t r = p->m->size, out = p->B->shape[0], in = p->A->shape[1];
+    const int64_t row_step = p->conv1d ? 1 : cols, col_step = p->conv1d ? cols : 1;
+    for (int64_t o = 0; o < out; o++)
+        for (int64_t j = 0; j < r; j++) {
+            const double sb = p->m->scale * p->B->data[o * r + j];
+            const float *a = p->A->data + j * in;
+            double *w = acc + p->c0 + o * row_step;
+            for (int64_t c = 0; c < in; c++) w[c * col_step] += sb * a[c];
+        }
+}
+
+/* File tensor k's new values, when the plan changes it: the trained
+ * tensor's (or the file's), plus every LoRA on it in spec order, in
+ * double, rounded once to the tensor's dtype into owned[k]. */
+static vp_status merge_tensor(struct merger *mg, long k) {
+    const struct merge_model *model = NULL;
+    bool lora = false;
+    for (int j = 0; j < mg->model_tensors; j++)
+        if (mg->model[j].k == k) model = &mg->model[j];
+    for (int j = 0; j < mg->merged; j++) lora |= mg->lora[j].k == k;
+    if (!model && !lora) return VP_OK;
+    const struct io_tensor *it = io_weights_at(mg->w, (size_t)k);
+    double *acc = malloc((size_t)it->numel * sizeof *acc);
+    if (!acc) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory merging %s", it->name);
+    const int64_t rows = it->ndim == 2 ? it->shape[0] : 1, cols = (int64_t)it->numel / rows;
+    if (model)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < cols; c++)
+                acc[r * cols + c] = model->d->data[model->transposed ? c * rows + r : r * cols + c];
+    else
+        file_to_f64(it, acc);
+    for (int j = 0; j < mg->merged; j++)
+        if (mg->lora[j].k == k) add_lora(acc, &mg->lora[j], cols);
+    mg->owned[k] = f64_to_dtype(acc, it->numel, it->dtype);
+    free(acc);
+    if (!mg->owned[k]) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory merging %s", it->name);
+    mg->out[k].data = mg->owned[k];
+    return VP_OK;
 }
 
 /* The delta's head tensors replace the file's (or are added), in the
@@ -319,12 +346,12 @@ static enum io_dtype model_dtype(const struct io_weights *w, const struct model_
     return t && float_dtype(t->dtype) ? t->dtype : IO_DTYPE_F32;
 }
 
-static vp_status write_weights(struct merger *mg, const char *out_dir) {
+/* The output list (every file tensor as it is) and the plan. */
+static vp_status prepare(struct merger *mg) {
     const size_t n = io_weights_count(mg->w), cap = n + mg->t->count + 1;
     mg->out = calloc(cap, sizeof *mg->out);
     mg->owned = calloc(cap, sizeof *mg->owned);
-    mg->acc = calloc(n + 1, sizeof *mg->acc);
-    if (!mg->out || !mg->owned || !mg->acc) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory merging");
+    if (!mg->out || !mg->owned) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory merging");
     mg->count = n;
     mg->dtype = model_dtype(mg->w, mg->arch);
     for (size_t k = 0; k < n; k++) {
@@ -332,7 +359,12 @@ static vp_status write_weights(struct merger *mg, const char *out_dir) {
         mg->out[k] = (struct io_tensor_out){it->name, it->dtype, it->ndim, {0}, it->data};
         for (int i = 0; i < it->ndim; i++) mg->out[k].shape[i] = it->shape[i];
     }
-    vp_status s = merge_lora(mg);
+    return plan(mg);
+}
+
+static vp_status write_weights(struct merger *mg, const char *out_dir) {
+    vp_status s = VP_OK;
+    for (size_t k = 0; k < io_weights_count(mg->w) && s == VP_OK; k++) s = merge_tensor(mg, (long)k);
     if (s == VP_OK && !model_arch_generates(mg->arch)) s = take_head(mg);
     char path[4096];
     snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
@@ -455,6 +487,7 @@ vp_status delta_merge(const char *model_dir, const char *delta_dir, const char *
     const bool generates = model_arch_generates(&arch);
     struct merger mg = {.arch = &arch, .spec = &spec, .t = &t, .model_dir = model_dir};
     if (s == VP_OK) s = io_weights_open(model_dir, &mg.w);
+    if (s == VP_OK) s = prepare(&mg); /* every name and shape checked before the folder is made */
     if (s == VP_OK) s = vp_mkdir_p(out_dir);
     if (s == VP_OK) s = write_weights(&mg, out_dir);
     const int labels = generates ? 0 : head_labels(&t, &arch);
@@ -470,8 +503,8 @@ vp_status delta_merge(const char *model_dir, const char *delta_dir, const char *
         *info = (struct delta_merge_info){spec,     mg.merged, mg.model_tensors, mg.head, num_labels,
                                           mg.dtype, copied,    mg.count};
     for (size_t k = 0; mg.owned && k < mg.count; k++) free(mg.owned[k]);
-    for (size_t k = 0; mg.acc && k < io_weights_count(mg.w); k++) free(mg.acc[k]);
-    free(mg.acc);
+    free(mg.lora);
+    free(mg.model);
     free(mg.owned);
     free(mg.out);
     if (mg.w) io_weights_close(mg.w);
