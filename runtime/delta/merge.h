@@ -8,8 +8,10 @@
  * Every model family vkpeft runs: BERT/RoBERTa sequence classification,
  * decoder-only (GPT-2, LLaMA/Mistral/Qwen2) and encoder-decoder (BART,
  * mBART: encoder and decoder self-attention, cross-attention, fc1/fc2).
- * The sums are in double, each merged tensor rounded once to its own
- * dtype; several modules on one weight add up, and a LoRA on GPT-2's q, k
+ * The sums are in double, each merged tensor rounded to its own dtype (to
+ * fp32, then to 16 bits for F16/BF16 files), one tensor at a time, after
+ * every name and shape has been checked and before anything is written;
+ * several modules on one weight add up, and a LoRA on GPT-2's q, k
  * or v adds into its column block of the fused Conv1D c_attn ([in, out]
  * layout, as c_proj and c_fc are). The delta is a vkpeft delta folder or a
  * PEFT LoRA folder (adapter_config.json), as --delta takes them.
