@@ -84,7 +84,7 @@ static const char train_help[] =
     "        --data corpus.jsonl --pack --max-len 256 --out runs/clm\n";
 
 static const char eval_help[] =
-    "usage: vkpeft eval --model DIR --delta DIR --data FILE [--batch B] [--max-len T] [--pack]\n"
+    "usage: vkpeft eval --model DIR [--delta DIR] --data FILE [--batch B] [--max-len T] [--pack]\n"
     "                   [--max-new-tokens N] (encoder-decoders)\n"
     "                   [--weights f32|f16|bf16] [--json] [--device N|name]\n"
     "\n"
@@ -95,9 +95,12 @@ static const char eval_help[] =
     "figures (label smoothing 0.1 unless --label-smoothing), then every source\n"
     "decoded greedily (--max-new-tokens N, default 128) and scored against its\n"
     "target: ROUGE-1/2/L F-measures and BLEU (×100) and the exact-match share.\n"
+    "Without --delta the model is evaluated as it is (a base model, or one\n"
+    "written by 'vkpeft merge').\n"
     "\n"
     "examples:\n"
-    "  vkpeft eval --model models/tiny-llama --delta runs/sft-lora --data dev.jsonl --json\n";
+    "  vkpeft eval --model models/tiny-llama --delta runs/sft-lora --data dev.jsonl --json\n"
+    "  vkpeft eval --model runs/sft-merged --data dev.jsonl --json\n";
 
 struct lm_args {
     const char *cmd;
@@ -605,9 +608,8 @@ int cmd_eval_lm(int argc, char **argv) {
     a.cmd = "eval";
     int rc = parse(argc, argv, &a, eval_help);
     if (rc) return rc < 0 ? EXIT_OK : rc;
-    if (!a.delta) return cli_usage_error("eval", "--delta is required");
     if ((rc = cli_check_model_dir("eval", a.model)) != 0) return rc;
-    if ((rc = check_file("eval", "--delta", a.delta, true)) != 0) return rc;
+    if (a.delta && (rc = check_file("eval", "--delta", a.delta, true)) != 0) return rc;
     if ((rc = check_file("eval", "--data", a.data, false)) != 0) return rc;
     return evaluate(&a);
 }

@@ -739,12 +739,14 @@ vp_status decoder_create_with_delta(vp_context *ctx, const char *dir, const char
     *out = NULL;
     struct delta_spec spec;
     struct delta_tensors t = {0};
-    vp_status s = delta_load_for_model(delta_dir, dir, &spec, &t);
+    /* no delta: the model alone (a base or merged model) */
+    vp_status s = delta_dir ? delta_load_for_model(delta_dir, dir, &spec, &t) : VP_OK;
+    if (!delta_dir) spec = (struct delta_spec){.name = "none"};
     if (s == VP_OK) s = decoder_create(ctx, dir, &spec, opt, B, T, out);
     if (s == VP_OK) s = delta_params_load((*out)->params, &t);
     delta_tensors_free(&t);
     if (s != VP_OK) {
-        vp_fail_context(s, "--delta %s", delta_dir);
+        if (delta_dir) vp_fail_context(s, "--delta %s", delta_dir);
         decoder_destroy(*out);
         *out = NULL;
     }

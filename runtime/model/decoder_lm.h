@@ -143,7 +143,7 @@ vp_status decoder_set_batch(struct decoder *m, int B, int T);
  * decoder_load_delta writes a saved delta's tensors into a loaded decoder
  * whose spec trains them (same names and shapes); decoder_create_with_delta
  * opens the model with the saved delta's spec, loads it for (B,T) and
- * writes the tensors. */
+ * writes the tensors (delta_dir NULL: the model alone, no delta). */
 vp_status decoder_load_delta(struct decoder *m, const char *delta_dir);
 vp_status decoder_create_with_delta(vp_context *ctx, const char *dir, const char *delta_dir,
                                     const struct decoder_options *opt, int B, int T, struct decoder **out);

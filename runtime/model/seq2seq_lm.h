@@ -102,7 +102,7 @@ vp_status seq2seq_set_batch(struct seq2seq *m, int B, int S, int T);
 
 /* A saved delta's tensors into a loaded model whose spec trains them; or
  * the model opened with a saved delta's spec, loaded for (B,S,T), with the
- * delta's tensors written. */
+ * delta's tensors written (delta_dir NULL: the model alone, no delta). */
 vp_status seq2seq_load_delta(struct seq2seq *m, const char *delta_dir);
 vp_status seq2seq_create_with_delta(vp_context *ctx, const char *dir, const char *delta_dir,
                                     const struct seq2seq_options *opt, int B, int S, int T, struct seq2seq **out);
