@@ -308,14 +308,7 @@ static vp_status acts_layout(struct decoder *m, struct dec_acts *a, int B_, int 
         if (!sl->active) continue;
         const struct dec_slot *first = checkpoint ? first_active_slot(m, sl->module) : sl;
         if (first != sl) { /* checkpointing: the module's first layer's buffers (a plan leaves the slots be) */
-            if (alloc) {
-                sl->hpre = first->hpre;
-                sl->hact = first->hact;
-                sl->zh = first->zh;
-                sl->dh = first->dh;
-                sl->delta = first->delta;
-                sl->out = first->out;
-            }
+            if (alloc) dec_slot_share_buffers(sl, first);
             continue;
         }
         const uint64_t rows = dm->kind == DELTA_ADAPTER && dm->per_head ? N * H : N;

@@ -376,6 +376,18 @@ static inline struct dec_slot *dec_slot_at(struct decoder *m, int module, int la
     return &m->slots[(size_t)module * m->arch.layers + layer];
 }
 
+/* Activation checkpointing: slot sl records into owner's bottleneck buffers
+ * (a slot of the same module in a layer run before it; the owner keeps
+ * them in its model's activations). */
+static inline void dec_slot_share_buffers(struct dec_slot *sl, const struct dec_slot *owner) {
+    sl->hpre = owner->hpre;
+    sl->hact = owner->hact;
+    sl->zh = owner->zh;
+    sl->dh = owner->dh;
+    sl->delta = owner->delta;
+    sl->out = owner->out;
+}
+
 /* decoder_forward.c */
 vp_status dec_record_forward(struct decoder *m, struct vk_recorder *rec);
 /* A view of `len` bytes at `offset` (aligned) of a piece. */

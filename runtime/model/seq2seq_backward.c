@@ -3,7 +3,9 @@
  * the gradient of the encoder output in g_enc) and the encoder stack,
  * accumulating (+=) every trainable tensor's gradient. Frozen weights get
  * no gradient. The buffers g_* are shared by every block: g_x holds the
- * gradient of the current block's output, then of its input.
+ * gradient of the current block's output, then of its input. With
+ * activation checkpointing each layer's forward is recorded again from its
+ * kept input right before its backward (seq2seq_lm.h).
  *
  * Per block, with h = x + o(x) and y = LN(h) (post-LN) or y = h (pre-LN):
  *   dh = LN'(h)ᵀ·dy or dy;  dx = dh + (d a_in through the sublayer), where
@@ -129,7 +131,7 @@ static vp_status ffn_backward(struct seq2seq *m, struct vk_recorder *rec, int bl
 /* g_x: dL/d(stack output) in; the embeddings' gradients out (trained
  * tables: the positions', and the shared table's through embed_scale). */
 static vp_status stack_backward(struct seq2seq *m, struct vk_recorder *rec, const struct s2s_stack_w *w,
-                                const struct s2s_stack_acts *sa, const struct s2s_stack_acts *enc) {
+                                struct s2s_stack_acts *sa, const struct s2s_stack_acts *enc) {
     struct s2s_acts *a = &m->acts;
     struct decoder *c = &m->core;
     const struct model_arch *ar = &m->arch;
@@ -145,7 +147,10 @@ static vp_status stack_backward(struct seq2seq *m, struct vk_recorder *rec, cons
     for (int l = w->layers - 1; l >= 0 && st == VP_OK; l--) {
         const struct s2s_layer_acts *la = &sa->layer[l];
         const int blk = s2s_block(m, self, l);
-        st = ffn_backward(m, rec, blk, &w->layer[l].ffn, &la->ffn, N, (uint32_t)w->I);
+        /* checkpointing: layer l again into the buffers the stack's layers
+         * share (the last one's are still there from the forward) */
+        if (c->opt.checkpoint_activations && l < w->layers - 1) st = s2s_layer_forward(m, rec, w, sa, enc, l);
+        if (st == VP_OK) st = ffn_backward(m, rec, blk, &w->layer[l].ffn, &la->ffn, N, (uint32_t)w->I);
         if (st == VP_OK && enc)
             st = attn_backward(m, rec, s2s_block(m, DELTA_STACK_CROSS, l), &w->layer[l].cross, &la->cross, sa, enc,
                                false, true);

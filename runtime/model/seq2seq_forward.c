@@ -153,30 +153,37 @@ vp_status s2s_embed_forward(struct seq2seq *m, struct vk_recorder *rec, const st
     return st;
 }
 
+/* Layer l of a stack from its input (the embeddings' x or layer l-1's
+ * output): self-attention, (decoder) cross-attention over enc->out, FFN;
+ * sets the layer's ffn.y. Run by the forward and, with checkpointing, again
+ * by the backward right before the layer's backward. */
+vp_status s2s_layer_forward(struct seq2seq *m, struct vk_recorder *rec, const struct s2s_stack_w *w,
+                            struct s2s_stack_acts *sa, const struct s2s_stack_acts *enc, int l) {
+    const uint32_t N = (uint32_t)(m->acts.B * sa->T);
+    const int blk = s2s_block(m, enc ? DELTA_STACK_DECODER : DELTA_STACK_ENCODER, l);
+    struct s2s_layer_acts *la = &sa->layer[l];
+    const struct vk_buffer *x = l ? sa->layer[l - 1].ffn.y : &sa->x;
+    vp_status st = attn_forward(m, rec, blk, &w->layer[l].self, &la->self, x, sa, sa, NULL, enc != NULL);
+    x = la->self.y;
+    if (st == VP_OK && enc)
+        st = attn_forward(m, rec, s2s_block(m, DELTA_STACK_CROSS, l), &w->layer[l].cross, &la->cross, x, sa, enc,
+                          enc->out, false);
+    if (enc) x = la->cross.y;
+    if (st == VP_OK) st = s2s_ffn_forward(m, rec, blk, &w->layer[l].ffn, &la->ffn, x, N, (uint32_t)w->I);
+    return st;
+}
+
 /* A stack: embeddings, layers, mBART's final LN; sets sa->out. The decoder
  * stack's cross-attention reads the encoder stack (enc). */
 vp_status s2s_stack_forward(struct seq2seq *m, struct vk_recorder *rec, const struct s2s_stack_w *w,
                                struct s2s_stack_acts *sa, const struct s2s_stack_acts *enc) {
     const uint32_t N = (uint32_t)(m->acts.B * sa->T);
-    const unsigned self = enc ? DELTA_STACK_DECODER : DELTA_STACK_ENCODER;
     use_stack(m, sa);
     vp_status st = s2s_embed_forward(m, rec, w, sa, N);
-    const struct vk_buffer *x = &sa->x;
-    for (int l = 0; l < w->layers && st == VP_OK; l++) {
-        struct s2s_layer_acts *la = &sa->layer[l];
-        const int blk = s2s_block(m, self, l);
-        st = attn_forward(m, rec, blk, &w->layer[l].self, &la->self, x, sa, sa, NULL, enc != NULL);
-        x = la->self.y;
-        if (st == VP_OK && enc)
-            st = attn_forward(m, rec, s2s_block(m, DELTA_STACK_CROSS, l), &w->layer[l].cross, &la->cross, x, sa, enc,
-                              enc->out, false);
-        if (enc) x = la->cross.y;
-        if (st == VP_OK) st = s2s_ffn_forward(m, rec, blk, &w->layer[l].ffn, &la->ffn, x, N, (uint32_t)w->I);
-        x = la->ffn.y;
-    }
-    sa->out = x;
+    for (int l = 0; l < w->layers && st == VP_OK; l++) st = s2s_layer_forward(m, rec, w, sa, enc, l);
+    sa->out = w->layers ? sa->layer[w->layers - 1].ffn.y : &sa->x;
     if (st == VP_OK && w->final_w) {
-        st = dec_record_norm(&m->core, rec, &sa->final_out, &sa->final_mean, &sa->final_rstd, x, w->final_w,
+        st = dec_record_norm(&m->core, rec, &sa->final_out, &sa->final_mean, &sa->final_rstd, sa->out, w->final_w,
                              w->final_b, N);
         sa->out = &sa->final_out;
     }

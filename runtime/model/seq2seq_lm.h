@@ -26,7 +26,7 @@
  * self-attention and cross-attention (positions never shift); BitFit; full
  * fine-tuning (the tied table's gradient sums both embedding gathers and
  * the head; final_logits_bias never trains). Dropout is not modelled
- * (always off, p = 0, like the decoder).
+ * (always off, p = 0).
  *
  * The header is seq2seq_lm.h: tests/reference/seq2seq.h already has the
  * plain name.
@@ -47,17 +47,34 @@
  *
  * Recording: one recording per pass and batch shape (eval: forward + loss;
  * train: + backward), made at the first run and replayed after it.
- * Gradients accumulate (+=) over runs until seq2seq_zero_grads. */
+ * Gradients accumulate (+=) over runs until seq2seq_zero_grads.
+ *
+ * Activation checkpointing (seq2seq_options.checkpoint_activations), as
+ * the decoder's (decoder_lm.h): every layer of both stacks keeps only its
+ * output (the next layer's input; the encoder's last one is also what
+ * cross-attention reads) and its blocks' prefix rows; the rest of a layer's
+ * activations (norms, q/k/v and their heads, attention, cross-attention,
+ * FFN) live in one set of buffers the layers of its stack share, and the
+ * deltas' bottlenecks in one set per module and kind of block (encoder,
+ * decoder, cross-attention). The training pass's backward re-records layer
+ * l's forward from its kept input right before layer l's backward (each
+ * stack's last layer's activations are still there from the forward: the
+ * decoder's backward runs before the encoder's and touches none of the
+ * encoder's buffers). Same kernels, same inputs: losses and gradients are
+ * bit-identical to a run without it. The generator keeps its own copy of
+ * each decoder layer's cross-attention K/V when the model checkpoints. */
 #ifndef VKPEFT_MODEL_SEQ2SEQ_LM_H
 #define VKPEFT_MODEL_SEQ2SEQ_LM_H
 
 #include "decoder_lm.h"
 
-/* Zero means default (storage: the encoder's enum). */
+/* Zero means default (storage: the encoder's enum). checkpoint_activations:
+ * activation checkpointing (above). */
 struct seq2seq_options {
     enum encoder_storage storage;
     uint64_t seed;
     double label_smoothing;
+    bool checkpoint_activations;
 };
 
 enum seq2seq_pass { SEQ2SEQ_PASS_EVAL = 0, SEQ2SEQ_PASS_TRAIN, SEQ2SEQ_PASS_COUNT };
@@ -76,6 +93,9 @@ struct seq2seq;
 vp_status seq2seq_open(vp_context *ctx, const char *dir, const struct delta_spec *spec,
                        const struct seq2seq_options *opt, struct seq2seq **out);
 vp_status seq2seq_plan(const struct seq2seq *m, int B, int S, int T, uint64_t bytes[VP_POOL_COUNT]);
+/* The activations pool's bytes for (B,S,T) with or without activation
+ * checkpointing, whatever the model's own option (what it saves). */
+vp_status seq2seq_plan_activations(const struct seq2seq *m, int B, int S, int T, bool checkpoint, uint64_t *bytes);
 vp_status seq2seq_load(struct seq2seq *m, int B, int S, int T);
 vp_status seq2seq_create(vp_context *ctx, const char *dir, const struct delta_spec *spec,
                          const struct seq2seq_options *opt, int B, int S, int T, struct seq2seq **out);
@@ -272,6 +292,9 @@ vp_status s2s_record_forward(struct seq2seq *m, struct vk_recorder *rec);
 /* A stack over the batch (sets sa->out); the decoder's reads enc. */
 vp_status s2s_stack_forward(struct seq2seq *m, struct vk_recorder *rec, const struct s2s_stack_w *w,
                             struct s2s_stack_acts *sa, const struct s2s_stack_acts *enc);
+/* Layer l of a stack from its input (sa->x or layer l-1's output). */
+vp_status s2s_layer_forward(struct seq2seq *m, struct vk_recorder *rec, const struct s2s_stack_w *w,
+                            struct s2s_stack_acts *sa, const struct s2s_stack_acts *enc, int l);
 /* x0 = embed_scale·E[ids] + W_pos[pos], x = LN_emb(x0) for sa's first N tokens. */
 vp_status s2s_embed_forward(struct seq2seq *m, struct vk_recorder *rec, const struct s2s_stack_w *w,
                             struct s2s_stack_acts *sa, uint32_t N);
