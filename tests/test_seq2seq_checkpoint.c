@@ -7,7 +7,9 @@
  * final norms, untied head) models with LoRA at every site, plain and
  * reparameterised prefixes in all three kinds of attention, PA, MAM,
  * sequential / gated / per-head adapters and (BART) full fine-tuning; the
- * recording replayed with a second batch of other lengths. The planned
+ * recording replayed with a second batch of other lengths; with dropout on
+ * at every site (two steps), the recomputed layers draw the forward's
+ * masks. The planned
  * activations pool shrinks by exactly (layers − 1) × (a layer's
  * activations − its output) per stack, the pool holds what the plan says,
  * and a checkpointing model's generator steps give the plain model's
@@ -38,6 +40,9 @@ enum { BART, MBART, FAMILIES };
 static const char *const family_names[] = {"bart", "mbart"};
 
 enum { B = 2, S = 6, T = 5, NS = B * S, NT = B * T, V = 20, D = 8 };
+
+/* Set by the dropout case: both models drop at p 0.2 everywhere. */
+static bool g_dropout;
 
 static vp_context *g_ctx;
 static char g_dir[256];
@@ -99,7 +104,8 @@ static struct refs *model_make(int family, int le, int ld, const struct delta_sp
 static struct seq2seq *model_load(struct refs *m, const struct delta_spec *spec, bool checkpoint, int rows, int T_,
                                   const char *what) {
     const struct seq2seq_options opt = {.storage = ENCODER_STORAGE_F32, .label_smoothing = 0.1,
-                                        .checkpoint_activations = checkpoint};
+                                        .checkpoint_activations = checkpoint, .seed = 5, .dropout = g_dropout,
+                                        .dropout_p = 0.2};
     struct seq2seq *g = NULL;
     if (!CHECKF(seq2seq_create(g_ctx, g_dir, spec, &opt, rows, S, T_, &g) == VP_OK, "%s: %s", what, vp_last_error()))
         return NULL;
@@ -117,9 +123,10 @@ static struct seq2seq *model_load(struct refs *m, const struct delta_spec *spec,
 /* One training pass on both models: loss, logits and every gradient
  * compared bit for bit. */
 static void compare_pass(struct seq2seq *plain, struct seq2seq *ck, struct refs *m, const struct batch *b,
-                         const char *what) {
+                         uint32_t step, const char *what) {
     const struct seq2seq_batch sb = {b->ids, b->mask, b->dec_ids, b->dec_mask, b->labels};
     struct seq2seq *gs[2] = {plain, ck};
+    for (int i = 0; i < 2; i++) seq2seq_set_step(gs[i], step);
     for (int i = 0; i < 2; i++)
         if (!CHECKF(seq2seq_write_batch(gs[i], &sb) == VP_OK && seq2seq_zero_grads(gs[i]) == VP_OK &&
                         seq2seq_run(gs[i], SEQ2SEQ_PASS_TRAIN) == VP_OK,
@@ -177,8 +184,8 @@ static void same_gradients(int family, const struct spec_case *c) {
         struct batch b0, b1;
         batch_make(&b0, 0);
         batch_make(&b1, 1);
-        compare_pass(plain, ck, m, &b0, what);
-        compare_pass(plain, ck, m, &b1, what); /* the recordings replayed */
+        compare_pass(plain, ck, m, &b0, 0, what);
+        compare_pass(plain, ck, m, &b1, 1, what); /* the recordings replayed (dropout: re-recorded) */
     }
     seq2seq_destroy(ck);
     seq2seq_destroy(plain);
@@ -225,6 +232,13 @@ static void adapters_same_gradients(void) {
     for (int f = 0; f < FAMILIES; f++) same_gradients(f, &adapters);
 }
 static void full_same_gradients(void) { same_gradients(BART, &full); }
+static void dropout_same_gradients(void) {
+    g_dropout = true;
+    for (int f = 0; f < FAMILIES; f++) same_gradients(f, &mam);
+    same_gradients(MBART, &adapters); /* the adapters drop at the hidden dropout */
+    same_gradients(BART, &full);
+    g_dropout = false;
+}
 
 /* The activations pool for (2,2), (4,2) and (2,4) layers, with and without
  * checkpointing, for parallel adapters (per-block bottleneck buffers): an
@@ -346,4 +360,5 @@ static void teardown(void) {
 
 VT_MAIN(TH_CASE(lora_same_gradients), TH_CASE(prefix_same_gradients), TH_CASE(pa_same_gradients),
         TH_CASE(mam_same_gradients), TH_CASE(adapters_same_gradients), TH_CASE(full_same_gradients),
+        TH_CASE(dropout_same_gradients),
         TH_CASE(plan_shrinks), TH_CASE(load_and_generate), TH_CASE(teardown))

@@ -48,7 +48,10 @@ vp_status seq2seq_open(vp_context *ctx, const char *dir, const struct delta_spec
     if (opt)
         c->opt = (struct decoder_options){.storage = opt->storage, .seed = opt->seed,
                                           .label_smoothing = opt->label_smoothing,
-                                          .checkpoint_activations = opt->checkpoint_activations};
+                                          .checkpoint_activations = opt->checkpoint_activations,
+                                          .dropout = opt->dropout, .dropout_p = opt->dropout_p};
+    if (c->opt.dropout_p > 0) /* BART drops at three kinds of site */
+        m->arch.hidden_dropout = m->arch.attention_dropout = m->arch.activation_dropout = c->opt.dropout_p;
     snprintf(c->dir, sizeof c->dir, "%s", dir);
     m->Le = m->arch.layers;
     m->Ld = m->arch.decoder_layers;
@@ -209,7 +212,7 @@ static struct dec_slot *slot_owner(struct layout *L, struct dec_slot *sl) {
 static void take_delta(struct layout *L, bool with_grads) {
     struct decoder *c = &L->m->core;
     struct dec_acts *ca = &c->acts;
-    const uint64_t N = L->Nmax, d = (uint64_t)c->arch.hidden, H = (uint64_t)c->arch.heads;
+    const uint64_t N = L->Nmax, d = (uint64_t)c->arch.hidden;
     const uint64_t rank = (uint64_t)(c->rank_max > 0 ? c->rank_max : 1);
     if (!with_grads) {
         if (c->model_trains || c->per_head) take(L, &ca->ones, N * 4);
@@ -229,17 +232,7 @@ static void take_delta(struct layout *L, bool with_grads) {
                 if (L->t.alloc) dec_slot_share_buffers(sl, owner);
                 continue;
             }
-            const bool ph = dm->kind == DELTA_ADAPTER && dm->per_head;
-            take(L, &sl->hpre, (ph ? N * H : N) * (uint64_t)dm->size * 4);
-            if (dm->kind != DELTA_ADAPTER) continue;
-            if (dm->act != DELTA_ACT_IDENTITY) take(L, &sl->hact, (ph ? N * H : N) * (uint64_t)dm->size * 4);
-            if (ph) {
-                take(L, &sl->zh, N * d * 4);
-                take(L, &sl->dh, N * d * 4);
-            }
-            take(L, &sl->delta, N * (uint64_t)sl->dout * 4);
-            if (dm->insert == DELTA_SEQUENTIAL || dm->compose == DELTA_COMPOSE_GATED)
-                take(L, &sl->out, N * (uint64_t)sl->dout * 4);
+            dec_take_slot(c, &L->t, sl, N);
         }
         return;
     }
@@ -601,8 +594,10 @@ static vp_status record(struct seq2seq *m, struct vk_recorder *rec, bool train) 
     vp_status s = copy_stack_in(m, rec, &a->enc);
     if (s == VP_OK) s = copy_stack_in(m, rec, &a->dec);
     if (s == VP_OK) s = vk_recorder_copy(rec, &a->targets, 0, &a->stage_in, a->in_targets, Nd * 4);
+    m->core.recording_train = train;
     if (s == VP_OK) s = s2s_record_forward(m, rec);
     if (s == VP_OK && train && m->core.trains) s = s2s_record_backward(m, rec);
+    m->core.recording_train = false;
     if (s == VP_OK) s = vk_recorder_copy(rec, &a->stage_out, 0, &a->loss, 0, 8);
     if (s == VP_OK) s = vk_recorder_copy(rec, &a->stage_out, 8, &a->logits, 0, Nd * (uint64_t)m->arch.vocab_size * 4);
     return s;
@@ -612,7 +607,10 @@ vp_status seq2seq_run(struct seq2seq *m, enum seq2seq_pass pass) {
     if ((unsigned)pass >= SEQ2SEQ_PASS_COUNT) return vp_fail(VP_ERROR_INVALID_ARGUMENT, "seq2seq: bad pass");
     vp_status s = check_ready(m, "run");
     if (s == VP_OK && !m->rec[pass]) s = vk_recorder_create(m->ctx, 0, &m->rec[pass]);
+    if (pass == SEQ2SEQ_PASS_TRAIN && m->core.opt.dropout && m->recorded_step != m->core.step)
+        m->recorded[pass] = false;
     if (s == VP_OK && !m->recorded[pass]) {
+        if (pass == SEQ2SEQ_PASS_TRAIN) m->recorded_step = m->core.step;
         s = vk_recorder_begin(m->rec[pass]);
         if (s == VP_OK) s = record(m, m->rec[pass], pass == SEQ2SEQ_PASS_TRAIN);
         if (s == VP_OK) s = vk_recorder_end(m->rec[pass]);
@@ -621,6 +619,8 @@ vp_status seq2seq_run(struct seq2seq *m, enum seq2seq_pass pass) {
     if (s == VP_OK) s = vk_recorder_run(m->rec[pass]);
     return s;
 }
+
+void seq2seq_set_step(struct seq2seq *m, uint32_t step) { m->core.step = step; }
 
 vp_status seq2seq_zero_grads(struct seq2seq *m) {
     vp_status s = check_ready(m, "zero_grads");

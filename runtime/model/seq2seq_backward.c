@@ -72,6 +72,9 @@ static vp_status attn_backward(struct seq2seq *m, struct vk_recorder *rec, int b
     const struct vk_buffer *dh, *dout;
     vp_status st = block_out_back(m, rec, &aa->h, &aa->mean, &aa->rstd, w->ln_w, w->ln_b, Nq, &dh);
     if (st == VP_OK) st = dec_record_seq_back(c, rec, blk, DELTA_AT_ATTN, dh, &dout, Nq);
+    /* through the output's dropout into g_t (free until kv_back) */
+    dout = dec_record_dropout_back(c, rec, &a->g_t, dout, (uint64_t)Nq * d, m->arch.hidden_dropout, blk,
+                                   ENC_SITE_ATTN_OUT, &st);
     if (st == VP_OK) st = dec_record_linear_back(c, rec, &a->g_ctx, dout, w->wo, Nq);
     if (st == VP_OK) st = dec_record_weight_grads(c, rec, w->wo, w->bo, dout, &aa->ctx, Nq);
     if (st == VP_OK) st = dec_record_loras_back(c, rec, blk, DELTA_AT_O, &a->g_ctx, dout, Nq);
@@ -80,7 +83,7 @@ static vp_status attn_backward(struct seq2seq *m, struct vk_recorder *rec, int b
     const uint64_t np = (uint64_t)Lp * d;
     if (st == VP_OK && Lp) st = vk_recorder_fill(rec, &a->g_pk, 0, np * 4, 0);
     if (st == VP_OK && Lp) st = vk_recorder_fill(rec, &a->g_pv, 0, np * 4, 0);
-    const struct kernel_attention_config cfg = {.B = B, .H = H, .T = Tq, .S = Tk, .L = Lp, .D = hd, .causal = causal};
+    const struct kernel_attention_config cfg = s2s_attention_config(m, blk, Tq, Tk, causal);
     if (st == VP_OK)
         st = kernel_attention_backward(m->ctx, rec, &a->g_qh, &a->g_kh, &a->g_vh, Lp ? &a->g_pk : NULL,
                                        Lp ? &a->g_pv : NULL, &a->attn_scratch, &a->g_atth, &aa->atth, &aa->lse,
@@ -113,13 +116,17 @@ static vp_status ffn_backward(struct seq2seq *m, struct vk_recorder *rec, int bl
     struct s2s_acts *a = &m->acts;
     struct decoder *c = &m->core;
     const struct vk_buffer *dh, *ddn;
+    const uint64_t nd = (uint64_t)N * (uint64_t)m->arch.hidden, ni = (uint64_t)N * I;
     vp_status st = block_out_back(m, rec, &fa->h, &fa->mean, &fa->rstd, w->ln_w, w->ln_b, N, &dh);
     if (st == VP_OK) st = dec_record_seq_back(c, rec, blk, DELTA_AT_FFN, dh, &ddn, N);
+    /* through dn's dropout into g_t (free until the adapters' backward) */
+    ddn = dec_record_dropout_back(c, rec, &a->g_t, ddn, nd, m->arch.hidden_dropout, blk, ENC_SITE_FFN_OUT, &st);
     if (st == VP_OK) st = dec_record_linear_back(c, rec, &a->g_u, ddn, w->w2, N);
     if (st == VP_OK) st = dec_record_weight_grads(c, rec, w->w2, w->b2, ddn, &fa->u, N);
     if (st == VP_OK) st = dec_record_loras_back(c, rec, blk, DELTA_AT_DOWN, &a->g_u, ddn, N);
+    dec_record_dropout_back(c, rec, &a->g_u, &a->g_u, ni, m->arch.activation_dropout, blk, ENC_SITE_FFN_ACT, &st);
     if (st == VP_OK)
-        st = kernel_activation_backward(m->ctx, rec, &a->g_up, &a->g_u, &fa->upre, (uint64_t)N * I, s2s_act(m));
+        st = kernel_activation_backward(m->ctx, rec, &a->g_up, &a->g_u, &fa->upre, ni, s2s_act(m));
     if (st == VP_OK) st = dec_record_linear_back(c, rec, &a->g_a, &a->g_up, w->w1, N);
     if (st == VP_OK) st = dec_record_weight_grads(c, rec, w->w1, w->b1, &a->g_up, fa->in, N);
     if (st == VP_OK) st = dec_record_loras_back(c, rec, blk, DELTA_AT_UP, &a->g_a, &a->g_up, N);
@@ -156,6 +163,9 @@ static vp_status stack_backward(struct seq2seq *m, struct vk_recorder *rec, cons
                                false, true);
         if (st == VP_OK) st = attn_backward(m, rec, blk, &w->layer[l].self, &la->self, sa, sa, enc != NULL, false);
     }
+    /* g_x is dL/dx now; through the embeddings' dropout */
+    dec_record_dropout_back(c, rec, &a->g_x, &a->g_x, (uint64_t)N * d, ar->hidden_dropout, s2s_first_block(m, w),
+                            ENC_SITE_EMB, &st);
     if (st == VP_OK)
         st = dec_record_norm_back(c, rec, &a->g_t, &a->g_x, &sa->x0, &sa->emb_mean, &sa->emb_rstd, w->emb_w, w->emb_b,
                                   N);

@@ -25,8 +25,8 @@
  * reparameterised, with separate rows for encoder self-attention, decoder
  * self-attention and cross-attention (positions never shift); BitFit; full
  * fine-tuning (the tied table's gradient sums both embedding gathers and
- * the head; final_logits_bias never trains). Dropout is not modelled
- * (always off, p = 0).
+ * the head; final_logits_bias never trains). Dropout
+ * (seq2seq_options.dropout), as Hugging Face's BART in training passes.
  *
  * The header is seq2seq_lm.h: tests/reference/seq2seq.h already has the
  * plain name.
@@ -75,6 +75,19 @@ struct seq2seq_options {
     uint64_t seed;
     double label_smoothing;
     bool checkpoint_activations;
+    /* Training passes drop (never evaluation or generation), as Hugging
+     * Face's BART: the config's `dropout` on each stack's embeddings after
+     * layernorm_embedding and on every block's output o and FFN output dn
+     * (with their LoRAs, before the sequential adapters and the residual),
+     * `attention_dropout` on the attention probabilities (self and cross),
+     * `activation_dropout` after the FFN's activation, the adapters on
+     * their bottleneck (decoder_lm.h). Masks: Philox keyed by seed, the
+     * step (seq2seq_set_step) and the site (the encoder's streams at the
+     * delta block; a stack's embeddings at its first block), as
+     * tests/reference/seq2seq.h draws them. false: every dropout off.
+     * dropout_p > 0 replaces the three probabilities. */
+    bool dropout;
+    double dropout_p;
 };
 
 enum seq2seq_pass { SEQ2SEQ_PASS_EVAL = 0, SEQ2SEQ_PASS_TRAIN, SEQ2SEQ_PASS_COUNT };
@@ -107,6 +120,9 @@ enum vp_dtype seq2seq_weight_dtype(const struct seq2seq *m);
 
 vp_status seq2seq_write_batch(struct seq2seq *m, const struct seq2seq_batch *batch);
 vp_status seq2seq_run(struct seq2seq *m, enum seq2seq_pass pass);
+/* The training step dropout masks are keyed by; with dropout on, a new
+ * step re-records the training pass at its next run. */
+void seq2seq_set_step(struct seq2seq *m, uint32_t step);
 vp_status seq2seq_zero_grads(struct seq2seq *m);
 /* The last run's mean loss and scored count (either may be NULL), and the
  * logits (B,T,V). */
@@ -268,6 +284,9 @@ struct seq2seq {
     bool recorded[SEQ2SEQ_PASS_COUNT];
     struct vk_recorder *zero_rec;
     bool zero_recorded;
+    /* dropout: the step is core.step; core.recording_train is set while a
+     * training pass records */
+    uint32_t recorded_step;  /* the step the train recording drew its masks for */
 };
 
 /* The delta block of a stack's layer (DELTA_STACK_*), the reference's
@@ -275,6 +294,11 @@ struct seq2seq {
 static inline int s2s_block(const struct seq2seq *m, unsigned stack, int layer) {
     if (stack == DELTA_STACK_ENCODER) return layer;
     return m->Le + layer + (stack == DELTA_STACK_CROSS ? m->Ld : 0);
+}
+
+/* The first delta block of a stack (its embeddings' dropout key). */
+static inline int s2s_first_block(const struct seq2seq *m, const struct s2s_stack_w *w) {
+    return w == &m->enc ? 0 : m->Le;
 }
 
 /* The FFN activation (check_arch admits gelu, gelu_new and relu). */
@@ -314,6 +338,10 @@ vp_status s2s_attn_output(struct seq2seq *m, struct vk_recorder *rec, int blk, c
 /* An FFN block over N rows of width I (sets fa->y). */
 vp_status s2s_ffn_forward(struct seq2seq *m, struct vk_recorder *rec, int blk, const struct s2s_ffn_w *w,
                           struct s2s_ffn_acts *fa, const struct vk_buffer *x, uint32_t N, uint32_t I);
+/* Block blk's attention config (Tq queries over Tk keys; its prefix rows;
+ * in a training pass with dropout on, dropout on the probabilities). */
+struct kernel_attention_config s2s_attention_config(const struct seq2seq *m, int blk, uint32_t Tq, uint32_t Tk,
+                                                    bool causal);
 /* seq2seq_backward.c */
 vp_status s2s_record_backward(struct seq2seq *m, struct vk_recorder *rec);
 
