@@ -52,6 +52,18 @@ bool dectest_check_normwise(const float *got, const double *want, size_t n, doub
                   "tolerance %.3g relative", what, err, at, n ? (double)got[at] : 0.0, n ? want[at] : 0.0, scale, tol);
 }
 
+bool dectest_check_same_grad(const float *plain, const float *ck, size_t n, const char *what, const char *name,
+                             bool want_nonzero) {
+    size_t at = 0;
+    while (at < n && memcmp(&plain[at], &ck[at], sizeof *plain) == 0) at++;
+    bool nonzero = false;
+    for (size_t i = 0; i < n; i++) nonzero |= plain[i] != 0.0f;
+    bool ok = CHECKF(at == n, "%s: d %s[%zu] is %.9g without checkpointing, %.9g with", what, name, at,
+                     at < n ? (double)plain[at] : 0.0, at < n ? (double)ck[at] : 0.0);
+    if (want_nonzero) ok &= CHECKF(nonzero, "%s: d %s is all zero (the case tests nothing)", what, name);
+    return ok;
+}
+
 bool dectest_remove_model(const char *dir) {
     char path[512];
     snprintf(path, sizeof path, "%s/config.json", dir);
