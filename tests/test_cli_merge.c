@@ -18,8 +18,8 @@
  *   sharded base (model.safetensors.index.json) to the same tensors (a
  *   base lacking a weight the delta adapts is refused);
  * - a full GPT-2 delta and a BitFit BART delta, each with a LoRA beside
- *   it, merge the same way (the trained tensors written, GPT-2's Conv1D
- *   ones back in the file's [in, out] layout);
+ *   it, merge the same way (the trained tensors written as the delta holds
+ *   them);
  * - a prefix delta, --out on the base folder and a delta of another model
  *   exit 2 with the reason.
  * argv[1] is the vkpeft binary. */
@@ -430,24 +430,23 @@ static void merge_seq2seq(void) {
     }
 }
 
-/* Tensor `name` of root/a equals tensor `name` of root/b (both F32),
- * or (transposed) its transpose. */
-static void check_same_tensor(const char *a, const char *b, const char *name, bool transposed) {
+/* Tensor `name` of root/a equals tensor `name` of root/b (both F32, same
+ * shape). */
+static void check_same_tensor(const char *a, const char *b, const char *name) {
     int64_t sa[2], sb[2];
     float *x = read_tensor(a, name, sa), *y = read_tensor(b, name, sb);
     if (x && y && CHECK(sa[0] == sb[0] && sa[1] == sb[1])) {
         size_t bad = 0;
-        for (int64_t i = 0; i < sa[0]; i++)
-            for (int64_t j = 0; j < sa[1]; j++) bad += x[i * sa[1] + j] != y[transposed ? j * sa[0] + i : i * sa[1] + j];
-        CHECKF(bad == 0, "%s: %zu values of %s differ from %s%s", name, bad, a, b, transposed ? " transposed" : "");
+        for (int64_t i = 0; i < sa[0] * sa[1]; i++) bad += x[i] != y[i];
+        CHECKF(bad == 0, "%s: %zu values of %s differ from %s", name, bad, a, b);
     }
     free(x);
     free(y);
 }
 
-/* BitFit and full deltas are model tensors: the merge writes them (GPT-2's
- * Conv1D weights, which a full delta holds (out, in) as the decoder trains
- * them, back in the file's [in, out]) and adds a LoRA beside them. */
+/* BitFit and full deltas are model tensors: the merge writes them as the
+ * delta holds them (GPT-2's Conv1D weights [in, out], as the base file)
+ * and adds a LoRA beside them. */
 static void merge_full_and_bitfit(void) {
     if (!setup()) return;
     CHECK(write_text("gpt2-full.json", "{\"modules\":[{\"kind\":\"full\"},"
@@ -458,9 +457,9 @@ static void merge_full_and_bitfit(void) {
     train_and_merge("gpt2", "gpt2-full.json", "--steps 3 --lr 1e-2", "lm.jsonl", "run-gpt2-full",
                     "merged-gpt2-full", 2);
     check_same_tensor("merged-gpt2-full/model.safetensors", "run-gpt2-full/delta.safetensors",
-                      "transformer.h.0.mlp.c_fc.weight", true);
+                      "transformer.h.0.mlp.c_fc.weight");
     check_same_tensor("merged-gpt2-full/model.safetensors", "run-gpt2-full/delta.safetensors",
-                      "transformer.wte.weight", false);
+                      "transformer.wte.weight");
     train_and_merge("bart", "bart-bitfit.json", "--steps 3 --lr 2e-2", "s2s.jsonl", "run-bart-bitfit",
                     "merged-bart-bitfit", 2);
     check_merged("bart", "run-bart-bitfit", "merged-bart-bitfit", "model.decoder.layers.1.encoder_attn.v_proj.weight",
