@@ -21,7 +21,8 @@
  *   it, merge the same way (the trained tensors written as the delta holds
  *   them);
  * - a full GPT-2 delta.safetensors holds each Conv1D weight as the base
- *   file does, [in, out] data under its [in, out] header, the base's values
+ *   file does, [in, out] data under its [in, out] header: at lr 0 every
+ *   tensor is the base file's, byte for byte; at lr 1e-5 the base's values
  *   moved by about lr a step (read in the decoder's (out, in) order they
  *   would be far off); a run that loses the device resumes from its
  *   checkpoint to the same bytes; a format-1 copy (no "format" in
@@ -511,11 +512,36 @@ static void check_trained_in_layout(const char *run_dir, const char *name) {
     free(D);
 }
 
+/* At lr 0 the trained tensors stay the base's: every tensor of
+ * delta.safetensors has the shape and the bytes of the base file's tensor
+ * of its name (all of GPT-2's, Conv1D weights included). */
+static void check_equals_base(const char *run_dir) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/delta.safetensors", run_dir);
+    struct io_safetensors *d = NULL, *w = NULL;
+    if (CHECKF(io_safetensors_open(path_in(path), &d) == VP_OK &&
+               io_safetensors_open(path_in("gpt2/model.safetensors"), &w) == VP_OK, "%s", vp_last_error())) {
+        CHECKF(io_safetensors_count(d) == io_safetensors_count(w), "%zu tensors in the delta, %zu in the base",
+               io_safetensors_count(d), io_safetensors_count(w));
+        for (size_t k = 0; k < io_safetensors_count(d); k++) {
+            const struct io_tensor *x = io_safetensors_at(d, k), *y = io_safetensors_find(w, x->name);
+            bool same = y && x->ndim == y->ndim && x->nbytes == y->nbytes;
+            for (int i = 0; same && i < x->ndim; i++) same = x->shape[i] == y->shape[i];
+            CHECKF(same && memcmp(x->data, y->data, x->nbytes) == 0, "%s: not the base's tensor", x->name);
+        }
+    }
+    if (d) io_safetensors_close(d);
+    if (w) io_safetensors_close(w);
+}
+
 /* delta.safetensors in the base's layout, and a run that loses the device
  * after its step-2 checkpoint resumes (the checkpoint holds the device's
  * transposed layout) to the uninterrupted run's bytes. */
 static void full_delta_layout(void) {
     if (!setup()) return;
+    run("train --model gpt2 --delta full --data lm.jsonl --batch 8 --steps 1 --lr 0 --weights f32 --quiet "
+        "--out full-lr0");
+    if (EXPECT_EXIT(0)) check_equals_base("full-lr0");
     run(FULL_ARGS " --out full-ref");
     if (!EXPECT_EXIT(0)) return;
     static const char *const conv1d[] = {"transformer.h.0.attn.c_attn.weight", "transformer.h.1.attn.c_proj.weight",
