@@ -18,8 +18,16 @@
  *   sharded base (model.safetensors.index.json) to the same tensors (a
  *   base lacking a weight the delta adapts is refused);
  * - a full GPT-2 delta and a BitFit BART delta, each with a LoRA beside
- *   it, merge the same way (the trained tensors written, GPT-2's Conv1D
- *   ones back in the file's [in, out] layout);
+ *   it, merge the same way (the trained tensors written as the delta holds
+ *   them);
+ * - a full GPT-2 delta.safetensors holds each Conv1D weight as the base
+ *   file does, [in, out] data under its [in, out] header: at lr 0 every
+ *   tensor is the base file's, byte for byte; at lr 1e-5 the base's values
+ *   moved by about lr a step (read in the decoder's (out, in) order they
+ *   would be far off); a run that loses the device resumes from its
+ *   checkpoint to the same bytes; a format-1 copy (no "format" in
+ *   delta.json, those weights transposed) evaluates and merges as the
+ *   delta does, and a later or malformed format exits 2;
  * - a prefix delta, --out on the base folder and a delta of another model
  *   exit 2 with the reason.
  * argv[1] is the vkpeft binary. */
@@ -430,24 +438,23 @@ static void merge_seq2seq(void) {
     }
 }
 
-/* Tensor `name` of root/a equals tensor `name` of root/b (both F32),
- * or (transposed) its transpose. */
-static void check_same_tensor(const char *a, const char *b, const char *name, bool transposed) {
+/* Tensor `name` of root/a equals tensor `name` of root/b (both F32, same
+ * shape). */
+static void check_same_tensor(const char *a, const char *b, const char *name) {
     int64_t sa[2], sb[2];
     float *x = read_tensor(a, name, sa), *y = read_tensor(b, name, sb);
     if (x && y && CHECK(sa[0] == sb[0] && sa[1] == sb[1])) {
         size_t bad = 0;
-        for (int64_t i = 0; i < sa[0]; i++)
-            for (int64_t j = 0; j < sa[1]; j++) bad += x[i * sa[1] + j] != y[transposed ? j * sa[0] + i : i * sa[1] + j];
-        CHECKF(bad == 0, "%s: %zu values of %s differ from %s%s", name, bad, a, b, transposed ? " transposed" : "");
+        for (int64_t i = 0; i < sa[0] * sa[1]; i++) bad += x[i] != y[i];
+        CHECKF(bad == 0, "%s: %zu values of %s differ from %s", name, bad, a, b);
     }
     free(x);
     free(y);
 }
 
-/* BitFit and full deltas are model tensors: the merge writes them (GPT-2's
- * Conv1D weights, which a full delta holds (out, in) as the decoder trains
- * them, back in the file's [in, out]) and adds a LoRA beside them. */
+/* BitFit and full deltas are model tensors: the merge writes them as the
+ * delta holds them (GPT-2's Conv1D weights [in, out], as the base file)
+ * and adds a LoRA beside them. */
 static void merge_full_and_bitfit(void) {
     if (!setup()) return;
     CHECK(write_text("gpt2-full.json", "{\"modules\":[{\"kind\":\"full\"},"
@@ -458,14 +465,192 @@ static void merge_full_and_bitfit(void) {
     train_and_merge("gpt2", "gpt2-full.json", "--steps 3 --lr 1e-2", "lm.jsonl", "run-gpt2-full",
                     "merged-gpt2-full", 2);
     check_same_tensor("merged-gpt2-full/model.safetensors", "run-gpt2-full/delta.safetensors",
-                      "transformer.h.0.mlp.c_fc.weight", true);
+                      "transformer.h.0.mlp.c_fc.weight");
     check_same_tensor("merged-gpt2-full/model.safetensors", "run-gpt2-full/delta.safetensors",
-                      "transformer.wte.weight", false);
+                      "transformer.wte.weight");
     train_and_merge("bart", "bart-bitfit.json", "--steps 3 --lr 2e-2", "s2s.jsonl", "run-bart-bitfit",
                     "merged-bart-bitfit", 2);
     check_merged("bart", "run-bart-bitfit", "merged-bart-bitfit", "model.decoder.layers.1.encoder_attn.v_proj.weight",
                  "cross.layers.1.delta1", 2.0, false, 0);
     check_untouched("bart", "merged-bart-bitfit", "model.encoder.layers.0.fc1.weight");
+}
+
+/* A full GPT-2 run at lr 1e-5: every Conv1D weight of delta.safetensors
+ * (read here as any safetensors reader reads it) is the base file's tensor,
+ * same shape, same [in, out] layout, moved by at most 4·lr a step (AdamW's
+ * step lr·m̂/(√v̂ + ε) is about lr per value over a few steps, the schedule
+ * only lowers it and the decay lr·λ·|w| is far below), and moved somewhere
+ * by more than lr/10 (it trained). Read in the old (out, in) order, the
+ * values would be other weights of N(0, 0.2), off by ~0.2 somewhere, 10³
+ * times the bound (c_proj, square, too). */
+#define FULL_LR 1e-5
+#define FULL_ARGS                                                                                              \
+    "train --model gpt2 --delta full --data lm.jsonl --batch 8 --steps 4 --lr 1e-5 --weights f32 --seed 3 "   \
+    "--checkpoint-every 2 --quiet"
+
+static void check_trained_in_layout(const char *run_dir, const char *name) {
+    int64_t ws[2], ds[2];
+    char path[256];
+    snprintf(path, sizeof path, "%s/delta.safetensors", run_dir);
+    float *W = read_tensor("gpt2/model.safetensors", name, ws), *D = read_tensor(path, name, ds);
+    if (W && D && CHECKF(ds[0] == ws[0] && ds[1] == ws[1], "%s: [%lld, %lld] in the delta, [%lld, %lld] in the base",
+                         name, (long long)ds[0], (long long)ds[1], (long long)ws[0], (long long)ws[1])) {
+        const int64_t in = ws[0], out = ws[1];
+        double moved = 0, old_layout = 0;
+        for (int64_t i = 0; i < in; i++)
+            for (int64_t o = 0; o < out; o++) {
+                moved = fmax(moved, fabs((double)D[i * out + o] - W[i * out + o]));
+                old_layout = fmax(old_layout, fabs((double)D[o * in + i] - W[i * out + o]));
+            }
+        th_diag("%s: moved %.3g at most (lr %g, 4 steps); read (out, in) it would be off by %.3g", name, moved,
+                FULL_LR, old_layout);
+        CHECKF(moved <= 4 * 4 * FULL_LR, "%s: the delta's values are up to %.3g from the base's", name, moved);
+        CHECKF(moved > FULL_LR / 10, "%s: training moved nothing (%.3g)", name, moved);
+        CHECKF(old_layout > 1e-2, "%s: the check cannot tell the layouts apart (%.3g)", name, old_layout);
+    }
+    free(W);
+    free(D);
+}
+
+/* At lr 0 the trained tensors stay the base's: every tensor of
+ * delta.safetensors has the shape and the bytes of the base file's tensor
+ * of its name (all of GPT-2's, Conv1D weights included). */
+static void check_equals_base(const char *run_dir) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/delta.safetensors", run_dir);
+    struct io_safetensors *d = NULL, *w = NULL;
+    if (CHECKF(io_safetensors_open(path_in(path), &d) == VP_OK &&
+               io_safetensors_open(path_in("gpt2/model.safetensors"), &w) == VP_OK, "%s", vp_last_error())) {
+        CHECKF(io_safetensors_count(d) == io_safetensors_count(w), "%zu tensors in the delta, %zu in the base",
+               io_safetensors_count(d), io_safetensors_count(w));
+        for (size_t k = 0; k < io_safetensors_count(d); k++) {
+            const struct io_tensor *x = io_safetensors_at(d, k), *y = io_safetensors_find(w, x->name);
+            bool same = y && x->ndim == y->ndim && x->nbytes == y->nbytes;
+            for (int i = 0; same && i < x->ndim; i++) same = x->shape[i] == y->shape[i];
+            CHECKF(same && memcmp(x->data, y->data, x->nbytes) == 0, "%s: not the base's tensor", x->name);
+        }
+    }
+    if (d) io_safetensors_close(d);
+    if (w) io_safetensors_close(w);
+}
+
+/* delta.safetensors in the base's layout, and a run that loses the device
+ * after its step-2 checkpoint resumes (the checkpoint holds the device's
+ * transposed layout) to the uninterrupted run's bytes. */
+static void full_delta_layout(void) {
+    if (!setup()) return;
+    run("train --model gpt2 --delta full --data lm.jsonl --batch 8 --steps 1 --lr 0 --weights f32 --quiet "
+        "--out full-lr0");
+    if (EXPECT_EXIT(0)) check_equals_base("full-lr0");
+    run(FULL_ARGS " --out full-ref");
+    if (!EXPECT_EXIT(0)) return;
+    static const char *const conv1d[] = {"transformer.h.0.attn.c_attn.weight", "transformer.h.1.attn.c_proj.weight",
+                                         "transformer.h.0.mlp.c_fc.weight", "transformer.h.1.mlp.c_proj.weight"};
+    for (int k = 0; k < 4; k++) check_trained_in_layout("full-ref", conv1d[k]);
+    cJSON *j = NULL;
+    void *text = NULL;
+    size_t size = 0;
+    if (CHECK(vp_file_read(path_in("full-ref/delta.json"), &text, &size) == VP_OK))
+        j = cJSON_ParseWithLength(text, size);
+    free(text);
+    CHECKF(json_number(j, "format") == 2, "delta.json's format is %g", json_number(j, "format"));
+    cJSON_Delete(j);
+    /* the 5th queue submission comes after the step-2 checkpoint */
+    run_env("VKPEFT_TEST_FAULT=submit:5", FULL_ARGS " --out full-lost");
+    EXPECT_EXIT(1);
+    EXPECT_OUTPUT("the device was lost during training");
+    CHECK(exists("full-lost/checkpoint.vkpc"));
+    run(FULL_ARGS " --out full-lost --resume");
+    EXPECT_EXIT(0);
+    CHECKF(same_bytes("full-ref/delta.safetensors", "full-lost/delta.safetensors"),
+           "the resumed run's delta differs from the uninterrupted one's");
+}
+
+/* root/from/delta.json with "format" set to `format` (NULL: removed),
+ * written to root/to/delta.json. */
+static bool rewrite_format(const char *from, const char *to, cJSON *format) {
+    char path[256];
+    void *text = NULL;
+    size_t size = 0;
+    snprintf(path, sizeof path, "%s/delta.json", from);
+    cJSON *j = CHECK(vp_file_read(path_in(path), &text, &size) == VP_OK) ? cJSON_ParseWithLength(text, size) : NULL;
+    free(text);
+    char *out = NULL;
+    if (CHECKF(j != NULL, "%s is not JSON", path)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(j, "format");
+        if (format) cJSON_AddItemToObject(j, "format", format);
+        format = NULL;
+        out = cJSON_Print(j);
+    }
+    cJSON_Delete(format);
+    cJSON_Delete(j);
+    snprintf(path, sizeof path, "%s/delta.json", to);
+    const bool ok = out && CHECK(vp_mkdir_p(path_in(to)) == VP_OK) && write_text(path, out);
+    free(out);
+    return ok;
+}
+
+/* root/to/delta.safetensors: root/from's with GPT-2's Conv1D weights'
+ * data in (out, in) order under their [in, out] header, as format 1 held
+ * them. */
+static bool write_format1_tensors(const char *from, const char *to) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/delta.safetensors", from);
+    struct io_safetensors *f = NULL;
+    if (!CHECKF(io_safetensors_open(path_in(path), &f) == VP_OK, "%s", vp_last_error())) return false;
+    const size_t count = io_safetensors_count(f);
+    struct io_tensor_out *out = calloc(count, sizeof *out);
+    float **owned = calloc(count, sizeof *owned);
+    int transposed = 0;
+    for (size_t k = 0; k < count; k++) {
+        const struct io_tensor *t = io_safetensors_at(f, k);
+        out[k] = (struct io_tensor_out){t->name, t->dtype, t->ndim, {t->shape[0], t->shape[1]}, t->data};
+        const bool conv1d = strncmp(t->name, "transformer.h.", 14) == 0 && t->ndim == 2 &&
+                            (strstr(t->name, ".c_attn.weight") || strstr(t->name, ".c_proj.weight") ||
+                             strstr(t->name, ".c_fc.weight"));
+        if (!conv1d) continue;
+        const int64_t in = t->shape[0], n_out = t->shape[1];
+        const float *x = t->data;
+        owned[k] = malloc((size_t)t->numel * sizeof **owned);
+        for (int64_t i = 0; i < in; i++)
+            for (int64_t o = 0; o < n_out; o++) owned[k][o * in + i] = x[i * n_out + o];
+        out[k].data = owned[k];
+        transposed++;
+    }
+    snprintf(path, sizeof path, "%s/delta.safetensors", to);
+    const bool ok = CHECKF(transposed == 8, "%d Conv1D weights in %s", transposed, from) &&
+                    CHECKF(io_safetensors_write(path_in(path), out, count, NULL) == VP_OK, "%s", vp_last_error());
+    for (size_t k = 0; k < count; k++) free(owned[k]);
+    free(owned);
+    free(out);
+    io_safetensors_close(f);
+    return ok;
+}
+
+/* A format-1 delta (no "format" in delta.json; a GPT-2 full delta's Conv1D
+ * weights transposed under their header) loads converted: eval gives the
+ * format-2 delta's loss to the bit and merge its bytes. A later format, or
+ * one that is not a number, exits 2 with the reason. */
+static void full_old_format(void) {
+    if (!setup() || !CHECKF(exists("run-gpt2-full/delta.json"), "needs merge_full_and_bitfit's run")) return;
+    if (!rewrite_format("run-gpt2-full", "gpt2-full-v1", NULL) ||
+        !write_format1_tensors("run-gpt2-full", "gpt2-full-v1"))
+        return;
+    const double v2 = eval_loss("gpt2", "run-gpt2-full", "lm.jsonl"), v1 = eval_loss("gpt2", "gpt2-full-v1", "lm.jsonl");
+    CHECKF(v1 == v2, "loss %.9g with the format-1 copy, %.9g with the delta", v1, v2);
+    merge_ok("gpt2", "gpt2-full-v1", "merged-gpt2-full-v1", 2);
+    CHECKF(same_bytes("merged-gpt2-full/model.safetensors", "merged-gpt2-full-v1/model.safetensors"),
+           "the format-1 copy merges to other tensors");
+    if (!rewrite_format("run-gpt2-full", "gpt2-full-v3", cJSON_CreateNumber(3)) ||
+        !rewrite_format("run-gpt2-full", "gpt2-full-vx", cJSON_CreateString("2")))
+        return;
+    run("eval --model gpt2 --delta gpt2-full-v3 --data lm.jsonl");
+    EXPECT_EXIT(2);
+    EXPECT_OUTPUT("\"format\" is 3, from a newer vkpeft");
+    run("merge --model gpt2 --delta gpt2-full-vx --out merged-vx");
+    EXPECT_EXIT(2);
+    EXPECT_OUTPUT("\"format\" must be 1 or 2");
+    CHECK(!exists("merged-vx"));
 }
 
 static void merge_refusals(void) {
@@ -497,7 +682,8 @@ int main(int argc, char **argv) {
     vkpeft = realpath(argv[1], full) ? full : argv[1];
     const struct th_case cases[] = {
         TH_CASE(merge_llama),   TH_CASE(merge_llama_peft), TH_CASE(merge_sharded), TH_CASE(merge_gpt2),
-        TH_CASE(merge_seq2seq), TH_CASE(merge_full_and_bitfit), TH_CASE(merge_refusals), TH_CASE(teardown),
+        TH_CASE(merge_seq2seq), TH_CASE(merge_full_and_bitfit), TH_CASE(full_delta_layout), TH_CASE(full_old_format),
+        TH_CASE(merge_refusals), TH_CASE(teardown),
     };
     return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);
 }

@@ -131,13 +131,11 @@ struct merge_lora {
     int64_t c0;
 };
 
-/* A BitFit / full tensor replacing file tensor k's values (GPT-2's Conv1D
- * weights transposed: the decoder holds and trains them (out, in), and a
- * full delta keeps them that way). */
+/* A BitFit / full tensor replacing file tensor k's values: the delta holds
+ * it in the file tensor's shape and layout (save.h). */
 struct merge_model {
     long k;
     const struct delta_tensor *d;
-    bool transposed;
 };
 
 struct merger {
@@ -213,34 +211,28 @@ static vp_status plan_lora(struct merger *mg, int i, const char *root, int l) {
     return VP_OK;
 }
 
-/* GPT-2's Conv1D weights, [in, out] in the file. */
-static bool gpt2_conv1d(const struct model_arch *a, const struct io_tensor *it) {
-    static const char *const ends[] = {".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight",
-                                       ".mlp.c_proj.weight"};
-    const size_t n = strlen(it->name);
-    if (a->family != MODEL_FAMILY_GPT2 || it->ndim != 2 || strncmp(it->name, "transformer.h.", 14) != 0) return false;
-    for (size_t k = 0; k < sizeof ends / sizeof ends[0]; k++)
-        if (n > strlen(ends[k]) && strcmp(it->name + n - strlen(ends[k]), ends[k]) == 0) return true;
-    return false;
-}
-
 /* A model tensor BitFit / full trained (a Hugging Face name), not a
  * module's (…layers.{l}.delta{i}.*, delta{i}.reparam.*) or the head. */
 static bool model_tensor(const char *name) {
     return !strstr(name, ".delta") && strncmp(name, "delta", 5) != 0 && strncmp(name, "classifier.", 11) != 0;
 }
 
-/* Every trained model tensor must be in the file with its size. */
+/* Every trained model tensor must be in the file with its shape. */
 static vp_status plan_model(struct merger *mg, const struct delta_tensor *d) {
     struct merge_name name;
     merge_name_of(mg->arch, d->name, &name);
     const long k = file_tensor(mg, &name);
     const struct io_tensor *it = k >= 0 ? io_weights_at(mg->w, (size_t)k) : NULL;
-    if (!it || it->numel != delta_tensor_numel(d) || !float_dtype(it->dtype))
-        return vp_fail(VP_ERROR_BAD_INPUT, "%s: the weights have no float tensor %s of %llu values, which the "
-                       "delta trains; is it the delta's base model?", mg->model_dir, d->name,
-                       (unsigned long long)delta_tensor_numel(d));
-    mg->model[mg->model_tensors++] = (struct merge_model){k, d, gpt2_conv1d(mg->arch, it)};
+    bool same = it && it->ndim == d->ndim && float_dtype(it->dtype);
+    for (int i = 0; same && i < d->ndim; i++) same = it->shape[i] == d->shape[i];
+    if (!same) {
+        char shape[96] = "";
+        for (int i = 0, n = 0; i < d->ndim; i++)
+            n += snprintf(shape + n, sizeof shape - (size_t)n, "%s%lld", i ? ", " : "", (long long)d->shape[i]);
+        return vp_fail(VP_ERROR_BAD_INPUT, "%s: the weights have no float tensor %s of shape [%s], which the delta "
+                       "trains; is it the delta's base model?", mg->model_dir, d->name, shape);
+    }
+    mg->model[mg->model_tensors++] = (struct merge_model){k, d};
     return VP_OK;
 }
 
@@ -292,9 +284,7 @@ static vp_status merge_tensor(struct merger *mg, long k) {
     if (!acc) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory merging %s", it->name);
     const int64_t rows = it->ndim == 2 ? it->shape[0] : 1, cols = (int64_t)it->numel / rows;
     if (model)
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t c = 0; c < cols; c++)
-                acc[r * cols + c] = model->d->data[model->transposed ? c * rows + r : r * cols + c];
+        for (uint64_t i = 0; i < it->numel; i++) acc[i] = model->d->data[i];
     else
         file_to_f64(it, acc);
     for (int j = 0; j < mg->merged; j++)

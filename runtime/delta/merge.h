@@ -24,9 +24,10 @@
  * id2label and label2id of the trained head and the sequence-classification
  * architecture), and the tokenizer files and generation_config.json the
  * base folder has. Every file is written atomically, config.json last.
- * A BitFit / full delta's trained tensors replace the base's (GPT-2's
- * Conv1D weights, which such a delta holds (out, in) as the decoder trains
- * them, transposed back), and LoRA in the same delta adds to them. Only
+ * A BitFit / full delta's trained tensors replace the base's as the delta
+ * holds them (in the base tensor's shape and layout, GPT-2's Conv1D weights
+ * [in, out]: save.h; an older delta's are converted when it loads), and
+ * LoRA in the same delta adds to them. Only
  * LoRA and those merge: adapters and prefixes add computation no weight can
  * hold (run them with --delta). */
 #ifndef VKPEFT_DELTA_MERGE_H

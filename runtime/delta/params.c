@@ -295,14 +295,19 @@ int delta_params_prefix_width(const struct model_arch *a) {
     return a->stack == MODEL_STACK_DECODER ? a->kv_heads * a->head_dim : a->hidden;
 }
 
-vp_status delta_params_add_model(struct delta_params *p, const char *name, int ndim, const int64_t shape[2]) {
+vp_status delta_params_add_model(struct delta_params *p, const char *name, int ndim, const int64_t shape[2],
+                                 bool transposed) {
     if (p->allocated)
         return vp_fail(VP_ERROR_INVALID_ARGUMENT, "delta params: %s added after the arenas were allocated", name);
+    if (transposed && ndim != 2)
+        return vp_fail(VP_ERROR_INVALID_ARGUMENT, "delta params: %s has %d dimensions; only a matrix is transposed",
+                       name, ndim);
     struct builder b = {.p = p, .cap = p->count, .next_stream = (uint32_t)p->count};
     struct delta_param *t = add(&b, DELTA_PARAM_MODEL, DELTA_PART_NONE, -1, -1, (int)shape[0],
                                 ndim > 1 ? (int)shape[1] : 0, 0, "%s", name);
     if (!t) return b.status;
     t->decay = ndim > 1; /* matrices decay; biases and norm weights do not */
+    t->transposed = transposed;
     layout(p);
     return VP_OK;
 }
@@ -480,6 +485,34 @@ vp_status delta_params_write(struct delta_params *p, const char *name, const flo
     return s == VP_OK ? vk_buffer_write(p->ctx, &p->arena[DELTA_ARENA_VALUE], t->offset, data, n * 4) : s;
 }
 
+/* dst (cols, rows) = srcᵀ, src (rows, cols) row-major. */
+static void transpose(float *dst, const float *src, int64_t rows, int64_t cols) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) dst[c * rows + r] = src[r * cols + c];
+}
+
+/* Values in the tensor's own layout (s0, s1) written into the arenas. */
+static vp_status write_own_layout(struct delta_params *p, const struct delta_param *t, const float *data) {
+    if (!t->transposed) return delta_params_write(p, t->name, data, (size_t)t->n);
+    float *held = malloc((size_t)t->n * sizeof *held);
+    if (!held) return vp_fail(VP_ERROR_HOST_MEMORY, "delta params: out of host memory for %s", t->name);
+    transpose(held, data, t->shape[0], t->shape[1]); /* (s0, s1) -> (s1, s0) */
+    vp_status s = delta_params_write(p, t->name, held, (size_t)t->n);
+    free(held);
+    return s;
+}
+
+/* The arenas' values of a tensor in its own layout (s0, s1). */
+static vp_status read_own_layout(const struct delta_params *p, const struct delta_param *t, float *out) {
+    if (!t->transposed) return delta_params_read(p, t->name, out, (size_t)t->n);
+    float *held = malloc((size_t)t->n * sizeof *held);
+    if (!held) return vp_fail(VP_ERROR_HOST_MEMORY, "delta params: out of host memory for %s", t->name);
+    vp_status s = delta_params_read(p, t->name, held, (size_t)t->n);
+    if (s == VP_OK) transpose(out, held, t->shape[1], t->shape[0]); /* (s1, s0) -> (s0, s1) */
+    free(held);
+    return s;
+}
+
 vp_status delta_params_load(struct delta_params *p, const struct delta_tensors *src) {
     for (size_t k = 0; k < src->count; k++) {
         const struct delta_tensor *in = &src->items[k];
@@ -496,7 +529,7 @@ vp_status delta_params_load(struct delta_params *p, const struct delta_tensors *
             return vp_fail(VP_ERROR_BAD_INPUT, "delta tensor %s has %d dimensions (%lld, ...), the "
                            "spec needs %d (%lld, ...)", in->name, in->ndim,
                            (long long)(in->ndim ? in->shape[0] : 0), t->ndim, (long long)t->shape[0]);
-        vp_status s = delta_params_write(p, t->name, in->data, (size_t)t->n);
+        vp_status s = write_own_layout(p, t, in->data);
         if (s != VP_OK) return s;
     }
     return VP_OK;
@@ -508,7 +541,7 @@ vp_status delta_params_save(const struct delta_params *p, unsigned roles, struct
         if (roles && !(roles & (1u << t->role))) continue;
         struct delta_tensor *d = delta_tensors_add(out, t->name, t->ndim, t->shape);
         if (!d) return VP_ERROR_HOST_MEMORY;
-        vp_status s = delta_params_read(p, t->name, d->data, (size_t)t->n);
+        vp_status s = read_own_layout(p, t, d->data);
         if (s != VP_OK) return s;
     }
     return VP_OK;

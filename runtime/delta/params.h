@@ -27,7 +27,10 @@
  * every tensor is a view at the same aligned offset in each. Tensors with
  * weight decay come first, then those without, so consecutive tensors whose
  * sizes are multiples of the pool alignment are end to end and an optimiser
- * step merges them into one dispatch (kernel_opt_tensor).
+ * step merges them into one dispatch (kernel_opt_tensor). A tensor is
+ * (s0, s1) row-major in the arenas, except a transposed one (GPT-2's Conv1D
+ * weights), held (s1, s0) as the decoder multiplies it; delta_params_save
+ * and _load convert, so saved deltas hold every tensor as its shape says.
  *
  * Initialisation (the contract, PAPER.md): Philox4x32-10 keyed by the run
  * seed, one stream per tensor numbered as the whole-model reference numbers
@@ -72,6 +75,9 @@ struct delta_param {
     enum delta_param_part part;
     int module, layer;          /* delta tensors: spec module, encoder layer (-1: reparam) */
     bool decay;                 /* weight decay applies (not biases, LayerNorm, gates) */
+    bool transposed;            /* the arenas hold this (s0, s1) tensor as its transpose, (s1, s0)
+                                 * row-major: GPT-2's Conv1D weights, [in, out] in Hugging Face's
+                                 * file, which the decoder multiplies as (out, in) */
     uint32_t stream;            /* Philox stream of its initial values */
     VkDeviceSize offset;        /* bytes from the start of every arena */
     /* Views into the arenas (valid after delta_params_alloc): fp32 (n). */
@@ -110,9 +116,11 @@ int delta_params_prefix_width(const struct model_arch *arch);
  * past the last. */
 int delta_params_place(const struct model_arch *arch, const struct delta_module *m, int place, const char **root);
 /* Appends a pretrained model tensor bitfit / full train (role
- * DELTA_PARAM_MODEL, Hugging Face name, decay for matrices) and lays the
- * arenas out again; before delta_params_alloc only. */
-vp_status delta_params_add_model(struct delta_params *p, const char *name, int ndim, const int64_t shape[2]);
+ * DELTA_PARAM_MODEL, Hugging Face name and shape, decay for matrices;
+ * transposed: a matrix the arenas hold as its transpose, delta_param) and
+ * lays the arenas out again; before delta_params_alloc only. */
+vp_status delta_params_add_model(struct delta_params *p, const char *name, int ndim, const int64_t shape[2],
+                                 bool transposed);
 /* Frees the arenas (when allocated) and the list. NULL is fine. */
 void delta_params_destroy(struct delta_params *p);
 
@@ -132,20 +140,24 @@ struct delta_param *delta_params_find(const struct delta_params *p, const char *
 /* Σ n over every tensor. */
 uint64_t delta_params_numel(const struct delta_params *p);
 
-/* Copies a tensor's values (or its gradient) to or from host floats; n must
- * be the tensor's size. VP_ERROR_INVALID_ARGUMENT for an unknown name. */
+/* Copies a tensor's values (or its gradient) to or from host floats in the
+ * arenas' layout (a transposed tensor as its transpose); n must be the
+ * tensor's size. VP_ERROR_INVALID_ARGUMENT for an unknown name. */
 vp_status delta_params_read(const struct delta_params *p, const char *name, float *out, size_t n);
 vp_status delta_params_read_grad(const struct delta_params *p, const char *name, float *out,
                                  size_t n);
 vp_status delta_params_write(struct delta_params *p, const char *name, const float *data,
                              size_t n);
 
-/* Writes every tensor of `t` into the params (--init-delta, resuming): each
- * must name a trainable tensor with the same shape; tensors `t` lacks keep
- * their values. */
+/* Writes every tensor of `t` into the params (--init-delta, --delta): each
+ * must name a trainable tensor with the same shape, its values in that
+ * shape's row-major order (a transposed tensor is transposed into the
+ * arenas); tensors `t` lacks keep their values. */
 vp_status delta_params_load(struct delta_params *p, const struct delta_tensors *t);
 /* Appends a host copy of every tensor (role filter: a bit mask of
- * 1u << DELTA_PARAM_*; 0 = all) to `out`. */
+ * 1u << DELTA_PARAM_*; 0 = all) to `out`, each in its shape's row-major
+ * order (Hugging Face's layout for model tensors: a transposed tensor is
+ * transposed back), as delta.safetensors and model files hold them. */
 vp_status delta_params_save(const struct delta_params *p, unsigned roles, struct delta_tensors *out);
 
 /* The tensors as an optimiser sees them, in arena order; writes at most

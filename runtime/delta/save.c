@@ -211,6 +211,7 @@ static vp_status write_json(const char *dir, const struct delta_params *p, const
         return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory saving a delta");
     }
     cJSON_AddStringToObject(root, "vkpeft", vp_version_string());
+    cJSON_AddNumberToObject(root, "format", DELTA_FORMAT);
     cJSON_AddItemToObject(root, "spec", spec);
     cJSON_AddItemToObject(root, "params", params_json(p, saved, t));
     cJSON_AddItemToObject(root, "base_model", base_model_json(&p->arch, info ? info->model_dir : NULL));
@@ -350,6 +351,49 @@ static vp_status read_tensors(const char *dir, const struct delta_spec *spec, co
     return s;
 }
 
+/* delta.json's "format" (save.h): 1 when absent; *s set for one this build
+ * does not read. */
+static int file_format(const cJSON *root, const char *path, vp_status *s) {
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(root, "format");
+    if (!f) return 1;
+    const bool known = cJSON_IsNumber(f) && (f->valuedouble == 1 || f->valuedouble == 2);
+    if (!known && cJSON_IsNumber(f) && f->valuedouble > DELTA_FORMAT)
+        *s = vp_fail(VP_ERROR_BAD_INPUT, "%s: \"format\" is %g, from a newer vkpeft; this one (%s) reads delta "
+                     "formats 1 to %d: update vkpeft", path, f->valuedouble, vp_version_string(), DELTA_FORMAT);
+    else if (!known)
+        *s = vp_fail(VP_ERROR_BAD_INPUT, "%s: \"format\" must be 1 or %d (the delta file format)", path,
+                     DELTA_FORMAT);
+    return known ? (int)f->valuedouble : 0;
+}
+
+/* GPT-2's Conv1D weights: [in, out] in Hugging Face's file. */
+static bool gpt2_conv1d(const struct model_arch *a, const struct delta_tensor *t) {
+    static const char *const ends[] = {".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight",
+                                       ".mlp.c_proj.weight"};
+    const size_t n = strlen(t->name);
+    if (a->family != MODEL_FAMILY_GPT2 || t->ndim != 2 || strncmp(t->name, "transformer.h.", 14) != 0) return false;
+    for (size_t k = 0; k < sizeof ends / sizeof ends[0]; k++)
+        if (n > strlen(ends[k]) && strcmp(t->name + n - strlen(ends[k]), ends[k]) == 0) return true;
+    return false;
+}
+
+/* Format 1 to 2: a GPT-2 full delta's Conv1D weights hold (out, in) data
+ * under their [in, out] header; transposed in place to [in, out]. */
+static vp_status upgrade_format1(const struct model_arch *a, struct delta_tensors *t) {
+    for (size_t k = 0; k < t->count; k++) {
+        struct delta_tensor *d = &t->items[k];
+        if (!gpt2_conv1d(a, d)) continue;
+        const int64_t in = d->shape[0], out = d->shape[1];
+        float *data = malloc((size_t)(in * out) * sizeof *data);
+        if (!data) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory converting %s", d->name);
+        for (int64_t o = 0; o < out; o++)
+            for (int64_t i = 0; i < in; i++) data[i * out + o] = d->data[o * in + i];
+        free(d->data);
+        d->data = data;
+    }
+    return VP_OK;
+}
+
 static vp_status load_vkpeft(const char *dir, const struct model_arch *arch, struct delta_spec *spec,
                              struct delta_tensors *t) {
     char path[4096];
@@ -362,11 +406,13 @@ static vp_status load_vkpeft(const char *dir, const struct model_arch *arch, str
     if (!cJSON_IsObject(root) || !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "spec")))
         s = vp_fail(VP_ERROR_BAD_INPUT, "%s is not a vkpeft delta.json (a JSON object with \"spec\" and "
                     "\"base_model\"); was the folder written by another tool?", path);
+    const int format = s == VP_OK ? file_format(root, path, &s) : 0;
     if (s == VP_OK) s = check_base(root, arch, path);
     if (s == VP_OK) s = delta_spec_parse(text, size, path, spec);
     cJSON_Delete(root);
     free(text);
     if (s == VP_OK) s = read_tensors(dir, spec, arch, t);
+    if (s == VP_OK && format == 1) s = upgrade_format1(arch, t);
     return s;
 }
 

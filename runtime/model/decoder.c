@@ -84,7 +84,8 @@ static vp_status setup_params(struct decoder *m) {
         struct dec_weight *w = &m->weights[k];
         if (!model_trained(m, w) || delta_params_find(p, w->name)) continue;
         m->model_trains = true;
-        if ((s = delta_params_add_model(p, w->name, w->ndim, w->shape)) != VP_OK) return s;
+        const bool transposed = w->conv1d && w->ndim == 2; /* held [ld, in]: dec_weight.param */
+        if ((s = delta_params_add_model(p, w->name, w->ndim, w->shape, transposed)) != VP_OK) return s;
     }
     const VkDeviceSize align = vk_pool_alignment(m->ctx);
     m->trains = p->count > 0;

@@ -226,7 +226,8 @@ vp_status s2s_setup_params(struct seq2seq *m) {
         struct dec_weight *w = &c->weights[k];
         if (!model_trained(m, w) || delta_params_find(p, w->name)) continue;
         c->model_trains = true;
-        if ((s = delta_params_add_model(p, w->name, w->ndim, w->shape)) != VP_OK) return s;
+        const bool transposed = w->conv1d && w->ndim == 2; /* held [ld, in]: dec_weight.param */
+        if ((s = delta_params_add_model(p, w->name, w->ndim, w->shape, transposed)) != VP_OK) return s;
     }
     c->trains = p->count > 0;
     const int blocks = c->arch.layers;

@@ -9,7 +9,10 @@
  *   value arena  m arena  v arena               (arena_bytes each)
  *   u64 FNV-1a of every byte before it
  * The header names the arena size and a hash of the tensor layout (names,
- * shapes, offsets), so a checkpoint only loads into the same layout.
+ * shapes, offsets), so a checkpoint only loads into the same layout. The
+ * arenas are the device's layout, transposed tensors (delta_param:
+ * GPT-2's Conv1D weights) as the decoder holds them, not delta.safetensors'
+ * (save.h): a checkpoint is read by --resume only, into the same params.
  *
  * Writing: a temporary file in the same folder, fsync, rename over the
  * previous checkpoint, fsync of the folder. A kill at any moment leaves
