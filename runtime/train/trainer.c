@@ -294,9 +294,12 @@ static vp_status record_step(struct trainer *t, struct vk_recorder *rec, bool ze
     vp_context *ctx = t->ctx;
     vp_status s = VP_OK;
     if (update) s = vk_recorder_copy(rec, &t->hp, 0, &t->stage, STAGE_HP, HP_BYTES);
+    const char *site = vk_recorder_label(rec, "zero gradients");
     if (s == VP_OK && zero) s = t->model.record_zero_grads(t->model.self, rec);
+    vk_recorder_label(rec, site);
     if (s == VP_OK) s = t->model.record_train(t->model.self, rec);
     if (s != VP_OK || !update) return s;
+    vk_recorder_label(rec, "optimizer");
     if (scale != 1.0f) {
         /* The mean over micro-batches (padding between tensors holds zeros). */
         const struct delta_params *p = t->model.params(t->model.self);
@@ -313,6 +316,7 @@ static vp_status record_step(struct trainer *t, struct vk_recorder *rec, bool ze
         s = t->o.optimizer == TRAINER_SGD ? kernel_sgd_step(ctx, rec, t->opt, t->opt_count, &t->hp, clip)
                                           : kernel_adamw_step(ctx, rec, t->opt, t->opt_count, &t->hp, clip);
     if (s == VP_OK) s = vk_recorder_copy(rec, &t->stage, STAGE_NORM, &t->clip, 0, 8);
+    vk_recorder_label(rec, site);
     return s;
 }
 
@@ -334,6 +338,24 @@ static vp_status recording(struct trainer *t, bool zero, bool update, float scal
     }
     *out = r->rec;
     return VP_OK;
+}
+
+vp_status trainer_profile_step(struct trainer *t, struct vk_profile *out) {
+    memset(out, 0, sizeof *out);
+    if (!t->loaded) return vp_fail(VP_ERROR_INVALID_ARGUMENT, "trainer: not loaded (trainer_load)");
+    if (!vp_context_device(t->ctx)->timestamps)
+        return vp_fail(VP_ERROR_UNSUPPORTED,
+                       "profile: device '%s' has no timestamps on its compute queue (timestampValidBits is 0)",
+                       vp_context_device(t->ctx)->name);
+    struct vk_recorder *rec = NULL;
+    if (t->model.set_step) t->model.set_step(t->model.self, (uint32_t)t->micro);
+    vp_status s = vk_recorder_create(t->ctx, VK_RECORDER_TIMESTAMPS, &rec);
+    if (s == VP_OK) s = vk_recorder_begin(rec);
+    if (s == VP_OK) s = record_step(t, rec, true, true, 1.0f);
+    if (s == VP_OK) s = vk_recorder_end(rec);
+    if (s == VP_OK) s = vk_profile_run(rec, out);
+    vk_recorder_destroy(rec);
+    return s;
 }
 
 /* Sets the encoder's batch shape; a new shape reallocates the activations,
