@@ -133,6 +133,46 @@ double json_number(const cJSON *o, const char *key) {
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
+bool profile_consistent(const cJSON *j) {
+    const cJSON *step = cJSON_GetObjectItemCaseSensitive(j, "profile_step");
+    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(j, "profile");
+    const double dispatches = json_number(step, "dispatches"), transfers = json_number(step, "transfers");
+    const double barriers = json_number(step, "barriers"), gpu = json_number(step, "gpu_us");
+    bool ok = CHECKF(cJSON_IsArray(rows) && dispatches > 0 && transfers >= 0, "%g dispatches, %g copies and fills",
+                     dispatches, transfers);
+    ok &= CHECKF(barriers > 0 && barriers < dispatches + transfers, "%g barriers", barriers);
+    ok &= CHECKF(gpu > 0 && json_number(step, "wall_us") > 0, "GPU %g us", gpu);
+    double calls = 0, kernel_calls = 0, total = 0, percent = 0, prev = INFINITY;
+    const cJSON *row;
+    cJSON_ArrayForEach(row, rows) {
+        const double c = json_number(row, "calls"), t = json_number(row, "total_us");
+        const char *k = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(row, "kernel"));
+        ok &= CHECKF(k && c >= 1 && t >= 0 && t <= prev, "a row of %g calls, %g us after %g", c, t, prev);
+        ok &= CHECK(fabs(json_number(row, "mean_us") - t / c) <= 1e-6 * t + 1e-9);
+        calls += c;
+        if (k && strcmp(k, "copy") != 0 && strcmp(k, "fill") != 0) kernel_calls += c;
+        total += t;
+        percent += json_number(row, "percent");
+        prev = t;
+    }
+    ok &= CHECKF(kernel_calls == dispatches && calls == dispatches + transfers, "%g calls of kernels, %g in all",
+                 kernel_calls, calls);
+    ok &= CHECKF(total <= gpu * (1 + 1e-9) && total >= gpu * (1 - 1e-6), "rows %g us, the step %g us", total, gpu);
+    ok &= CHECKF(fabs(percent - 100) < 1e-6, "%g%%", percent);
+    return ok;
+}
+
+bool profile_has(const cJSON *rows, const char *site, const char *kernel) {
+    const cJSON *row;
+    cJSON_ArrayForEach(row, rows) {
+        const cJSON *k = cJSON_GetObjectItemCaseSensitive(row, "kernel");
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(row, "site");
+        if (!cJSON_IsString(k) || strncmp(k->valuestring, kernel, strlen(kernel)) != 0) continue;
+        if (!site || (cJSON_IsString(st) && strcmp(st->valuestring, site) == 0)) return true;
+    }
+    return false;
+}
+
 /* ------------------------------------------------------------------------
  * Model folders and data
  * ------------------------------------------------------------------------ */

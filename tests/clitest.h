@@ -41,6 +41,15 @@ cJSON *output_json(void);                            /* the JSON object in r.out
  * bos_eos: the template <s> A </s>, else none. */
 bool write_xy_tokenizer(const char *dir, bool bos_eos);
 double json_number(const cJSON *o, const char *key); /* NaN when absent */
+/* The --profile output of a bench command's JSON j ("profile" rows and
+ * "profile_step"): the rows' calls add up to the step's commands (those of
+ * kernels to its dispatches), their times (each ≥ 0, largest first) to its
+ * GPU span, their shares to 100%; a barrier or more, fewer than commands.
+ * Checks each (failing the case) and returns whether all held. */
+bool profile_consistent(const cJSON *j);
+/* A row of "profile" rows whose kernel starts with `kernel` and whose site
+ * is `site` (NULL: any). */
+bool profile_has(const cJSON *rows, const char *site, const char *kernel);
 
 /* Writes folder root/name: config.json of a tiny roberta-shaped model
  * (model_type as given, vocab 40, d 32, 2 layers, 3 labels) and

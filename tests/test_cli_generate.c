@@ -225,15 +225,22 @@ static void bad_input_exits_2(void) {
     }
 }
 
-/* vkpeft bench generate runs and reports both rates (never asserted on). */
+/* vkpeft bench generate runs and reports both rates (never asserted on) and
+ * with --profile a decode step's kernels. */
 static void bench_generate_runs(void) {
     if (!model_ready()) return;
-    run("bench generate --model llama --batch 2 --prompt-len 3 --new-tokens 4 --repeat 1 --json");
+    run("bench generate --model llama --batch 2 --prompt-len 3 --new-tokens 4 --repeat 1 --profile --json");
     EXPECT_EXIT(0);
     cJSON *j = output_json();
     CHECKF(j && json_number(j, "prefill_tokens_per_s") > 0 && json_number(j, "decode_tokens_per_s") > 0 &&
                json_number(j, "batch") == 2,
            "%s", r.out);
+    /* --profile: one decode step, its kernels under their sites. */
+    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(j, "profile");
+    if (j && profile_consistent(j))
+        CHECKF(profile_has(rows, "forward attention", "attention_") && profile_has(rows, "forward ffn", "matmul_") &&
+                   profile_has(rows, "head", "matmul_") && !profile_has(rows, "backward layer", ""),
+               "%s", r.out);
     cJSON_Delete(j);
     run("bench generate --model llama --prompt-len 16");
     EXPECT_EXIT(2);

@@ -337,15 +337,19 @@ static void inspect_plans_memory(void) {
 }
 
 /* vkpeft bench generate runs on an encoder-decoder and reports the cached
- * rates and the uncached one (never asserted on). */
+ * rates and the uncached one (never asserted on), and with --profile a
+ * cached step's kernels. */
 static void bench_generate_runs(void) {
     if (!setup()) return;
-    run("bench generate --model bart --batch 2 --prompt-len 3 --new-tokens 4 --repeat 1 --json");
+    run("bench generate --model bart --batch 2 --prompt-len 3 --new-tokens 4 --repeat 1 --profile --json");
     EXPECT_EXIT(0);
     cJSON *j = output_json();
     CHECKF(j && json_number(j, "prefill_tokens_per_s") > 0 && json_number(j, "decode_tokens_per_s") > 0 &&
                json_number(j, "uncached_decode_tokens_per_s") > 0 && json_number(j, "batch") == 2,
            "%s", r.out);
+    /* --profile: one cached decoder step. */
+    if (j && profile_consistent(j))
+        CHECKF(profile_has(cJSON_GetObjectItemCaseSensitive(j, "profile"), NULL, "attention"), "%s", r.out);
     cJSON_Delete(j);
 }
 

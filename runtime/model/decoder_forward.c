@@ -340,10 +340,12 @@ vp_status dec_record_trunk(struct decoder *m, struct vk_recorder *rec, uint32_t 
                            const struct dec_attention_core *core) {
     struct dec_acts *a = &m->acts;
     const struct model_arch *ar = &m->arch;
+    const char *site = vk_recorder_label(rec, "forward");
     vp_status st = embeddings_forward(m, rec, N);
     for (int l = 0; l < ar->layers && st == VP_OK; l++) st = layer_forward(m, rec, l, N, core);
     const struct vk_buffer *x = &a->layers[ar->layers - 1].out;
     if (st == VP_OK) st = norm(m, rec, &a->xf, &a->meanf, &a->rstdf, x, m->w.normf_w, m->w.normf_b, N);
+    vk_recorder_label(rec, site);
     return st;
 }
 

@@ -44,6 +44,7 @@ struct seq2seq_gen {
     bool enc_recorded, step_recorded;
     int *len, *item, *next_len, *next_item; /* (R) tokens cached per row, its source */
     int rows_live;                     /* rows of the last call */
+    struct vk_profile *profile;        /* the next step's profile goes here (seq2seq_gen_profile_next) */
     struct model_owned owned;
 };
 
@@ -333,6 +334,8 @@ static void step_inputs(struct seq2seq_gen *g, int rows, const int32_t *parent, 
     memcpy(g->item, g->next_item, (size_t)R * sizeof *g->item);
 }
 
+void seq2seq_gen_profile_next(struct seq2seq_gen *g, struct vk_profile *out) { g->profile = out; }
+
 vp_status seq2seq_gen_step(void *gen, int rows, const int32_t *parent, const int32_t *tokens, float *logits) {
     struct seq2seq_gen *g = gen;
     const int V = g->m->arch.vocab_size;
@@ -354,7 +357,9 @@ vp_status seq2seq_gen_step(void *gen, int rows, const int32_t *parent, const int
     vp_status st = parent ? VP_OK : encode(g);
     if (st == VP_OK) {
         step_inputs(g, rows, parent, tokens);
-        st = dec_run_recording(g->step_rec, &g->step_recorded, record_step, g);
+        st = g->profile ? vk_profile_record(g->m->ctx, record_step, g, g->profile)
+                        : dec_run_recording(g->step_rec, &g->step_recorded, record_step, g);
+        g->profile = NULL;
     }
     if (st == VP_OK) memcpy(logits, g->stage_out.host, (size_t)rows * V * 4);
     g->rows_live = st == VP_OK ? rows : 0;

@@ -153,6 +153,8 @@ void seq2seq_gen_destroy(struct seq2seq_gen *g);
 vp_status seq2seq_gen_sources(struct seq2seq_gen *g, const int32_t *src, const uint8_t *src_mask, int batch,
                               int src_len);
 vp_status seq2seq_gen_step(void *gen, int rows, const int32_t *parent, const int32_t *tokens, float *logits);
+/* The next step is profiled as decoder_gen_profile_next's is. */
+void seq2seq_gen_profile_next(struct seq2seq_gen *g, struct vk_profile *out);
 vp_status seq2seq_gen_run(struct seq2seq_gen *g, const struct search_options *o, const int32_t *src,
                           const uint8_t *src_mask, int batch, int src_len, struct search_result *out);
 

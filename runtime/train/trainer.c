@@ -340,22 +340,14 @@ static vp_status recording(struct trainer *t, bool zero, bool update, float scal
     return VP_OK;
 }
 
+/* record_step of a whole step (zero, update, scale 1), for vk_profile_record. */
+static vp_status record_whole_step(void *t, struct vk_recorder *rec) { return record_step(t, rec, true, true, 1.0f); }
+
 vp_status trainer_profile_step(struct trainer *t, struct vk_profile *out) {
     memset(out, 0, sizeof *out);
     if (!t->loaded) return vp_fail(VP_ERROR_INVALID_ARGUMENT, "trainer: not loaded (trainer_load)");
-    if (!vp_context_device(t->ctx)->timestamps)
-        return vp_fail(VP_ERROR_UNSUPPORTED,
-                       "profile: device '%s' has no timestamps on its compute queue (timestampValidBits is 0)",
-                       vp_context_device(t->ctx)->name);
-    struct vk_recorder *rec = NULL;
     if (t->model.set_step) t->model.set_step(t->model.self, (uint32_t)t->micro);
-    vp_status s = vk_recorder_create(t->ctx, VK_RECORDER_TIMESTAMPS, &rec);
-    if (s == VP_OK) s = vk_recorder_begin(rec);
-    if (s == VP_OK) s = record_step(t, rec, true, true, 1.0f);
-    if (s == VP_OK) s = vk_recorder_end(rec);
-    if (s == VP_OK) s = vk_profile_run(rec, out);
-    vk_recorder_destroy(rec);
-    return s;
+    return vk_profile_record(t->ctx, record_whole_step, t, out);
 }
 
 /* Sets the encoder's batch shape; a new shape reallocates the activations,

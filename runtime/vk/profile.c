@@ -61,6 +61,23 @@ vp_status vk_profile_run(struct vk_recorder *rec, struct vk_profile *out) {
     return VP_OK;
 }
 
+vp_status vk_profile_record(vp_context *ctx, vp_status (*fn)(void *user, struct vk_recorder *rec), void *user,
+                            struct vk_profile *out) {
+    memset(out, 0, sizeof *out);
+    if (!ctx->info.timestamps)
+        return vp_fail(VP_ERROR_UNSUPPORTED,
+                       "profile: device '%s' has no timestamps on its compute queue (timestampValidBits is 0)",
+                       ctx->info.name);
+    struct vk_recorder *rec = NULL;
+    vp_status s = vk_recorder_create(ctx, VK_RECORDER_TIMESTAMPS, &rec);
+    if (s == VP_OK) s = vk_recorder_begin(rec);
+    if (s == VP_OK) s = fn(user, rec);
+    if (s == VP_OK) s = vk_recorder_end(rec);
+    if (s == VP_OK) s = vk_profile_run(rec, out);
+    vk_recorder_destroy(rec);
+    return s;
+}
+
 void vk_profile_finish(struct vk_profile *p) {
     free(p->rows);
     memset(p, 0, sizeof *p);
