@@ -137,11 +137,26 @@ static bool pair_write_delta(struct pair *p) {
 }
 
 /* Loads the GPU model for `shape` and creates its generator. */
+/* Loads the decoder for `shape` and makes its generator, which takes from
+ * each pool exactly what decoder_gen_plan says. */
 static bool pair_generator(struct pair *p, const struct decoder_gen_shape *shape, struct decoder_gen **gen) {
     int B, T;
     decoder_gen_batch_shape(shape, &B, &T);
-    return CHECKF(decoder_load(p->gpu, B, T) == VP_OK, "%s: %s", p->what, vp_last_error()) && pair_write_delta(p) &&
-           CHECKF(decoder_gen_create(p->gpu, shape, gen) == VP_OK, "%s: %s", p->what, vp_last_error());
+    uint64_t plan[VP_POOL_COUNT];
+    vp_pool_stats before[VP_POOL_COUNT], after;
+    if (!CHECKF(decoder_load(p->gpu, B, T) == VP_OK, "%s: %s", p->what, vp_last_error()) || !pair_write_delta(p) ||
+        !CHECKF(decoder_gen_plan(p->gpu, shape, plan) == VP_OK, "%s: %s", p->what, vp_last_error()))
+        return false;
+    for (int k = 0; k < VP_POOL_COUNT; k++) vp_pool_stats_get(g_ctx, (vp_pool)k, &before[k]);
+    if (!CHECKF(decoder_gen_create(p->gpu, shape, gen) == VP_OK, "%s: %s", p->what, vp_last_error())) return false;
+    bool ok = true;
+    for (int k = 0; k < VP_POOL_COUNT; k++) {
+        vp_pool_stats_get(g_ctx, (vp_pool)k, &after);
+        ok &= CHECKF(after.in_use - before[k].in_use == plan[k], "%s: the generator took %llu bytes of the %s pool, "
+                     "the plan says %llu", p->what, (unsigned long long)(after.in_use - before[k].in_use),
+                     vp_pool_name((vp_pool)k), (unsigned long long)plan[k]);
+    }
+    return ok;
 }
 
 static void pair_close(struct pair *p) {
