@@ -162,6 +162,30 @@ bool profile_consistent(const cJSON *j) {
     return ok;
 }
 
+bool generation_plan_consistent(const cJSON *j, int rows, int new_tokens, double cache_bytes, bool same_shape) {
+    const cJSON *g = cJSON_GetObjectItemCaseSensitive(j, "generation"), *plan = cJSON_GetObjectItem(j, "plan");
+    if (!CHECKF(cJSON_IsObject(g), "no generation plan: %s",
+                cJSON_GetStringValue(cJSON_GetObjectItem(j, "generation_error"))))
+        return false;
+    const cJSON *model = cJSON_GetObjectItem(g, "model"), *gen = cJSON_GetObjectItem(g, "generator");
+    const cJSON *total = cJSON_GetObjectItem(g, "total");
+    bool ok = CHECKF(json_number(g, "rows") == rows && json_number(g, "max_new_tokens") == new_tokens,
+                     "%g rows, %g new tokens", json_number(g, "rows"), json_number(g, "max_new_tokens"));
+    for (const char *const *p = (const char *const[]){"frozen", "trainable", "activations", "staging", "total", NULL};
+         *p; p++) {
+        ok &= CHECKF(json_number(total, *p) == json_number(model, *p) + json_number(gen, *p), "%s: %g + %g != %g", *p,
+                     json_number(model, *p), json_number(gen, *p), json_number(total, *p));
+        if (same_shape)
+            ok &= CHECKF(json_number(model, *p) == json_number(plan, *p), "%s: the model at the generation's shape "
+                         "takes %g, the memory plan %g", *p, json_number(model, *p), json_number(plan, *p));
+    }
+    ok &= CHECKF(json_number(gen, "frozen") == 0 && json_number(gen, "trainable") == 0 &&
+                     json_number(gen, "staging") > 0 && json_number(gen, "activations") >= cache_bytes,
+                 "the generator: %g activations (caches alone %g), %g staging, %g frozen", json_number(gen, "activations"),
+                 cache_bytes, json_number(gen, "staging"), json_number(gen, "frozen"));
+    return ok;
+}
+
 bool profile_has(const cJSON *rows, const char *site, const char *kernel) {
     const cJSON *row;
     cJSON_ArrayForEach(row, rows) {

@@ -47,6 +47,13 @@ double json_number(const cJSON *o, const char *key); /* NaN when absent */
  * GPU span, their shares to 100%; a barrier or more, fewer than commands.
  * Checks each (failing the case) and returns whether all held. */
 bool profile_consistent(const cJSON *j);
+/* inspect --json's "generation" in j: `rows` rows and `new_tokens` new
+ * tokens; each pool's total the model's plus the generator's; the
+ * generator only in the activations pool (at least `cache_bytes`, what
+ * its caches alone take) and staging; with same_shape (the generation
+ * loads the model at the memory plan's shape) the model's bytes are
+ * "plan"'s. Checks each (failing the case); true when all held. */
+bool generation_plan_consistent(const cJSON *j, int rows, int new_tokens, double cache_bytes, bool same_shape);
 /* A row of "profile" rows whose kernel starts with `kernel` and whose site
  * is `site` (NULL: any). */
 bool profile_has(const cJSON *rows, const char *site, const char *kernel);
