@@ -142,15 +142,20 @@ bool profile_consistent(const cJSON *j) {
                      dispatches, transfers);
     ok &= CHECKF(barriers > 0 && barriers < dispatches + transfers, "%g barriers", barriers);
     ok &= CHECKF(gpu > 0 && json_number(step, "wall_us") > 0, "GPU %g us", gpu);
-    double calls = 0, kernel_calls = 0, total = 0, percent = 0, prev = INFINITY;
+    double calls = 0, kernel_calls = 0, total = 0, percent = 0, prev = INFINITY, waited = 0;
     const cJSON *row;
     cJSON_ArrayForEach(row, rows) {
         const double c = json_number(row, "calls"), t = json_number(row, "total_us");
+        const double b = json_number(row, "after_barrier"), groups = json_number(row, "workgroups");
         const char *k = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(row, "kernel"));
+        const bool transfer = k && (strcmp(k, "copy") == 0 || strcmp(k, "fill") == 0);
         ok &= CHECKF(k && c >= 1 && t >= 0 && t <= prev, "a row of %g calls, %g us after %g", c, t, prev);
         ok &= CHECK(fabs(json_number(row, "mean_us") - t / c) <= 1e-6 * t + 1e-9);
+        ok &= CHECKF(b >= 0 && b <= c && (transfer ? groups == 0 : groups >= c), "%s: %g of %g calls after a barrier, "
+                     "%g workgroups", k ? k : "?", b, c, groups);
+        waited += b;
         calls += c;
-        if (k && strcmp(k, "copy") != 0 && strcmp(k, "fill") != 0) kernel_calls += c;
+        if (k && !transfer) kernel_calls += c;
         total += t;
         percent += json_number(row, "percent");
         prev = t;
@@ -159,6 +164,7 @@ bool profile_consistent(const cJSON *j) {
                  kernel_calls, calls);
     ok &= CHECKF(total <= gpu * (1 + 1e-9) && total >= gpu * (1 - 1e-6), "rows %g us, the step %g us", total, gpu);
     ok &= CHECKF(fabs(percent - 100) < 1e-6, "%g%%", percent);
+    ok &= CHECKF(waited == barriers, "%g calls after a barrier, %g barriers", waited, barriers);
     return ok;
 }
 

@@ -44,7 +44,9 @@ double json_number(const cJSON *o, const char *key); /* NaN when absent */
 /* The --profile output of a bench command's JSON j ("profile" rows and
  * "profile_step"): the rows' calls add up to the step's commands (those of
  * kernels to its dispatches), their times (each ≥ 0, largest first) to its
- * GPU span, their shares to 100%; a barrier or more, fewer than commands.
+ * GPU span, their shares to 100%, their calls after a barrier to its
+ * barriers (a barrier or more, fewer than commands); kernels have a
+ * workgroup or more per call, copies and fills none.
  * Checks each (failing the case) and returns whether all held. */
 bool profile_consistent(const cJSON *j);
 /* inspect --json's "generation" in j: `rows` rows and `new_tokens` new

@@ -203,19 +203,25 @@ static void profile_groups_by_site(void) {
     if (CHECKF(vk_profile_run(f.rec, &p) == VP_OK, "%s", vp_last_error())) {
         CHECK(p.commands == 7 && p.dispatches == 5 && p.transfers == 2 && p.count == 4);
         CHECK(p.barriers == vk_recorder_barrier_count(f.rec) && p.barriers > 0);
-        uint32_t calls = 0;
+        uint32_t calls = 0, barriers = 0, gx, gy;
+        const uint32_t wg = kernel_elementwise_workgroup(f.ctx);
+        kernel_grid_1d(f.ctx, (f.n + wg - 1) / wg, &gx, &gy);
+        const uint64_t per_call = (uint64_t)gx * gy;
         double sum = 0;
         for (uint32_t i = 0; i < p.count; i++) {
             const struct vk_profile_row *r = &p.rows[i];
             calls += r->calls;
+            barriers += r->barriers;
             sum += r->total_ns;
             CHECK(r->total_ns >= 0 && (i == 0 || r->total_ns <= p.rows[i - 1].total_ns));
             const bool scale = strcmp(r->kernel, "scale_add") == 0;
+            CHECKF(scale ? r->groups == r->calls * per_call : r->groups == 0, "%s: %llu workgroups", r->kernel,
+                   (unsigned long long)r->groups);
             if (r->site && strcmp(r->site, "first") == 0) CHECK(scale && r->calls == 3);
             else if (r->site && strcmp(r->site, "second") == 0) CHECK(scale && r->calls == 2);
             else CHECKF(!r->site && !scale && r->calls == 1, "row %s", r->kernel);
         }
-        CHECK(calls == 7);
+        CHECK(calls == 7 && barriers == p.barriers);
         CHECKF(sum <= p.gpu_ns * (1 + 1e-9) && sum >= p.gpu_ns * (1 - 1e-9), "%g of %g ns", sum, p.gpu_ns);
         CHECK(p.gpu_ns > 0 && p.wall_ns > 0);
         vk_profile_finish(&p);

@@ -13,12 +13,17 @@ void bench_profile_print(const struct vk_profile *p, const char *what, double st
     printf("GPU time %.3f ms (first timestamp to last); the profiled run took %.3f ms wall", p->gpu_ns / 1e6,
            p->wall_ns / 1e6);
     if (step_ms > 0) printf(", an untimestamped step %.3f ms", step_ms);
-    printf("\n%10s %6s %7s %9s  %s\n", "total us", "%", "calls", "mean us", "site: kernel");
+    printf("\n%10s %6s %6s %9s %6s %8s  %s\n", "total us", "%", "calls", "mean us", "after", "groups",
+           "site: kernel");
+    printf("%10s %6s %6s %9s %6s %8s\n", "", "", "", "", "barrier", "per call");
     for (uint32_t i = 0; i < p->count; i++) {
         const struct vk_profile_row *r = &p->rows[i];
-        printf("%10.1f %6.2f %7u %9.2f  %s%s%s\n", r->total_ns / 1e3, percent(p, r->total_ns), r->calls,
-               r->total_ns / 1e3 / r->calls, r->site ? r->site : "", r->site ? ": " : "", r->kernel);
+        printf("%10.1f %6.2f %6u %9.2f %6u %8.0f  %s%s%s\n", r->total_ns / 1e3, percent(p, r->total_ns), r->calls,
+               r->total_ns / 1e3 / r->calls, r->barriers, (double)r->groups / r->calls, r->site ? r->site : "",
+               r->site ? ": " : "", r->kernel);
     }
+    printf("(after barrier: calls that waited for a barrier before them; groups: workgroups per call, 0 for "
+           "copies and fills)\n");
 }
 
 void bench_profile_json(cJSON *o, const struct vk_profile *p) {
@@ -36,6 +41,8 @@ void bench_profile_json(cJSON *o, const struct vk_profile *p) {
         else cJSON_AddNullToObject(row, "site");
         cJSON_AddStringToObject(row, "kernel", r->kernel);
         cJSON_AddNumberToObject(row, "calls", r->calls);
+        cJSON_AddNumberToObject(row, "after_barrier", r->barriers);
+        cJSON_AddNumberToObject(row, "workgroups", (double)r->groups);
         cJSON_AddNumberToObject(row, "total_us", r->total_ns / 1e3);
         cJSON_AddNumberToObject(row, "percent", percent(p, r->total_ns));
         cJSON_AddNumberToObject(row, "mean_us", r->total_ns / 1e3 / r->calls);

@@ -29,7 +29,8 @@ static const char help[] =
     "--profile then runs one more step recorded with a GPU timestamp after every\n"
     "command and prints its GPU time per kernel (the shader and its defines),\n"
     "grouped by the site that recorded it (forward attention, backward lora,\n"
-    "optimizer, ...), largest first, with the step's dispatches and barriers\n"
+    "optimizer, ...), largest first: calls, calls right after a barrier,\n"
+    "workgroups per call; and the step's dispatches and barriers\n"
     "(with --json: \"profile\" and \"profile_step\"). A kernel's time runs from\n"
     "the previous command's timestamp to its own: commands with no barrier\n"
     "between them overlap and share it. Needs timestamps on the compute queue.\n";

@@ -18,11 +18,13 @@ static void add(struct vk_profile *p, const struct vk_command_info *c, double ns
         struct vk_profile_row *r = &p->rows[i];
         if (same(r->site, c->site) && same(r->kernel, c->kernel)) {
             r->calls++;
+            r->barriers += c->after_barrier;
+            r->groups += c->groups;
             r->total_ns += ns;
             return;
         }
     }
-    p->rows[p->count++] = (struct vk_profile_row){c->site, c->kernel, 1, ns};
+    p->rows[p->count++] = (struct vk_profile_row){c->site, c->kernel, 1, c->after_barrier, c->groups, ns};
 }
 
 vp_status vk_profile_run(struct vk_recorder *rec, struct vk_profile *out) {
@@ -47,7 +49,7 @@ vp_status vk_profile_run(struct vk_recorder *rec, struct vk_profile *out) {
     for (uint32_t i = 0; i < n && s == VP_OK; i++) {
         add(out, &infos[i], ns[i]);
         out->gpu_ns += ns[i];
-        if (infos[i].dispatch) out->dispatches++;
+        if (infos[i].groups) out->dispatches++;
         else out->transfers++;
     }
     free(ns);

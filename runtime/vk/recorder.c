@@ -63,6 +63,7 @@ struct vk_recorder {
 
     /* With timestamps only: what each command was, for profiles. */
     const char *site;
+    bool barrier_before; /* order_command put a barrier before the next command */
     struct vk_command_info *infos;
     uint32_t info_cap;
 };
@@ -147,6 +148,7 @@ vp_status vk_recorder_begin(struct vk_recorder *rec) {
     rec->queries = 0;
     rec->timing_count = 0;
     rec->site = NULL;
+    rec->barrier_before = false;
     rec->ready = false;
     VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
     VK_TRY(fn->vkBeginCommandBuffer(rec->cmd, &bi));
@@ -199,6 +201,7 @@ static vp_status order_command(struct vk_recorder *rec, const struct access *acc
     if (need) {
         full_barrier(rec, work_stages, work_writes, work_stages, work_reads | work_writes);
         rec->barriers++;
+        rec->barrier_before = true;
         rec->ctx->stats.barriers_recorded++;
         rec->pending_count = 0;
     }
@@ -231,9 +234,12 @@ static vp_status write_timestamp(struct vk_recorder *rec, VkPipelineStageFlagBit
     return VP_OK;
 }
 
-/* Keeps what command `rec->commands` is (before it is counted), with
- * timestamps only: a recording without them stores nothing. */
-static vp_status note_command(struct vk_recorder *rec, const char *kernel, bool dispatch) {
+/* Keeps what command `rec->commands` is (before it is counted; groups:
+ * its workgroups, 0 for a transfer), with timestamps only: a recording
+ * without them stores nothing. */
+static vp_status note_command(struct vk_recorder *rec, const char *kernel, uint64_t groups) {
+    const bool after_barrier = rec->barrier_before;
+    rec->barrier_before = false;
     if (!(rec->flags & VK_RECORDER_TIMESTAMPS)) return VP_OK;
     if (rec->commands == rec->info_cap) {
         uint32_t cap = rec->info_cap ? rec->info_cap * 2 : 256;
@@ -242,7 +248,7 @@ static vp_status note_command(struct vk_recorder *rec, const char *kernel, bool 
         rec->infos = ni;
         rec->info_cap = cap;
     }
-    rec->infos[rec->commands] = (struct vk_command_info){kernel, rec->site, dispatch};
+    rec->infos[rec->commands] = (struct vk_command_info){kernel, rec->site, groups, after_barrier};
     return VP_OK;
 }
 
@@ -464,7 +470,7 @@ vp_status vk_recorder_dispatch(struct vk_recorder *rec, struct vk_pipeline *pipe
     if (s != VP_OK) return s;
     struct vk_fns *fn = ctx->fn;
     if (rec->commands == 0) s = write_timestamp(rec, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT);
-    if (s == VP_OK) s = note_command(rec, pipe->label, true);
+    if (s == VP_OK) s = note_command(rec, pipe->label, (uint64_t)gx * gy * gz);
     if (s != VP_OK) return s;
     fn->vkCmdBindPipeline(rec->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe->pipeline);
     fn->vkCmdBindDescriptorSets(rec->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe->layout, 0, 1, &set,
@@ -501,7 +507,7 @@ vp_status vk_recorder_copy(struct vk_recorder *rec, const struct vk_buffer *dst,
     s = order_command(rec, acc, 2);
     if (s != VP_OK) return s;
     if (rec->commands == 0) s = write_timestamp(rec, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT);
-    if (s == VP_OK) s = note_command(rec, "copy", false);
+    if (s == VP_OK) s = note_command(rec, "copy", 0);
     if (s != VP_OK) return s;
     VkBufferCopy region = {so, d, size};
     rec->ctx->fn->vkCmdCopyBuffer(rec->cmd, src->buffer, dst->buffer, 1, &region);
@@ -521,7 +527,7 @@ vp_status vk_recorder_fill(struct vk_recorder *rec, const struct vk_buffer *dst,
     s = order_command(rec, &acc, 1);
     if (s != VP_OK) return s;
     if (rec->commands == 0) s = write_timestamp(rec, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT);
-    if (s == VP_OK) s = note_command(rec, "fill", false);
+    if (s == VP_OK) s = note_command(rec, "fill", 0);
     if (s != VP_OK) return s;
     rec->ctx->fn->vkCmdFillBuffer(rec->cmd, dst->buffer, d, size, value);
     rec->commands++;

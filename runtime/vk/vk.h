@@ -300,8 +300,9 @@ const char *vk_recorder_label(struct vk_recorder *rec, const char *site);
  * commands (the same order as vk_recorder_timings), 0 without timestamps. */
 struct vk_command_info {
     const char *kernel;
-    const char *site; /* NULL: none named */
-    bool dispatch;    /* else a copy or fill */
+    const char *site;   /* NULL: none named */
+    uint64_t groups;    /* workgroups of a dispatch; 0: a copy or fill */
+    bool after_barrier; /* the recorder put a barrier right before it */
 };
 uint32_t vk_recorder_command_infos(const struct vk_recorder *rec, const struct vk_command_info **infos);
 
@@ -315,6 +316,8 @@ struct vk_profile_row {
     const char *site;   /* vk_recorder_label's name, NULL for none */
     const char *kernel; /* a pipeline's label, "copy" or "fill" */
     uint32_t calls;
+    uint32_t barriers;  /* calls that waited on a barrier right before them */
+    uint64_t groups;    /* workgroups of all calls */
     double total_ns;
 };
 struct vk_profile {
