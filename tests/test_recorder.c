@@ -1,4 +1,4 @@
-/* The command recorder: derived barriers, replay, timestamps. */
+/* The command recorder: derived barriers, replay, timestamps, profiles. */
 #include "vktest.h"
 
 #include <stdio.h>
@@ -182,9 +182,15 @@ static void timestamps_per_dispatch(void) {
     teardown(&f);
 }
 
+static vp_status record_one_scale_add(void *user, struct vk_recorder *rec) {
+    struct fixture *f = user;
+    return kernel_scale_add(f->ctx, rec, &f->b, &f->a, f->n, 1, 0);
+}
+
 /* A profile groups commands by (site, kernel): 3 scale_add under "first",
  * 2 under "second", a copy and a fill with no site; calls add up to the
- * commands, times to the GPU span. A recorder without timestamps keeps no
+ * commands, times to the GPU span, barriers to the recorder's. A device
+ * without timestamps is refused by name; a recorder without them keeps no
  * command list. */
 static void profile_groups_by_site(void) {
     struct fixture f;
@@ -226,6 +232,17 @@ static void profile_groups_by_site(void) {
         CHECK(p.gpu_ns > 0 && p.wall_ns > 0);
         vk_profile_finish(&p);
     }
+    teardown(&f);
+    /* A device without timestamps on its queue: refused, naming the device. */
+    if (!setup(&f, NULL, 64, 0)) return teardown(&f);
+    f.ctx->info.timestamps = false;
+    CHECK(vk_profile_record(f.ctx, record_one_scale_add, &f, &p) == VP_ERROR_UNSUPPORTED);
+    CHECKF(strstr(vp_last_error(), f.ctx->info.name) && strstr(vp_last_error(), "timestampValidBits"), "%s",
+           vp_last_error());
+    CHECK(p.count == 0 && p.rows == NULL);
+    f.ctx->info.timestamps = true;
+    CHECK(vk_profile_record(f.ctx, record_one_scale_add, &f, &p) == VP_OK && p.dispatches == 1 && p.count == 1);
+    vk_profile_finish(&p);
     teardown(&f);
     /* Without timestamps: labels cost a pointer, nothing is kept. */
     if (!setup(&f, NULL, 64, 0)) return teardown(&f);

@@ -66,10 +66,11 @@ vp_status vk_profile_run(struct vk_recorder *rec, struct vk_profile *out) {
 vp_status vk_profile_record(vp_context *ctx, vp_status (*fn)(void *user, struct vk_recorder *rec), void *user,
                             struct vk_profile *out) {
     memset(out, 0, sizeof *out);
-    if (!ctx->info.timestamps)
+    if (!ctx->info.timestamps || !(ctx->info.timestamp_period_ns > 0))
         return vp_fail(VP_ERROR_UNSUPPORTED,
-                       "profile: device '%s' has no timestamps on its compute queue (timestampValidBits is 0)",
-                       ctx->info.name);
+                       "profile: device '%s' has no timestamps on its compute queue (timestampValidBits %u, "
+                       "timestampPeriod %g ns); profile on another device (--device)",
+                       ctx->info.name, ctx->feat.timestamp_valid_bits, (double)ctx->info.timestamp_period_ns);
     struct vk_recorder *rec = NULL;
     vp_status s = vk_recorder_create(ctx, VK_RECORDER_TIMESTAMPS, &rec);
     if (s == VP_OK) s = vk_recorder_begin(rec);

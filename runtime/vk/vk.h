@@ -336,7 +336,7 @@ vp_status vk_profile_run(struct vk_recorder *rec, struct vk_profile *out);
 /* Records fn(user, rec) into a timestamped recorder of its own, profiles
  * one run of it (vk_profile_run) and destroys the recorder. Fails with
  * VP_ERROR_UNSUPPORTED, naming the device, when its compute queue has no
- * timestamps (timestampValidBits 0). */
+ * timestamps (timestampValidBits 0, or no timestampPeriod). */
 vp_status vk_profile_record(vp_context *ctx, vp_status (*fn)(void *user, struct vk_recorder *rec), void *user,
                             struct vk_profile *out);
 void vk_profile_finish(struct vk_profile *p);
