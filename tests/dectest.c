@@ -52,6 +52,37 @@ bool dectest_check_normwise(const float *got, const double *want, size_t n, doub
                   "tolerance %.3g relative", what, err, at, n ? (double)got[at] : 0.0, n ? want[at] : 0.0, scale, tol);
 }
 
+bool dectest_check_same_grad(const float *plain, const float *ck, size_t n, const char *what, const char *name,
+                             bool want_nonzero) {
+    size_t at = 0;
+    while (at < n && memcmp(&plain[at], &ck[at], sizeof *plain) == 0) at++;
+    bool nonzero = false;
+    for (size_t i = 0; i < n; i++) nonzero |= plain[i] != 0.0f;
+    bool ok = CHECKF(at == n, "%s: d %s[%zu] is %.9g without checkpointing, %.9g with", what, name, at,
+                     at < n ? (double)plain[at] : 0.0, at < n ? (double)ck[at] : 0.0);
+    if (want_nonzero) ok &= CHECKF(nonzero, "%s: d %s is all zero (the case tests nothing)", what, name);
+    return ok;
+}
+
+void dectest_pools_in_use(vp_context *ctx, uint64_t in_use[VP_POOL_COUNT]) {
+    for (int p = 0; p < VP_POOL_COUNT; p++) {
+        vp_pool_stats st;
+        vp_pool_stats_get(ctx, (vp_pool)p, &st);
+        in_use[p] = st.in_use;
+    }
+}
+
+bool dectest_pools_grew_by(vp_context *ctx, const uint64_t before[VP_POOL_COUNT], const uint64_t plan[VP_POOL_COUNT],
+                           const char *what) {
+    uint64_t now[VP_POOL_COUNT];
+    dectest_pools_in_use(ctx, now);
+    bool ok = true;
+    for (int p = 0; p < VP_POOL_COUNT; p++)
+        ok &= CHECKF(now[p] - before[p] == plan[p], "%s: took %llu bytes of the %s pool, the plan says %llu", what,
+                     (unsigned long long)(now[p] - before[p]), vp_pool_name((vp_pool)p), (unsigned long long)plan[p]);
+    return ok;
+}
+
 bool dectest_remove_model(const char *dir) {
     char path[512];
     snprintf(path, sizeof path, "%s/config.json", dir);

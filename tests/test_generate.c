@@ -142,21 +142,15 @@ static bool pair_write_delta(struct pair *p) {
 static bool pair_generator(struct pair *p, const struct decoder_gen_shape *shape, struct decoder_gen **gen) {
     int B, T;
     decoder_gen_batch_shape(shape, &B, &T);
-    uint64_t plan[VP_POOL_COUNT];
-    vp_pool_stats before[VP_POOL_COUNT], after;
+    uint64_t plan[VP_POOL_COUNT], before[VP_POOL_COUNT];
     if (!CHECKF(decoder_load(p->gpu, B, T) == VP_OK, "%s: %s", p->what, vp_last_error()) || !pair_write_delta(p) ||
         !CHECKF(decoder_gen_plan(p->gpu, shape, plan) == VP_OK, "%s: %s", p->what, vp_last_error()))
         return false;
-    for (int k = 0; k < VP_POOL_COUNT; k++) vp_pool_stats_get(g_ctx, (vp_pool)k, &before[k]);
+    dectest_pools_in_use(g_ctx, before);
     if (!CHECKF(decoder_gen_create(p->gpu, shape, gen) == VP_OK, "%s: %s", p->what, vp_last_error())) return false;
-    bool ok = true;
-    for (int k = 0; k < VP_POOL_COUNT; k++) {
-        vp_pool_stats_get(g_ctx, (vp_pool)k, &after);
-        ok &= CHECKF(after.in_use - before[k].in_use == plan[k], "%s: the generator took %llu bytes of the %s pool, "
-                     "the plan says %llu", p->what, (unsigned long long)(after.in_use - before[k].in_use),
-                     vp_pool_name((vp_pool)k), (unsigned long long)plan[k]);
-    }
-    return ok;
+    char what[160];
+    snprintf(what, sizeof what, "%s: the generator", p->what);
+    return dectest_pools_grew_by(g_ctx, before, plan, what);
 }
 
 static void pair_close(struct pair *p) {

@@ -504,7 +504,8 @@ static void collapse_keeps_logits(void) {
 }
 
 /* W' = W + s·B·A: the merged model with no delta gives the logits of the
- * base model with the LoRA delta; config.json, tokenizer and dtypes. */
+ * base model with the LoRA delta (and with BitFit beside a LoRA);
+ * config.json, tokenizer and dtypes. */
 static void merge_keeps_logits(void) {
     /* Two modules on q (one on layer 0 only) check that merges accumulate. */
     static const char lora[] =
@@ -544,6 +545,26 @@ static void merge_keeps_logits(void) {
             cJSON_Delete(cfg);
         }
         CHECK(file_exists(out, "tokenizer.json"));
+    }
+    encoder_destroy(a);
+    /* BitFit beside a LoRA on BERT: the trained biases (the pooler's too)
+     * replace the base's, the LoRA adds to its weight. */
+    static const char bitfit[] =
+        "{\"modules\":[{\"kind\":\"bitfit\"},{\"kind\":\"lora\",\"at\":\"v\",\"rank\":2,\"alpha\":4}]}";
+    if (!write_model(dir_path("bert-bitfit", model, sizeof model), BERT_TINY, false, 2) ||
+        !CHECK(delta_spec_parse(bitfit, sizeof bitfit - 1, "bitfit", &spec) == VP_OK))
+        return;
+    dir_path("delta-merge-bitfit", dir, sizeof dir);
+    dir_path("merged-bitfit", out, sizeof out);
+    a = run_logits(model, true, &spec, NULL, 9, want);
+    if (a && CHECKF(delta_save(dir, encoder_params(a), &info) == VP_OK, "%s", vp_last_error()) &&
+        CHECKF(delta_merge(model, dir, out, &mi) == VP_OK, "%s", vp_last_error())) {
+        /* 2 layers × 6 Linear biases + 2 LayerNorm β each, the embeddings' β, the pooler's bias */
+        CHECKF(mi.merged == 2 && mi.model_tensors == 2 * 8 + 2, "%d matrices, %d model tensors", mi.merged,
+               mi.model_tensors);
+        struct encoder *b = run_logits(out, true, &none, NULL, 0, got);
+        if (b) check_normwise(got, want, B * 3, TOL_MERGE, "merged bert bitfit + lora");
+        encoder_destroy(b);
     }
     encoder_destroy(a);
 }

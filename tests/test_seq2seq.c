@@ -13,6 +13,12 @@
  * attention, MAM, parallel / sequential / per-head / gated adapters,
  * BitFit, full fine-tuning.
  *
+ * Dropout (training passes): every site Hugging Face's BART drops at
+ * (embeddings, attention probabilities and outputs, FFN activation and
+ * output) and the adapters' bottlenecks, with distinct probabilities, the
+ * masks the reference draws for the same seed and step; the two passes
+ * are two steps (other masks, the training pass recorded again).
+ *
  * Generation (KV cache): every cached step's logits against the evaluation
  * pass's at that position, rows swapped between steps, with each kind of
  * delta; greedy against refs_generate_greedy (decoder start, mBART's forced
@@ -45,6 +51,20 @@ static const char *const configs[] = {
 };
 enum { BART, MBART, FAMILIES };
 static const char *const family_names[] = {"bart", "mbart"};
+
+/* Set by the dropout cases: the configs gain distinct probabilities and
+ * both sides drop in training passes. */
+static bool g_dropout;
+enum { DROPOUT_SEED = 99 };
+
+/* The family's config.json (with the dropout cases' probabilities). */
+static const char *config_of(int family) {
+    static char text[1024];
+    if (!g_dropout) return configs[family];
+    snprintf(text, sizeof text, "{\"dropout\":0.2,\"attention_dropout\":0.15,\"activation_dropout\":0.25,%s",
+             configs[family] + 1);
+    return text;
+}
 
 /* ------------------------------------------------------------------------
  * Tolerance (test_decoder.c's argument)
@@ -118,7 +138,7 @@ static void batch_make(struct batch *b, int which) {
  * ------------------------------------------------------------------------ */
 
 static bool parse_arch(int family, struct model_arch *arch) {
-    const char *json = configs[family];
+    const char *json = config_of(family);
     return CHECKF(model_arch_parse(json, strlen(json), "config.json", arch) == VP_OK, "%s", vp_last_error());
 }
 
@@ -229,21 +249,22 @@ static void run_case(int family, bool f16, double smoothing, const struct spec_c
     if (!spec_of(c, &spec)) return;
     if (!ctx || !make_dir() || !parse_arch(family, &arch)) return;
     const struct refs_options ropt = {.seed = 21 + (uint64_t)family, .weight_std = 0.3, .randomise_zero_init = true,
-                                      .label_smoothing = smoothing};
+                                      .label_smoothing = smoothing, .dropout = g_dropout,
+                                      .dropout_seed = DROPOUT_SEED};
     struct refs *m;
     const bool made = CHECKF(refs_create(&m, &arch, &spec, &ropt) == VP_OK, "%s", vp_last_error());
     model_arch_finish(&arch);
     if (!made) return;
     round_reference(m, f16);
     char what[128];
-    snprintf(what, sizeof what, "%s %s%s, ε %.1f", family_names[family], c ? c->label : "no delta",
-             f16 ? " (f16)" : "", smoothing);
+    snprintf(what, sizeof what, "%s %s%s, ε %.1f%s", family_names[family], c ? c->label : "no delta",
+             f16 ? " (f16)" : "", smoothing, g_dropout ? ", dropout" : "");
     const struct seq2seq_options opt = {.storage = f16 ? ENCODER_STORAGE_F16 : ENCODER_STORAGE_F32,
-                                        .label_smoothing = smoothing};
+                                        .label_smoothing = smoothing, .seed = DROPOUT_SEED, .dropout = g_dropout};
     struct seq2seq *g = NULL;
     uint64_t plan[VP_POOL_COUNT];
     vp_pool_stats before[VP_POOL_COUNT], after;
-    bool ok = dectest_write_tensors(&m->tensors, g_dir, configs[family]) &&
+    bool ok = dectest_write_tensors(&m->tensors, g_dir, config_of(family)) &&
               CHECKF(seq2seq_open(ctx, g_dir, &spec, &opt, &g) == VP_OK, "%s: open: %s", what, vp_last_error()) &&
               CHECKF(seq2seq_plan(g, B, S, T, plan) == VP_OK, "%s", vp_last_error());
     for (int p = 0; ok && p < VP_POOL_COUNT; p++) vp_pool_stats_get(ctx, (vp_pool)p, &before[p]);
@@ -261,8 +282,11 @@ static void run_case(int family, bool f16, double smoothing, const struct spec_c
         struct batch b0, b1;
         batch_make(&b0, 0);
         batch_make(&b1, 1);
-        compare_pass(g, m, &b0, what, c != NULL, &worst);
-        compare_pass(g, m, &b1, what, c != NULL, &worst);
+        for (uint32_t step = 0; step < 2; step++) { /* dropout: other masks at the second step */
+            m->opt.dropout_step = step;
+            seq2seq_set_step(g, step);
+            compare_pass(g, m, step ? &b1 : &b0, what, c != NULL, &worst);
+        }
         th_diag("%s: worst error %.3f of its tolerance (forward %.3g, gradients %.3g)", what, worst, TOL, GRAD_TOL);
         bool exact = true; /* every tensor reads back as the reference holds it */
         for (int k = 0; k < refs_tensor_count(m) && exact; k++) {
@@ -340,6 +364,17 @@ static void bitfit_full(void) {
     for (int f = 0; f < FAMILIES; f++) run_case(f, false, 0.0, &bitfit_lora);
     for (int f = 0; f < FAMILIES; f++) run_case(f, false, 0.1, &full);
 }
+/* Dropout everywhere, against the reference's masks. */
+static void dropout(void) {
+    g_dropout = true;
+    for (int f = 0; f < FAMILIES; f++) run_case(f, false, 0.1, &lora_all);
+    for (int f = 0; f < FAMILIES; f++) run_case(f, false, 0.0, &mam);
+    for (int f = 0; f < FAMILIES; f++) run_case(f, false, 0.1, &adapters_seq);
+    run_case(MBART, false, 0.0, &mh_pa);
+    run_case(BART, false, 0.1, &full);
+    g_dropout = false;
+}
+
 static void deltas_f16(void) {
     run_case(BART, true, 0.1, &mam);
     run_case(MBART, true, 0.0, &lora_all);
@@ -477,19 +512,14 @@ static bool gen_create_as_planned(vp_context *ctx, struct seq2seq *g, int rows, 
     int lb, ls, lt;
     seq2seq_gen_load_shape(&shape, &lb, &ls, &lt);
     CHECKF(lb == rows && ls == src_len && lt == 1 + new_tokens, "%s: load shape %d × %d, %d", what, lb, ls, lt);
-    uint64_t plan[VP_POOL_COUNT];
-    vp_pool_stats before[VP_POOL_COUNT], after;
+    uint64_t plan[VP_POOL_COUNT], before[VP_POOL_COUNT];
     if (!CHECKF(seq2seq_gen_plan(g, &shape, plan) == VP_OK, "%s: %s", what, vp_last_error())) return false;
-    for (int p = 0; p < VP_POOL_COUNT; p++) vp_pool_stats_get(ctx, (vp_pool)p, &before[p]);
+    dectest_pools_in_use(ctx, before);
     if (!CHECKF(seq2seq_gen_create(g, gen) == VP_OK, "%s: %s", what, vp_last_error())) return false;
-    bool ok = CHECKF(plan[VP_POOL_ACTIVATIONS] > 0 && plan[VP_POOL_STAGING] > 0, "%s: the plan is empty", what);
-    for (int p = 0; p < VP_POOL_COUNT; p++) {
-        vp_pool_stats_get(ctx, (vp_pool)p, &after);
-        ok &= CHECKF(after.in_use - before[p].in_use == plan[p], "%s: the generator took %llu bytes of the %s pool, "
-                     "the plan says %llu", what, (unsigned long long)(after.in_use - before[p].in_use),
-                     vp_pool_name((vp_pool)p), (unsigned long long)plan[p]);
-    }
-    return ok;
+    char label[160];
+    snprintf(label, sizeof label, "%s: the generator", what);
+    return CHECKF(plan[VP_POOL_ACTIVATIONS] > 0 && plan[VP_POOL_STAGING] > 0, "%s: the plan is empty", what) &&
+           dectest_pools_grew_by(ctx, before, plan, label);
 }
 
 static void cached_case(int family, bool f16, const struct spec_case *c) {
@@ -630,5 +660,5 @@ static void teardown(void) {
 }
 
 VT_MAIN(TH_CASE(no_delta), TH_CASE(no_delta_f16), TH_CASE(lora), TH_CASE(prefixes), TH_CASE(mam_preset),
-        TH_CASE(adapters), TH_CASE(bitfit_full), TH_CASE(deltas_f16), TH_CASE(cached_step), TH_CASE(generation),
+        TH_CASE(adapters), TH_CASE(bitfit_full), TH_CASE(dropout), TH_CASE(deltas_f16), TH_CASE(cached_step), TH_CASE(generation),
         TH_CASE(errors_are_reported), TH_CASE(teardown))

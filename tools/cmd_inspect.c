@@ -232,6 +232,8 @@ static vp_status plan(const struct inspect_opts *o, struct inspect *in) {
         const struct seq2seq_options so = {.storage = o->storage};
         s = seq2seq_open(ctx, o->model, &in->spec, &so, &m);
         if (s == VP_OK) s = seq2seq_plan(m, o->batch, o->max_len, o->max_len, in->plan);
+        if (s == VP_OK)
+            s = seq2seq_plan_activations(m, o->batch, o->max_len, o->max_len, true, &in->activations_checkpointed);
         if (s == VP_OK) in->wtype = seq2seq_weight_dtype(m);
         if (s == VP_OK) gen_result(in, plan_seq2seq_generation(m, o, in));
         seq2seq_destroy(m);

@@ -13,16 +13,25 @@ static const char help[] =
     "\n"
     "Folds a trained LoRA delta into the weights, W' = W + s*B*A for every\n"
     "adapted projection (s = alpha / rank), and writes a complete Hugging Face\n"
-    "model folder to --out: config.json (the base's, with the trained head's\n"
-    "labels), model.safetensors (the base's tensors in the base's dtype, the\n"
-    "adapted projections merged, the trained classification head in place of\n"
-    "the base's) and the base's tokenizer files. The result needs no delta and\n"
-    "runs at the base model's speed. Every file is written atomically; the base\n"
-    "folder is never modified.\n"
+    "model folder to --out that needs no delta and runs at the base model's\n"
+    "speed. Models: BERT/RoBERTa sequence classification, decoder-only GPT-2\n"
+    "and LLaMA/Mistral/Qwen2, encoder-decoder BART/mBART (encoder and decoder\n"
+    "self-attention, cross-attention, fc1/fc2). GPT-2's q, k and v land in\n"
+    "their column blocks of the fused Conv1D c_attn.\n"
+    "\n"
+    "The folder holds model.safetensors (every tensor of the base's weights,\n"
+    "one file or shards, in its own dtype, the adapted projections merged in\n"
+    "double and rounded once; an encoder's trained classification head in\n"
+    "place of the base's), config.json (a language model's as the base has it;\n"
+    "an encoder's with the trained head's labels) and the base's tokenizer\n"
+    "files and generation_config.json. Every file is written atomically; the\n"
+    "base folder is never modified.\n"
     "\n"
     "Only LoRA merges: adapters and prefixes add computation that no weight can\n"
-    "hold (run those with --delta on the base model). The delta may be a vkpeft\n"
-    "delta folder or a PEFT LoRA folder (adapter_config.json).\n"
+    "hold (run those with --delta on the base model). A BitFit or full delta's\n"
+    "trained tensors replace the base's (LoRA beside them adds to them). The\n"
+    "delta may be a vkpeft delta folder or a PEFT LoRA folder\n"
+    "(adapter_config.json).\n"
     "\n"
     "options:\n"
     "  --model DIR   the base model the delta was trained on\n"
@@ -32,36 +41,50 @@ static const char help[] =
     "\n"
     "examples:\n"
     "  vkpeft merge --model models/roberta-base --delta runs/sst2/delta --out runs/sst2/merged\n"
+    "  vkpeft merge --model models/tiny-llama --delta runs/sft-lora --out runs/sft-merged\n"
+    "  vkpeft eval --model runs/sft-merged --data dev.jsonl     # no --delta needed\n"
     "  vkpeft merge --model models/roberta-base --delta peft-lora/ --out merged --json\n";
 
 static void print_summary(const char *out, const struct delta_merge_info *in, bool json) {
-    const struct delta_module *m0 = &in->spec.modules[0];
+    const struct delta_module *lora = NULL;
+    int modules = 0;
+    for (int i = 0; i < in->spec.count; i++)
+        if (in->spec.modules[i].kind == DELTA_LORA) {
+            if (!lora) lora = &in->spec.modules[i];
+            modules++;
+        }
     if (json) {
         cJSON *root = cJSON_CreateObject();
         cJSON_AddStringToObject(root, "out", out);
         cJSON_AddNumberToObject(root, "merged_matrices", in->merged);
-        cJSON_AddNumberToObject(root, "lora_modules", in->spec.count);
+        cJSON_AddNumberToObject(root, "lora_modules", modules);
+        cJSON_AddNumberToObject(root, "model_tensors", in->model_tensors);
         cJSON_AddNumberToObject(root, "head_tensors", in->head_tensors);
         cJSON_AddNumberToObject(root, "num_labels", in->num_labels);
         cJSON_AddStringToObject(root, "dtype", io_dtype_name(in->dtype));
         cJSON_AddNumberToObject(root, "tensors", (double)in->tensors);
-        cJSON_AddNumberToObject(root, "tokenizer_files", in->copied_files);
+        cJSON_AddNumberToObject(root, "tokenizer_files", in->copied_files); /* generation_config.json too */
         char *text = cJSON_Print(root);
         puts(text);
         free(text);
         cJSON_Delete(root);
         return;
     }
-    printf("merged %d LoRA matri%s (%d module%s, rank %d, s = %g) into %s\n", in->merged,
-           in->merged == 1 ? "x" : "ces", in->spec.count, in->spec.count == 1 ? "" : "s", m0->size, m0->scale,
-           out);
+    if (lora)
+        printf("merged %d LoRA matri%s (%d module%s, rank %d, s = %g) into %s\n", in->merged,
+               in->merged == 1 ? "x" : "ces", modules, modules == 1 ? "" : "s", lora->size, lora->scale, out);
+    else
+        printf("wrote the trained model tensors into %s\n", out);
     printf("  model.safetensors  %llu tensors, matrices %s\n", (unsigned long long)in->tensors,
            io_dtype_name(in->dtype));
+    if (in->model_tensors)
+        printf("  trained tensors    %d from the delta (BitFit / full)\n", in->model_tensors);
     if (in->head_tensors)
         printf("  head               %d tensors from the delta, %d labels\n", in->head_tensors, in->num_labels);
-    else
+    else if (in->num_labels > 0)
         printf("  head               the base model's (the delta has none)\n");
-    printf("  tokenizer          %d file%s copied\n", in->copied_files, in->copied_files == 1 ? "" : "s");
+    printf("  tokenizer          %d file%s copied (generation_config.json included)\n", in->copied_files,
+           in->copied_files == 1 ? "" : "s");
 }
 
 int cmd_merge(int argc, char **argv) {

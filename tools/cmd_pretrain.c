@@ -203,17 +203,10 @@ static bool should_stop(void *user) {
 /* ---- output ------------------------------------------------------------------------ */
 
 static vp_status copy_file(const char *model_dir, const char *out_dir, const char *name, bool required) {
-    char src[4096], dst[4096];
+    char src[4096];
     snprintf(src, sizeof src, "%s/%s", model_dir, name);
     if (!required && access(src, F_OK) != 0) return VP_OK;
-    void *data;
-    size_t size;
-    vp_status s = vp_file_read(src, &data, &size);
-    if (s != VP_OK) return s;
-    snprintf(dst, sizeof dst, "%s/%s", out_dir, name);
-    s = vp_file_write_atomic(dst, data, size);
-    free(data);
-    return s;
+    return vp_file_copy_atomic(model_dir, out_dir, name);
 }
 
 /* A complete model folder: config and tokenizer files copied, every

@@ -43,8 +43,9 @@ static const char train_help[] =
     "forcing on lines {\"source\": \"...\", \"target\": \"...\"} (--source-field,\n"
     "--target-field), label smoothing 0.1 unless --label-smoothing says otherwise\n"
     "(He et al. 2022); --target-lang CODE starts the labels with that token\n"
-    "(mBART-50's target language) and forces it first when eval generates; no\n"
-    "PEFT files are written for them yet.\n"
+    "(mBART-50's target language) and forces it first when eval generates. LoRA\n"
+    "deltas get PEFT's files (SEQ_2_SEQ_LM); --lora-targets takes BART's names\n"
+    "(q_proj, k_proj, v_proj, out_proj, fc1, fc2).\n"
     "\n"
     "options (as for encoder models, see below):\n"
     "  --model DIR          Hugging Face model folder (config.json, model.safetensors,\n"
@@ -54,7 +55,8 @@ static const char train_help[] =
     "  --init-delta DIR     start from a trained delta (its spec when --delta is absent)\n"
     "  --lora-targets LIST  the modules LoRA adapts, e.g. q_proj,v_proj (LLaMA's default),\n"
     "                       k_proj, o_proj, up_proj, down_proj; GPT-2: c_attn, attn.c_proj,\n"
-    "                       c_fc, mlp.c_proj\n"
+    "                       c_fc, mlp.c_proj; BART/mBART: q_proj, k_proj, v_proj,\n"
+    "                       out_proj, fc1, fc2 (every block of the kind)\n"
     "  --data FILE          training examples (JSONL)\n"
     "  --eval FILE          evaluation examples: loss, perplexity, token accuracy\n"
     "  --out DIR            output folder (new or empty unless --overwrite)\n"
@@ -66,12 +68,14 @@ static const char train_help[] =
     "  --warmup, --clip, --batch, --accum, --epochs, --steps, --seed, --eval-every,\n"
     "  --label-smoothing, --weights, --device, --overwrite, --quiet, --json\n"
     "  --dropout P          GPT-2: embedding, attention and residual dropout; LLaMA\n"
-    "                       family: attention dropout (default: the model's config;\n"
-    "                       0: off). Only training passes drop.\n"
+    "                       family: attention dropout; BART/mBART: dropout,\n"
+    "                       attention_dropout and activation_dropout (default: the\n"
+    "                       model's config; 0: off). Only training passes drop.\n"
     "  --checkpoint-activations\n"
     "                       keep only each layer's input and recompute the layer in\n"
-    "                       the backward: far less activation memory for about one\n"
-    "                       more forward per step; identical results\n"
+    "                       the backward (both stacks of BART/mBART): far less\n"
+    "                       activation memory for about one more forward per step;\n"
+    "                       identical results\n"
     "  --checkpoint-every N, --no-checkpoint, --resume, --on-nonfinite skip|stop\n"
     "                       checkpoints and non-finite steps, as for encoder models\n"
     "\n"
@@ -82,7 +86,7 @@ static const char train_help[] =
     "        --data corpus.jsonl --pack --max-len 256 --out runs/clm\n";
 
 static const char eval_help[] =
-    "usage: vkpeft eval --model DIR --delta DIR --data FILE [--batch B] [--max-len T] [--pack]\n"
+    "usage: vkpeft eval --model DIR [--delta DIR] --data FILE [--batch B] [--max-len T] [--pack]\n"
     "                   [--max-new-tokens N] (encoder-decoders)\n"
     "                   [--weights f32|f16|bf16] [--json] [--device N|name]\n"
     "\n"
@@ -93,9 +97,12 @@ static const char eval_help[] =
     "figures (label smoothing 0.1 unless --label-smoothing), then every source\n"
     "decoded greedily (--max-new-tokens N, default 128) and scored against its\n"
     "target: ROUGE-1/2/L F-measures and BLEU (×100) and the exact-match share.\n"
+    "Without --delta the model is evaluated as it is (a base model, or one\n"
+    "written by 'vkpeft merge').\n"
     "\n"
     "examples:\n"
-    "  vkpeft eval --model models/tiny-llama --delta runs/sft-lora --data dev.jsonl --json\n";
+    "  vkpeft eval --model models/tiny-llama --delta runs/sft-lora --data dev.jsonl --json\n"
+    "  vkpeft eval --model runs/sft-merged --data dev.jsonl --json\n";
 
 struct lm_args {
     const char *cmd;
@@ -603,9 +610,8 @@ int cmd_eval_lm(int argc, char **argv) {
     a.cmd = "eval";
     int rc = parse(argc, argv, &a, eval_help);
     if (rc) return rc < 0 ? EXIT_OK : rc;
-    if (!a.delta) return cli_usage_error("eval", "--delta is required");
     if ((rc = cli_check_model_dir("eval", a.model)) != 0) return rc;
-    if ((rc = check_file("eval", "--delta", a.delta, true)) != 0) return rc;
+    if (a.delta && (rc = check_file("eval", "--delta", a.delta, true)) != 0) return rc;
     if ((rc = check_file("eval", "--data", a.data, false)) != 0) return rc;
     return evaluate(&a);
 }

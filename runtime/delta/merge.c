@@ -1,6 +1,8 @@
 /* Merging a LoRA delta into a copy of its base model; see merge.h. */
 #include "merge.h"
 
+#include "params.h"
+#include "peft.h"
 #include "save.h"
 
 #include <cjson/cJSON.h>
@@ -87,34 +89,56 @@ static void *f64_to_dtype(const double *v, uint64_t n, enum io_dtype dtype) {
 }
 
 /* ------------------------------------------------------------------------
- * The merge
+ * Where each LoRA lands: the file tensor the model loaders read for a
+ * (stack, layer, projection), as the loaders (runtime/model/decoder_load.c,
+ * seq2seq_load.c, encoder_load.c) name them
  * ------------------------------------------------------------------------ */
 
-static const char *site_path(enum delta_at at) {
-    switch (at) {
-    case DELTA_AT_Q: return "attention.self.query";
-    case DELTA_AT_K: return "attention.self.key";
-    case DELTA_AT_V: return "attention.self.value";
-    case DELTA_AT_O: return "attention.output.dense";
-    case DELTA_AT_UP: return "intermediate.dense";
-    case DELTA_AT_DOWN: return "output.dense";
-    default: return "?";
-    }
-}
+/* A tensor name in the file: name[0] (else name[1], a bare BertModel /
+ * RobertaModel checkpoint's name; empty when none). */
+struct merge_name {
+    char name[2][192];
+};
 
 static const char *root_of(const struct model_arch *a) {
     return a->family == MODEL_FAMILY_ROBERTA ? "roberta." : "bert.";
 }
 
-/* Does file tensor `name` hold the weight of `at` in `layer` (with or
- * without the family prefix, as bare checkpoints name it)? */
-static bool is_target(const char *name, const struct model_arch *a, enum delta_at at, int layer) {
-    char want[256];
-    snprintf(want, sizeof want, "encoder.layer.%d.%s.weight", layer, site_path(at));
-    size_t root = strlen(root_of(a));
-    if (strncmp(name, root_of(a), root) == 0) name += root;
-    return strcmp(name, want) == 0;
+static void merge_name_of(const struct model_arch *a, const char *name, struct merge_name *n) {
+    memset(n, 0, sizeof *n);
+    snprintf(n->name[0], sizeof n->name[0], "%s", name);
+    const size_t family = strlen(root_of(a));
+    if (a->stack == MODEL_STACK_ENCODER && strncmp(name, root_of(a), family) == 0)
+        snprintf(n->name[1], sizeof n->name[1], "%s", name + family);
 }
+
+/* ------------------------------------------------------------------------
+ * The merge: a plan of what changes which file tensor (every name and
+ * shape checked before anything is written), then one tensor at a time
+ * summed in double and rounded once to its dtype
+ * ------------------------------------------------------------------------ */
+
+/* One LoRA place: module i in layer l of the blocks `root` names
+ * (delta_params_place's: encoder.layers, decoder.layers, cross.layers),
+ * adding s·B·A to file tensor k, an (out, in) Linear weight or the columns
+ * c0 .. c0+out of a Conv1D [in, ld] weight (GPT-2: c_attn holds q, k, v
+ * side by side; c_proj and c_fc are [in, out] too). */
+struct merge_lora {
+    long k;
+    const struct delta_module *m;
+    const struct delta_tensor *A, *B; /* (r, in), (out, r) */
+    bool conv1d;
+    int64_t c0;
+};
+
+/* A BitFit / full tensor replacing file tensor k's values (GPT-2's Conv1D
+ * weights transposed: the decoder holds and trains them (out, in), and a
+ * full delta keeps them that way). */
+struct merge_model {
+    long k;
+    const struct delta_tensor *d;
+    bool transposed;
+};
 
 struct merger {
     const struct model_arch *arch;
@@ -122,72 +146,164 @@ struct merger {
     const struct delta_tensors *t;
     struct io_weights *w;
     const char *model_dir;
+    struct merge_lora *lora;   /* (merged) */
+    struct merge_model *model; /* (model_tensors) */
     struct io_tensor_out *out; /* one per file tensor, then the added head tensors */
     void **owned;              /* data we allocated, per out entry */
     size_t count;
     enum io_dtype dtype;
-    int merged, head;
+    int merged, head, model_tensors;
 };
 
-static vp_status check_lora_only(const struct delta_spec *spec, const char *delta_dir) {
+/* LoRA folds into the weights, and BitFit / full deltas are model tensors
+ * already; adapters and prefixes are computation no weight can hold. */
+static vp_status check_mergeable(const struct delta_spec *spec, const char *delta_dir) {
     for (int i = 0; i < spec->count; i++) {
         const struct delta_module *m = &spec->modules[i];
-        if (m->kind != DELTA_LORA)
+        if (m->kind != DELTA_LORA && m->kind != DELTA_BITFIT && m->kind != DELTA_FULL)
             return vp_fail(VP_ERROR_BAD_INPUT,
-                           "%s: module %d is %s%s%s; merge folds LoRA (and only LoRA) into the weights: "
-                           "adapters and prefixes add computation that no weight can hold, so run that "
-                           "delta on the base model instead (--delta)",
+                           "%s: module %d is %s%s%s; merge folds LoRA (and only LoRA) into the weights (and "
+                           "writes BitFit / full tensors): adapters and prefixes add computation that no weight "
+                           "can hold, so run that delta on the base model instead (--delta)",
                            delta_dir, i, delta_kind_name(m->kind), m->at != DELTA_AT_NONE ? " at " : "",
                            m->at != DELTA_AT_NONE ? delta_at_name(m->at) : "");
     }
     return VP_OK;
 }
 
-/* W' = W + Σ s·B·A over every LoRA (module, layer) that targets file tensor
- * `it`, in double, rounded once to the tensor's dtype; NULL data when none. */
-static vp_status merge_tensor(struct merger *mg, size_t k, const struct io_tensor *it) {
-    double *acc = NULL;
+/* The index of the file tensor `n` names, or -1. */
+static long file_tensor(const struct merger *mg, const struct merge_name *n) {
+    for (int i = 0; i < 2; i++)
+        for (size_t k = 0; n->name[i][0] && k < io_weights_count(mg->w); k++)
+            if (strcmp(io_weights_at(mg->w, k)->name, n->name[i]) == 0) return (long)k;
+    return -1;
+}
+
+/* Module i's LoRA at place (root, l): the weight of the module PEFT would
+ * adapt (peft.h), its A and B, their shapes against it. */
+static vp_status plan_lora(struct merger *mg, int i, const char *root, int l) {
+    const struct delta_module *m = &mg->spec->modules[i];
+    const struct model_arch *a = mg->arch;
+    char module[160], na[DELTA_NAME_MAX], nb[DELTA_NAME_MAX];
+    struct merge_name name;
+    delta_peft_module_name(a, root, l, m->at, module, sizeof module);
+    strcat(module, ".weight");
+    merge_name_of(a, module, &name);
+    snprintf(na, sizeof na, "%s.%d.delta%d.lora_A", root, l, i);
+    snprintf(nb, sizeof nb, "%s.%d.delta%d.lora_B", root, l, i);
+    struct merge_lora *p = &mg->lora[mg->merged];
+    *p = (struct merge_lora){file_tensor(mg, &name), m, delta_tensors_find(mg->t, na), delta_tensors_find(mg->t, nb),
+                             a->family == MODEL_FAMILY_GPT2, 0};
+    if (p->conv1d) p->c0 = m->at == DELTA_AT_K ? a->hidden : m->at == DELTA_AT_V ? 2 * (int64_t)a->hidden : 0;
+    if (p->k < 0)
+        return vp_fail(VP_ERROR_BAD_INPUT, "%s: the weights have no tensor %s, which the LoRA on %s of %s.%d adapts; "
+                       "is it the delta's base model?", mg->model_dir, module, delta_at_name(m->at), root, l);
+    const struct io_tensor *it = io_weights_at(mg->w, (size_t)p->k);
+    const struct delta_tensor *A = p->A, *B = p->B;
+    const int64_t r = m->size, out = B ? B->shape[0] : 0, in = A && A->ndim == 2 ? A->shape[1] : 0;
+    const int64_t rows = it->ndim == 2 ? it->shape[0] : 0, cols = it->ndim == 2 ? it->shape[1] : 0;
+    const bool fits = p->conv1d ? rows == in && p->c0 + out <= cols : rows == out && cols == in;
+    if (!A || !B || A->ndim != 2 || B->ndim != 2 || A->shape[0] != r || B->shape[1] != r || !fits ||
+        !float_dtype(it->dtype))
+        return vp_fail(VP_ERROR_BAD_INPUT, "merging the LoRA on %s of %s.%d: %s (%s, %lld × %lld) does not take "
+                       "A %s and B %s of rank %d", delta_at_name(m->at), root, l, it->name, io_dtype_name(it->dtype),
+                       (long long)rows, (long long)cols, A ? "(r, in)" : "(missing)", B ? "(out, r)" : "(missing)",
+                       m->size);
+    mg->merged++;
+    return VP_OK;
+}
+
+/* GPT-2's Conv1D weights, [in, out] in the file. */
+static bool gpt2_conv1d(const struct model_arch *a, const struct io_tensor *it) {
+    static const char *const ends[] = {".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight",
+                                       ".mlp.c_proj.weight"};
+    const size_t n = strlen(it->name);
+    if (a->family != MODEL_FAMILY_GPT2 || it->ndim != 2 || strncmp(it->name, "transformer.h.", 14) != 0) return false;
+    for (size_t k = 0; k < sizeof ends / sizeof ends[0]; k++)
+        if (n > strlen(ends[k]) && strcmp(it->name + n - strlen(ends[k]), ends[k]) == 0) return true;
+    return false;
+}
+
+/* A model tensor BitFit / full trained (a Hugging Face name), not a
+ * module's (…layers.{l}.delta{i}.*, delta{i}.reparam.*) or the head. */
+static bool model_tensor(const char *name) {
+    return !strstr(name, ".delta") && strncmp(name, "delta", 5) != 0 && strncmp(name, "classifier.", 11) != 0;
+}
+
+/* Every trained model tensor must be in the file with its size. */
+static vp_status plan_model(struct merger *mg, const struct delta_tensor *d) {
+    struct merge_name name;
+    merge_name_of(mg->arch, d->name, &name);
+    const long k = file_tensor(mg, &name);
+    const struct io_tensor *it = k >= 0 ? io_weights_at(mg->w, (size_t)k) : NULL;
+    if (!it || it->numel != delta_tensor_numel(d) || !float_dtype(it->dtype))
+        return vp_fail(VP_ERROR_BAD_INPUT, "%s: the weights have no float tensor %s of %llu values, which the "
+                       "delta trains; is it the delta's base model?", mg->model_dir, d->name,
+                       (unsigned long long)delta_tensor_numel(d));
+    mg->model[mg->model_tensors++] = (struct merge_model){k, d, gpt2_conv1d(mg->arch, it)};
+    return VP_OK;
+}
+
+static vp_status plan(struct merger *mg) {
+    int places = 0;
+    for (int i = 0; i < mg->spec->count; i++)
+        if (mg->spec->modules[i].kind == DELTA_LORA) places += delta_module_places(&mg->spec->modules[i], mg->arch);
+    mg->lora = calloc((size_t)places + 1, sizeof *mg->lora);
+    mg->model = calloc(mg->t->count + 1, sizeof *mg->model);
+    if (!mg->lora || !mg->model) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory merging");
     vp_status s = VP_OK;
+    for (size_t j = 0; j < mg->t->count && s == VP_OK; j++)
+        if (model_tensor(mg->t->items[j].name)) s = plan_model(mg, &mg->t->items[j]);
     for (int i = 0; i < mg->spec->count && s == VP_OK; i++) {
-        const struct delta_module *m = &mg->spec->modules[i];
-        for (int l = 0; l < mg->arch->layers && s == VP_OK; l++) {
-            if (!delta_module_has_layer(m, l) || !is_target(it->name, mg->arch, m->at, l)) continue;
-            char na[DELTA_NAME_MAX], nb[DELTA_NAME_MAX];
-            snprintf(na, sizeof na, "encoder.layers.%d.delta%d.lora_A", l, i);
-            snprintf(nb, sizeof nb, "encoder.layers.%d.delta%d.lora_B", l, i);
-            const struct delta_tensor *A = delta_tensors_find(mg->t, na), *B = delta_tensors_find(mg->t, nb);
-            if (!A || !B || it->ndim != 2 || !float_dtype(it->dtype) || A->ndim != 2 || B->ndim != 2 ||
-                A->shape[0] != m->size || B->shape[1] != m->size || B->shape[0] != it->shape[0] ||
-                A->shape[1] != it->shape[1]) {
-                s = vp_fail(VP_ERROR_BAD_INPUT, "merging layer %d's LoRA on %s: %s (%s) does not take "
-                            "A %s and B %s of rank %d", l, delta_at_name(m->at), it->name,
-                            io_dtype_name(it->dtype), A ? "(r, in)" : "(missing)", B ? "(out, r)" : "(missing)",
-                            m->size);
-                break;
-            }
-            const int64_t rows = it->shape[0], cols = it->shape[1], r = m->size;
-            if (!acc) {
-                acc = malloc((size_t)it->numel * sizeof *acc);
-                if (!acc) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory merging %s", it->name);
-                file_to_f64(it, acc);
-            }
-            for (int64_t o = 0; o < rows; o++)
-                for (int64_t j = 0; j < r; j++) {
-                    const double sb = m->scale * B->data[o * r + j];
-                    const float *a = A->data + j * cols;
-                    double *row = acc + o * cols;
-                    for (int64_t c = 0; c < cols; c++) row[c] += sb * a[c];
-                }
-            mg->merged++;
-        }
+        const char *root;
+        if (mg->spec->modules[i].kind != DELTA_LORA) continue;
+        for (int place = 0, l; s == VP_OK && (l = delta_params_place(mg->arch, &mg->spec->modules[i], place,
+                                                                      &root)) >= 0; place++)
+            s = plan_lora(mg, i, root, l);
     }
-    if (acc && s == VP_OK) {
-        mg->owned[k] = f64_to_dtype(acc, it->numel, it->dtype);
-        if (!mg->owned[k]) s = vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory merging %s", it->name);
-        mg->out[k].data = mg->owned[k];
-    }
-    free(acc);
     return s;
+}
+
+/* acc += s·B·A over the projection's elements (o, c). */
+static void add_lora(double *acc, const struct merge_lora *p, int64_t cols) {
+    const int64_t r = p->m->size, out = p->B->shape[0], in = p->A->shape[1];
+    const int64_t row_step = p->conv1d ? 1 : cols, col_step = p->conv1d ? cols : 1;
+    for (int64_t o = 0; o < out; o++)
+        for (int64_t j = 0; j < r; j++) {
+            const double sb = p->m->scale * p->B->data[o * r + j];
+            const float *a = p->A->data + j * in;
+            double *w = acc + p->c0 + o * row_step;
+            for (int64_t c = 0; c < in; c++) w[c * col_step] += sb * a[c];
+        }
+}
+
+/* File tensor k's new values, when the plan changes it: the trained
+ * tensor's (or the file's), plus every LoRA on it in spec order, in
+ * double, rounded once to the tensor's dtype into owned[k]. */
+static vp_status merge_tensor(struct merger *mg, long k) {
+    const struct merge_model *model = NULL;
+    bool lora = false;
+    for (int j = 0; j < mg->model_tensors; j++)
+        if (mg->model[j].k == k) model = &mg->model[j];
+    for (int j = 0; j < mg->merged; j++) lora |= mg->lora[j].k == k;
+    if (!model && !lora) return VP_OK;
+    const struct io_tensor *it = io_weights_at(mg->w, (size_t)k);
+    double *acc = malloc((size_t)it->numel * sizeof *acc);
+    if (!acc) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory merging %s", it->name);
+    const int64_t rows = it->ndim == 2 ? it->shape[0] : 1, cols = (int64_t)it->numel / rows;
+    if (model)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < cols; c++)
+                acc[r * cols + c] = model->d->data[model->transposed ? c * rows + r : r * cols + c];
+    else
+        file_to_f64(it, acc);
+    for (int j = 0; j < mg->merged; j++)
+        if (mg->lora[j].k == k) add_lora(acc, &mg->lora[j], cols);
+    mg->owned[k] = f64_to_dtype(acc, it->numel, it->dtype);
+    free(acc);
+    if (!mg->owned[k]) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory merging %s", it->name);
+    mg->out[k].data = mg->owned[k];
+    return VP_OK;
 }
 
 /* The delta's head tensors replace the file's (or are added), in the
@@ -215,36 +331,41 @@ static vp_status take_head(struct merger *mg) {
     return VP_OK;
 }
 
-/* The dtype of the base's matrices: its word embedding table's. */
+/* The dtype of the base's matrices: its token embedding table's. */
 static enum io_dtype model_dtype(const struct io_weights *w, const struct model_arch *a) {
     char name[128];
-    snprintf(name, sizeof name, "%sembeddings.word_embeddings.weight", root_of(a));
+    switch (a->family) {
+    case MODEL_FAMILY_GPT2: snprintf(name, sizeof name, "transformer.wte.weight"); break;
+    case MODEL_FAMILY_LLAMA: snprintf(name, sizeof name, "model.embed_tokens.weight"); break;
+    case MODEL_FAMILY_BART:
+    case MODEL_FAMILY_MBART: snprintf(name, sizeof name, "model.shared.weight"); break;
+    default: snprintf(name, sizeof name, "%sembeddings.word_embeddings.weight", root_of(a)); break;
+    }
     const struct io_tensor *t = io_weights_find(w, name);
-    if (!t) t = io_weights_find(w, name + strlen(root_of(a)));
+    if (!t && !model_arch_generates(a)) t = io_weights_find(w, name + strlen(root_of(a))); /* bare */
     return t && float_dtype(t->dtype) ? t->dtype : IO_DTYPE_F32;
 }
 
-static vp_status write_weights(struct merger *mg, const char *out_dir) {
+/* The output list (every file tensor as it is) and the plan. */
+static vp_status prepare(struct merger *mg) {
     const size_t n = io_weights_count(mg->w), cap = n + mg->t->count + 1;
     mg->out = calloc(cap, sizeof *mg->out);
     mg->owned = calloc(cap, sizeof *mg->owned);
     if (!mg->out || !mg->owned) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory merging");
     mg->count = n;
     mg->dtype = model_dtype(mg->w, mg->arch);
-    vp_status s = VP_OK;
-    for (size_t k = 0; k < n && s == VP_OK; k++) {
+    for (size_t k = 0; k < n; k++) {
         const struct io_tensor *it = io_weights_at(mg->w, k);
         mg->out[k] = (struct io_tensor_out){it->name, it->dtype, it->ndim, {0}, it->data};
         for (int i = 0; i < it->ndim; i++) mg->out[k].shape[i] = it->shape[i];
-        s = merge_tensor(mg, k, it);
     }
-    if (s == VP_OK) s = take_head(mg);
-    int want = 0;
-    for (int i = 0; i < mg->spec->count; i++)
-        for (int l = 0; l < mg->arch->layers; l++) want += delta_module_has_layer(&mg->spec->modules[i], l);
-    if (s == VP_OK && mg->merged != want)
-        s = vp_fail(VP_ERROR_BAD_INPUT, "%s: found %d of the %d projection weights the delta adapts; is it "
-                    "the delta's base model?", mg->model_dir, mg->merged, want);
+    return plan(mg);
+}
+
+static vp_status write_weights(struct merger *mg, const char *out_dir) {
+    vp_status s = VP_OK;
+    for (size_t k = 0; k < io_weights_count(mg->w) && s == VP_OK; k++) s = merge_tensor(mg, (long)k);
+    if (s == VP_OK && !model_arch_generates(mg->arch)) s = take_head(mg);
     char path[4096];
     snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
     if (s == VP_OK)
@@ -312,20 +433,17 @@ static vp_status write_config(const char *model_dir, const char *delta_dir, cons
     return s;
 }
 
+/* The tokenizer's files (Hugging Face's and SentencePiece models) and
+ * generation_config.json, those the base folder has. */
 static vp_status copy_tokenizer(const char *model_dir, const char *out_dir, int *copied) {
     static const char *const files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                                        "vocab.json", "merges.txt", "vocab.txt", "added_tokens.json"};
+                                        "vocab.json", "merges.txt", "vocab.txt", "added_tokens.json",
+                                        "tokenizer.model", "sentencepiece.bpe.model", "generation_config.json"};
     for (size_t k = 0; k < sizeof files / sizeof files[0]; k++) {
-        char src[4096], dst[4096];
+        char src[4096];
         snprintf(src, sizeof src, "%s/%s", model_dir, files[k]);
         if (access(src, F_OK) != 0) continue;
-        void *data;
-        size_t size;
-        vp_status s = vp_file_read(src, &data, &size);
-        if (s != VP_OK) return s;
-        snprintf(dst, sizeof dst, "%s/%s", out_dir, files[k]);
-        s = vp_file_write_atomic(dst, data, size);
-        free(data);
+        vp_status s = vp_file_copy_atomic(model_dir, out_dir, files[k]);
         if (s != VP_OK) return s;
         (*copied)++;
     }
@@ -352,33 +470,41 @@ vp_status delta_merge(const char *model_dir, const char *delta_dir, const char *
     struct model_arch arch;
     struct delta_spec spec;
     struct delta_tensors t = {0};
-    vp_status s = model_arch_load_encoder(model_dir, &arch);
+    vp_status s = model_arch_load(model_dir, &arch);
     if (s != VP_OK) return s;
     /* A vkpeft delta says what it holds before its tensors are read. */
     char path[4096];
     snprintf(path, sizeof path, "%s/delta.json", delta_dir);
     if (access(path, F_OK) == 0) {
         s = delta_spec_load(delta_dir, &spec);
-        if (s == VP_OK) s = check_lora_only(&spec, delta_dir);
+        if (s == VP_OK) s = check_mergeable(&spec, delta_dir);
     }
     if (s == VP_OK) s = delta_load(delta_dir, &arch, &spec, &t);
-    if (s == VP_OK) s = check_lora_only(&spec, delta_dir);
+    if (s == VP_OK) s = check_mergeable(&spec, delta_dir);
     if (s == VP_OK && same_folder(model_dir, out_dir))
         s = vp_fail(VP_ERROR_BAD_INPUT, "--out %s is the base model's folder; the frozen model is never "
                     "modified: write the merged model to a new folder", out_dir);
+    const bool generates = model_arch_generates(&arch);
     struct merger mg = {.arch = &arch, .spec = &spec, .t = &t, .model_dir = model_dir};
     if (s == VP_OK) s = io_weights_open(model_dir, &mg.w);
+    if (s == VP_OK) s = prepare(&mg); /* every name and shape checked before the folder is made */
     if (s == VP_OK) s = vp_mkdir_p(out_dir);
     if (s == VP_OK) s = write_weights(&mg, out_dir);
-    const int labels = head_labels(&t, &arch);
+    const int labels = generates ? 0 : head_labels(&t, &arch);
+    const int num_labels = mg.head ? labels : generates ? 0 : arch.num_labels;
     int copied = 0;
     if (s == VP_OK) s = copy_tokenizer(model_dir, out_dir, &copied);
-    /* config.json last: a folder with it is a complete model. */
-    if (s == VP_OK) s = write_config(model_dir, delta_dir, out_dir, &arch, mg.head ? labels : arch.num_labels);
+    /* config.json last: a folder with it is a complete model. A language
+     * model's is the base's as it is (no head changes). */
+    if (s == VP_OK)
+        s = generates ? vp_file_copy_atomic(model_dir, out_dir, "config.json")
+                      : write_config(model_dir, delta_dir, out_dir, &arch, num_labels);
     if (s == VP_OK && info)
-        *info = (struct delta_merge_info){spec, mg.merged, mg.head, mg.head ? labels : arch.num_labels,
-                                          mg.dtype, copied, mg.count};
+        *info = (struct delta_merge_info){spec,     mg.merged, mg.model_tensors, mg.head, num_labels,
+                                          mg.dtype, copied,    mg.count};
     for (size_t k = 0; mg.owned && k < mg.count; k++) free(mg.owned[k]);
+    free(mg.lora);
+    free(mg.model);
     free(mg.owned);
     free(mg.out);
     if (mg.w) io_weights_close(mg.w);

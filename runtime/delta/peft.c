@@ -27,6 +27,13 @@ static const char *family_prefix(const struct model_arch *a) {
     return a->family == MODEL_FAMILY_ROBERTA ? "roberta" : "bert";
 }
 
+void delta_peft_module_name(const struct model_arch *a, const char *root, int layer, enum delta_at at, char *buf,
+                            size_t size) {
+    if (a->stack == MODEL_STACK_ENCODER_DECODER) delta_peft_seq2seq_module(root, layer, at, buf, size);
+    else if (a->stack == MODEL_STACK_DECODER) delta_peft_decoder_module(a, layer, at, buf, size);
+    else snprintf(buf, size, "%s.encoder.layer.%d.%s", family_prefix(a), layer, site_path(at) ? site_path(at) : "?");
+}
+
 static bool is_head(const char *name) { return strncmp(name, "classifier.", 11) == 0; }
 
 static bool all_lora(const struct delta_spec *s) {
@@ -250,8 +257,9 @@ vp_status delta_peft_export(const char *dir, const struct delta_spec *spec, cons
         if (is_head(d->name)) {
             snprintf(names[n], sizeof names[n], "base_model.model.%s", d->name);
         } else if (!prefix && parse_delta_name(d->name, &layer, &module, &rest) && module < spec->count) {
-            snprintf(names[n], sizeof names[n], "base_model.model.%s.encoder.layer.%d.%s.%s.weight",
-                     family_prefix(arch), layer, site_path(spec->modules[module].at), rest);
+            char path[128];
+            delta_peft_module_name(arch, "encoder.layers", layer, spec->modules[module].at, path, sizeof path);
+            snprintf(names[n], sizeof names[n], "base_model.model.%s.%s.weight", path, rest);
         } else {
             continue; /* prefix tensors go into prompt_embeddings below */
         }

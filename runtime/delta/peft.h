@@ -61,6 +61,18 @@ vp_status delta_peft_seq2seq_export(const char *dir, const struct delta_spec *sp
 vp_status delta_peft_seq2seq_site(const char *module, const struct model_arch *arch, const char *file,
                                   const char *key, unsigned *stack, int *layer, enum delta_at *at);
 
+/* The Hugging Face module (PEFT's key stem after base_model.model.) of
+ * the projection `at` in layer `layer` of the blocks `root` names
+ * (delta_params_place's roots): roberta.encoder.layer.0.attention.self.query,
+ * model.layers.1.self_attn.k_proj, transformer.h.0.attn.c_attn (GPT-2's q, k
+ * and v alike), model.decoder.layers.1.encoder_attn.v_proj (root
+ * cross.layers). Its ".weight" is the tensor that LoRA's B·A adds to.
+ * The per-stack-kind forms are in peft_decoder.c and peft_seq2seq.c. */
+void delta_peft_module_name(const struct model_arch *arch, const char *root, int layer, enum delta_at at, char *buf,
+                            size_t size);
+void delta_peft_decoder_module(const struct model_arch *arch, int layer, enum delta_at at, char *buf, size_t size);
+void delta_peft_seq2seq_module(const char *root, int layer, enum delta_at at, char *buf, size_t size);
+
 /* For the three exporters: adds peft_type LORA, r, lora_alpha,
  * lora_dropout, bias, fan_in_fan_out, target_modules (`targets`, taken)
  * and layers_to_transform (m's layers; null for all, and always null when

@@ -40,6 +40,11 @@ static const char *module_path(const struct model_arch *a, enum delta_at at) {
 }
 static const char *layers_path(const struct model_arch *a) { return gpt2(a) ? "transformer.h" : "model.layers"; }
 
+void delta_peft_decoder_module(const struct model_arch *a, int layer, enum delta_at at, char *buf, size_t size) {
+    const char *p = module_path(a, at);
+    snprintf(buf, size, "%s.%d.%s", layers_path(a), layer, p ? p : "?");
+}
+
 bool delta_peft_decoder_supported(const struct delta_spec *s, const struct model_arch *a, const char **why) {
     *why = NULL;
     if (s->count < 1) {
@@ -127,8 +132,9 @@ vp_status delta_peft_decoder_export(const char *dir, const struct delta_spec *s,
         if (!delta_module_has_layer(&s->modules[0], l)) continue;
         for (int i = 0; i < n && s_ == VP_OK; i++)
             for (int ab = 0; ab < 2 && s_ == VP_OK; ab++) {
-                snprintf(names[k], sizeof names[k], "base_model.model.%s.%d.%s.lora_%c.weight", layers_path(a), l,
-                         module_path(a, s->modules[i].at), ab ? 'B' : 'A');
+                char module[128];
+                delta_peft_decoder_module(a, l, s->modules[i].at, module, sizeof module);
+                snprintf(names[k], sizeof names[k], "base_model.model.%s.lora_%c.weight", module, ab ? 'B' : 'A');
                 out[k] = (struct io_tensor_out){names[k], IO_DTYPE_F32, 2, {0}, NULL};
                 if (fuse) {
                     if (ab == 0) {

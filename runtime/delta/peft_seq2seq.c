@@ -143,6 +143,13 @@ static unsigned root_stack(const char *root) {
                                                  : DELTA_STACK_CROSS;
 }
 
+void delta_peft_seq2seq_module(const char *root, int layer, enum delta_at at, char *buf, size_t size) {
+    const unsigned stack = root_stack(root);
+    const char *site = site_name(at);
+    snprintf(buf, size, "model.%s.layers.%d.%s%s", stack == DELTA_STACK_ENCODER ? "encoder" : "decoder", layer,
+             block_path(stack, at), site ? site : "?");
+}
+
 vp_status delta_peft_seq2seq_export(const char *dir, const struct delta_spec *s, const struct model_arch *a,
                                     const struct delta_tensors *t, const char *base_model) {
     const char *why;
@@ -166,10 +173,9 @@ vp_status delta_peft_seq2seq_export(const char *dir, const struct delta_spec *s,
                     st = vp_fail(VP_ERROR_INVALID_ARGUMENT, "PEFT export: %s is missing or not 2-D", name);
                     break;
                 }
-                const unsigned stack = root_stack(root);
-                snprintf(names[k], sizeof names[k], "base_model.model.model.%s.layers.%d.%s%s.lora_%c.weight",
-                         stack == DELTA_STACK_ENCODER ? "encoder" : "decoder", l, block_path(stack, m->at),
-                         site_name(m->at), ab ? 'B' : 'A');
+                char module[128];
+                delta_peft_seq2seq_module(root, l, m->at, module, sizeof module);
+                snprintf(names[k], sizeof names[k], "base_model.model.%s.lora_%c.weight", module, ab ? 'B' : 'A');
                 out[k] = (struct io_tensor_out){names[k], IO_DTYPE_F32, 2, {d->shape[0], d->shape[1]}, d->data};
                 k++;
             }

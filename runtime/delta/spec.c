@@ -428,6 +428,12 @@ static const struct lora_target gpt2_targets[] = {
 static const struct lora_target llama_targets[] = {
     {"q_proj", {DELTA_AT_Q}}, {"k_proj", {DELTA_AT_K}}, {"v_proj", {DELTA_AT_V}}, {"o_proj", {DELTA_AT_O}},
     {"up_proj", {DELTA_AT_UP}}, {"down_proj", {DELTA_AT_DOWN}}, {NULL, {0}}};
+/* BART and mBART name the attention output out_proj and the FFN fc1, fc2;
+ * a name reaches every block of that kind (encoder and decoder
+ * self-attention and cross-attention), as PEFT's target_modules does. */
+static const struct lora_target bart_targets[] = {
+    {"q_proj", {DELTA_AT_Q}}, {"k_proj", {DELTA_AT_K}}, {"v_proj", {DELTA_AT_V}}, {"out_proj", {DELTA_AT_O}},
+    {"fc1", {DELTA_AT_UP}}, {"fc2", {DELTA_AT_DOWN}}, {NULL, {0}}};
 static const struct lora_target encoder_targets[] = {
     {"query", {DELTA_AT_Q}}, {"key", {DELTA_AT_K}}, {"value", {DELTA_AT_V}},
     {"attention.output.dense", {DELTA_AT_O}}, {"intermediate.dense", {DELTA_AT_UP}},
@@ -439,6 +445,7 @@ static const struct lora_target generic_targets[] = {
 static const struct lora_target *family_targets(const struct model_arch *a) {
     if (a->family == MODEL_FAMILY_GPT2) return gpt2_targets;
     if (a->family == MODEL_FAMILY_LLAMA) return llama_targets;
+    if (a->family == MODEL_FAMILY_BART || a->family == MODEL_FAMILY_MBART) return bart_targets;
     if (a->family == MODEL_FAMILY_BERT || a->family == MODEL_FAMILY_ROBERTA) return encoder_targets;
     return NULL;
 }

@@ -219,6 +219,24 @@ static const struct dec_slot *first_active_slot(struct decoder *m, int module) {
     return NULL;
 }
 
+void dec_take_slot(const struct decoder *m, struct model_taker *t, struct dec_slot *sl, uint64_t N) {
+    const struct delta_module *dm = &m->spec.modules[sl->module];
+    const uint64_t d = (uint64_t)m->arch.hidden, H = (uint64_t)m->arch.heads;
+    const vp_pool A = VP_POOL_ACTIVATIONS;
+    const uint64_t rows = dm->kind == DELTA_ADAPTER && dm->per_head ? N * H : N;
+    model_take(t, A, &sl->hpre, rows * (uint64_t)dm->size * 4);
+    if (dm->kind != DELTA_ADAPTER) return;
+    const bool drops = m->opt.dropout && dec_adapter_p(m, dm) > 0;
+    if (dm->act != DELTA_ACT_IDENTITY || drops) model_take(t, A, &sl->hact, rows * (uint64_t)dm->size * 4);
+    if (dm->per_head) {
+        model_take(t, A, &sl->zh, N * d * 4);
+        model_take(t, A, &sl->dh, N * d * 4);
+    }
+    model_take(t, A, &sl->delta, N * (uint64_t)sl->dout * 4);
+    if (dm->insert == DELTA_SEQUENTIAL || dm->compose == DELTA_COMPOSE_GATED)
+        model_take(t, A, &sl->out, N * (uint64_t)sl->dout * 4);
+}
+
 /* With checkpointing, every layer keeps only its out (and its prefix rows
  * and their index tables); the rest of its activations and its deltas'
  * bottlenecks are layer 0's (a module's first layer's) buffers. */
@@ -304,32 +322,13 @@ static vp_status acts_layout(struct decoder *m, struct dec_acts *a, int B_, int 
     model_take(&t, A, &a->ce_scratch, kernel_cross_entropy_scratch_bytes(m->ctx, &ce));
     for (int k = 0; k < m->spec.count * ar->layers; k++) {
         struct dec_slot *sl = &m->slots[k];
-        const struct delta_module *dm = &m->spec.modules[sl->module];
         if (!sl->active) continue;
         const struct dec_slot *first = checkpoint ? first_active_slot(m, sl->module) : sl;
         if (first != sl) { /* checkpointing: the module's first layer's buffers (a plan leaves the slots be) */
-            if (alloc) {
-                sl->hpre = first->hpre;
-                sl->hact = first->hact;
-                sl->zh = first->zh;
-                sl->dh = first->dh;
-                sl->delta = first->delta;
-                sl->out = first->out;
-            }
+            if (alloc) dec_slot_share_buffers(sl, first);
             continue;
         }
-        const uint64_t rows = dm->kind == DELTA_ADAPTER && dm->per_head ? N * H : N;
-        model_take(&t, A, &sl->hpre, rows * (uint64_t)dm->size * 4);
-        const bool drops = m->opt.dropout && dec_adapter_p(m, dm) > 0;
-        if (dm->kind == DELTA_ADAPTER && (dm->act != DELTA_ACT_IDENTITY || drops))
-            model_take(&t, A, &sl->hact, rows * (uint64_t)dm->size * 4);
-        if (dm->kind == DELTA_ADAPTER && dm->per_head) {
-            model_take(&t, A, &sl->zh, N * d * 4);
-            model_take(&t, A, &sl->dh, N * d * 4);
-        }
-        if (dm->kind == DELTA_ADAPTER) model_take(&t, A, &sl->delta, N * (uint64_t)sl->dout * 4);
-        if (dm->kind == DELTA_ADAPTER && (dm->insert == DELTA_SEQUENTIAL || dm->compose == DELTA_COMPOSE_GATED))
-            model_take(&t, A, &sl->out, N * (uint64_t)sl->dout * 4);
+        dec_take_slot(m, &t, sl, N);
     }
     if (m->trains) {
         const uint64_t I2 = I > qd ? I : qd;
@@ -739,12 +738,14 @@ vp_status decoder_create_with_delta(vp_context *ctx, const char *dir, const char
     *out = NULL;
     struct delta_spec spec;
     struct delta_tensors t = {0};
-    vp_status s = delta_load_for_model(delta_dir, dir, &spec, &t);
+    /* no delta: the model alone (a base or merged model) */
+    vp_status s = delta_dir ? delta_load_for_model(delta_dir, dir, &spec, &t) : VP_OK;
+    if (!delta_dir) spec = (struct delta_spec){.name = "none"};
     if (s == VP_OK) s = decoder_create(ctx, dir, &spec, opt, B, T, out);
     if (s == VP_OK) s = delta_params_load((*out)->params, &t);
     delta_tensors_free(&t);
     if (s != VP_OK) {
-        vp_fail_context(s, "--delta %s", delta_dir);
+        if (delta_dir) vp_fail_context(s, "--delta %s", delta_dir);
         decoder_destroy(*out);
         *out = NULL;
     }

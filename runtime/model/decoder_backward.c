@@ -426,3 +426,8 @@ vp_status dec_record_norm_back(struct decoder *m, struct vk_recorder *rec, const
     return norm_back(m, rec, dx, dy, x, mean, rstd, w, b, N);
 }
 vp_status dec_record_prefixes_back(struct decoder *m, struct vk_recorder *rec) { return prefixes_backward(m, rec); }
+const struct vk_buffer *dec_record_dropout_back(struct decoder *m, struct vk_recorder *rec, const struct vk_buffer *into,
+                                               const struct vk_buffer *dy, uint64_t n, double p, int layer, int site,
+                                               vp_status *st) {
+    return dropout_back(m, rec, into, dy, n, p, layer, site, st);
+}

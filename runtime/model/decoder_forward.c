@@ -65,6 +65,11 @@ static vp_status dropout(struct decoder *m, struct vk_recorder *rec, const struc
     return kernel_dropout_forward(m->ctx, rec, x, x, n, &key, p);
 }
 
+vp_status dec_record_dropout(struct decoder *m, struct vk_recorder *rec, const struct vk_buffer *x, uint64_t n,
+                             double p, int layer, int site) {
+    return dropout(m, rec, x, n, p, layer, site);
+}
+
 /* out[n,:] = table[ids[n],:] for fp32 rows of C values. */
 static vp_status gather(struct decoder *m, struct vk_recorder *rec, const struct vk_buffer *out,
                         const struct vk_buffer *ids, const struct vk_buffer *table, uint64_t N, uint64_t V,

@@ -143,7 +143,7 @@ vp_status decoder_set_batch(struct decoder *m, int B, int T);
  * decoder_load_delta writes a saved delta's tensors into a loaded decoder
  * whose spec trains them (same names and shapes); decoder_create_with_delta
  * opens the model with the saved delta's spec, loads it for (B,T) and
- * writes the tensors. */
+ * writes the tensors (delta_dir NULL: the model alone, no delta). */
 vp_status decoder_load_delta(struct decoder *m, const char *delta_dir);
 vp_status decoder_create_with_delta(vp_context *ctx, const char *dir, const char *delta_dir,
                                     const struct decoder_options *opt, int B, int T, struct decoder **out);
@@ -381,6 +381,23 @@ static inline struct dec_slot *dec_slot_at(struct decoder *m, int module, int la
     return &m->slots[(size_t)module * m->arch.layers + layer];
 }
 
+/* Takes an active LoRA or adapter slot's activations for N rows from the
+ * activations pool (decoder.c): the bottleneck (per head: N·H rows), f of
+ * it when f is not the identity or the adapter drops, per-head splits, Δ,
+ * and the sequential or gated output. */
+void dec_take_slot(const struct decoder *m, struct model_taker *t, struct dec_slot *sl, uint64_t N);
+/* Activation checkpointing: slot sl records into owner's bottleneck buffers
+ * (a slot of the same module in a layer run before it; the owner keeps
+ * them in its model's activations). */
+static inline void dec_slot_share_buffers(struct dec_slot *sl, const struct dec_slot *owner) {
+    sl->hpre = owner->hpre;
+    sl->hact = owner->hact;
+    sl->zh = owner->zh;
+    sl->dh = owner->dh;
+    sl->delta = owner->delta;
+    sl->out = owner->out;
+}
+
 /* decoder_forward.c */
 vp_status dec_record_forward(struct decoder *m, struct vk_recorder *rec);
 /* A view of `len` bytes at `offset` (aligned) of a piece. */
@@ -450,5 +467,14 @@ vp_status dec_record_norm_back(struct decoder *m, struct vk_recorder *rec, const
                                uint32_t N);
 /* The prefix rows' gradients (dprefix_src) into their params. */
 vp_status dec_record_prefixes_back(struct decoder *m, struct vk_recorder *rec);
+/* A dropout site (layer, site: dec_dropout_key) in a training pass with
+ * dropout on, nothing otherwise: x = dropout(x) in place (n elements); the
+ * backward writes dy ⊙ the forward's mask into `into` and returns it, or
+ * returns dy when the site does not drop (a failure lands in *st). */
+vp_status dec_record_dropout(struct decoder *m, struct vk_recorder *rec, const struct vk_buffer *x, uint64_t n,
+                             double p, int layer, int site);
+const struct vk_buffer *dec_record_dropout_back(struct decoder *m, struct vk_recorder *rec, const struct vk_buffer *into,
+                                               const struct vk_buffer *dy, uint64_t n, double p, int layer, int site,
+                                               vp_status *st);
 
 #endif

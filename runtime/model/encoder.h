@@ -358,7 +358,8 @@ double enc_dropout_p(const struct encoder *e, bool train, double p);
 /* The Philox stream of a dropout site: layer −1 for embeddings and head. */
 uint32_t enc_dropout_stream(int layer, int site);
 enum { ENC_SITE_EMB = 0, ENC_SITE_ATTN_PROBS, ENC_SITE_ATTN_OUT, ENC_SITE_FFN_OUT,
-       ENC_SITE_HEAD_CLS, ENC_SITE_HEAD_POOL, ENC_SITE_ADAPTER = 16 };
+       ENC_SITE_HEAD_CLS, ENC_SITE_HEAD_POOL, ENC_SITE_FFN_ACT /* BART's activation_dropout */,
+       ENC_SITE_ADAPTER = 16 };
 /* A view of `len` bytes at `offset` (aligned) of a piece. */
 struct vk_buffer enc_view(const struct vk_buffer *buf, uint64_t offset, uint64_t len);
 

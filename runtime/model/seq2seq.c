@@ -46,7 +46,12 @@ vp_status seq2seq_open(vp_context *ctx, const char *dir, const struct delta_spec
     c->ctx = ctx;
     c->spec = *spec;
     if (opt)
-        c->opt = (struct decoder_options){.storage = opt->storage, .seed = opt->seed, .label_smoothing = opt->label_smoothing};
+        c->opt = (struct decoder_options){.storage = opt->storage, .seed = opt->seed,
+                                          .label_smoothing = opt->label_smoothing,
+                                          .checkpoint_activations = opt->checkpoint_activations,
+                                          .dropout = opt->dropout, .dropout_p = opt->dropout_p};
+    if (c->opt.dropout_p > 0) /* BART drops at three kinds of site */
+        m->arch.hidden_dropout = m->arch.attention_dropout = m->arch.activation_dropout = c->opt.dropout_p;
     snprintf(c->dir, sizeof c->dir, "%s", dir);
     m->Le = m->arch.layers;
     m->Ld = m->arch.decoder_layers;
@@ -71,6 +76,7 @@ struct layout {
     struct seq2seq *m;
     struct model_taker t;
     uint64_t B, Nmax, in; /* in: staging input bytes so far */
+    bool checkpoint;      /* activation checkpointing: layers share their activations */
 };
 
 static void take(struct layout *L, struct vk_buffer *buf, uint64_t bytes) {
@@ -162,18 +168,51 @@ static vp_status take_stack(struct layout *L, struct s2s_stack_acts *sa, const s
     }
     for (int l = 0; l < w->layers; l++) {
         struct s2s_layer_acts *la = &sa->layer[l];
-        take_attn(L, &la->self, N, N, s2s_block(m, decoder ? DELTA_STACK_DECODER : DELTA_STACK_ENCODER, l));
-        if (decoder) take_attn(L, &la->cross, N, Nenc, s2s_block(m, DELTA_STACK_CROSS, l));
+        const int self = s2s_block(m, decoder ? DELTA_STACK_DECODER : DELTA_STACK_ENCODER, l);
+        const int cross = s2s_block(m, DELTA_STACK_CROSS, l);
+        if (L->checkpoint && l > 0) { /* layer 0's buffers, but for what each layer keeps */
+            *la = sa->layer[0];
+            struct s2s_attn_acts *kept[] = {&la->self, &la->cross};
+            for (int k = 0; k < 2; k++)
+                kept[k]->pk = kept[k]->pv = kept[k]->ids_pk = kept[k]->ids_pv = kept[k]->groups_pk =
+                    kept[k]->groups_pv = (struct vk_buffer){0};
+            take_prefix(L, &la->self, self);
+            if (decoder) take_prefix(L, &la->cross, cross);
+            /* the layer's output: pre-LN's residual sum, post-LN's norm of it */
+            struct vk_buffer *out = m->arch.pre_norm ? &la->ffn.h : &la->ffn.out;
+            *out = (struct vk_buffer){0};
+            take(L, out, N * d * 4);
+            continue;
+        }
+        take_attn(L, &la->self, N, N, self);
+        if (decoder) take_attn(L, &la->cross, N, Nenc, cross);
         take_ffn(L, &la->ffn, N, (uint64_t)w->I);
     }
     return L->t.status;
+}
+
+/* Block blk's kind: 0 encoder, 1 decoder, 2 cross-attention. */
+static int block_kind(const struct seq2seq *m, int blk) { return blk < m->Le ? 0 : blk < m->Le + m->Ld ? 1 : 2; }
+
+/* The slot whose bottleneck buffers slot sl uses: with checkpointing its
+ * module's first active slot in a block of the same kind (the blocks of one
+ * kind run one layer at a time; a decoder layer's self and cross blocks are
+ * both live in its backward), else sl itself. */
+static struct dec_slot *slot_owner(struct layout *L, struct dec_slot *sl) {
+    struct seq2seq *m = L->m;
+    if (!L->checkpoint) return sl;
+    for (int blk = 0; blk < sl->layer; blk++) {
+        struct dec_slot *o = dec_slot_at(&m->core, sl->module, blk);
+        if (o->active && block_kind(m, blk) == block_kind(m, sl->layer)) return o;
+    }
+    return sl;
 }
 
 /* The pieces the decoder's delta code reads from its own activations. */
 static void take_delta(struct layout *L, bool with_grads) {
     struct decoder *c = &L->m->core;
     struct dec_acts *ca = &c->acts;
-    const uint64_t N = L->Nmax, d = (uint64_t)c->arch.hidden, H = (uint64_t)c->arch.heads;
+    const uint64_t N = L->Nmax, d = (uint64_t)c->arch.hidden;
     const uint64_t rank = (uint64_t)(c->rank_max > 0 ? c->rank_max : 1);
     if (!with_grads) {
         if (c->model_trains || c->per_head) take(L, &ca->ones, N * 4);
@@ -188,17 +227,12 @@ static void take_delta(struct layout *L, bool with_grads) {
             struct dec_slot *sl = &c->slots[k];
             const struct delta_module *dm = &c->spec.modules[sl->module];
             if (!sl->active || dm->kind == DELTA_PREFIX) continue;
-            const bool ph = dm->kind == DELTA_ADAPTER && dm->per_head;
-            take(L, &sl->hpre, (ph ? N * H : N) * (uint64_t)dm->size * 4);
-            if (dm->kind != DELTA_ADAPTER) continue;
-            if (dm->act != DELTA_ACT_IDENTITY) take(L, &sl->hact, (ph ? N * H : N) * (uint64_t)dm->size * 4);
-            if (ph) {
-                take(L, &sl->zh, N * d * 4);
-                take(L, &sl->dh, N * d * 4);
+            const struct dec_slot *owner = slot_owner(L, sl);
+            if (owner != sl) { /* checkpointing: shared (a plan leaves the slots be) */
+                if (L->t.alloc) dec_slot_share_buffers(sl, owner);
+                continue;
             }
-            take(L, &sl->delta, N * (uint64_t)sl->dout * 4);
-            if (dm->insert == DELTA_SEQUENTIAL || dm->compose == DELTA_COMPOSE_GATED)
-                take(L, &sl->out, N * (uint64_t)sl->dout * 4);
+            dec_take_slot(c, &L->t, sl, N);
         }
         return;
     }
@@ -237,13 +271,13 @@ static struct kernel_attention_config attn_cfg(const struct seq2seq *m, int B, i
                                             .causal = causal};
 }
 
-static vp_status acts_layout(struct seq2seq *m, struct s2s_acts *a, int B, int S, int T, bool alloc,
-                             uint64_t bytes[VP_POOL_COUNT]) {
+static vp_status acts_layout(struct seq2seq *m, struct s2s_acts *a, int B, int S, int T, bool checkpoint,
+                             bool alloc, uint64_t bytes[VP_POOL_COUNT]) {
     struct decoder *c = &m->core;
     const uint64_t Ne = (uint64_t)B * S, Nd = (uint64_t)B * T, d = (uint64_t)m->arch.hidden;
     const uint64_t V = (uint64_t)m->arch.vocab_size;
     struct layout L = {.m = m, .t = {.ctx = m->ctx, .owned = &a->owned, .who = "seq2seq", .alloc = alloc},
-                       .B = (uint64_t)B, .Nmax = Ne > Nd ? Ne : Nd};
+                       .B = (uint64_t)B, .Nmax = Ne > Nd ? Ne : Nd, .checkpoint = checkpoint};
     a->B = B;
     a->S = S;
     a->T = T;
@@ -388,20 +422,42 @@ static vp_status upload_constants(struct seq2seq *m) {
  * Plan, load, destroy
  * ------------------------------------------------------------------------ */
 
-vp_status seq2seq_plan(const struct seq2seq *m, int B, int S, int T, uint64_t bytes[VP_POOL_COUNT]) {
+static vp_status plan_with(const struct seq2seq *m, int B, int S, int T, bool checkpoint,
+                           uint64_t bytes[VP_POOL_COUNT]) {
     if (B < 1 || S < 1 || T < 1)
         return vp_fail(VP_ERROR_INVALID_ARGUMENT, "seq2seq: batch shape %d × (%d source, %d target)", B, S, T);
     if (S > m->arch.max_positions || T > m->arch.max_positions)
         return vp_fail(VP_ERROR_INVALID_ARGUMENT, "seq2seq: %d source or %d target tokens exceed the model's %d "
                        "positions", S, T, m->arch.max_positions);
     struct s2s_acts scratch = {0};
-    vp_status s = acts_layout((struct seq2seq *)m, &scratch, B, S, T, false, bytes); /* sums only */
+    vp_status s = acts_layout((struct seq2seq *)m, &scratch, B, S, T, checkpoint, false, bytes); /* sums only */
     free(scratch.enc.layer);
     free(scratch.dec.layer);
     if (s != VP_OK) return s;
     bytes[VP_POOL_FROZEN] += dec_frozen_bytes(&m->core);
     bytes[VP_POOL_TRAINABLE] += delta_params_plan_bytes(m->core.params);
     return VP_OK;
+}
+
+vp_status seq2seq_plan(const struct seq2seq *m, int B, int S, int T, uint64_t bytes[VP_POOL_COUNT]) {
+    return plan_with(m, B, S, T, m->core.opt.checkpoint_activations, bytes);
+}
+
+vp_status seq2seq_plan_activations(const struct seq2seq *m, int B, int S, int T, bool checkpoint, uint64_t *bytes) {
+    uint64_t plan[VP_POOL_COUNT];
+    vp_status s = plan_with(m, B, S, T, checkpoint, plan);
+    *bytes = s == VP_OK ? plan[VP_POOL_ACTIVATIONS] : 0;
+    return s;
+}
+
+/* Reserves a plan; over the budget, a training model that keeps every
+ * activation adds checkpointing to the pool's remedies, with its figure. */
+static vp_status reserve(struct seq2seq *m, const uint64_t plan[VP_POOL_COUNT], int B, int S, int T) {
+    uint64_t with = 0;
+    if (m->core.trains && !m->core.opt.checkpoint_activations &&
+        seq2seq_plan_activations(m, B, S, T, true, &with) != VP_OK)
+        with = 0;
+    return model_reserve(m->ctx, plan, with);
 }
 
 static void unload(struct seq2seq *m) {
@@ -414,10 +470,10 @@ vp_status seq2seq_load(struct seq2seq *m, int B, int S, int T) {
     struct decoder *c = &m->core;
     uint64_t plan[VP_POOL_COUNT];
     vp_status s = seq2seq_plan(m, B, S, T, plan);
-    if (s == VP_OK) s = vk_pools_reserve(m->ctx, plan);
+    if (s == VP_OK) s = reserve(m, plan, B, S, T);
     if (s == VP_OK) s = delta_params_alloc(c->params);
     if (s == VP_OK) s = dec_upload_frozen(c);
-    if (s == VP_OK) s = acts_layout(m, &m->acts, B, S, T, true, NULL);
+    if (s == VP_OK) s = acts_layout(m, &m->acts, B, S, T, m->core.opt.checkpoint_activations, true, NULL);
     if (s == VP_OK) s = upload_constants(m);
     if (s != VP_OK) {
         unload(m);
@@ -538,8 +594,10 @@ static vp_status record(struct seq2seq *m, struct vk_recorder *rec, bool train) 
     vp_status s = copy_stack_in(m, rec, &a->enc);
     if (s == VP_OK) s = copy_stack_in(m, rec, &a->dec);
     if (s == VP_OK) s = vk_recorder_copy(rec, &a->targets, 0, &a->stage_in, a->in_targets, Nd * 4);
+    m->core.recording_train = train;
     if (s == VP_OK) s = s2s_record_forward(m, rec);
     if (s == VP_OK && train && m->core.trains) s = s2s_record_backward(m, rec);
+    m->core.recording_train = false;
     if (s == VP_OK) s = vk_recorder_copy(rec, &a->stage_out, 0, &a->loss, 0, 8);
     if (s == VP_OK) s = vk_recorder_copy(rec, &a->stage_out, 8, &a->logits, 0, Nd * (uint64_t)m->arch.vocab_size * 4);
     return s;
@@ -549,7 +607,10 @@ vp_status seq2seq_run(struct seq2seq *m, enum seq2seq_pass pass) {
     if ((unsigned)pass >= SEQ2SEQ_PASS_COUNT) return vp_fail(VP_ERROR_INVALID_ARGUMENT, "seq2seq: bad pass");
     vp_status s = check_ready(m, "run");
     if (s == VP_OK && !m->rec[pass]) s = vk_recorder_create(m->ctx, 0, &m->rec[pass]);
+    if (pass == SEQ2SEQ_PASS_TRAIN && m->core.opt.dropout && m->recorded_step != m->core.step)
+        m->recorded[pass] = false;
     if (s == VP_OK && !m->recorded[pass]) {
+        if (pass == SEQ2SEQ_PASS_TRAIN) m->recorded_step = m->core.step;
         s = vk_recorder_begin(m->rec[pass]);
         if (s == VP_OK) s = record(m, m->rec[pass], pass == SEQ2SEQ_PASS_TRAIN);
         if (s == VP_OK) s = vk_recorder_end(m->rec[pass]);
@@ -558,6 +619,8 @@ vp_status seq2seq_run(struct seq2seq *m, enum seq2seq_pass pass) {
     if (s == VP_OK) s = vk_recorder_run(m->rec[pass]);
     return s;
 }
+
+void seq2seq_set_step(struct seq2seq *m, uint32_t step) { m->core.step = step; }
 
 vp_status seq2seq_zero_grads(struct seq2seq *m) {
     vp_status s = check_ready(m, "zero_grads");
@@ -618,8 +681,8 @@ vp_status seq2seq_set_batch(struct seq2seq *m, int B, int S, int T) {
     for (int p = 0; p < SEQ2SEQ_PASS_COUNT; p++) m->recorded[p] = false;
     vk_pools_trim(m->ctx);
     plan[VP_POOL_FROZEN] = plan[VP_POOL_TRAINABLE] = 0; /* already held */
-    s = vk_pools_reserve(m->ctx, plan);
-    if (s == VP_OK) s = acts_layout(m, &m->acts, B, S, T, true, NULL);
+    s = reserve(m, plan, B, S, T);
+    if (s == VP_OK) s = acts_layout(m, &m->acts, B, S, T, m->core.opt.checkpoint_activations, true, NULL);
     if (s == VP_OK) s = upload_constants(m);
     return s;
 }
@@ -635,12 +698,14 @@ vp_status seq2seq_create_with_delta(vp_context *ctx, const char *dir, const char
     *out = NULL;
     struct delta_spec spec;
     struct delta_tensors t = {0};
-    vp_status s = delta_load_for_model(delta_dir, dir, &spec, &t);
+    /* no delta: the model alone (a base or merged model) */
+    vp_status s = delta_dir ? delta_load_for_model(delta_dir, dir, &spec, &t) : VP_OK;
+    if (!delta_dir) spec = (struct delta_spec){.name = "none"};
     if (s == VP_OK) s = seq2seq_create(ctx, dir, &spec, opt, B, S, T, out);
     if (s == VP_OK) s = delta_params_load((*out)->core.params, &t);
     delta_tensors_free(&t);
     if (s != VP_OK) {
-        vp_fail_context(s, "--delta %s", delta_dir);
+        if (delta_dir) vp_fail_context(s, "--delta %s", delta_dir);
         seq2seq_destroy(*out);
         *out = NULL;
     }

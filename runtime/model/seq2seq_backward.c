@@ -3,7 +3,9 @@
  * the gradient of the encoder output in g_enc) and the encoder stack,
  * accumulating (+=) every trainable tensor's gradient. Frozen weights get
  * no gradient. The buffers g_* are shared by every block: g_x holds the
- * gradient of the current block's output, then of its input.
+ * gradient of the current block's output, then of its input. With
+ * activation checkpointing each layer's forward is recorded again from its
+ * kept input right before its backward (seq2seq_lm.h).
  *
  * Per block, with h = x + o(x) and y = LN(h) (post-LN) or y = h (pre-LN):
  *   dh = LN'(h)ᵀ·dy or dy;  dx = dh + (d a_in through the sublayer), where
@@ -70,6 +72,9 @@ static vp_status attn_backward(struct seq2seq *m, struct vk_recorder *rec, int b
     const struct vk_buffer *dh, *dout;
     vp_status st = block_out_back(m, rec, &aa->h, &aa->mean, &aa->rstd, w->ln_w, w->ln_b, Nq, &dh);
     if (st == VP_OK) st = dec_record_seq_back(c, rec, blk, DELTA_AT_ATTN, dh, &dout, Nq);
+    /* through the output's dropout into g_t (free until kv_back) */
+    dout = dec_record_dropout_back(c, rec, &a->g_t, dout, (uint64_t)Nq * d, m->arch.hidden_dropout, blk,
+                                   ENC_SITE_ATTN_OUT, &st);
     if (st == VP_OK) st = dec_record_linear_back(c, rec, &a->g_ctx, dout, w->wo, Nq);
     if (st == VP_OK) st = dec_record_weight_grads(c, rec, w->wo, w->bo, dout, &aa->ctx, Nq);
     if (st == VP_OK) st = dec_record_loras_back(c, rec, blk, DELTA_AT_O, &a->g_ctx, dout, Nq);
@@ -78,7 +83,7 @@ static vp_status attn_backward(struct seq2seq *m, struct vk_recorder *rec, int b
     const uint64_t np = (uint64_t)Lp * d;
     if (st == VP_OK && Lp) st = vk_recorder_fill(rec, &a->g_pk, 0, np * 4, 0);
     if (st == VP_OK && Lp) st = vk_recorder_fill(rec, &a->g_pv, 0, np * 4, 0);
-    const struct kernel_attention_config cfg = {.B = B, .H = H, .T = Tq, .S = Tk, .L = Lp, .D = hd, .causal = causal};
+    const struct kernel_attention_config cfg = s2s_attention_config(m, blk, Tq, Tk, causal);
     if (st == VP_OK)
         st = kernel_attention_backward(m->ctx, rec, &a->g_qh, &a->g_kh, &a->g_vh, Lp ? &a->g_pk : NULL,
                                        Lp ? &a->g_pv : NULL, &a->attn_scratch, &a->g_atth, &aa->atth, &aa->lse,
@@ -111,13 +116,17 @@ static vp_status ffn_backward(struct seq2seq *m, struct vk_recorder *rec, int bl
     struct s2s_acts *a = &m->acts;
     struct decoder *c = &m->core;
     const struct vk_buffer *dh, *ddn;
+    const uint64_t nd = (uint64_t)N * (uint64_t)m->arch.hidden, ni = (uint64_t)N * I;
     vp_status st = block_out_back(m, rec, &fa->h, &fa->mean, &fa->rstd, w->ln_w, w->ln_b, N, &dh);
     if (st == VP_OK) st = dec_record_seq_back(c, rec, blk, DELTA_AT_FFN, dh, &ddn, N);
+    /* through dn's dropout into g_t (free until the adapters' backward) */
+    ddn = dec_record_dropout_back(c, rec, &a->g_t, ddn, nd, m->arch.hidden_dropout, blk, ENC_SITE_FFN_OUT, &st);
     if (st == VP_OK) st = dec_record_linear_back(c, rec, &a->g_u, ddn, w->w2, N);
     if (st == VP_OK) st = dec_record_weight_grads(c, rec, w->w2, w->b2, ddn, &fa->u, N);
     if (st == VP_OK) st = dec_record_loras_back(c, rec, blk, DELTA_AT_DOWN, &a->g_u, ddn, N);
+    dec_record_dropout_back(c, rec, &a->g_u, &a->g_u, ni, m->arch.activation_dropout, blk, ENC_SITE_FFN_ACT, &st);
     if (st == VP_OK)
-        st = kernel_activation_backward(m->ctx, rec, &a->g_up, &a->g_u, &fa->upre, (uint64_t)N * I, s2s_act(m));
+        st = kernel_activation_backward(m->ctx, rec, &a->g_up, &a->g_u, &fa->upre, ni, s2s_act(m));
     if (st == VP_OK) st = dec_record_linear_back(c, rec, &a->g_a, &a->g_up, w->w1, N);
     if (st == VP_OK) st = dec_record_weight_grads(c, rec, w->w1, w->b1, &a->g_up, fa->in, N);
     if (st == VP_OK) st = dec_record_loras_back(c, rec, blk, DELTA_AT_UP, &a->g_a, &a->g_up, N);
@@ -129,7 +138,7 @@ static vp_status ffn_backward(struct seq2seq *m, struct vk_recorder *rec, int bl
 /* g_x: dL/d(stack output) in; the embeddings' gradients out (trained
  * tables: the positions', and the shared table's through embed_scale). */
 static vp_status stack_backward(struct seq2seq *m, struct vk_recorder *rec, const struct s2s_stack_w *w,
-                                const struct s2s_stack_acts *sa, const struct s2s_stack_acts *enc) {
+                                struct s2s_stack_acts *sa, const struct s2s_stack_acts *enc) {
     struct s2s_acts *a = &m->acts;
     struct decoder *c = &m->core;
     const struct model_arch *ar = &m->arch;
@@ -145,12 +154,18 @@ static vp_status stack_backward(struct seq2seq *m, struct vk_recorder *rec, cons
     for (int l = w->layers - 1; l >= 0 && st == VP_OK; l--) {
         const struct s2s_layer_acts *la = &sa->layer[l];
         const int blk = s2s_block(m, self, l);
-        st = ffn_backward(m, rec, blk, &w->layer[l].ffn, &la->ffn, N, (uint32_t)w->I);
+        /* checkpointing: layer l again into the buffers the stack's layers
+         * share (the last one's are still there from the forward) */
+        if (c->opt.checkpoint_activations && l < w->layers - 1) st = s2s_layer_forward(m, rec, w, sa, enc, l);
+        if (st == VP_OK) st = ffn_backward(m, rec, blk, &w->layer[l].ffn, &la->ffn, N, (uint32_t)w->I);
         if (st == VP_OK && enc)
             st = attn_backward(m, rec, s2s_block(m, DELTA_STACK_CROSS, l), &w->layer[l].cross, &la->cross, sa, enc,
                                false, true);
         if (st == VP_OK) st = attn_backward(m, rec, blk, &w->layer[l].self, &la->self, sa, sa, enc != NULL, false);
     }
+    /* g_x is dL/dx now; through the embeddings' dropout */
+    dec_record_dropout_back(c, rec, &a->g_x, &a->g_x, (uint64_t)N * d, ar->hidden_dropout, s2s_first_block(m, w),
+                            ENC_SITE_EMB, &st);
     if (st == VP_OK)
         st = dec_record_norm_back(c, rec, &a->g_t, &a->g_x, &sa->x0, &sa->emb_mean, &sa->emb_rstd, w->emb_w, w->emb_b,
                                   N);

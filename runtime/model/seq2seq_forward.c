@@ -3,8 +3,23 @@
  * self-attention, decoder self-attention and cross-attention, one FFN block
  * both stacks; post-LN (BART) and pre-LN (mBART) differ only in where the
  * block's LayerNorm sits. Delta sites, linear layers and norms are the
- * decoder's (decoder_lm.h), run on the inner decoder at the block's index. */
+ * decoder's (decoder_lm.h), run on the inner decoder at the block's index.
+ * Dropout sites (training passes with dropout on; seq2seq_options) drop in
+ * place, keyed by the block's index and the site. */
 #include "seq2seq_lm.h"
+
+/* Block blk's attention of Tq queries over Tk keys with its prefix rows and,
+ * in a training pass with dropout on, attention_dropout on the
+ * probabilities (seq2seq_backward.c's too). */
+struct kernel_attention_config s2s_attention_config(const struct seq2seq *m, int blk, uint32_t Tq, uint32_t Tk,
+                                                    bool causal) {
+    const struct decoder *c = &m->core;
+    return (struct kernel_attention_config){
+        .B = (uint32_t)m->acts.B, .H = (uint32_t)m->arch.heads, .T = Tq, .S = Tk,
+        .L = (uint32_t)c->prefix_rows[blk], .D = (uint32_t)m->arch.head_dim, .causal = causal,
+        .dropout_p = dec_dropout_p(c, m->arch.attention_dropout), .dropout_seed = c->opt.seed,
+        .dropout_step = c->step, .dropout_stream = enc_dropout_stream(blk, ENC_SITE_ATTN_PROBS)};
+}
 
 static vp_status gather(struct seq2seq *m, struct vk_recorder *rec, const struct vk_buffer *out,
                         const struct vk_buffer *ids, const struct vk_buffer *table, uint64_t N, uint64_t V,
@@ -78,6 +93,8 @@ vp_status s2s_attn_output(struct seq2seq *m, struct vk_recorder *rec, int blk, c
     vp_status st = dec_record_adapters(c, rec, blk, DELTA_AT_ATTN, DELTA_PARALLEL, &cur, aa->in, Nq);
     if (st == VP_OK) st = dec_record_linear(c, rec, &aa->o, ctx, w->wo, w->bo, Nq, d, d);
     if (st == VP_OK) st = dec_record_loras(c, rec, blk, DELTA_AT_O, &aa->o, ctx, Nq);
+    if (st == VP_OK)
+        st = dec_record_dropout(c, rec, &aa->o, (uint64_t)Nq * d, m->arch.hidden_dropout, blk, ENC_SITE_ATTN_OUT);
     cur = &aa->o;
     if (st == VP_OK) st = dec_record_adapters(c, rec, blk, DELTA_AT_ATTN, DELTA_SEQUENTIAL, &cur, NULL, Nq);
     aa->o_final = cur;
@@ -103,7 +120,7 @@ static vp_status attn_forward(struct seq2seq *m, struct vk_recorder *rec, int bl
     if (st == VP_OK) st = s2s_attn_split_kv(m, rec, aa, ks, Nk);
     if (st == VP_OK) st = s2s_attn_prefix(m, rec, blk, aa);
     const uint32_t Lp = (uint32_t)m->core.prefix_rows[blk];
-    const struct kernel_attention_config cfg = {.B = B, .H = H, .T = Tq, .S = Tk, .L = Lp, .D = hd, .causal = causal};
+    const struct kernel_attention_config cfg = s2s_attention_config(m, blk, Tq, Tk, causal);
     if (st == VP_OK)
         st = kernel_attention_forward(m->ctx, rec, &aa->atth, &aa->lse, &aa->qh, &aa->kh, &aa->vh,
                                       Lp ? &aa->pk : NULL, Lp ? &aa->pv : NULL, &ks->keep, &cfg);
@@ -125,8 +142,12 @@ vp_status s2s_ffn_forward(struct seq2seq *m, struct vk_recorder *rec, int blk, c
     if (st == VP_OK) st = dec_record_loras(c, rec, blk, DELTA_AT_UP, &fa->upre, fa->in, N);
     if (st == VP_OK)
         st = kernel_activation_forward(m->ctx, rec, &fa->u, &fa->upre, (uint64_t)N * I, s2s_act(m));
+    if (st == VP_OK)
+        st = dec_record_dropout(c, rec, &fa->u, (uint64_t)N * I, m->arch.activation_dropout, blk, ENC_SITE_FFN_ACT);
     if (st == VP_OK) st = dec_record_linear(c, rec, &fa->dn, &fa->u, w->w2, w->b2, N, I, d);
     if (st == VP_OK) st = dec_record_loras(c, rec, blk, DELTA_AT_DOWN, &fa->dn, &fa->u, N);
+    if (st == VP_OK)
+        st = dec_record_dropout(c, rec, &fa->dn, (uint64_t)N * d, m->arch.hidden_dropout, blk, ENC_SITE_FFN_OUT);
     const struct vk_buffer *cur = &fa->dn;
     if (st == VP_OK) st = dec_record_adapters(c, rec, blk, DELTA_AT_FFN, DELTA_SEQUENTIAL, &cur, NULL, N);
     if (st == VP_OK) st = dec_record_adapters(c, rec, blk, DELTA_AT_FFN, DELTA_PARALLEL, &cur, fa->in, N);
@@ -136,7 +157,7 @@ vp_status s2s_ffn_forward(struct seq2seq *m, struct vk_recorder *rec, int blk, c
     return st;
 }
 
-/* x0 = embed_scale·E[ids] + W_pos[pos]; x = LN_emb(x0). */
+/* x0 = embed_scale·E[ids] + W_pos[pos]; x = dropout(LN_emb(x0)). */
 vp_status s2s_embed_forward(struct seq2seq *m, struct vk_recorder *rec, const struct s2s_stack_w *w,
                                struct s2s_stack_acts *sa, uint32_t N) {
     const struct model_arch *a = &m->arch;
@@ -150,6 +171,29 @@ vp_status s2s_embed_forward(struct seq2seq *m, struct vk_recorder *rec, const st
                                       (uint32_t)(a->max_positions + a->position_offset), d, w->pos->dtype, true);
     if (st == VP_OK)
         st = dec_record_norm(&m->core, rec, &sa->x, &sa->emb_mean, &sa->emb_rstd, &sa->x0, w->emb_w, w->emb_b, N);
+    if (st == VP_OK)
+        st = dec_record_dropout(&m->core, rec, &sa->x, (uint64_t)N * d, a->hidden_dropout, s2s_first_block(m, w),
+                                ENC_SITE_EMB);
+    return st;
+}
+
+/* Layer l of a stack from its input (the embeddings' x or layer l-1's
+ * output): self-attention, (decoder) cross-attention over enc->out, FFN;
+ * sets the layer's ffn.y. Run by the forward and, with checkpointing, again
+ * by the backward right before the layer's backward. */
+vp_status s2s_layer_forward(struct seq2seq *m, struct vk_recorder *rec, const struct s2s_stack_w *w,
+                            struct s2s_stack_acts *sa, const struct s2s_stack_acts *enc, int l) {
+    const uint32_t N = (uint32_t)(m->acts.B * sa->T);
+    const int blk = s2s_block(m, enc ? DELTA_STACK_DECODER : DELTA_STACK_ENCODER, l);
+    struct s2s_layer_acts *la = &sa->layer[l];
+    const struct vk_buffer *x = l ? sa->layer[l - 1].ffn.y : &sa->x;
+    vp_status st = attn_forward(m, rec, blk, &w->layer[l].self, &la->self, x, sa, sa, NULL, enc != NULL);
+    x = la->self.y;
+    if (st == VP_OK && enc)
+        st = attn_forward(m, rec, s2s_block(m, DELTA_STACK_CROSS, l), &w->layer[l].cross, &la->cross, x, sa, enc,
+                          enc->out, false);
+    if (enc) x = la->cross.y;
+    if (st == VP_OK) st = s2s_ffn_forward(m, rec, blk, &w->layer[l].ffn, &la->ffn, x, N, (uint32_t)w->I);
     return st;
 }
 
@@ -158,25 +202,12 @@ vp_status s2s_embed_forward(struct seq2seq *m, struct vk_recorder *rec, const st
 vp_status s2s_stack_forward(struct seq2seq *m, struct vk_recorder *rec, const struct s2s_stack_w *w,
                                struct s2s_stack_acts *sa, const struct s2s_stack_acts *enc) {
     const uint32_t N = (uint32_t)(m->acts.B * sa->T);
-    const unsigned self = enc ? DELTA_STACK_DECODER : DELTA_STACK_ENCODER;
     use_stack(m, sa);
     vp_status st = s2s_embed_forward(m, rec, w, sa, N);
-    const struct vk_buffer *x = &sa->x;
-    for (int l = 0; l < w->layers && st == VP_OK; l++) {
-        struct s2s_layer_acts *la = &sa->layer[l];
-        const int blk = s2s_block(m, self, l);
-        st = attn_forward(m, rec, blk, &w->layer[l].self, &la->self, x, sa, sa, NULL, enc != NULL);
-        x = la->self.y;
-        if (st == VP_OK && enc)
-            st = attn_forward(m, rec, s2s_block(m, DELTA_STACK_CROSS, l), &w->layer[l].cross, &la->cross, x, sa, enc,
-                              enc->out, false);
-        if (enc) x = la->cross.y;
-        if (st == VP_OK) st = s2s_ffn_forward(m, rec, blk, &w->layer[l].ffn, &la->ffn, x, N, (uint32_t)w->I);
-        x = la->ffn.y;
-    }
-    sa->out = x;
+    for (int l = 0; l < w->layers && st == VP_OK; l++) st = s2s_layer_forward(m, rec, w, sa, enc, l);
+    sa->out = w->layers ? sa->layer[w->layers - 1].ffn.y : &sa->x;
     if (st == VP_OK && w->final_w) {
-        st = dec_record_norm(&m->core, rec, &sa->final_out, &sa->final_mean, &sa->final_rstd, x, w->final_w,
+        st = dec_record_norm(&m->core, rec, &sa->final_out, &sa->final_mean, &sa->final_rstd, sa->out, w->final_w,
                              w->final_b, N);
         sa->out = &sa->final_out;
     }

@@ -14,7 +14,9 @@
  *                 the parent's length, zero after), copied back after
  *   cross kh, vh  the layer's cross-attention activations (B,H,Ss,hd), one
  *                 row per source (rows past the sources repeat source 0),
- *                 written by the encoding
+ *                 written by the encoding; a checkpointing model's layers
+ *                 share theirs, so the encoding copies each layer's into
+ *                 the generator's xkc[l], xvc[l] (B,H,Ss,hd)
  *   xk, xv        (R,H,Ss,hd): a row's source's cross K (V), gathered per
  *                 step by the row's item (beam search moves rows between
  *                 calls, finished items drop out)
@@ -36,6 +38,7 @@ struct seq2seq_gen {
     struct vk_buffer *kc, *vc;         /* (Ld) each (R·H + R·H·C, hd) */
     struct vk_buffer kfull, vfull;     /* (R,H,C,hd) */
     struct vk_buffer xk, xv;           /* (R,H,Ss,hd) */
+    struct vk_buffer *xkc, *xvc;       /* checkpointing model: (Ld) each (B,H,Ss,hd); else NULL */
     struct vk_buffer hsplit, hmerge;   /* (R·H) per-head adapters' tables for R rows */
     struct vk_buffer table, keep, xtable, xkeep; /* per step: (R·H·C), (R,C) bytes, (R·H·Ss), (R,Ss) bytes */
     struct vk_buffer stage_in, stage_out;
@@ -65,6 +68,10 @@ static vp_status gen_layout(struct seq2seq_gen *g, bool alloc, uint64_t bytes[VP
     model_take(&t, A, &g->vfull, RH * C * hd * 4);
     model_take(&t, A, &g->xk, RH * Ss * hd * 4);
     model_take(&t, A, &g->xv, RH * Ss * hd * 4);
+    for (int l = 0; g->xkc && l < m->Ld; l++) {
+        model_take(&t, A, &g->xkc[l], RH * Ss * hd * 4);
+        model_take(&t, A, &g->xvc[l], RH * Ss * hd * 4);
+    }
     if (m->core.per_head) {
         model_take(&t, A, &g->hsplit, RH * 4);
         model_take(&t, A, &g->hmerge, RH * 4);
@@ -91,7 +98,7 @@ void seq2seq_gen_destroy(struct seq2seq_gen *g) {
     vk_recorder_destroy(g->enc_rec);
     vk_recorder_destroy(g->step_rec);
     model_owned_free(g->m->ctx, &g->owned);
-    void *p[] = {g->kc, g->vc, g->src, g->src_mask, g->len, g->item, g->next_len, g->next_item};
+    void *p[] = {g->kc, g->vc, g->xkc, g->xvc, g->src, g->src_mask, g->len, g->item, g->next_len, g->next_item};
     for (size_t k = 0; k < sizeof p / sizeof p[0]; k++) free(p[k]);
     free(g);
 }
@@ -108,13 +115,19 @@ static struct seq2seq_gen *gen_alloc(const struct seq2seq *m, int R, int C, int 
     const size_t r = (size_t)R;
     g->kc = calloc((size_t)m->Ld, sizeof *g->kc);
     g->vc = calloc((size_t)m->Ld, sizeof *g->vc);
+    const bool ck = m->core.opt.checkpoint_activations;
+    if (ck) {
+        g->xkc = calloc((size_t)m->Ld, sizeof *g->xkc);
+        g->xvc = calloc((size_t)m->Ld, sizeof *g->xvc);
+    }
     g->src = calloc(r * (size_t)Ss, sizeof *g->src);
     g->src_mask = calloc(r * (size_t)Ss, 1);
     g->len = calloc(r, sizeof *g->len);
     g->item = calloc(r, sizeof *g->item);
     g->next_len = calloc(r, sizeof *g->next_len);
     g->next_item = calloc(r, sizeof *g->next_item);
-    if (!g->kc || !g->vc || !g->src || !g->src_mask || !g->len || !g->item || !g->next_len || !g->next_item) {
+    if (!g->kc || !g->vc || (ck && (!g->xkc || !g->xvc)) || !g->src || !g->src_mask || !g->len || !g->item ||
+        !g->next_len || !g->next_item) {
         seq2seq_gen_destroy(g);
         return NULL;
     }
@@ -201,6 +214,8 @@ static vp_status record_encode(void *gen, struct vk_recorder *rec) {
         const int blk = s2s_block(m, DELTA_STACK_CROSS, l);
         st = s2s_attn_kv(m, rec, blk, &m->dec.layer[l].cross, &la->cross, enc->out, (uint32_t)Ne);
         if (st == VP_OK) st = s2s_attn_split_kv(m, rec, &la->cross, enc, (uint32_t)Ne);
+        if (st == VP_OK && g->xkc) st = vk_recorder_copy(rec, &g->xkc[l], 0, &la->cross.kh, 0, g->xkc[l].size);
+        if (st == VP_OK && g->xvc) st = vk_recorder_copy(rec, &g->xvc[l], 0, &la->cross.vh, 0, g->xvc[l].size);
         if (st == VP_OK) st = s2s_attn_prefix(m, rec, blk, &la->cross);
         if (st == VP_OK) st = s2s_attn_prefix(m, rec, s2s_block(m, DELTA_STACK_DECODER, l), &la->self);
     }
@@ -243,9 +258,10 @@ static vp_status step_cross(struct seq2seq_gen *g, struct vk_recorder *rec, int 
     const int blk = s2s_block(m, DELTA_STACK_CROSS, l);
     const uint32_t R = (uint32_t)g->R, H = (uint32_t)m->arch.heads, hd = (uint32_t)m->arch.head_dim;
     const uint64_t n = (uint64_t)R * H * (uint64_t)g->Ss, src_rows = (uint64_t)m->acts.B * H * (uint64_t)g->Ss;
+    const struct vk_buffer *kh = g->xkc ? &g->xkc[l] : &aa->kh, *vh = g->xvc ? &g->xvc[l] : &aa->vh;
     vp_status st = s2s_attn_project(m, rec, blk, w, aa, x, R);
-    if (st == VP_OK) st = gather(m, rec, &g->xk, &g->xtable, &aa->kh, n, src_rows, hd);
-    if (st == VP_OK) st = gather(m, rec, &g->xv, &g->xtable, &aa->vh, n, src_rows, hd);
+    if (st == VP_OK) st = gather(m, rec, &g->xk, &g->xtable, kh, n, src_rows, hd);
+    if (st == VP_OK) st = gather(m, rec, &g->xv, &g->xtable, vh, n, src_rows, hd);
     const uint32_t Lp = (uint32_t)m->core.prefix_rows[blk];
     const struct kernel_attention_config cfg = {.B = R, .H = H, .T = 1, .S = (uint32_t)g->Ss, .L = Lp, .D = hd};
     if (st == VP_OK)

@@ -25,8 +25,8 @@
  * reparameterised, with separate rows for encoder self-attention, decoder
  * self-attention and cross-attention (positions never shift); BitFit; full
  * fine-tuning (the tied table's gradient sums both embedding gathers and
- * the head; final_logits_bias never trains). Dropout is not modelled
- * (always off, p = 0, like the decoder).
+ * the head; final_logits_bias never trains). Dropout
+ * (seq2seq_options.dropout), as Hugging Face's BART in training passes.
  *
  * The header is seq2seq_lm.h: tests/reference/seq2seq.h already has the
  * plain name.
@@ -47,17 +47,47 @@
  *
  * Recording: one recording per pass and batch shape (eval: forward + loss;
  * train: + backward), made at the first run and replayed after it.
- * Gradients accumulate (+=) over runs until seq2seq_zero_grads. */
+ * Gradients accumulate (+=) over runs until seq2seq_zero_grads.
+ *
+ * Activation checkpointing (seq2seq_options.checkpoint_activations), as
+ * the decoder's (decoder_lm.h): every layer of both stacks keeps only its
+ * output (the next layer's input; the encoder's last one is also what
+ * cross-attention reads) and its blocks' prefix rows; the rest of a layer's
+ * activations (norms, q/k/v and their heads, attention, cross-attention,
+ * FFN) live in one set of buffers the layers of its stack share, and the
+ * deltas' bottlenecks in one set per module and kind of block (encoder,
+ * decoder, cross-attention). The training pass's backward re-records layer
+ * l's forward from its kept input right before layer l's backward (each
+ * stack's last layer's activations are still there from the forward: the
+ * decoder's backward runs before the encoder's and touches none of the
+ * encoder's buffers). Same kernels, same inputs: losses and gradients are
+ * bit-identical to a run without it. The generator keeps its own copy of
+ * each decoder layer's cross-attention K/V when the model checkpoints. */
 #ifndef VKPEFT_MODEL_SEQ2SEQ_LM_H
 #define VKPEFT_MODEL_SEQ2SEQ_LM_H
 
 #include "decoder_lm.h"
 
-/* Zero means default (storage: the encoder's enum). */
+/* Zero means default (storage: the encoder's enum). checkpoint_activations:
+ * activation checkpointing (above). */
 struct seq2seq_options {
     enum encoder_storage storage;
     uint64_t seed;
     double label_smoothing;
+    bool checkpoint_activations;
+    /* Training passes drop (never evaluation or generation), as Hugging
+     * Face's BART: the config's `dropout` on each stack's embeddings after
+     * layernorm_embedding and on every block's output o and FFN output dn
+     * (with their LoRAs, before the sequential adapters and the residual),
+     * `attention_dropout` on the attention probabilities (self and cross),
+     * `activation_dropout` after the FFN's activation, the adapters on
+     * their bottleneck (decoder_lm.h). Masks: Philox keyed by seed, the
+     * step (seq2seq_set_step) and the site (the encoder's streams at the
+     * delta block; a stack's embeddings at its first block), as
+     * tests/reference/seq2seq.h draws them. false: every dropout off.
+     * dropout_p > 0 replaces the three probabilities. */
+    bool dropout;
+    double dropout_p;
 };
 
 enum seq2seq_pass { SEQ2SEQ_PASS_EVAL = 0, SEQ2SEQ_PASS_TRAIN, SEQ2SEQ_PASS_COUNT };
@@ -76,6 +106,9 @@ struct seq2seq;
 vp_status seq2seq_open(vp_context *ctx, const char *dir, const struct delta_spec *spec,
                        const struct seq2seq_options *opt, struct seq2seq **out);
 vp_status seq2seq_plan(const struct seq2seq *m, int B, int S, int T, uint64_t bytes[VP_POOL_COUNT]);
+/* The activations pool's bytes for (B,S,T) with or without activation
+ * checkpointing, whatever the model's own option (what it saves). */
+vp_status seq2seq_plan_activations(const struct seq2seq *m, int B, int S, int T, bool checkpoint, uint64_t *bytes);
 vp_status seq2seq_load(struct seq2seq *m, int B, int S, int T);
 vp_status seq2seq_create(vp_context *ctx, const char *dir, const struct delta_spec *spec,
                          const struct seq2seq_options *opt, int B, int S, int T, struct seq2seq **out);
@@ -87,6 +120,9 @@ enum vp_dtype seq2seq_weight_dtype(const struct seq2seq *m);
 
 vp_status seq2seq_write_batch(struct seq2seq *m, const struct seq2seq_batch *batch);
 vp_status seq2seq_run(struct seq2seq *m, enum seq2seq_pass pass);
+/* The training step dropout masks are keyed by; with dropout on, a new
+ * step re-records the training pass at its next run. */
+void seq2seq_set_step(struct seq2seq *m, uint32_t step);
 vp_status seq2seq_zero_grads(struct seq2seq *m);
 /* The last run's mean loss and scored count (either may be NULL), and the
  * logits (B,T,V). */
@@ -102,7 +138,7 @@ vp_status seq2seq_set_batch(struct seq2seq *m, int B, int S, int T);
 
 /* A saved delta's tensors into a loaded model whose spec trains them; or
  * the model opened with a saved delta's spec, loaded for (B,S,T), with the
- * delta's tensors written. */
+ * delta's tensors written (delta_dir NULL: the model alone, no delta). */
 vp_status seq2seq_load_delta(struct seq2seq *m, const char *delta_dir);
 vp_status seq2seq_create_with_delta(vp_context *ctx, const char *dir, const char *delta_dir,
                                     const struct seq2seq_options *opt, int B, int S, int T, struct seq2seq **out);
@@ -267,6 +303,9 @@ struct seq2seq {
     bool recorded[SEQ2SEQ_PASS_COUNT];
     struct vk_recorder *zero_rec;
     bool zero_recorded;
+    /* dropout: the step is core.step; core.recording_train is set while a
+     * training pass records */
+    uint32_t recorded_step;  /* the step the train recording drew its masks for */
 };
 
 /* The delta block of a stack's layer (DELTA_STACK_*), the reference's
@@ -274,6 +313,11 @@ struct seq2seq {
 static inline int s2s_block(const struct seq2seq *m, unsigned stack, int layer) {
     if (stack == DELTA_STACK_ENCODER) return layer;
     return m->Le + layer + (stack == DELTA_STACK_CROSS ? m->Ld : 0);
+}
+
+/* The first delta block of a stack (its embeddings' dropout key). */
+static inline int s2s_first_block(const struct seq2seq *m, const struct s2s_stack_w *w) {
+    return w == &m->enc ? 0 : m->Le;
 }
 
 /* The FFN activation (check_arch admits gelu, gelu_new and relu). */
@@ -291,6 +335,9 @@ vp_status s2s_record_forward(struct seq2seq *m, struct vk_recorder *rec);
 /* A stack over the batch (sets sa->out); the decoder's reads enc. */
 vp_status s2s_stack_forward(struct seq2seq *m, struct vk_recorder *rec, const struct s2s_stack_w *w,
                             struct s2s_stack_acts *sa, const struct s2s_stack_acts *enc);
+/* Layer l of a stack from its input (sa->x or layer l-1's output). */
+vp_status s2s_layer_forward(struct seq2seq *m, struct vk_recorder *rec, const struct s2s_stack_w *w,
+                            struct s2s_stack_acts *sa, const struct s2s_stack_acts *enc, int l);
 /* x0 = embed_scale·E[ids] + W_pos[pos], x = LN_emb(x0) for sa's first N tokens. */
 vp_status s2s_embed_forward(struct seq2seq *m, struct vk_recorder *rec, const struct s2s_stack_w *w,
                             struct s2s_stack_acts *sa, uint32_t N);
@@ -310,6 +357,10 @@ vp_status s2s_attn_output(struct seq2seq *m, struct vk_recorder *rec, int blk, c
 /* An FFN block over N rows of width I (sets fa->y). */
 vp_status s2s_ffn_forward(struct seq2seq *m, struct vk_recorder *rec, int blk, const struct s2s_ffn_w *w,
                           struct s2s_ffn_acts *fa, const struct vk_buffer *x, uint32_t N, uint32_t I);
+/* Block blk's attention config (Tq queries over Tk keys; its prefix rows;
+ * in a training pass with dropout on, dropout on the probabilities). */
+struct kernel_attention_config s2s_attention_config(const struct seq2seq *m, int blk, uint32_t Tq, uint32_t Tk,
+                                                    bool causal);
 /* seq2seq_backward.c */
 vp_status s2s_record_backward(struct seq2seq *m, struct vk_recorder *rec);
 

@@ -59,6 +59,7 @@ static float s2s_loss(const void *m) {
     return loss;
 }
 static void s2s_destroy(void *m) { seq2seq_destroy(m); }
+static void s2s_set_step(void *m, uint32_t step) { seq2seq_set_step(m, step); }
 
 /* Opens the model dir holds (a decoder, or BART/mBART) into t. */
 static vp_status open_model(struct lm_trainer *t, const char *model_dir, const struct delta_spec *spec,
@@ -69,20 +70,19 @@ static vp_status open_model(struct lm_trainer *t, const char *model_dir, const s
     const bool s2s = a.stack == MODEL_STACK_ENCODER_DECODER;
     model_arch_finish(&a);
     if (s2s) {
-        /* Not modelled on the encoder-decoder yet: refused rather than ignored. */
-        if (o->dropout > 0)
-            return vp_fail(VP_ERROR_INVALID_ARGUMENT, "--dropout %g: the GPU encoder-decoder (BART/mBART) does not "
-                           "model dropout yet (leave --dropout unset: it trains with none)", o->dropout);
-        if (o->checkpoint_activations)
-            return vp_fail(VP_ERROR_INVALID_ARGUMENT, "--checkpoint-activations: the GPU encoder-decoder "
-                           "(BART/mBART) keeps every activation (checkpointing is for encoders and decoder-only "
-                           "models so far)");
         const struct seq2seq_options sopt = {.storage = o->storage, .seed = o->seed,
-                                             .label_smoothing = o->label_smoothing};
+                                             .label_smoothing = o->label_smoothing,
+                                             .checkpoint_activations = o->checkpoint_activations,
+                                             .dropout = o->dropout != 0, .dropout_p = o->dropout};
         s = seq2seq_open(t->ctx, model_dir, spec, &sopt, &t->s2s);
         if (s != VP_OK) return s;
+        /* --dropout unset: the config's dropout, attention_dropout and
+         * activation_dropout; P: all three; and the adapters' own */
+        const struct model_arch *sa = seq2seq_arch(t->s2s);
+        bool drops = sopt.dropout && (sa->hidden_dropout > 0 || sa->attention_dropout > 0 || sa->activation_dropout > 0);
+        for (int i = 0; sopt.dropout && i < spec->count; i++) drops |= spec->modules[i].dropout > 0;
         *model = (struct trainer_model){t->s2s, s2s_zero, s2s_train, s2s_params, s2s_shape, s2s_set, s2s_plan,
-                                        s2s_load, s2s_loss, s2s_destroy, NULL};
+                                        s2s_load, s2s_loss, s2s_destroy, drops ? s2s_set_step : NULL};
         *limit = seq2seq_arch(t->s2s)->max_positions;
         return VP_OK;
     }
@@ -629,10 +629,17 @@ vp_status lm_trainer_fit(struct lm_trainer *t, const struct lm_fit_config *c, co
         uint64_t uncheckpointed = 0;
         trainer_plan(t->tr, plan);
         trainer_counts(t->tr, &counts);
-        if (t->m && t->o.checkpoint_activations) { /* decoder-only: the encoder-decoder refuses the flag */
-            int B, T;
-            decoder_batch_shape(t->m, &B, &T);
-            if (decoder_plan_activations(t->m, B, T, false, &uncheckpointed) != VP_OK) uncheckpointed = 0;
+        if (t->o.checkpoint_activations) {
+            int B, S, T;
+            vp_status ps;
+            if (t->s2s) {
+                seq2seq_batch_shape(t->s2s, &B, &S, &T);
+                ps = seq2seq_plan_activations(t->s2s, B, S, T, false, &uncheckpointed);
+            } else {
+                decoder_batch_shape(t->m, &B, &T);
+                ps = decoder_plan_activations(t->m, B, T, false, &uncheckpointed);
+            }
+            if (ps != VP_OK) uncheckpointed = 0;
         }
         s = train_log_start(f.log, f.total, t->o.batch, &counts, plan, uncheckpointed);
     }

@@ -185,8 +185,8 @@ struct trainer_options {
     double label_smoothing;
     enum encoder_storage storage;
     enum model_head head;       /* MODEL_HEAD_MLM: masked-LM training on a train_corpus */
-    bool checkpoint_activations; /* decoder-only models (lmtrainer.h): recompute each layer's
-                                    activations in the backward (decoder_lm.h) */
+    bool checkpoint_activations; /* recompute each layer's activations in the backward
+                                    (encoders, decoders, encoder-decoders: decoder_lm.h) */
     double mask_prob;           /* MLM: share of non-special tokens chosen (default 0.15) */
 };
 

@@ -103,6 +103,19 @@ vp_status vp_file_write_atomic(const char *path, const void *data, size_t size) 
     return VP_OK;
 }
 
+vp_status vp_file_copy_atomic(const char *from_dir, const char *to_dir, const char *name) {
+    char src[4096], dst[4096];
+    snprintf(src, sizeof src, "%s/%s", from_dir, name);
+    snprintf(dst, sizeof dst, "%s/%s", to_dir, name);
+    void *data;
+    size_t size;
+    vp_status s = vp_file_read(src, &data, &size);
+    if (s != VP_OK) return s;
+    s = vp_file_write_atomic(dst, data, size);
+    free(data);
+    return s;
+}
+
 double vp_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

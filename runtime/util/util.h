@@ -25,6 +25,8 @@ uint64_t vp_hash_str(uint64_t h, const char *s); /* includes the terminating 0 *
 vp_status vp_file_read(const char *path, void **data, size_t *size);
 /* Writes atomically: temporary file in the same folder, fsync, rename. */
 vp_status vp_file_write_atomic(const char *path, const void *data, size_t size);
+/* from_dir/name copied to to_dir/name with vp_file_write_atomic. */
+vp_status vp_file_copy_atomic(const char *from_dir, const char *to_dir, const char *name);
 /* mkdir -p. */
 vp_status vp_mkdir_p(const char *path);
 

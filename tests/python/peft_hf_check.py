@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Mean causal-LM loss of a Hugging Face model with a PEFT adapter, for comparison with
+"""Mean causal-LM loss (decoder-only models) or teacher-forced seq2seq loss (encoder-decoders:
+BART, mBART) of a Hugging Face model with a PEFT adapter, for comparison with
 `vkpeft eval --json` on the same model, adapter folder and data.
 
 Not part of the test suite (it needs `transformers` and `peft`, which the suite's machines
@@ -40,6 +41,14 @@ The data is read the way vkpeft reads it (runtime/train/lmdata.h):
   - rows right-padded (pad token, else EOS; attention mask 0, label -100), HF's shifted
     loss: the logits of token t score the label of token t+1.
 
+An encoder-decoder (config.json's is_encoder_decoder) is read as vkpeft reads seq2seq data
+(runtime/train/lmdata.h): lines {"source": ..., "target": ...}; encoder ids = the tokenizer's
+encoding of the source with its template (BART: <s> source </s>), labels = the target's, each
+truncated to --max-len (specials kept); the model's own forward(labels=...) builds the decoder
+inputs (BART's or mBART's shift_tokens_right); the loss is the token-weighted mean cross-entropy
+over the labels, with --label-smoothing as HF's LabelSmoother (vkpeft eval's default on
+seq2seq is 0.1: pass the same value to both).
+
 Options:
   --model DIR --peft DIR --data FILE   required
   --max-len N        truncate examples to N tokens
@@ -47,6 +56,8 @@ Options:
   --dtype float32|float64|bfloat16|float16   model dtype (default float32)
   --device DEV       torch device (default: cuda when available, else cpu)
   --text-field, --prompt-field, --completion-field NAME   as vkpeft's flags
+  --source-field, --target-field NAME   seq2seq fields (default source, target)
+  --label-smoothing E   seq2seq: the smoothing of the reported loss (default 0.1, as vkpeft)
   --add-bos auto|on|off, --add-eos on|off
   --base             also report "base_loss": the model with the adapter disabled
 """
@@ -74,6 +85,9 @@ def parse_args():
     ap.add_argument("--text-field", default="text")
     ap.add_argument("--prompt-field", default="prompt")
     ap.add_argument("--completion-field", default="completion")
+    ap.add_argument("--source-field", default="source")
+    ap.add_argument("--target-field", default="target")
+    ap.add_argument("--label-smoothing", type=float, default=0.1)
     ap.add_argument("--add-bos", default="auto", choices=["auto", "on", "off"])
     ap.add_argument("--add-eos", default="on", choices=["on", "off"])
     ap.add_argument("--base", action="store_true", help="also report the loss without the adapter")
@@ -82,6 +96,8 @@ def parse_args():
         fail(f"--batch {args.batch}: must be at least 1")
     if args.max_len < 0:
         fail(f"--max-len {args.max_len}: must be positive")
+    if not 0 <= args.label_smoothing <= 1:
+        fail(f"--label-smoothing {args.label_smoothing}: must be in [0, 1]")
     for flag, path in (("--model", args.model), ("--peft", args.peft)):
         if not os.path.isdir(path):
             fail(f"{flag} {path}: not a folder")
@@ -180,13 +196,65 @@ def evaluate(torch, model, examples, pad, batch, device):
     return loss_sum / tokens, correct / tokens, tokens
 
 
+def read_pairs(args, tokenizer, max_len):
+    """(source ids, labels) per line, both with the tokenizer's template, as lmdata.c reads seq2seq."""
+    pairs = []
+    with open(args.data, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{args.data}:{line_no}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                fail(f"{where}: not JSON ({e})")
+            if not isinstance(obj, dict):
+                fail(f"{where}: not a JSON object")
+            for field in (args.source_field, args.target_field):
+                if not isinstance(obj.get(field), str):
+                    fail(f"{where}: the field \"{field}\" is missing or not a string")
+            src = tokenizer(obj[args.source_field], truncation=True, max_length=max_len)["input_ids"]
+            tgt = tokenizer(obj[args.target_field], truncation=True, max_length=max_len)["input_ids"]
+            if not src or not tgt:
+                fail(f"{where}: the source or the target is empty after tokenization")
+            pairs.append((src, tgt))
+    if not pairs:
+        fail(f"{args.data}: no examples")
+    return pairs
+
+
+def evaluate_seq2seq(torch, model, pairs, pad, batch, device, smoothing):
+    """Token-weighted mean (smoothed) cross-entropy and argmax accuracy over every label."""
+    loss_sum, correct, tokens = 0.0, 0, 0
+    with torch.no_grad():
+        for i in range(0, len(pairs), batch):
+            rows = pairs[i:i + batch]
+            S, T = max(len(s) for s, _ in rows), max(len(t) for _, t in rows)
+            ids = torch.full((len(rows), S), pad, dtype=torch.long)
+            mask = torch.zeros((len(rows), S), dtype=torch.long)
+            labels = torch.full((len(rows), T), -100, dtype=torch.long)
+            for r, (x, y) in enumerate(rows):
+                ids[r, :len(x)] = torch.tensor(x)
+                mask[r, :len(x)] = 1
+                labels[r, :len(y)] = torch.tensor(y)
+            ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
+            logits = model(input_ids=ids, attention_mask=mask, labels=labels).logits.double()
+            scored = labels != -100
+            loss_sum += float(torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum",
+                label_smoothing=smoothing))
+            correct += int(((logits.argmax(-1) == labels) & scored).sum())
+            tokens += int(scored.sum())
+    return loss_sum / tokens, correct / tokens, tokens
+
+
 def main():
     args = parse_args()
     try:
         import torch
         import transformers
         import peft
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
         from peft import PeftConfig, PeftModel
     except ImportError as e:
         fail(f"needs torch, transformers and peft ({e}); install them (pip install transformers peft) "
@@ -199,7 +267,9 @@ def main():
     # keyword as a config attribute and load float32).
     from packaging import version
     new = version.parse(transformers.__version__) >= version.parse("4.56")
-    base = AutoModelForCausalLM.from_pretrained(args.model, **({"dtype": dtype} if new else {"torch_dtype": dtype}))
+    seq2seq = bool(getattr(AutoConfig.from_pretrained(args.model), "is_encoder_decoder", False))
+    auto = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
+    base = auto.from_pretrained(args.model, **({"dtype": dtype} if new else {"torch_dtype": dtype}))
     base = base.to(device)
     base.eval()
     config = PeftConfig.from_pretrained(args.peft)
@@ -207,6 +277,22 @@ def main():
     model.eval()
 
     bos, eos, pad = special_ids(base.config, tokenizer)
+    versions = {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}
+    if seq2seq:
+        pad = base.config.pad_token_id if base.config.pad_token_id is not None else pad
+        max_len = args.max_len or base.config.max_position_embeddings
+        pairs = read_pairs(args, tokenizer, max_len)
+        run = lambda m: evaluate_seq2seq(torch, m, pairs, pad, args.batch, device, args.label_smoothing)
+        loss, accuracy, tokens = run(model)
+        out = {"loss": loss, "accuracy": accuracy, "tokens": tokens, "examples": len(pairs),
+               "label_smoothing": args.label_smoothing, "model": args.model, "peft": args.peft,
+               "peft_type": str(getattr(config.peft_type, "value", config.peft_type)), "max_len": max_len,
+               "dtype": args.dtype, "device": str(device), "versions": versions}
+        if args.base:
+            with model.disable_adapter():
+                out["base_loss"], _, _ = run(model)
+        print(json.dumps(out, indent=1))
+        return 0
     if args.add_bos == "auto":
         first = tokenizer("")["input_ids"]
         add_bos = bos is not None and len(first) > 0 and first[0] == bos
@@ -233,8 +319,7 @@ def main():
         "examples": len(examples), "model": args.model, "peft": args.peft,
         "peft_type": str(getattr(config.peft_type, "value", config.peft_type)),
         "add_bos": add_bos, "add_eos": add_eos, "max_len": max_len, "dtype": args.dtype, "device": str(device),
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                     "peft": peft.__version__},
+        "versions": versions,
     }
     if args.base:
         with model.disable_adapter():

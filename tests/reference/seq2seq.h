@@ -2,7 +2,8 @@
  * mBART) with the delta modules of the unified view, forward, backward and
  * greedy generation, assembled from the op references in ref.h, the tensor
  * registry and delta modules of delta_ref.h, and the linear layers of
- * decoder.h. It follows decoder.h's conventions: every dropout is p = 0,
+ * decoder.h. It follows decoder.h's conventions: every dropout is p = 0
+ * unless refs_options.dropout,
  * tensors are doubles keyed by Hugging Face names, gradients exist exactly
  * for the trainable tensors and accumulate.
  *
@@ -127,7 +128,24 @@ struct refs_options {
     double weight_std;        // frozen weights ~ N(0, std); 0 selects 0.02
     bool randomise_zero_init; // zero-initialised delta tensors from N(0, weight_std) (gradient checks)
     double label_smoothing;   // cross-entropy ε
+    // Dropout as the GPU model draws it (seq2seq_lm.h), Hugging Face's
+    // sites: off unless set; masks keyed by (dropout_seed, dropout_step, the
+    // site's stream ((block + 1) << 8 | site)): each stack's embeddings
+    // after layernorm_embedding (arch hidden_dropout, site 0 at the stack's
+    // first block: encoder 0, decoder Le), the attention probabilities of
+    // every block (attention_dropout, site 1), the attention output o (with
+    // its LoRA, before the sequential adapters and the residual; hidden
+    // dropout, site 2), the FFN's activation output (activation_dropout,
+    // site 6) and its output dn (hidden dropout, site 3); the adapters' as
+    // delta_ref.h says (stream 16 + module, hidden dropout by default).
+    bool dropout;
+    uint64_t dropout_seed;
+    uint32_t dropout_step;
 };
+
+/* The dropout sites' numbers (the GPU's ENC_SITE_*). */
+enum { REFS_SITE_EMB = 0, REFS_SITE_ATTN_PROBS = 1, REFS_SITE_ATTN_OUT = 2, REFS_SITE_FFN_OUT = 3,
+       REFS_SITE_FFN_ACT = 6 };
 
 /* One forward's input; right padding. */
 struct refs_batch {
@@ -276,6 +294,9 @@ void refs_encoder_forward(struct refs *m);
 void refs_decoder_forward(struct refs *m, const double *enc_out, const uint8_t *enc_keep);
 /* y = act(x) with the config's activation (gelu, gelu_new, relu). */
 void refs_act_forward(const struct refs *m, double *y, const double *x, size_t n);
+/* A dropout site's probability (0 with dropout off) and its mask's key. */
+double refs_dropout_p(const struct refs *m, double p);
+struct ref_dropout_key refs_dropout_key(const struct refs *m, int block, int site);
 /* Sizes m->acts for (B,S,T), keeping the buffers when the shape is unchanged. */
 void refs_ensure_acts(struct refs *m, int B, int S, int T);
 

@@ -22,6 +22,12 @@ static void act_backward(const struct refs *m, double *dx, const double *dy, con
     else ref_gelu_backward(dx, dy, x, n);
 }
 
+/* dx = dropout'(dx) in place at a site (the forward's mask). */
+static void dropout_backward(const struct refs *m, double *dx, size_t n, double p, int block, int site) {
+    const struct ref_dropout_key key = refs_dropout_key(m, block, site);
+    if (refs_dropout_p(m, p) > 0.0) ref_dropout_backward(dx, dx, &key, p, n);
+}
+
 /* ------------------------------------------------------------------------
  * Blocks
  * ------------------------------------------------------------------------ */
@@ -64,11 +70,14 @@ static void attn_backward(struct refs *m, struct ref_arena *sc, int blk, const s
     else layernorm_backward(m, dh, dout, aa->h, aa->norm_mean, aa->norm_rstd, w->norm_w, w->norm_b, Nq);
     memcpy(dO, dh, Nqd * sizeof(double));
     ref_deltas_adapters_backward(dl, sc, blk, DELTA_AT_ATTN, DELTA_SEQUENTIAL, dO, dO, Nq);
+    dropout_backward(m, dO, Nqd, m->arch.hidden_dropout, blk, REFS_SITE_ATTN_OUT);
     refd_linear_backward(dctx, dO, aa->ctx, &w->o, Nq);
     ref_deltas_loras_backward(dl, sc, blk, DELTA_AT_O, dctx, dO, Nq);
     ref_deltas_adapters_backward(dl, sc, blk, DELTA_AT_ATTN, DELTA_PARALLEL, da_in, dctx, Nq);
     ref_split_heads(datth, dctx, B, Tq, H, hd);
-    const struct ref_attention_config cfg = {.B = B, .H = H, .T = Tq, .S = Tk, .L = Lp, .D = hd, .causal = causal};
+    const struct ref_attention_config cfg = {.B = B, .H = H, .T = Tq, .S = Tk, .L = Lp, .D = hd, .causal = causal,
+                                             .dropout_p = refs_dropout_p(m, m->arch.attention_dropout),
+                                             .dropout = refs_dropout_key(m, blk, REFS_SITE_ATTN_PROBS)};
     ref_attention_backward(dqh, dkh, dvh, Lp ? dpk : NULL, Lp ? dpv : NULL, datth, aa->qh, aa->kh, aa->vh,
                            aa->prefix_k, aa->prefix_v, keep, &cfg);
     if (Lp) ref_deltas_scatter_prefix_grads(dl, blk, dpk, dpv, reparam_dout);
@@ -104,8 +113,10 @@ static void ffn_backward(struct refs *m, struct ref_arena *sc, int blk, const st
     memcpy(ddn, dh, Nd * sizeof(double));
     ref_deltas_adapters_backward(dl, sc, blk, DELTA_AT_FFN, DELTA_PARALLEL, df_in, ddn, N);
     ref_deltas_adapters_backward(dl, sc, blk, DELTA_AT_FFN, DELTA_SEQUENTIAL, ddn, ddn, N);
+    dropout_backward(m, ddn, Nd, m->arch.hidden_dropout, blk, REFS_SITE_FFN_OUT);
     refd_linear_backward(du, ddn, fa->u, &w->down, N);
     ref_deltas_loras_backward(dl, sc, blk, DELTA_AT_DOWN, du, ddn, N);
+    dropout_backward(m, du, NI, m->arch.activation_dropout, blk, REFS_SITE_FFN_ACT);
     act_backward(m, dupre, du, fa->upre, NI);
     refd_linear_backward(tmp, dupre, fa->f_in, &w->up, N);
     ref_add_into(df_in, tmp, Nd);
@@ -127,12 +138,14 @@ static void final_backward(const struct refs *m, const struct refs_stack *st, co
     else memcpy(dlast, dout, (size_t)N * m->arch.hidden * sizeof(double));
 }
 
-/* x = LN_emb(x0), x0 = embed_scale·E[ids] + W_pos[pos]:
- * dx0 = LN_emb'(dx); dE[ids] += embed_scale·dx0; dW_pos[pos] += dx0. */
+/* x = dropout(LN_emb(x0)), x0 = embed_scale·E[ids] + W_pos[pos]:
+ * dx0 = LN_emb'(dropout'(dx)); dE[ids] += embed_scale·dx0; dW_pos[pos] +=
+ * dx0. dx is overwritten. */
 static void embed_backward(struct refs *m, struct ref_arena *sc, const struct refs_stack *st,
-                           const struct refs_stack_acts *sa, const double *dx) {
+                           const struct refs_stack_acts *sa, double *dx, int first) {
     const int N = m->acts.B * sa->T, d = m->arch.hidden;
     double *dx0 = ref_arena_doubles(sc, (size_t)N * d);
+    dropout_backward(m, dx, (size_t)N * d, m->arch.hidden_dropout, first, REFS_SITE_EMB);
     layernorm_backward(m, dx0, dx, sa->x0, sa->emb_mean, sa->emb_rstd, st->embnorm_w, st->embnorm_b, N);
     if (st->pos->grad) ref_embedding_backward(st->pos->grad, dx0, sa->pos, N, st->pos->shape[0], d);
     if (m->w.shared->grad) {
@@ -164,7 +177,7 @@ static void decoder_backward(struct refs *m, struct ref_arena *sc, const double 
                       sa->keep, T, T, true, reparam_dout);
         ref_arena_free(&lsc);
     }
-    embed_backward(m, sc, st, sa, dnext);
+    embed_backward(m, sc, st, sa, dnext, refs_block(m, DELTA_STACK_DECODER, 0));
 }
 
 static void encoder_backward(struct refs *m, struct ref_arena *sc, const double *dout, double *const *reparam_dout) {
@@ -182,7 +195,7 @@ static void encoder_backward(struct refs *m, struct ref_arena *sc, const double 
                       false, reparam_dout);
         ref_arena_free(&lsc);
     }
-    embed_backward(m, sc, st, sa, dnext);
+    embed_backward(m, sc, st, sa, dnext, refs_block(m, DELTA_STACK_ENCODER, 0));
 }
 
 /* The forward reversed: dlogits = CE'; dW_head += dlogitsᵀ·y_dec (the

@@ -1,4 +1,5 @@
-/* Seq2seq reference: the forward pass (seq2seq.h), every dropout at p = 0.
+/* Seq2seq reference: the forward pass (seq2seq.h), dropout when
+ * refs_options.dropout.
  * Activations are kept in m->acts for seq2seq_backward.c. One attention
  * block function serves encoder self-attention, decoder self-attention and
  * cross-attention, one FFN block function both stacks; post-LN (BART) and
@@ -93,6 +94,27 @@ void refs_ensure_acts(struct refs *m, int B, int S, int T) {
  * Blocks
  * ------------------------------------------------------------------------ */
 
+double refs_dropout_p(const struct refs *m, double p) { return m->opt.dropout ? p : 0.0; }
+
+struct ref_dropout_key refs_dropout_key(const struct refs *m, int block, int site) {
+    return (struct ref_dropout_key){m->opt.dropout_seed, m->opt.dropout_step,
+                                    ((uint32_t)(block + 1) << 8) | (uint32_t)site};
+}
+
+/* x = dropout(x) at a site. */
+static void dropout(const struct refs *m, double *x, size_t n, double p, int block, int site) {
+    const struct ref_dropout_key key = refs_dropout_key(m, block, site);
+    if (refs_dropout_p(m, p) > 0.0) ref_dropout_forward(x, x, &key, p, n);
+}
+
+/* Block blk's attention config (dropout on the probabilities when on). */
+static struct ref_attention_config attn_config(const struct refs *m, int blk, int Tq, int Tk, bool causal) {
+    return (struct ref_attention_config){.B = m->acts.B, .H = m->arch.heads, .T = Tq, .S = Tk,
+                                         .L = m->deltas.prefix_rows[blk], .D = m->arch.head_dim, .causal = causal,
+                                         .dropout_p = refs_dropout_p(m, m->arch.attention_dropout),
+                                         .dropout = refs_dropout_key(m, blk, REFS_SITE_ATTN_PROBS)};
+}
+
 static void layernorm(const struct refs *m, double *y, double *mean, double *rstd, const double *x,
                       const struct refm_tensor *w, const struct refm_tensor *b, int N) {
     ref_layernorm_forward(y, mean, rstd, x, w->data, b->data, N, m->arch.hidden, m->arch.norm_eps);
@@ -120,12 +142,13 @@ static void attn_forward(struct refs *m, int blk, const struct refs_attn *w, str
     ref_split_heads(aa->vh, aa->v, B, Tk, H, hd);
     const int Lp = dl->prefix_rows[blk];
     if (Lp) ref_deltas_gather_prefixes(dl, blk, aa->prefix_k, aa->prefix_v);
-    const struct ref_attention_config cfg = {.B = B, .H = H, .T = Tq, .S = Tk, .L = Lp, .D = hd, .causal = causal};
+    const struct ref_attention_config cfg = attn_config(m, blk, Tq, Tk, causal);
     ref_attention_forward(aa->atth, NULL, aa->qh, aa->kh, aa->vh, aa->prefix_k, aa->prefix_v, keep, &cfg);
     ref_merge_heads(aa->ctx, aa->atth, B, Tq, H, hd);
     ref_deltas_adapters_forward(dl, blk, DELTA_AT_ATTN, DELTA_PARALLEL, aa->ctx, aa->a_in, Nq);
     refd_linear_forward(aa->o, aa->ctx, &w->o, Nq);
     ref_deltas_loras_forward(dl, blk, DELTA_AT_O, aa->o, aa->ctx, Nq);
+    dropout(m, aa->o, (size_t)Nq * d, m->arch.hidden_dropout, blk, REFS_SITE_ATTN_OUT);
     ref_deltas_adapters_forward(dl, blk, DELTA_AT_ATTN, DELTA_SEQUENTIAL, aa->o, aa->o, Nq);
     ref_add_forward(aa->h, aa->x, aa->o, (size_t)Nq * d);
     if (m->arch.pre_norm) memcpy(aa->out, aa->h, (size_t)Nq * d * sizeof(double));
@@ -147,8 +170,10 @@ static void ffn_forward(struct refs *m, int blk, const struct refs_ffn *w, struc
     refd_linear_forward(fa->upre, fa->f_in, &w->up, N);
     ref_deltas_loras_forward(dl, blk, DELTA_AT_UP, fa->upre, fa->f_in, N);
     refs_act_forward(m, fa->u, fa->upre, (size_t)N * I);
+    dropout(m, fa->u, (size_t)N * I, m->arch.activation_dropout, blk, REFS_SITE_FFN_ACT);
     refd_linear_forward(fa->dn, fa->u, &w->down, N);
     ref_deltas_loras_forward(dl, blk, DELTA_AT_DOWN, fa->dn, fa->u, N);
+    dropout(m, fa->dn, (size_t)N * d, m->arch.hidden_dropout, blk, REFS_SITE_FFN_OUT);
     ref_deltas_adapters_forward(dl, blk, DELTA_AT_FFN, DELTA_SEQUENTIAL, fa->dn, fa->dn, N);
     ref_deltas_adapters_forward(dl, blk, DELTA_AT_FFN, DELTA_PARALLEL, fa->dn, fa->f_in, N);
     ref_add_forward(fa->h, fa->x, fa->dn, (size_t)N * d);
@@ -156,8 +181,9 @@ static void ffn_forward(struct refs *m, int blk, const struct refs_ffn *w, struc
     else layernorm(m, fa->out, fa->norm_mean, fa->norm_rstd, fa->h, w->norm_w, w->norm_b, N);
 }
 
-/* x0 = embed_scale·E[ids] + W_pos[pos]; x = LN_emb(x0). */
-static void embed_forward(struct refs *m, const struct refs_stack *st, struct refs_stack_acts *sa) {
+/* x0 = embed_scale·E[ids] + W_pos[pos]; x = dropout(LN_emb(x0)), keyed at
+ * the stack's first block. */
+static void embed_forward(struct refs *m, const struct refs_stack *st, struct refs_stack_acts *sa, int first) {
     const int N = m->acts.B * sa->T, d = m->arch.hidden;
     ref_embedding_forward(sa->x0, sa->ids, m->w.shared->data, N, m->arch.vocab_size, d);
     for (int n = 0; n < N; n++) {
@@ -165,6 +191,7 @@ static void embed_forward(struct refs *m, const struct refs_stack *st, struct re
         for (int c = 0; c < d; c++) sa->x0[(size_t)n * d + c] = m->arch.embed_scale * sa->x0[(size_t)n * d + c] + p[c];
     }
     layernorm(m, sa->x, sa->emb_mean, sa->emb_rstd, sa->x0, st->embnorm_w, st->embnorm_b, N);
+    dropout(m, sa->x, (size_t)N * d, m->arch.hidden_dropout, first, REFS_SITE_EMB);
 }
 
 /* The stack's output: mBART's final LN of the last layer's, else a copy. */
@@ -179,7 +206,7 @@ void refs_encoder_forward(struct refs *m) {
     struct refs_stack_acts *sa = &m->acts.enc;
     const struct refs_stack *st = &m->w.enc;
     const int S = sa->T, N = m->acts.B * S, d = m->arch.hidden;
-    embed_forward(m, st, sa);
+    embed_forward(m, st, sa, refs_block(m, DELTA_STACK_ENCODER, 0));
     for (int l = 0; l < st->layers; l++) {
         struct refs_layer_acts *la = &sa->layer[l];
         const int blk = refs_block(m, DELTA_STACK_ENCODER, l);
@@ -195,7 +222,7 @@ void refs_decoder_forward(struct refs *m, const double *enc_out, const uint8_t *
     struct refs_stack_acts *sa = &m->acts.dec;
     const struct refs_stack *st = &m->w.dec;
     const int T = sa->T, S = m->acts.S, N = m->acts.B * T, d = m->arch.hidden, V = m->arch.vocab_size;
-    embed_forward(m, st, sa);
+    embed_forward(m, st, sa, refs_block(m, DELTA_STACK_DECODER, 0));
     for (int l = 0; l < st->layers; l++) {
         struct refs_layer_acts *la = &sa->layer[l];
         memcpy(la->self.x, l ? sa->layer[l - 1].ffn.out : sa->x, (size_t)N * d * sizeof(double));
@@ -233,6 +260,11 @@ double refs_forward(struct refs *m, double *logits, const struct refs_batch *bat
     stack_inputs(m, &a->dec, batch->dec_ids, batch->dec_mask);
     for (int n = 0; n < N; n++) a->targets[n] = batch->labels ? batch->labels[n] : REFM_IGNORE_INDEX;
 
+    /* the adapters' dropout, as the model's (refs_backward reuses it) */
+    m->deltas.dropout = m->opt.dropout;
+    m->deltas.hidden_p = m->arch.hidden_dropout;
+    m->deltas.dropout_seed = m->opt.dropout_seed;
+    m->deltas.dropout_step = m->opt.dropout_step;
     ref_deltas_reparams_forward(&m->deltas);
     refs_encoder_forward(m);
     refs_decoder_forward(m, a->enc.out, a->enc.keep);

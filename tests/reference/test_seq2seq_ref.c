@@ -201,6 +201,52 @@ static void gradients_for(int family) {
 static void bart_gradients_match_finite_differences(void) { gradients_for(BART); }
 static void mbart_gradients_match_finite_differences(void) { gradients_for(MBART); }
 
+/* With dropout at every site (embeddings, attention probabilities and
+ * output, FFN activation and output, adapter bottlenecks; distinct
+ * probabilities), the masks fixed by (seed, step): the loss is a smooth
+ * function of the weights again, and the backward matches finite
+ * differences; the dropped loss differs from the undropped one, and
+ * another step draws other masks. */
+static void dropout_gradients_match_finite_differences(void) {
+    for (int family = 0; family < FAMILIES; family++) {
+        struct fixture f;
+        if (!fixture_init(&f, family)) continue;
+        f.arch.hidden_dropout = 0.2;
+        f.arch.attention_dropout = 0.15;
+        f.arch.activation_dropout = 0.25;
+        const size_t which[] = {CASE_FULL, CASE_ADAPTERS, CASE_MAM};
+        for (size_t k = 0; k < sizeof which / sizeof which[0]; k++) {
+            const struct spec_case *c = &cases[which[k]];
+            struct delta_spec spec;
+            if (!reftest_spec(&spec, c->label, c->preset, c->json, c->reparam)) continue;
+            struct refs_options opt = {.seed = vp_hash_str(VP_HASH_INIT, c->label), .weight_std = 0.3,
+                                       .randomise_zero_init = true, .label_smoothing = 0.1};
+            struct refs *plain = NULL, *m = NULL;
+            if (!CHECKF(refs_create(&plain, &f.arch, &spec, &opt) == VP_OK, "%s", vp_last_error())) continue;
+            opt.dropout = true;
+            opt.dropout_seed = 7;
+            opt.dropout_step = 3;
+            if (!CHECKF(refs_create(&m, &f.arch, &spec, &opt) == VP_OK, "%s", vp_last_error())) {
+                refs_destroy(plain);
+                continue;
+            }
+            char what[96];
+            snprintf(what, sizeof what, "%s %s with dropout", family_names[family], c->label);
+            const double l0 = refs_forward(plain, NULL, &f.batch), l1 = refs_forward(m, NULL, &f.batch);
+            m->opt.dropout_step = 4;
+            const double l2 = refs_forward(m, NULL, &f.batch);
+            m->opt.dropout_step = 3;
+            CHECKF(l0 != l1 && l1 != l2, "%s: loss %.12g without dropout, %.12g at step 3, %.12g at step 4", what, l0,
+                   l1, l2);
+            const size_t n = check_gradients(m, &f.batch, what);
+            CHECKF(n == refs_trainable_params(m) && n > 0, "%s: %zu of %zu", what, n, refs_trainable_params(m));
+            refs_destroy(m);
+            refs_destroy(plain);
+        }
+        model_arch_finish(&f.arch);
+    }
+}
+
 /* Parameter gradients accumulate: two backwards give twice one, exactly. */
 static void backward_accumulates(void) {
     struct fixture f;
@@ -504,6 +550,7 @@ static void greedy_matches_teacher_forcing(void) {
 }
 
 TH_MAIN(TH_CASE(bart_gradients_match_finite_differences), TH_CASE(mbart_gradients_match_finite_differences),
+        TH_CASE(dropout_gradients_match_finite_differences),
         TH_CASE(backward_accumulates), TH_CASE(loss_is_the_mean_over_labelled_positions),
         TH_CASE(decoder_causal_cross_reads_source_padding_ignored), TH_CASE(zero_init_keeps_frozen_logits),
         TH_CASE(collapse_prefix_keeps_forward), TH_CASE(trainable_counts_match_delta_count_params),
