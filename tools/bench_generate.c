@@ -264,6 +264,7 @@ int bench_generate(int argc, char **argv) {
     vp_context *ctx = NULL;
     const vp_context_options co = {.device = a.common.device};
     vp_status s = vp_context_create(&co, &ctx);
+    if (s == VP_OK && a.profile) s = vk_profile_check(ctx); /* before the rounds, not after */
     double prefill = 0, decode = 0, rates[3] = {0};
     struct model_arch arch = {0}, peek;
     bool encdec = false;

@@ -150,6 +150,11 @@ static int run(const struct bench_train_args *a, bool decoder) {
     vp_context *ctx = NULL;
     const vp_context_options co = {.device = a->common.device};
     if ((s = vp_context_create(&co, &ctx)) != VP_OK) return cli_fail(s);
+    if (a->profile && (s = vk_profile_check(ctx)) != VP_OK) {
+        const int rc = cli_fail(s);
+        vp_context_destroy(ctx);
+        return rc;
+    }
     const int B = a->o.batch, T = a->len;
     int rc;
     if (decoder) {

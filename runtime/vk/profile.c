@@ -63,16 +63,21 @@ vp_status vk_profile_run(struct vk_recorder *rec, struct vk_profile *out) {
     return VP_OK;
 }
 
+vp_status vk_profile_check(const vp_context *ctx) {
+    if (ctx->info.timestamps && ctx->info.timestamp_period_ns > 0) return VP_OK;
+    return vp_fail(VP_ERROR_UNSUPPORTED,
+                   "profile: device '%s' has no timestamps on its compute queue (timestampValidBits %u, "
+                   "timestampPeriod %g ns); profile on another device (--device)",
+                   ctx->info.name, ctx->feat.timestamp_valid_bits, (double)ctx->info.timestamp_period_ns);
+}
+
 vp_status vk_profile_record(vp_context *ctx, vp_status (*fn)(void *user, struct vk_recorder *rec), void *user,
                             struct vk_profile *out) {
     memset(out, 0, sizeof *out);
-    if (!ctx->info.timestamps || !(ctx->info.timestamp_period_ns > 0))
-        return vp_fail(VP_ERROR_UNSUPPORTED,
-                       "profile: device '%s' has no timestamps on its compute queue (timestampValidBits %u, "
-                       "timestampPeriod %g ns); profile on another device (--device)",
-                       ctx->info.name, ctx->feat.timestamp_valid_bits, (double)ctx->info.timestamp_period_ns);
+    vp_status s = vk_profile_check(ctx);
+    if (s != VP_OK) return s;
     struct vk_recorder *rec = NULL;
-    vp_status s = vk_recorder_create(ctx, VK_RECORDER_TIMESTAMPS, &rec);
+    s = vk_recorder_create(ctx, VK_RECORDER_TIMESTAMPS, &rec);
     if (s == VP_OK) s = vk_recorder_begin(rec);
     if (s == VP_OK) s = fn(user, rec);
     if (s == VP_OK) s = vk_recorder_end(rec);

@@ -333,10 +333,13 @@ struct vk_profile {
  * `out` from its timestamps. The rows refer to the context's pipelines and
  * to the sites' strings. Free with vk_profile_finish. */
 vp_status vk_profile_run(struct vk_recorder *rec, struct vk_profile *out);
+/* VP_OK when ctx's device can profile: timestamps on its compute queue
+ * (timestampValidBits > 0) and a timestampPeriod; else
+ * VP_ERROR_UNSUPPORTED naming the device (a tool checks before it runs). */
+vp_status vk_profile_check(const vp_context *ctx);
 /* Records fn(user, rec) into a timestamped recorder of its own, profiles
- * one run of it (vk_profile_run) and destroys the recorder. Fails with
- * VP_ERROR_UNSUPPORTED, naming the device, when its compute queue has no
- * timestamps (timestampValidBits 0, or no timestampPeriod). */
+ * one run of it (vk_profile_run) and destroys the recorder; first
+ * vk_profile_check's refusal. */
 vp_status vk_profile_record(vp_context *ctx, vp_status (*fn)(void *user, struct vk_recorder *rec), void *user,
                             struct vk_profile *out);
 void vk_profile_finish(struct vk_profile *p);
