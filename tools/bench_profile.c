@@ -3,8 +3,43 @@
 #include "bench.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static double percent(const struct vk_profile *p, double ns) { return p->gpu_ns > 0 ? 100.0 * ns / p->gpu_ns : 0; }
+
+struct site_total {
+    const char *site;
+    uint32_t calls, barriers;
+    double ns;
+};
+
+static int by_ns(const void *x, const void *y) {
+    const struct site_total *a = x, *b = y;
+    return (a->ns < b->ns) - (a->ns > b->ns);
+}
+
+/* The rows summed per site, largest first. */
+static void print_sites(const struct vk_profile *p) {
+    struct site_total *t = calloc(p->count ? p->count : 1, sizeof *t);
+    if (!t) return;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < p->count; i++) {
+        const struct vk_profile_row *r = &p->rows[i];
+        uint32_t k = 0;
+        while (k < n && !(t[k].site == r->site || (t[k].site && r->site && strcmp(t[k].site, r->site) == 0))) k++;
+        if (k == n) t[n++].site = r->site;
+        t[k].calls += r->calls;
+        t[k].barriers += r->barriers;
+        t[k].ns += r->total_ns;
+    }
+    qsort(t, n, sizeof *t, by_ns);
+    printf("by site:\n");
+    for (uint32_t k = 0; k < n; k++)
+        printf("%10.1f %6.2f %6u %9s %6u %8s  %s\n", t[k].ns / 1e3, percent(p, t[k].ns), t[k].calls, "",
+               t[k].barriers, "", t[k].site ? t[k].site : "(no site)");
+    free(t);
+}
 
 void bench_profile_print(const struct vk_profile *p, const char *what, double step_ms) {
     printf("\nprofile of one %s (a timestamp after every command): %u dispatches, %u copies and fills, "
@@ -22,6 +57,7 @@ void bench_profile_print(const struct vk_profile *p, const char *what, double st
                r->total_ns / 1e3 / r->calls, r->barriers, (double)r->groups / r->calls, r->site ? r->site : "",
                r->site ? ": " : "", r->kernel);
     }
+    print_sites(p);
     printf("(after barrier: calls that waited for a barrier before them; groups: workgroups per call, 0 for "
            "copies and fills)\n");
 }
