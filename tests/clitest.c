@@ -133,6 +133,76 @@ double json_number(const cJSON *o, const char *key) {
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
+bool profile_consistent(const cJSON *j) {
+    const cJSON *step = cJSON_GetObjectItemCaseSensitive(j, "profile_step");
+    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(j, "profile");
+    const double dispatches = json_number(step, "dispatches"), transfers = json_number(step, "transfers");
+    const double barriers = json_number(step, "barriers"), gpu = json_number(step, "gpu_us");
+    bool ok = CHECKF(cJSON_IsArray(rows) && dispatches > 0 && transfers >= 0, "%g dispatches, %g copies and fills",
+                     dispatches, transfers);
+    ok &= CHECKF(barriers > 0 && barriers < dispatches + transfers, "%g barriers", barriers);
+    ok &= CHECKF(gpu > 0 && json_number(step, "wall_us") > 0, "GPU %g us", gpu);
+    double calls = 0, kernel_calls = 0, total = 0, percent = 0, prev = INFINITY, waited = 0;
+    const cJSON *row;
+    cJSON_ArrayForEach(row, rows) {
+        const double c = json_number(row, "calls"), t = json_number(row, "total_us");
+        const double b = json_number(row, "after_barrier"), groups = json_number(row, "workgroups");
+        const char *k = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(row, "kernel"));
+        const bool transfer = k && (strcmp(k, "copy") == 0 || strcmp(k, "fill") == 0);
+        ok &= CHECKF(k && c >= 1 && t >= 0 && t <= prev, "a row of %g calls, %g us after %g", c, t, prev);
+        ok &= CHECK(fabs(json_number(row, "mean_us") - t / c) <= 1e-6 * t + 1e-9);
+        ok &= CHECKF(b >= 0 && b <= c && (transfer ? groups == 0 : groups >= c), "%s: %g of %g calls after a barrier, "
+                     "%g workgroups", k ? k : "?", b, c, groups);
+        waited += b;
+        calls += c;
+        if (k && !transfer) kernel_calls += c;
+        total += t;
+        percent += json_number(row, "percent");
+        prev = t;
+    }
+    ok &= CHECKF(kernel_calls == dispatches && calls == dispatches + transfers, "%g calls of kernels, %g in all",
+                 kernel_calls, calls);
+    ok &= CHECKF(total <= gpu * (1 + 1e-9) && total >= gpu * (1 - 1e-6), "rows %g us, the step %g us", total, gpu);
+    ok &= CHECKF(fabs(percent - 100) < 1e-6, "%g%%", percent);
+    ok &= CHECKF(waited == barriers, "%g calls after a barrier, %g barriers", waited, barriers);
+    return ok;
+}
+
+bool generation_plan_consistent(const cJSON *j, int rows, int new_tokens, double cache_bytes, bool same_shape) {
+    const cJSON *g = cJSON_GetObjectItemCaseSensitive(j, "generation"), *plan = cJSON_GetObjectItem(j, "plan");
+    if (!CHECKF(cJSON_IsObject(g), "no generation plan: %s",
+                cJSON_GetStringValue(cJSON_GetObjectItem(j, "generation_error"))))
+        return false;
+    const cJSON *model = cJSON_GetObjectItem(g, "model"), *gen = cJSON_GetObjectItem(g, "generator");
+    const cJSON *total = cJSON_GetObjectItem(g, "total");
+    bool ok = CHECKF(json_number(g, "rows") == rows && json_number(g, "max_new_tokens") == new_tokens,
+                     "%g rows, %g new tokens", json_number(g, "rows"), json_number(g, "max_new_tokens"));
+    for (const char *const *p = (const char *const[]){"frozen", "trainable", "activations", "staging", "total", NULL};
+         *p; p++) {
+        ok &= CHECKF(json_number(total, *p) == json_number(model, *p) + json_number(gen, *p), "%s: %g + %g != %g", *p,
+                     json_number(model, *p), json_number(gen, *p), json_number(total, *p));
+        if (same_shape)
+            ok &= CHECKF(json_number(model, *p) == json_number(plan, *p), "%s: the model at the generation's shape "
+                         "takes %g, the memory plan %g", *p, json_number(model, *p), json_number(plan, *p));
+    }
+    ok &= CHECKF(json_number(gen, "frozen") == 0 && json_number(gen, "trainable") == 0 &&
+                     json_number(gen, "staging") > 0 && json_number(gen, "activations") >= cache_bytes,
+                 "the generator: %g activations (caches alone %g), %g staging, %g frozen", json_number(gen, "activations"),
+                 cache_bytes, json_number(gen, "staging"), json_number(gen, "frozen"));
+    return ok;
+}
+
+bool profile_has(const cJSON *rows, const char *site, const char *kernel) {
+    const cJSON *row;
+    cJSON_ArrayForEach(row, rows) {
+        const cJSON *k = cJSON_GetObjectItemCaseSensitive(row, "kernel");
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(row, "site");
+        if (!cJSON_IsString(k) || strncmp(k->valuestring, kernel, strlen(kernel)) != 0) continue;
+        if (!site || (cJSON_IsString(st) && strcmp(st->valuestring, site) == 0)) return true;
+    }
+    return false;
+}
+
 /* ------------------------------------------------------------------------
  * Model folders and data
  * ------------------------------------------------------------------------ */

@@ -41,6 +41,24 @@ cJSON *output_json(void);                            /* the JSON object in r.out
  * bos_eos: the template <s> A </s>, else none. */
 bool write_xy_tokenizer(const char *dir, bool bos_eos);
 double json_number(const cJSON *o, const char *key); /* NaN when absent */
+/* The --profile output of a bench command's JSON j ("profile" rows and
+ * "profile_step"): the rows' calls add up to the step's commands (those of
+ * kernels to its dispatches), their times (each ≥ 0, largest first) to its
+ * GPU span, their shares to 100%, their calls after a barrier to its
+ * barriers (a barrier or more, fewer than commands); kernels have a
+ * workgroup or more per call, copies and fills none.
+ * Checks each (failing the case) and returns whether all held. */
+bool profile_consistent(const cJSON *j);
+/* inspect --json's "generation" in j: `rows` rows and `new_tokens` new
+ * tokens; each pool's total the model's plus the generator's; the
+ * generator only in the activations pool (at least `cache_bytes`, what
+ * its caches alone take) and staging; with same_shape (the generation
+ * loads the model at the memory plan's shape) the model's bytes are
+ * "plan"'s. Checks each (failing the case); true when all held. */
+bool generation_plan_consistent(const cJSON *j, int rows, int new_tokens, double cache_bytes, bool same_shape);
+/* A row of "profile" rows whose kernel starts with `kernel` and whose site
+ * is `site` (NULL: any). */
+bool profile_has(const cJSON *rows, const char *site, const char *kernel);
 
 /* Writes folder root/name: config.json of a tiny roberta-shaped model
  * (model_type as given, vocab 40, d 32, 2 layers, 3 labels) and

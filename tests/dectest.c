@@ -64,6 +64,25 @@ bool dectest_check_same_grad(const float *plain, const float *ck, size_t n, cons
     return ok;
 }
 
+void dectest_pools_in_use(vp_context *ctx, uint64_t in_use[VP_POOL_COUNT]) {
+    for (int p = 0; p < VP_POOL_COUNT; p++) {
+        vp_pool_stats st;
+        vp_pool_stats_get(ctx, (vp_pool)p, &st);
+        in_use[p] = st.in_use;
+    }
+}
+
+bool dectest_pools_grew_by(vp_context *ctx, const uint64_t before[VP_POOL_COUNT], const uint64_t plan[VP_POOL_COUNT],
+                           const char *what) {
+    uint64_t now[VP_POOL_COUNT];
+    dectest_pools_in_use(ctx, now);
+    bool ok = true;
+    for (int p = 0; p < VP_POOL_COUNT; p++)
+        ok &= CHECKF(now[p] - before[p] == plan[p], "%s: took %llu bytes of the %s pool, the plan says %llu", what,
+                     (unsigned long long)(now[p] - before[p]), vp_pool_name((vp_pool)p), (unsigned long long)plan[p]);
+    return ok;
+}
+
 bool dectest_remove_model(const char *dir) {
     char path[512];
     snprintf(path, sizeof path, "%s/config.json", dir);

@@ -5,6 +5,7 @@
 #define VKPEFT_TESTS_DECTEST_H
 
 #include "reference/decoder.h"
+#include "vkpeft.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -26,6 +27,13 @@ bool dectest_check_normwise(const float *got, const double *want, size_t n, doub
  * the comparison tests something. A failure fails the case. */
 bool dectest_check_same_grad(const float *plain, const float *ck, size_t n, const char *what, const char *name,
                              bool want_nonzero);
+/* Each pool's bytes in use now (vp_pool_stats.in_use). */
+void dectest_pools_in_use(vp_context *ctx, uint64_t in_use[VP_POOL_COUNT]);
+/* Each pool grew by exactly plan[p] since `before` (dectest_pools_in_use):
+ * what was planned is what was allocated. A failure names the pool and
+ * `what`, and fails the case. */
+bool dectest_pools_grew_by(vp_context *ctx, const uint64_t before[VP_POOL_COUNT], const uint64_t plan[VP_POOL_COUNT],
+                           const char *what);
 /* Removes dir/config.json, dir/model.safetensors and dir. */
 bool dectest_remove_model(const char *dir);
 

@@ -225,19 +225,52 @@ static void bad_input_exits_2(void) {
     }
 }
 
-/* vkpeft bench generate runs and reports both rates (never asserted on). */
+/* vkpeft bench generate runs and reports both rates (never asserted on) and
+ * with --profile a decode step's kernels. */
 static void bench_generate_runs(void) {
     if (!model_ready()) return;
-    run("bench generate --model llama --batch 2 --prompt-len 3 --new-tokens 4 --repeat 1 --json");
+    run("bench generate --model llama --batch 2 --prompt-len 3 --new-tokens 4 --repeat 1 --profile --json");
     EXPECT_EXIT(0);
     cJSON *j = output_json();
     CHECKF(j && json_number(j, "prefill_tokens_per_s") > 0 && json_number(j, "decode_tokens_per_s") > 0 &&
                json_number(j, "batch") == 2,
            "%s", r.out);
+    /* --profile: one decode step, its kernels under their sites. */
+    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(j, "profile");
+    if (j && profile_consistent(j))
+        CHECKF(profile_has(rows, "forward attention", "attention_") && profile_has(rows, "forward ffn", "matmul_") &&
+                   profile_has(rows, "head", "matmul_") && !profile_has(rows, "backward layer", ""),
+               "%s", r.out);
     cJSON_Delete(j);
     run("bench generate --model llama --prompt-len 16");
     EXPECT_EXIT(2);
     EXPECT_OUTPUT("16 positions");
+}
+
+/* inspect plans what vkpeft generate takes on a decoder: the model loaded
+ * for the prefill beside its generator (4 heads of 4, 2 layers: the
+ * caches with their new rows and the gathered K/V are its least), as
+ * vkpeft inspect shows an encoder-decoder's; new tokens beyond the
+ * positions are lowered, prompts that fill them leave no plan. */
+static void inspect_plans_generation(void) {
+    if (!model_ready()) return;
+    run("inspect --model llama --batch 2 --max-len 8 --max-new-tokens 4 --json");
+    EXPECT_EXIT(0);
+    cJSON *j = output_json();
+    const double R = 2, H = 4, hd = 4, S = 12, f = 4;
+    if (j) generation_plan_consistent(j, 2, 4, 2 * 2 * R * H * (1 + S) * hd * f + 2 * R * H * S * hd * f, true);
+    cJSON_Delete(j);
+    run("inspect --model llama --batch 2 --max-len 8 --num-beams 3 --max-new-tokens 50");
+    EXPECT_EXIT(0);
+    EXPECT_OUTPUT("generation plan: 2 prompts of 8 tokens x 3 beams = 6 rows, 8 new tokens");
+    EXPECT_OUTPUT("--max-new-tokens 50 lowered to 8");
+    run("inspect --model llama --batch 2 --max-len 16 --json");
+    EXPECT_EXIT(0);
+    j = output_json();
+    const char *why = j ? cJSON_GetStringValue(cJSON_GetObjectItem(j, "generation_error")) : NULL;
+    CHECKF(j && cJSON_IsNull(cJSON_GetObjectItem(j, "generation")) && why && strstr(why, "lower --max-len"), "%s",
+           r.out);
+    cJSON_Delete(j);
 }
 
 static void cleanup(void) {
@@ -257,7 +290,7 @@ int main(int argc, char **argv) {
     if (!mkdtemp(root)) return 1;
     static const struct th_case cases[] = {
         TH_CASE(greedy_matches_the_reference), TH_CASE(beams_and_sampling), TH_CASE(positions_cap_new_tokens),
-        TH_CASE(bad_input_exits_2), TH_CASE(bench_generate_runs), TH_CASE(cleanup),
+        TH_CASE(bad_input_exits_2), TH_CASE(bench_generate_runs), TH_CASE(inspect_plans_generation), TH_CASE(cleanup),
     };
     return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);
 }

@@ -808,11 +808,37 @@ static void bench_train_prints(void) {
             sum += json_number(mem, *p);
         }
         CHECK(json_number(mem, "total") == sum);
+        CHECK(!cJSON_GetObjectItemCaseSensitive(j, "profile")); /* only with --profile */
         cJSON_Delete(j);
     }
     run("bench train --model llama --delta mam:l=4 --len 32");
     EXPECT_EXIT(2);
     EXPECT_OUTPUT("exceed the model's 32 positions");
+}
+
+/* bench train --profile: one step's GPU time per (site, kernel). The rows'
+ * calls add up to the step's commands (dispatches, and copies and fills),
+ * their times to its GPU span; the kernels of a LoRA step are there under
+ * their sites. */
+static void bench_train_profile(void) {
+    if (!setup()) return;
+    run("bench train --model llama --delta lora --batch 2 --len 8 --steps 1 --profile --json");
+    EXPECT_EXIT(0);
+    cJSON *j = output_json();
+    if (!j) return;
+    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(j, "profile");
+    CHECK(profile_consistent(j));
+    CHECKF(json_number(cJSON_GetObjectItemCaseSensitive(j, "profile_step"), "dispatches") > 20, "%s", r.out);
+    CHECK(profile_has(rows, "forward attention", "matmul_"));
+    CHECK(profile_has(rows, "forward attention", "attention_"));
+    CHECK(profile_has(rows, "backward layer", "attention_"));
+    CHECK(profile_has(rows, "forward lora", "matmul_") && profile_has(rows, "backward lora", "matmul_"));
+    CHECK(profile_has(rows, "optimizer", "adamw") && !profile_has(rows, NULL, "scale_add"));
+    cJSON_Delete(j);
+    run("bench train --model llama --delta lora --batch 2 --len 8 --steps 1 --profile");
+    EXPECT_EXIT(0);
+    EXPECT_OUTPUT("profile of one training step");
+    EXPECT_OUTPUT("optimizer: adamw");
 }
 
 int main(int argc, char **argv) {
@@ -827,7 +853,7 @@ int main(int argc, char **argv) {
         TH_CASE(mam_learns_completion), TH_CASE(generate_with_delta), TH_CASE(lm_kill_and_resume), TH_CASE(peft_llama), TH_CASE(peft_gpt2),
         TH_CASE(peft_gpt2_import), TH_CASE(peft_prefix), TH_CASE(peft_torch),
         TH_CASE(packed_text),
-        TH_CASE(bench_train_prints), TH_CASE(checkpoint_activations_same_delta),
+        TH_CASE(bench_train_prints), TH_CASE(bench_train_profile), TH_CASE(checkpoint_activations_same_delta),
         TH_CASE(dropout_resumes_exactly), TH_CASE(teardown),
     };
     return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);

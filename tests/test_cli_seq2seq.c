@@ -442,16 +442,55 @@ static void inspect_plans_memory(void) {
     cJSON_Delete(j);
 }
 
+/* inspect plans what vkpeft generate takes on an encoder-decoder: the model
+ * loaded for batch × beams rows, sources of --max-len and 1 + new tokens
+ * decoder positions, beside its generator (d 32, 2 decoder layers: the
+ * self-attention caches with their new rows, the gathered K/V and the
+ * rows' cross K/V are its least); new tokens beyond the positions are
+ * lowered. */
+static void inspect_plans_generation(void) {
+    if (!setup()) return;
+    run("inspect --model bart --delta mam --batch 4 --max-len 16 --max-new-tokens 15 --json");
+    EXPECT_EXIT(0);
+    cJSON *j = output_json();
+    const double R = 4, C = 16, Ss = 16, d = 32, f = 4;
+    if (j) generation_plan_consistent(j, 4, 15, 2 * 2 * R * (1 + C) * d * f + 2 * R * C * d * f + 2 * R * Ss * d * f, true);
+    cJSON_Delete(j);
+    run("inspect --model bart --delta lora --batch 4 --max-len 16 --num-beams 2 --max-new-tokens 100 --json");
+    EXPECT_EXIT(0);
+    j = output_json();
+    const double R2 = 8, C2 = 32;
+    if (j && generation_plan_consistent(j, 8, 31, 2 * 2 * R2 * (1 + C2) * d * f + 2 * R2 * C2 * d * f + 2 * R2 * Ss * d * f,
+                                        false)) {
+        const cJSON *shape = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "generation"), "model_shape");
+        CHECK(json_number(shape, "batch") == 8 && json_number(shape, "source_len") == 16 &&
+              json_number(shape, "target_len") == 32);
+    }
+    cJSON_Delete(j);
+    run("inspect --model bart --batch 4 --max-len 16 --num-beams 2 --max-new-tokens 100");
+    EXPECT_EXIT(0);
+    EXPECT_OUTPUT("generation plan: 4 sources of 16 tokens x 2 beams = 8 rows, 31 new tokens");
+    EXPECT_OUTPUT("--max-new-tokens 100 lowered to 31");
+    EXPECT_OUTPUT("the model loaded for 8 rows x 16 source and 32 decoder tokens");
+    run("inspect --model bart --num-beams 0");
+    EXPECT_EXIT(2);
+    EXPECT_OUTPUT("--num-beams");
+}
+
 /* vkpeft bench generate runs on an encoder-decoder and reports the cached
- * rates and the uncached one (never asserted on). */
+ * rates and the uncached one (never asserted on), and with --profile a
+ * cached step's kernels. */
 static void bench_generate_runs(void) {
     if (!setup()) return;
-    run("bench generate --model bart --batch 2 --prompt-len 3 --new-tokens 4 --repeat 1 --json");
+    run("bench generate --model bart --batch 2 --prompt-len 3 --new-tokens 4 --repeat 1 --profile --json");
     EXPECT_EXIT(0);
     cJSON *j = output_json();
     CHECKF(j && json_number(j, "prefill_tokens_per_s") > 0 && json_number(j, "decode_tokens_per_s") > 0 &&
                json_number(j, "uncached_decode_tokens_per_s") > 0 && json_number(j, "batch") == 2,
            "%s", r.out);
+    /* --profile: one cached decoder step. */
+    if (j && profile_consistent(j))
+        CHECKF(profile_has(cJSON_GetObjectItemCaseSensitive(j, "profile"), NULL, "attention"), "%s", r.out);
     cJSON_Delete(j);
 }
 
@@ -533,7 +572,7 @@ int main(int argc, char **argv) {
         TH_CASE(peft_files_eval_alike), TH_CASE(bart_lora_target_names),
         TH_CASE(generate_and_text_metrics), TH_CASE(s2s_kill_and_resume),
         TH_CASE(checkpoint_activations_same_loss), TH_CASE(dropout_reaches_the_model), TH_CASE(inspect_plans_memory),
-        TH_CASE(bench_generate_runs), TH_CASE(bad_input_exits_2),
+        TH_CASE(inspect_plans_generation), TH_CASE(bench_generate_runs), TH_CASE(bad_input_exits_2),
         TH_CASE(teardown),
     };
     return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);

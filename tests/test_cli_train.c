@@ -346,6 +346,24 @@ static void over_budget_leaves_no_out(void) {
     CHECK(!exists("small"));
 }
 
+/* bench train --profile on an encoder: MAM's step (prefixes, parallel
+ * adapters) timed per kernel under its sites, the rows adding up to the
+ * step (profile_consistent). */
+static void bench_train_profile(void) {
+    if (!setup()) return;
+    run("bench train --model model --delta mam:l=4,r=8,s=2 --batch 2 --len 8 --steps 1 --profile --json");
+    EXPECT_EXIT(0);
+    cJSON *j = output_json();
+    const cJSON *rows = j ? cJSON_GetObjectItemCaseSensitive(j, "profile") : NULL;
+    if (j && profile_consistent(j))
+        CHECKF(profile_has(rows, "forward attention", "attention_") && profile_has(rows, "backward ffn", "matmul_") &&
+                   profile_has(rows, "forward adapter", "matmul_") && profile_has(rows, "backward adapter", "matmul_") &&
+                   profile_has(rows, "forward prefix", "matmul_") && profile_has(rows, "backward prefix", "matmul_") &&
+                   profile_has(rows, "optimizer", "adamw"),
+               "%s", r.out);
+    cJSON_Delete(j);
+}
+
 /* --checkpoint-activations on the encoder: the same delta byte for byte
  * (the model's dropout on: recomputed layers draw the forward's masks) for
  * LoRA, MAM (prefix + parallel adapter) and sequential adapters; the log's
@@ -391,7 +409,7 @@ int main(int argc, char **argv) {
     static const struct th_case cases[] = {
         TH_CASE(help_for_each_command), TH_CASE(train_eval_predict), TH_CASE(init_delta_continues),
         TH_CASE(same_seed_same_log),   TH_CASE(bad_input_exits_2),  TH_CASE(over_budget_leaves_no_out),
-        TH_CASE(checkpoint_activations_same_delta),
+        TH_CASE(checkpoint_activations_same_delta), TH_CASE(bench_train_profile),
         TH_CASE(teardown),
     };
     return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);

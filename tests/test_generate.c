@@ -137,11 +137,20 @@ static bool pair_write_delta(struct pair *p) {
 }
 
 /* Loads the GPU model for `shape` and creates its generator. */
+/* Loads the decoder for `shape` and makes its generator, which takes from
+ * each pool exactly what decoder_gen_plan says. */
 static bool pair_generator(struct pair *p, const struct decoder_gen_shape *shape, struct decoder_gen **gen) {
     int B, T;
     decoder_gen_batch_shape(shape, &B, &T);
-    return CHECKF(decoder_load(p->gpu, B, T) == VP_OK, "%s: %s", p->what, vp_last_error()) && pair_write_delta(p) &&
-           CHECKF(decoder_gen_create(p->gpu, shape, gen) == VP_OK, "%s: %s", p->what, vp_last_error());
+    uint64_t plan[VP_POOL_COUNT], before[VP_POOL_COUNT];
+    if (!CHECKF(decoder_load(p->gpu, B, T) == VP_OK, "%s: %s", p->what, vp_last_error()) || !pair_write_delta(p) ||
+        !CHECKF(decoder_gen_plan(p->gpu, shape, plan) == VP_OK, "%s: %s", p->what, vp_last_error()))
+        return false;
+    dectest_pools_in_use(g_ctx, before);
+    if (!CHECKF(decoder_gen_create(p->gpu, shape, gen) == VP_OK, "%s: %s", p->what, vp_last_error())) return false;
+    char what[160];
+    snprintf(what, sizeof what, "%s: the generator", p->what);
+    return dectest_pools_grew_by(g_ctx, before, plan, what);
 }
 
 static void pair_close(struct pair *p) {

@@ -1,4 +1,4 @@
-/* The command recorder: derived barriers, replay, timestamps. */
+/* The command recorder: derived barriers, replay, timestamps, profiles. */
 #include "vktest.h"
 
 #include <stdio.h>
@@ -182,6 +182,80 @@ static void timestamps_per_dispatch(void) {
     teardown(&f);
 }
 
+static vp_status record_one_scale_add(void *user, struct vk_recorder *rec) {
+    struct fixture *f = user;
+    return kernel_scale_add(f->ctx, rec, &f->b, &f->a, f->n, 1, 0);
+}
+
+/* A profile groups commands by (site, kernel): 3 scale_add under "first",
+ * 2 under "second", a copy and a fill with no site; calls add up to the
+ * commands, times to the GPU span, barriers to the recorder's. A device
+ * without timestamps is refused by name; a recorder without them keeps no
+ * command list. */
+static void profile_groups_by_site(void) {
+    struct fixture f;
+    if (!setup(&f, NULL, 65536, VK_RECORDER_TIMESTAMPS)) return teardown(&f);
+    CHECK(vk_recorder_begin(f.rec) == VP_OK);
+    CHECK(vk_recorder_fill(f.rec, &f.a, 0, f.n * 4, 0) == VP_OK);
+    const char *outer = vk_recorder_label(f.rec, "first");
+    CHECK(outer == NULL);
+    for (int i = 0; i < 3; i++) CHECK(kernel_scale_add(f.ctx, f.rec, &f.b, &f.a, f.n, 1, 0) == VP_OK);
+    CHECK(vk_recorder_label(f.rec, "second") != NULL);
+    for (int i = 0; i < 2; i++) CHECK(kernel_scale_add(f.ctx, f.rec, &f.a, &f.b, f.n, 1, 1) == VP_OK);
+    vk_recorder_label(f.rec, outer);
+    CHECK(vk_recorder_copy(f.rec, &f.b, 0, &f.a, 0, f.n * 4) == VP_OK);
+    CHECK(vk_recorder_end(f.rec) == VP_OK);
+    struct vk_profile p;
+    if (CHECKF(vk_profile_run(f.rec, &p) == VP_OK, "%s", vp_last_error())) {
+        CHECK(p.commands == 7 && p.dispatches == 5 && p.transfers == 2 && p.count == 4);
+        CHECK(p.barriers == vk_recorder_barrier_count(f.rec) && p.barriers > 0);
+        uint32_t calls = 0, barriers = 0, gx, gy;
+        const uint32_t wg = kernel_elementwise_workgroup(f.ctx);
+        kernel_grid_1d(f.ctx, (f.n + wg - 1) / wg, &gx, &gy);
+        const uint64_t per_call = (uint64_t)gx * gy;
+        double sum = 0;
+        for (uint32_t i = 0; i < p.count; i++) {
+            const struct vk_profile_row *r = &p.rows[i];
+            calls += r->calls;
+            barriers += r->barriers;
+            sum += r->total_ns;
+            CHECK(r->total_ns >= 0 && (i == 0 || r->total_ns <= p.rows[i - 1].total_ns));
+            const bool scale = strcmp(r->kernel, "scale_add") == 0;
+            CHECKF(scale ? r->groups == r->calls * per_call : r->groups == 0, "%s: %llu workgroups", r->kernel,
+                   (unsigned long long)r->groups);
+            if (r->site && strcmp(r->site, "first") == 0) CHECK(scale && r->calls == 3);
+            else if (r->site && strcmp(r->site, "second") == 0) CHECK(scale && r->calls == 2);
+            else CHECKF(!r->site && !scale && r->calls == 1, "row %s", r->kernel);
+        }
+        CHECK(calls == 7 && barriers == p.barriers);
+        CHECKF(sum <= p.gpu_ns * (1 + 1e-9) && sum >= p.gpu_ns * (1 - 1e-9), "%g of %g ns", sum, p.gpu_ns);
+        CHECK(p.gpu_ns > 0 && p.wall_ns > 0);
+        vk_profile_finish(&p);
+    }
+    teardown(&f);
+    /* A device without timestamps on its queue: refused, naming the device. */
+    if (!setup(&f, NULL, 64, 0)) return teardown(&f);
+    f.ctx->info.timestamps = false;
+    CHECK(vk_profile_record(f.ctx, record_one_scale_add, &f, &p) == VP_ERROR_UNSUPPORTED);
+    CHECKF(strstr(vp_last_error(), f.ctx->info.name) && strstr(vp_last_error(), "timestampValidBits"), "%s",
+           vp_last_error());
+    CHECK(p.count == 0 && p.rows == NULL);
+    f.ctx->info.timestamps = true;
+    CHECK(vk_profile_record(f.ctx, record_one_scale_add, &f, &p) == VP_OK && p.dispatches == 1 && p.count == 1);
+    vk_profile_finish(&p);
+    teardown(&f);
+    /* Without timestamps: labels cost a pointer, nothing is kept. */
+    if (!setup(&f, NULL, 64, 0)) return teardown(&f);
+    CHECK(vk_recorder_begin(f.rec) == VP_OK);
+    vk_recorder_label(f.rec, "first");
+    CHECK(kernel_scale_add(f.ctx, f.rec, &f.b, &f.a, f.n, 1, 0) == VP_OK);
+    CHECK(vk_recorder_end(f.rec) == VP_OK);
+    const struct vk_command_info *infos;
+    CHECK(vk_recorder_command_infos(f.rec, &infos) == 0);
+    CHECK(vk_profile_run(f.rec, &p) == VP_ERROR_INVALID_ARGUMENT);
+    teardown(&f);
+}
+
 static void misuse_is_reported(void) {
     struct fixture f;
     if (!setup(&f, NULL, 64, 0)) return teardown(&f);
@@ -304,5 +378,5 @@ static void sync_validation_reports_a_missing_barrier(void) {
 
 VT_MAIN(TH_CASE(dependent_chain_of_1000), TH_CASE(independent_dispatches_get_no_barrier),
         TH_CASE(hazards_are_detected), TH_CASE(replay_unified), TH_CASE(replay_discrete),
-        TH_CASE(timestamps_per_dispatch), TH_CASE(misuse_is_reported),
+        TH_CASE(timestamps_per_dispatch), TH_CASE(profile_groups_by_site), TH_CASE(misuse_is_reported),
         TH_CASE(sync_validation_reports_a_missing_barrier))

@@ -503,6 +503,25 @@ static void generation_case(int family, const struct spec_case *c) {
  * stale cross K/V or a missed delta is off by ≥ 1e-2. */
 #define CACHE_TOL (TOL / 10.0)
 
+/* seq2seq_gen_create on g (loaded for rows × src_len sources and 1 +
+ * new_tokens decoder positions) takes from each pool exactly what
+ * seq2seq_gen_plan says for that shape, whose load shape is g's. */
+static bool gen_create_as_planned(vp_context *ctx, struct seq2seq *g, int rows, int src_len, int new_tokens,
+                                  struct seq2seq_gen **gen, const char *what) {
+    const struct seq2seq_gen_shape shape = {rows, src_len, new_tokens};
+    int lb, ls, lt;
+    seq2seq_gen_load_shape(&shape, &lb, &ls, &lt);
+    CHECKF(lb == rows && ls == src_len && lt == 1 + new_tokens, "%s: load shape %d × %d, %d", what, lb, ls, lt);
+    uint64_t plan[VP_POOL_COUNT], before[VP_POOL_COUNT];
+    if (!CHECKF(seq2seq_gen_plan(g, &shape, plan) == VP_OK, "%s: %s", what, vp_last_error())) return false;
+    dectest_pools_in_use(ctx, before);
+    if (!CHECKF(seq2seq_gen_create(g, gen) == VP_OK, "%s: %s", what, vp_last_error())) return false;
+    char label[160];
+    snprintf(label, sizeof label, "%s: the generator", what);
+    return CHECKF(plan[VP_POOL_ACTIVATIONS] > 0 && plan[VP_POOL_STAGING] > 0, "%s: the plan is empty", what) &&
+           dectest_pools_grew_by(ctx, before, plan, label);
+}
+
 static void cached_case(int family, bool f16, const struct spec_case *c) {
     vp_context *ctx = ctx_get();
     struct model_arch arch;
@@ -533,8 +552,8 @@ static void cached_case(int family, bool f16, const struct spec_case *c) {
         CHECKF(seq2seq_create(ctx, g_dir, &spec, &opt, B, S, T, &g) == VP_OK, "%s: %s", what, vp_last_error())) {
         copy_trainable(g, m, what);
         /* generation first, so nothing it reads was left by the full pass */
-        bool ok = CHECKF(seq2seq_gen_create(g, &gen) == VP_OK && seq2seq_gen_sources(gen, b.ids, b.mask, B, S) == VP_OK,
-                         "%s: %s", what, vp_last_error());
+        bool ok = gen_create_as_planned(ctx, g, B, S, T - 1, &gen, what) &&
+                  CHECKF(seq2seq_gen_sources(gen, b.ids, b.mask, B, S) == VP_OK, "%s: %s", what, vp_last_error());
         for (int t = 0; ok && t < T; t++) {
             int32_t parent[B], tokens[B];
             for (int r = 0; r < rows[t]; r++) {
@@ -616,6 +635,9 @@ static void errors_are_reported(void) {
         CHECK(seq2seq_tensor_read(g, "no.such.tensor", v, 8) == VP_ERROR_INVALID_ARGUMENT);
         uint64_t plan[VP_POOL_COUNT];
         CHECK(seq2seq_plan(g, 1, 17, 4, plan) == VP_ERROR_INVALID_ARGUMENT); /* past max_position_embeddings */
+        CHECK(seq2seq_gen_plan(g, &(struct seq2seq_gen_shape){1, 4, 16}, plan) == VP_ERROR_INVALID_ARGUMENT);
+        th_diag("message: %s", vp_last_error());
+        CHECK(seq2seq_gen_plan(g, &(struct seq2seq_gen_shape){1, 4, 0}, plan) == VP_ERROR_INVALID_ARGUMENT);
         th_diag("message: %s", vp_last_error());
     }
     seq2seq_destroy(g);

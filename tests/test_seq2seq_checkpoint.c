@@ -292,7 +292,8 @@ static void plan_shrinks(void) {
 /* The pool holds the checkpointed plan; the checkpointing model generates:
  * its cached steps (rows swapped on odd steps) give the plain model's
  * logits bit for bit, with prefixes and LoRA on cross-attention's k and v
- * (each decoder layer's cross K/V kept by the generator). */
+ * (each decoder layer's cross K/V kept by the generator, which plans and
+ * takes more than the plain model's: seq2seq_gen_plan's bytes). */
 static void load_and_generate(void) {
     struct delta_spec spec;
     static const struct spec_case c = {
@@ -325,10 +326,18 @@ static void load_and_generate(void) {
         batch_make(&b, 0);
         float *logits[2] = {malloc((size_t)T * B * V * 4), malloc((size_t)T * B * V * 4)};
         struct seq2seq *gs[2] = {plain, ck};
+        uint64_t gen_plan[2][VP_POOL_COUNT], held[VP_POOL_COUNT];
         for (int i = 0; plain && i < 2; i++) {
-            ok = CHECKF(seq2seq_gen_create(gs[i], &gen[i]) == VP_OK &&
-                            seq2seq_gen_sources(gen[i], b.ids, b.mask, B, S) == VP_OK,
-                        "%s: %s", family_names[f], vp_last_error());
+            /* each generator takes what seq2seq_gen_plan says */
+            const struct seq2seq_gen_shape shape = {B, S, T - 1};
+            char what[96];
+            snprintf(what, sizeof what, "%s: the %s model's generator", family_names[f], i ? "checkpointing" : "plain");
+            ok = CHECKF(seq2seq_gen_plan(gs[i], &shape, gen_plan[i]) == VP_OK, "%s: %s", what, vp_last_error());
+            dectest_pools_in_use(g_ctx, held);
+            ok = ok && CHECKF(seq2seq_gen_create(gs[i], &gen[i]) == VP_OK &&
+                                  seq2seq_gen_sources(gen[i], b.ids, b.mask, B, S) == VP_OK,
+                              "%s: %s", family_names[f], vp_last_error());
+            ok = ok && dectest_pools_grew_by(g_ctx, held, gen_plan[i], what);
             for (int t = 0; ok && t < T; t++) {
                 int32_t parent[B], tokens[B];
                 for (int r = 0; r < B; r++) {
@@ -343,6 +352,10 @@ static void load_and_generate(void) {
         if (ok && plain)
             CHECKF(memcmp(logits[0], logits[1], (size_t)T * B * V * 4) == 0, "%s: the checkpointing model's "
                    "generator steps differ from the plain model's", family_names[f]);
+        if (ok && plain) /* the checkpointing model's generator keeps its own cross K/V */
+            CHECKF(gen_plan[1][VP_POOL_ACTIVATIONS] > gen_plan[0][VP_POOL_ACTIVATIONS], "%s: generators plan %llu "
+                   "and %llu activation bytes", family_names[f], (unsigned long long)gen_plan[1][VP_POOL_ACTIVATIONS],
+                   (unsigned long long)gen_plan[0][VP_POOL_ACTIVATIONS]);
         free(logits[0]);
         free(logits[1]);
         for (int i = 0; i < 2; i++) seq2seq_gen_destroy(gen[i]);

@@ -6,6 +6,8 @@
 #include "kernels.h"
 #include "vk.h"
 
+#include <cjson/cJSON.h>
+
 struct bench_row {
     char op[48];      /* "matmul_forward" */
     char shape[64];   /* "M=4096 K=768 N=3072 w=f16" */
@@ -47,6 +49,12 @@ vp_status bench_matmul(vp_context *ctx, const struct bench_kernel_opts *o,
                        struct bench_table *out);
 
 int bench_kernels(int argc, char **argv);
+
+/* --profile (bench_profile.c): the table of a vk_profile of one `what`
+ * ("training step"), with the mean wall time of an ordinary step when known
+ * (> 0); and the same into o as "profile" (rows) and "profile_step". */
+void bench_profile_print(const struct vk_profile *p, const char *what, double step_ms);
+void bench_profile_json(cJSON *o, const struct vk_profile *p);
 /* vkpeft bench train (bench_train.c). */
 int bench_train(int argc, char **argv);
 /* vkpeft bench generate (bench_generate.c). */

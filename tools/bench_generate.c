@@ -21,7 +21,8 @@
 
 static const char help[] =
     "usage: vkpeft bench generate --model DIR [--batch B] [--prompt-len P] [--new-tokens N]\n"
-    "                             [--repeat R] [--weights f32|f16|bf16] [--json] [--device N|name]\n"
+    "                             [--repeat R] [--weights f32|f16|bf16] [--profile] [--json]\n"
+    "                             [--device N|name]\n"
     "\n"
     "Measures generation with the KV cache on a decoder-only or encoder-decoder (BART,\n"
     "mBART) model folder (config.json and weights; no tokenizer needed: prompts are\n"
@@ -37,13 +38,18 @@ static const char help[] =
     "  --prompt-len P   tokens per prompt (default 32)\n"
     "  --new-tokens N   decode steps (default 32)\n"
     "  --repeat R       timed rounds (default 3)\n"
-    "  --weights T      frozen weight storage (default f16)\n";
+    "  --weights T      frozen weight storage (default f16)\n"
+    "  --profile        then one more round whose first decode step is recorded with a\n"
+    "                   GPU timestamp after every command: its GPU time per kernel and\n"
+    "                   recording site, largest first, with its dispatches and barriers\n"
+    "                   (as bench train --profile; with --json \"profile\", \"profile_step\")\n";
 
 struct bench_gen_args {
     struct cli_common common;
     const char *model;
     int batch, prompt_len, new_tokens, repeat;
     enum encoder_storage storage;
+    bool profile;
 };
 
 static int parse(int argc, char **argv, struct bench_gen_args *a) {
@@ -56,6 +62,10 @@ static int parse(int argc, char **argv, struct bench_gen_args *a) {
             return -1;
         }
         if (cli_common_option(argc, argv, &i, &a->common)) continue;
+        if (strcmp(arg, "--profile") == 0) {
+            a->profile = true;
+            continue;
+        }
         int *n = strcmp(arg, "--batch") == 0        ? &a->batch
                  : strcmp(arg, "--prompt-len") == 0 ? &a->prompt_len
                  : strcmp(arg, "--new-tokens") == 0 ? &a->new_tokens
@@ -89,9 +99,10 @@ static int cmp_double(const void *x, const void *y) {
     return (a > b) - (a < b);
 }
 
-/* One round: the prefill, then `steps` greedy steps; seconds of each part. */
+/* One round: the prefill, then `steps` greedy steps; seconds of each part.
+ * The first decode step is profiled into *prof when prof is not NULL. */
 static vp_status round_once(struct decoder_gen *gen, const struct search_input *in, int vocab, int steps,
-                            float *logits, double *prefill_s, double *decode_s) {
+                            float *logits, double *prefill_s, double *decode_s, struct vk_profile *prof) {
     const int rows = in->batch;
     int32_t *parent = malloc((size_t)rows * sizeof *parent), *tokens = malloc((size_t)rows * sizeof *tokens);
     if (!parent || !tokens) {
@@ -103,6 +114,7 @@ static vp_status round_once(struct decoder_gen *gen, const struct search_input *
     vp_status s = decoder_gen_prompts(gen, in);
     if (s == VP_OK) s = decoder_gen_step(gen, rows, NULL, NULL, logits);
     double t1 = now_s();
+    if (prof) decoder_gen_profile_next(gen, prof);
     for (int k = 0; s == VP_OK && k < steps; k++) {
         for (int r = 0; r < rows; r++) parent[r] = r, tokens[r] = search_argmax(logits + (size_t)r * vocab, vocab);
         s = decoder_gen_step(gen, rows, parent, tokens, logits);
@@ -115,7 +127,7 @@ static vp_status round_once(struct decoder_gen *gen, const struct search_input *
 }
 
 static vp_status measure(vp_context *ctx, const struct bench_gen_args *a, double *prefill, double *decode,
-                         struct model_arch *arch_out) {
+                         struct model_arch *arch_out, struct vk_profile *prof) {
     const struct delta_spec none = {0};
     const struct decoder_options opt = {.storage = a->storage};
     const struct decoder_gen_shape shape = {.batch = a->batch, .prompt_len = a->prompt_len, .rows = a->batch,
@@ -144,8 +156,10 @@ static vp_status measure(vp_context *ctx, const struct bench_gen_args *a, double
     }
     const struct search_input in = {a->batch, rows, lens};
     double p0, d0;
-    if (s == VP_OK) s = round_once(gen, &in, V, a->new_tokens, logits, &p0, &d0); /* records, compiles */
-    for (int k = 0; s == VP_OK && k < a->repeat; k++) s = round_once(gen, &in, V, a->new_tokens, logits, &pre[k], &dec[k]);
+    if (s == VP_OK) s = round_once(gen, &in, V, a->new_tokens, logits, &p0, &d0, NULL); /* records, compiles */
+    for (int k = 0; s == VP_OK && k < a->repeat; k++)
+        s = round_once(gen, &in, V, a->new_tokens, logits, &pre[k], &dec[k], NULL);
+    if (s == VP_OK && a->profile) s = round_once(gen, &in, V, 1, logits, &p0, &d0, prof);
     if (s == VP_OK) {
         qsort(pre, (size_t)a->repeat, sizeof *pre, cmp_double);
         qsort(dec, (size_t)a->repeat, sizeof *dec, cmp_double);
@@ -165,13 +179,14 @@ static vp_status measure(vp_context *ctx, const struct bench_gen_args *a, double
 
 /* The encoder-decoder: one round encodes, runs `steps` greedy steps. */
 static vp_status s2s_round(struct seq2seq_gen *gen, const int32_t *src, int batch, int src_len, int vocab, int steps,
-                           float *logits, double *prefill_s, double *decode_s) {
+                           float *logits, double *prefill_s, double *decode_s, struct vk_profile *prof) {
     int32_t *parent = malloc((size_t)batch * sizeof *parent), *tokens = malloc((size_t)batch * sizeof *tokens);
     vp_status s = parent && tokens ? VP_OK : vp_fail(VP_ERROR_HOST_MEMORY, "bench generate: out of host memory");
     double t0 = now_s();
     if (s == VP_OK) s = seq2seq_gen_sources(gen, src, NULL, batch, src_len);
     if (s == VP_OK) s = seq2seq_gen_step(gen, batch, NULL, NULL, logits);
     double t1 = now_s();
+    if (prof) seq2seq_gen_profile_next(gen, prof);
     for (int k = 0; s == VP_OK && k < steps; k++) {
         for (int r = 0; r < batch; r++) parent[r] = r, tokens[r] = search_argmax(logits + (size_t)r * vocab, vocab);
         s = seq2seq_gen_step(gen, batch, parent, tokens, logits);
@@ -196,7 +211,7 @@ static vp_status s2s_full_pass(struct seq2seq *m, const int32_t *src, int32_t *d
 }
 
 static vp_status measure_seq2seq(vp_context *ctx, const struct bench_gen_args *a, double rates[3],
-                                 struct model_arch *arch_out) {
+                                 struct model_arch *arch_out, struct vk_profile *prof) {
     const struct delta_spec none = {0};
     const struct seq2seq_options opt = {.storage = a->storage};
     const int B = a->batch, P = a->prompt_len, T = 1 + a->new_tokens;
@@ -216,9 +231,10 @@ static vp_status measure_seq2seq(vp_context *ctx, const struct bench_gen_args *a
     for (int n = 0; s == VP_OK && n < B * P; n++) src[n] = (int32_t)(search_rng_next(&rng) % (uint64_t)V);
     for (int n = 0; s == VP_OK && n < B * T; n++) dec_ids[n] = (int32_t)(search_rng_next(&rng) % (uint64_t)V);
     double p0, d0;
-    if (s == VP_OK) s = s2s_round(gen, src, B, P, V, a->new_tokens, logits, &p0, &d0); /* records, compiles */
+    if (s == VP_OK) s = s2s_round(gen, src, B, P, V, a->new_tokens, logits, &p0, &d0, NULL); /* records, compiles */
     for (int k = 0; s == VP_OK && k < a->repeat; k++)
-        s = s2s_round(gen, src, B, P, V, a->new_tokens, logits, &pre[k], &dec[k]);
+        s = s2s_round(gen, src, B, P, V, a->new_tokens, logits, &pre[k], &dec[k], NULL);
+    if (s == VP_OK && a->profile) s = s2s_round(gen, src, B, P, V, 1, logits, &p0, &d0, prof);
     if (s == VP_OK) s = s2s_full_pass(m, src, dec_ids, all, &p0); /* records, compiles */
     for (int k = 0; s == VP_OK && k < a->repeat; k++) s = s2s_full_pass(m, src, dec_ids, all, &full[k]);
     if (s == VP_OK) {
@@ -248,6 +264,7 @@ int bench_generate(int argc, char **argv) {
     vp_context *ctx = NULL;
     const vp_context_options co = {.device = a.common.device};
     vp_status s = vp_context_create(&co, &ctx);
+    if (s == VP_OK && a.profile) s = vk_profile_check(ctx); /* before the rounds, not after */
     double prefill = 0, decode = 0, rates[3] = {0};
     struct model_arch arch = {0}, peek;
     bool encdec = false;
@@ -255,10 +272,12 @@ int bench_generate(int argc, char **argv) {
         encdec = peek.stack == MODEL_STACK_ENCODER_DECODER;
         model_arch_finish(&peek);
     }
-    if (s == VP_OK && encdec) s = measure_seq2seq(ctx, &a, rates, &arch);
-    else if (s == VP_OK) s = measure(ctx, &a, &prefill, &decode, &arch);
+    struct vk_profile prof = {0};
+    if (s == VP_OK && encdec) s = measure_seq2seq(ctx, &a, rates, &arch, &prof);
+    else if (s == VP_OK) s = measure(ctx, &a, &prefill, &decode, &arch, &prof);
     if (encdec) prefill = rates[0], decode = rates[1];
     if (s != VP_OK) {
+        vk_profile_finish(&prof);
         vp_context_destroy(ctx);
         return cli_fail(s);
     }
@@ -274,6 +293,7 @@ int bench_generate(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "prefill_tokens_per_s", prefill);
         cJSON_AddNumberToObject(j, "decode_tokens_per_s", decode);
         if (encdec) cJSON_AddNumberToObject(j, "uncached_decode_tokens_per_s", rates[2]);
+        if (a.profile) bench_profile_json(j, &prof);
         char *text = cJSON_Print(j);
         puts(text);
         free(text);
@@ -285,7 +305,9 @@ int bench_generate(int argc, char **argv) {
         printf("prefill  %10.1f tokens/s\n", prefill);
         printf("decode   %10.1f tokens/s\n", decode);
         if (encdec) printf("decode without the cache (one full pass per step) %10.1f tokens/s\n", rates[2]);
+        if (a.profile) bench_profile_print(&prof, "decode step", a.batch / decode * 1e3);
     }
+    vk_profile_finish(&prof);
     vp_context_destroy(ctx);
     return EXIT_OK;
 }

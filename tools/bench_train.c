@@ -15,8 +15,8 @@
 
 static const char help[] =
     "usage: vkpeft bench train --model DIR [--delta PRESET] [--batch B] [--len T] [--steps N]\n"
-    "                          [--weights f32|f16|bf16] [--checkpoint-activations] [--json]\n"
-    "                          [--device N|name]\n"
+    "                          [--weights f32|f16|bf16] [--checkpoint-activations] [--profile]\n"
+    "                          [--json] [--device N|name]\n"
     "\n"
     "Times training steps of the delta (default lora) on B random sequences of T\n"
     "tokens (default 4 x 32, 10 steps): an encoder trains its classification\n"
@@ -25,12 +25,21 @@ static const char help[] =
     "two untimed steps, the mean of N timed steps as ms/step and tokens/s (B·T\n"
     "per step), and the device memory the trainer planned per pool.\n"
     "--checkpoint-activations recomputes each layer in the backward instead of\n"
-    "keeping its activations.\n";
+    "keeping its activations.\n"
+    "--profile then runs one more step recorded with a GPU timestamp after every\n"
+    "command and prints its GPU time per kernel (the shader and its defines),\n"
+    "grouped by the site that recorded it (forward attention, backward lora,\n"
+    "optimizer, ...), largest first: calls, calls right after a barrier,\n"
+    "workgroups per call; and the step's dispatches and barriers\n"
+    "(with --json: \"profile\" and \"profile_step\"). A kernel's time runs from\n"
+    "the previous command's timestamp to its own: commands with no barrier\n"
+    "between them overlap and share it. Needs timestamps on the compute queue.\n";
 
 struct bench_train_args {
     struct cli_common common;
     const char *model, *delta;
     int len;
+    bool profile;
     struct trainer_options o;
 };
 
@@ -44,6 +53,8 @@ static void random_ids(int32_t *ids, size_t n, int vocab, uint64_t *state) {
 
 /* One step on whatever model t trains; the caller has written the batch. */
 typedef vp_status (*step_fn)(void *user, uint64_t step);
+/* The trainer of a bench (for --profile). */
+typedef struct trainer *(*trainer_fn)(void *user);
 
 struct dec_bench {
     struct lm_trainer *t;
@@ -59,6 +70,7 @@ static vp_status dec_step(void *user, uint64_t step) {
     if (s == VP_OK) s = decoder_write_batch(lm_trainer_decoder(d->t), &(struct decoder_batch){d->ids, NULL, NULL});
     return s == VP_OK ? trainer_micro_step_written(tr, true, 1000000, NULL) : s;
 }
+static struct trainer *dec_trainer(void *user) { return lm_trainer_trainer(((struct dec_bench *)user)->t); }
 
 struct enc_bench {
     struct trainer *t;
@@ -70,10 +82,11 @@ static vp_status enc_step(void *user, uint64_t step) {
     random_ids(e->b.ids, (size_t)e->b.B * e->b.T, encoder_arch(trainer_encoder(e->t))->vocab_size, &state);
     return trainer_micro_step(e->t, &e->b, true, 1000000, NULL);
 }
+static struct trainer *enc_trainer(void *user) { return ((struct enc_bench *)user)->t; }
 
 /* bytes: what the trainer planned per pool (model and optimiser). */
-static int report(const struct bench_train_args *a, vp_context *ctx, step_fn fn, void *user, int B, int T,
-                  const uint64_t bytes[VP_POOL_COUNT]) {
+static int report(const struct bench_train_args *a, vp_context *ctx, step_fn fn, trainer_fn trainer, void *user,
+                  int B, int T, const uint64_t bytes[VP_POOL_COUNT]) {
     /* The first step (recording, compiling), WARMUP untimed steps (a GPU
      * raises its clocks), then the timed steps. */
     enum { WARMUP = 2 };
@@ -85,8 +98,10 @@ static int report(const struct bench_train_args *a, vp_context *ctx, step_fn fn,
         if (i == 0) first = vp_now() - t0;
         if (i == WARMUP) t0 = vp_now();
     }
-    if (s != VP_OK) return cli_fail(s);
     const double ms = (vp_now() - t0) * 1e3 / timed, tps = (double)B * T / (ms / 1e3);
+    struct vk_profile prof = {0};
+    if (s == VP_OK && a->profile) s = trainer_profile_step(trainer(user), &prof);
+    if (s != VP_OK) return cli_fail(s);
     if (a->common.json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "model", a->model);
@@ -106,6 +121,7 @@ static int report(const struct bench_train_args *a, vp_context *ctx, step_fn fn,
         }
         cJSON_AddNumberToObject(mem, "total", (double)total);
         cJSON_AddBoolToObject(o, "checkpoint_activations", a->o.checkpoint_activations);
+        if (a->profile) bench_profile_json(o, &prof);
         char *text = cJSON_Print(o);
         puts(text);
         free(text);
@@ -121,7 +137,9 @@ static int report(const struct bench_train_args *a, vp_context *ctx, step_fn fn,
             total += bytes[p];
         }
         printf(" total %.1f MiB%s\n", total / 1048576.0, a->o.checkpoint_activations ? " (activations checkpointed)" : "");
+        if (a->profile) bench_profile_print(&prof, "training step", ms);
     }
+    vk_profile_finish(&prof);
     return EXIT_OK;
 }
 
@@ -132,6 +150,11 @@ static int run(const struct bench_train_args *a, bool decoder) {
     vp_context *ctx = NULL;
     const vp_context_options co = {.device = a->common.device};
     if ((s = vp_context_create(&co, &ctx)) != VP_OK) return cli_fail(s);
+    if (a->profile && (s = vk_profile_check(ctx)) != VP_OK) {
+        const int rc = cli_fail(s);
+        vp_context_destroy(ctx);
+        return rc;
+    }
     const int B = a->o.batch, T = a->len;
     int rc;
     if (decoder) {
@@ -140,7 +163,7 @@ static int run(const struct bench_train_args *a, bool decoder) {
         if (s == VP_OK) s = lm_trainer_load(d.t, T);
         uint64_t bytes[VP_POOL_COUNT] = {0};
         if (s == VP_OK) trainer_plan(lm_trainer_trainer(d.t), bytes);
-        rc = s == VP_OK ? report(a, ctx, dec_step, &d, B, T, bytes) : cli_fail(s);
+        rc = s == VP_OK ? report(a, ctx, dec_step, dec_trainer, &d, B, T, bytes) : cli_fail(s);
         lm_trainer_destroy(d.t);
         free(d.ids);
     } else {
@@ -161,7 +184,7 @@ static int run(const struct bench_train_args *a, bool decoder) {
         }
         uint64_t bytes[VP_POOL_COUNT] = {0};
         if (s == VP_OK) trainer_plan(e.t, bytes);
-        rc = s == VP_OK ? report(a, ctx, enc_step, &e, B, T, bytes) : cli_fail(s);
+        rc = s == VP_OK ? report(a, ctx, enc_step, enc_trainer, &e, B, T, bytes) : cli_fail(s);
         train_batch_finish(&e.b);
         trainer_destroy(e.t);
     }
@@ -183,6 +206,10 @@ int bench_train(int argc, char **argv) {
         }
         if (cli_common_option(argc, argv, &i, &a.common)) continue;
         if (cli_trainer_flag(&a.o, arg)) continue;
+        if (strcmp(arg, "--profile") == 0) {
+            a.profile = true;
+            continue;
+        }
         if (i + 1 >= argc) return cli_usage_error("bench", "unexpected argument '%s' (or it needs a value)", arg);
         const char *v = argv[++i];
         bool ok = true;

@@ -17,7 +17,8 @@
 
 static const char help[] =
     "usage: vkpeft inspect --model DIR [--delta PRESET|SPEC.json|DIR] [--batch B]\n"
-    "                      [--max-len T] [--weights f32|f16|bf16] [--json] [--device N|name]\n"
+    "                      [--max-len T] [--weights f32|f16|bf16] [--max-new-tokens N]\n"
+    "                      [--num-beams K] [--json] [--device N|name]\n"
     "\n"
     "Prints each module of a delta (kind, placement, size, layers, parameters\n"
     "trained, and parameters saved when they differ: a prefix trained through\n"
@@ -37,6 +38,13 @@ static const char help[] =
     "The plan also gives the activations vkpeft train --checkpoint-activations\n"
     "would use.\n"
     "\n"
+    "For a decoder-only or encoder-decoder model it adds the generation plan:\n"
+    "what vkpeft generate takes for B prompts (sources) of T tokens, K beams\n"
+    "each and N new tokens — the model loaded for B·K rows, and its generator\n"
+    "(the KV cache of every decoder layer, an encoder-decoder's cross-attention\n"
+    "K/V per row, the step's tables and staging) — per pool. N is lowered to\n"
+    "what the model's positions leave.\n"
+    "\n"
     "options:\n"
     "  --model DIR        Hugging Face model folder (config.json)\n"
     "  --delta X          a preset (adapter, adapter-ffn, prefix, lora, pa, scaled-pa,\n"
@@ -46,6 +54,8 @@ static const char help[] =
     "  --max-len T        tokens per sequence (default 128, or what the model's\n"
     "                     position table allows when that is less)\n"
     "  --weights TYPE     storage of the frozen matrices: f32, f16 or bf16\n"
+    "  --max-new-tokens N generation plan: new tokens per sequence (default 32)\n"
+    "  --num-beams K      generation plan: beams per prompt (default 1)\n"
     "  --json             machine-readable output\n"
     "\n"
     "examples:\n"
@@ -58,6 +68,7 @@ struct inspect_opts {
     struct cli_common common;
     const char *model, *delta;
     int batch, max_len;
+    int new_tokens, beams; /* the generation plan's */
     enum encoder_storage storage;
 };
 
@@ -72,6 +83,13 @@ struct inspect {
     uint64_t plan[VP_POOL_COUNT], budget;
     uint64_t activations_checkpointed; /* with --checkpoint-activations */
     char device[256], plan_error[512];
+    /* The generation plan (decoders, encoder-decoders): the model loaded
+     * for generation and its generator, per pool, or why there is none. */
+    bool gen_wanted, gen_planned;
+    int gen_new_tokens;                  /* lowered to what the positions leave */
+    int gen_B, gen_S, gen_T;             /* the model's shape (decoder-only: B × T, S unused) */
+    uint64_t gen_model[VP_POOL_COUNT], gen_cache[VP_POOL_COUNT];
+    char gen_error[512];
 };
 
 /* "124,055,040" */
@@ -144,8 +162,42 @@ static vp_status load_spec(const char *arg, const struct model_arch *arch, struc
     return delta_spec_load(arg, spec);
 }
 
-/* A decoder-only model's plan (its weight files opened), and its
- * activations with checkpointing. */
+/* The generation plan's outcome: a failure is kept as its message (the
+ * training plan above still stands). */
+static void gen_result(struct inspect *in, vp_status s) {
+    in->gen_wanted = true;
+    in->gen_planned = s == VP_OK;
+    if (s != VP_OK) snprintf(in->gen_error, sizeof in->gen_error, "%s", vp_last_error());
+}
+
+/* What vkpeft generate loads for o->batch prompts of o->max_len tokens, o->beams
+ * beams each: the decoder at decoder_gen_batch_shape's shape and its generator. */
+static vp_status plan_decoder_generation(const struct decoder *m, const struct inspect_opts *o, struct inspect *in) {
+    const int room = in->arch.max_positions - o->max_len;
+    if (room < 1)
+        return vp_fail(VP_ERROR_INVALID_ARGUMENT, "prompts of %d tokens leave none of the model's %d positions to "
+                       "generate into (lower --max-len)", o->max_len, in->arch.max_positions);
+    in->gen_new_tokens = o->new_tokens < room ? o->new_tokens : room;
+    const struct decoder_gen_shape shape = {.batch = o->batch, .prompt_len = o->max_len, .rows = o->batch * o->beams,
+                                            .max_len = o->max_len + in->gen_new_tokens};
+    decoder_gen_batch_shape(&shape, &in->gen_B, &in->gen_T);
+    vp_status s = decoder_plan(m, in->gen_B, in->gen_T, in->gen_model);
+    return s == VP_OK ? decoder_gen_plan(m, &shape, in->gen_cache) : s;
+}
+
+/* The same for an encoder-decoder: o->batch sources of o->max_len tokens,
+ * the model at seq2seq_gen_load_shape's shape and its generator. */
+static vp_status plan_seq2seq_generation(const struct seq2seq *m, const struct inspect_opts *o, struct inspect *in) {
+    const int room = in->arch.max_positions - 1; /* the start token's position */
+    in->gen_new_tokens = o->new_tokens < room ? o->new_tokens : room;
+    const struct seq2seq_gen_shape shape = {o->batch * o->beams, o->max_len, in->gen_new_tokens};
+    seq2seq_gen_load_shape(&shape, &in->gen_B, &in->gen_S, &in->gen_T);
+    vp_status s = seq2seq_plan(m, in->gen_B, in->gen_S, in->gen_T, in->gen_model);
+    return s == VP_OK ? seq2seq_gen_plan(m, &shape, in->gen_cache) : s;
+}
+
+/* A decoder-only model's plan (its weight files opened), its activations
+ * with checkpointing and its generation plan. */
 static vp_status plan_decoder(vp_context *ctx, const struct inspect_opts *o, struct inspect *in) {
     if (!in->weights)
         return vp_fail(VP_ERROR_UNSUPPORTED, "%s: planning a decoder-only model needs its weight files "
@@ -156,6 +208,7 @@ static vp_status plan_decoder(vp_context *ctx, const struct inspect_opts *o, str
     if (s == VP_OK) s = decoder_plan(m, o->batch, o->max_len, in->plan);
     if (s == VP_OK) s = decoder_plan_activations(m, o->batch, o->max_len, true, &in->activations_checkpointed);
     if (s == VP_OK) in->wtype = decoder_weight_dtype(m);
+    if (s == VP_OK) gen_result(in, plan_decoder_generation(m, o, in));
     decoder_destroy(m);
     return s;
 }
@@ -182,6 +235,7 @@ static vp_status plan(const struct inspect_opts *o, struct inspect *in) {
         if (s == VP_OK)
             s = seq2seq_plan_activations(m, o->batch, o->max_len, o->max_len, true, &in->activations_checkpointed);
         if (s == VP_OK) in->wtype = seq2seq_weight_dtype(m);
+        if (s == VP_OK) gen_result(in, plan_seq2seq_generation(m, o, in));
         seq2seq_destroy(m);
     } else if (in->weights) {
         struct encoder *e = NULL;
@@ -203,6 +257,78 @@ static vp_status plan(const struct inspect_opts *o, struct inspect *in) {
 }
 
 /* ---- printing ----------------------------------------------------------------------- */
+
+/* What vkpeft generate takes: the model loaded for the generation's rows
+ * beside its generator, per pool. */
+static void print_generation_text(const struct inspect_opts *o, const struct inspect *in) {
+    const bool encdec = in->arch.stack == MODEL_STACK_ENCODER_DECODER;
+    char b1[64], b2[64], b3[64];
+    printf("\ngeneration plan: %d %s of %d tokens x %d beam%s = %d rows, %d new tokens\n", o->batch,
+           encdec ? "sources" : "prompts", o->max_len, o->beams, o->beams == 1 ? "" : "s", o->batch * o->beams,
+           in->gen_planned ? in->gen_new_tokens : o->new_tokens);
+    if (!in->gen_planned) {
+        printf("  unavailable: %s\n", in->gen_error);
+        return;
+    }
+    if (in->gen_new_tokens < o->new_tokens)
+        printf("                 (--max-new-tokens %d lowered to %d: the model's %d positions leave no more)\n",
+               o->new_tokens, in->gen_new_tokens, in->arch.max_positions);
+    if (encdec)
+        printf("                 the model loaded for %d rows x %d source and %d decoder tokens\n", in->gen_B, in->gen_S,
+               in->gen_T);
+    else
+        printf("                 the model loaded for %d x %d tokens (the prefill)\n", in->gen_B, in->gen_T);
+    printf("  %-12s %12s %12s %12s\n", "", "model", "generator", "total");
+    uint64_t total = 0, cache = 0;
+    for (int p = 0; p < VP_POOL_COUNT; p++) {
+        const uint64_t t = in->gen_model[p] + in->gen_cache[p];
+        total += t;
+        cache += in->gen_cache[p];
+        printf("  %-12s %12s %12s %12s\n", vp_pool_name((vp_pool)p), vp_format_bytes(in->gen_model[p], b1, sizeof b1),
+               vp_format_bytes(in->gen_cache[p], b2, sizeof b2), vp_format_bytes(t, b3, sizeof b3));
+    }
+    printf("  %-12s %12s %12s %12s", "total", vp_format_bytes(total - cache, b1, sizeof b1),
+           vp_format_bytes(cache, b2, sizeof b2), vp_format_bytes(total, b3, sizeof b3));
+    printf("  (budget %s: %s)\n", vp_format_bytes(in->budget, b1, sizeof b1), total <= in->budget ? "fits" : "does not fit");
+    printf("  generator: the KV cache of every decoder layer%s, the step's tables and staging\n",
+           encdec ? ", each row's cross-attention K/V" : "");
+}
+
+static cJSON *pools_json(cJSON *parent, const char *name, const uint64_t bytes[VP_POOL_COUNT]) {
+    cJSON *o = cJSON_AddObjectToObject(parent, name);
+    uint64_t total = 0;
+    for (int k = 0; k < VP_POOL_COUNT; k++) {
+        cJSON_AddNumberToObject(o, vp_pool_name((vp_pool)k), (double)bytes[k]);
+        total += bytes[k];
+    }
+    cJSON_AddNumberToObject(o, "total", (double)total);
+    return o;
+}
+
+static void generation_json(cJSON *root, const struct inspect_opts *o, const struct inspect *in) {
+    if (!in->gen_planned) {
+        cJSON_AddNullToObject(root, "generation");
+        cJSON_AddStringToObject(root, "generation_error", in->gen_error);
+        return;
+    }
+    const bool encdec = in->arch.stack == MODEL_STACK_ENCODER_DECODER;
+    cJSON *g = cJSON_AddObjectToObject(root, "generation");
+    cJSON_AddNumberToObject(g, "batch", o->batch);
+    cJSON_AddNumberToObject(g, "num_beams", o->beams);
+    cJSON_AddNumberToObject(g, "rows", o->batch * o->beams);
+    cJSON_AddNumberToObject(g, encdec ? "source_len" : "prompt_len", o->max_len);
+    cJSON_AddNumberToObject(g, "max_new_tokens", in->gen_new_tokens);
+    cJSON *shape = cJSON_AddObjectToObject(g, "model_shape");
+    cJSON_AddNumberToObject(shape, "batch", in->gen_B);
+    if (encdec) cJSON_AddNumberToObject(shape, "source_len", in->gen_S);
+    cJSON_AddNumberToObject(shape, encdec ? "target_len" : "len", in->gen_T);
+    pools_json(g, "model", in->gen_model);
+    pools_json(g, "generator", in->gen_cache);
+    uint64_t sum[VP_POOL_COUNT], total = 0;
+    for (int k = 0; k < VP_POOL_COUNT; k++) total += sum[k] = in->gen_model[k] + in->gen_cache[k];
+    pools_json(g, "total", sum);
+    cJSON_AddBoolToObject(g, "fits", total <= in->budget);
+}
 
 static void print_text(const struct inspect_opts *o, const struct inspect *in) {
     const struct model_arch *a = &in->arch;
@@ -283,6 +409,7 @@ static void print_text(const struct inspect_opts *o, const struct inspect *in) {
                vp_format_bytes(in->activations_checkpointed, b3, sizeof b3),
                grouped(in->activations_checkpointed, b1, sizeof b1),
                vp_format_bytes(total - in->plan[VP_POOL_ACTIVATIONS] + in->activations_checkpointed, b2, sizeof b2));
+    if (in->gen_wanted) print_generation_text(o, in);
 }
 
 static cJSON *module_json(const struct delta_module *m, int i, const struct inspect *in) {
@@ -349,6 +476,7 @@ static void print_json(const struct inspect_opts *o, const struct inspect *in) {
         cJSON_AddBoolToObject(p, "fits", total <= in->budget);
         if (in->activations_checkpointed)
             cJSON_AddNumberToObject(p, "activations_checkpointed", (double)in->activations_checkpointed);
+        if (in->gen_wanted) generation_json(root, o, in);
     } else {
         cJSON_AddNullToObject(root, "plan");
         cJSON_AddStringToObject(root, "plan_error", in->plan_error);
@@ -379,6 +507,8 @@ static int parse_args(int argc, char **argv, struct inspect_opts *o, bool *help_
         else if (strcmp(a, "--batch") == 0) rc = parse_int_option(a, v, 1 << 20, &o->batch);
         else if (strcmp(a, "--max-len") == 0 || strcmp(a, "--max-length") == 0)
             rc = parse_int_option(a, v, 1 << 20, &o->max_len);
+        else if (strcmp(a, "--max-new-tokens") == 0) rc = parse_int_option(a, v, 1 << 20, &o->new_tokens);
+        else if (strcmp(a, "--num-beams") == 0) rc = parse_int_option(a, v, 1 << 10, &o->beams);
         else if (strcmp(a, "--weights") == 0) {
             if (strcmp(v, "f32") == 0) o->storage = ENCODER_STORAGE_F32;
             else if (strcmp(v, "f16") == 0) o->storage = ENCODER_STORAGE_F16;
@@ -393,7 +523,7 @@ static int parse_args(int argc, char **argv, struct inspect_opts *o, bool *help_
 }
 
 int cmd_inspect(int argc, char **argv) {
-    struct inspect_opts o = {.batch = 32};
+    struct inspect_opts o = {.batch = 32, .new_tokens = 32, .beams = 1};
     bool help_shown = false;
     int rc = parse_args(argc, argv, &o, &help_shown);
     if (rc != EXIT_OK || help_shown) return rc;

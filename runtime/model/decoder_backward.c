@@ -37,6 +37,7 @@ static vp_status weight_grads(struct decoder *m, struct vk_recorder *rec, const 
  * dA += dhᵀ·x, dx_acc += dh·A. */
 static vp_status loras_backward(struct decoder *m, struct vk_recorder *rec, int l, enum delta_at at,
                                 const struct vk_buffer *dx_acc, const struct vk_buffer *dy, uint32_t N) {
+    const char *site = vk_recorder_label(rec, "backward lora");
     struct dec_acts *a = &m->acts;
     vp_status st = VP_OK;
     for (int i = m->spec.count - 1; i >= 0 && st == VP_OK; i--) {
@@ -57,6 +58,7 @@ static vp_status loras_backward(struct decoder *m, struct vk_recorder *rec, int 
             st = kernel_matmul_batched(m->ctx, rec, mat(dx_acc), mat(&a->g_r), mat(&s->lora_a->value), 1, N, din, r,
                                        false, false, 1.0f, 1.0f, NULL);
     }
+    vk_recorder_label(rec, site);
     return st;
 }
 
@@ -142,6 +144,7 @@ static vp_status adapter_heads_backward(struct decoder *m, struct vk_recorder *r
  * dW_down, db_down from dh and in; dx_acc += dh·W_down. Uses g_t, g_r, g_r2. */
 static vp_status adapter_backward(struct decoder *m, struct vk_recorder *rec, const struct dec_slot *s,
                                   const struct vk_buffer *dx_acc, const struct vk_buffer *dy, uint32_t N) {
+    const char *site = vk_recorder_label(rec, "backward adapter");
     struct dec_acts *a = &m->acts;
     const struct delta_module *d = &m->spec.modules[s->module];
     const uint32_t r = (uint32_t)d->size, din = (uint32_t)s->din, dout = (uint32_t)s->dout;
@@ -163,6 +166,7 @@ static vp_status adapter_backward(struct decoder *m, struct vk_recorder *rec, co
     if (st == VP_OK)
         st = kernel_matmul_batched(m->ctx, rec, mat(dx_acc), mat(dh), mat(&s->down_w->value), 1, N, din, r, false,
                                    false, 1.0f, 1.0f, NULL);
+    vk_recorder_label(rec, site);
     return st;
 }
 
@@ -218,6 +222,7 @@ static vp_status norm_back(struct decoder *m, struct vk_recorder *rec, const str
 
 /* g_x: dL/d(out) of layer l in, dL/d(x) of its input out. */
 static vp_status layer_backward(struct decoder *m, struct vk_recorder *rec, int l, uint32_t N) {
+    const char *site = vk_recorder_label(rec, "backward layer");
     struct dec_acts *a = &m->acts;
     struct dec_layer_acts *la = &a->layers[l];
     const struct dec_layer_weights *w = &m->w.layers[l];
@@ -313,6 +318,7 @@ static vp_status layer_backward(struct decoder *m, struct vk_recorder *rec, int 
     if (st == VP_OK) st = adapters_backward(m, rec, l, DELTA_AT_ATTN, &a->g_a, &a->g_ctx, N);
     if (st == VP_OK) st = norm_back(m, rec, &a->g_t, &a->g_a, x, &la->mean1, &la->rstd1, w->norm1_w, w->norm1_b, N);
     if (st == VP_OK) st = kernel_add_forward(m->ctx, rec, &a->g_x, &a->g_h, &a->g_t, nd);
+    vk_recorder_label(rec, site);
     return st;
 }
 
@@ -320,6 +326,7 @@ static vp_status layer_backward(struct decoder *m, struct vk_recorder *rec, int 
  * its P_k, P_v gradients, a reparameterised module's region back through
  * its MLP (E's gradient through a scratch, added). */
 static vp_status prefixes_backward(struct decoder *m, struct vk_recorder *rec) {
+    const char *site = vk_recorder_label(rec, "backward prefix");
     struct dec_acts *a = &m->acts;
     const uint64_t kvd = (uint64_t)m->arch.kv_heads * m->arch.head_dim;
     vp_status st = VP_OK;
@@ -352,10 +359,12 @@ static vp_status prefixes_backward(struct decoder *m, struct vk_recorder *rec) {
             if (st == VP_OK) st = kernel_add_forward(m->ctx, rec, &s->prefix_v->grad, &s->prefix_v->grad, &gv, n);
         }
     }
+    vk_recorder_label(rec, site);
     return st;
 }
 
 vp_status dec_record_backward(struct decoder *m, struct vk_recorder *rec) {
+    const char *site = vk_recorder_label(rec, "backward");
     struct dec_acts *a = &m->acts;
     const struct model_arch *ar = &m->arch;
     const uint32_t N = (uint32_t)(a->B * a->T), d = (uint32_t)ar->hidden, V = (uint32_t)ar->vocab_size;
@@ -383,6 +392,7 @@ vp_status dec_record_backward(struct decoder *m, struct vk_recorder *rec) {
     if (st == VP_OK && m->w.pos && m->w.pos->param)
         st = kernel_embedding_backward(m->ctx, rec, &m->w.pos->param->grad, &a->g_x, &a->groups_pos, N,
                                        (uint32_t)ar->max_positions, d);
+    vk_recorder_label(rec, site);
     return st;
 }
 

@@ -31,6 +31,7 @@ static vp_status linear(struct decoder *m, struct vk_recorder *rec, const struct
  * for the backward, the second product accumulated into y (beta = 1). */
 static vp_status loras_forward(struct decoder *m, struct vk_recorder *rec, int l, enum delta_at at,
                                const struct vk_buffer *y, const struct vk_buffer *x, uint32_t N) {
+    const char *site = vk_recorder_label(rec, "forward lora");
     vp_status st = VP_OK;
     for (int i = 0; i < m->spec.count && st == VP_OK; i++) {
         const struct delta_module *d = &m->spec.modules[i];
@@ -46,6 +47,7 @@ static vp_status loras_forward(struct decoder *m, struct vk_recorder *rec, int l
                                        (struct kernel_matrix){&s->lora_b->value, 0, 0}, 1, N, (uint32_t)s->dout, r,
                                        false, true, (float)(d->alpha / d->size), 1.0f, NULL);
     }
+    vk_recorder_label(rec, site);
     return st;
 }
 
@@ -130,6 +132,7 @@ static vp_status adapter_heads_forward(struct decoder *m, struct vk_recorder *re
 static vp_status adapters_forward(struct decoder *m, struct vk_recorder *rec, int l, enum delta_at at,
                                   enum delta_insert insert, const struct vk_buffer **cur,
                                   const struct vk_buffer *par_in, uint32_t N) {
+    const char *site = vk_recorder_label(rec, "forward adapter");
     vp_status st = VP_OK;
     for (int i = 0; i < m->spec.count && st == VP_OK; i++) {
         const struct delta_module *d = &m->spec.modules[i];
@@ -160,6 +163,7 @@ static vp_status adapters_forward(struct decoder *m, struct vk_recorder *rec, in
             st = vk_recorder_copy(rec, target, 0, out, 0, n * 4);
         if (insert == DELTA_SEQUENTIAL) *cur = out;
     }
+    vk_recorder_label(rec, site);
     return st;
 }
 
@@ -236,6 +240,7 @@ static vp_status attention_core(struct decoder *m, struct vk_recorder *rec, int 
 
 static vp_status attention_forward(struct decoder *m, struct vk_recorder *rec, int l, const struct vk_buffer *x,
                                    uint32_t N, const struct dec_attention_core *core) {
+    const char *site = vk_recorder_label(rec, "forward attention");
     struct dec_layer_acts *la = &m->acts.layers[l];
     const struct dec_layer_weights *w = &m->w.layers[l];
     const struct model_arch *ar = &m->arch;
@@ -258,10 +263,12 @@ static vp_status attention_forward(struct decoder *m, struct vk_recorder *rec, i
     if (st == VP_OK) st = adapters_forward(m, rec, l, DELTA_AT_ATTN, DELTA_SEQUENTIAL, &cur, NULL, N);
     la->o_final = cur;
     if (st == VP_OK) st = kernel_add_forward(m->ctx, rec, &la->h, x, cur, (uint64_t)N * d);
+    vk_recorder_label(rec, site);
     return st;
 }
 
 static vp_status ffn_forward(struct decoder *m, struct vk_recorder *rec, int l, uint32_t N) {
+    const char *site = vk_recorder_label(rec, "forward ffn");
     struct dec_layer_acts *la = &m->acts.layers[l];
     const struct dec_layer_weights *w = &m->w.layers[l];
     const struct model_arch *ar = &m->arch;
@@ -284,6 +291,7 @@ static vp_status ffn_forward(struct decoder *m, struct vk_recorder *rec, int l, 
     if (st == VP_OK) st = adapters_forward(m, rec, l, DELTA_AT_FFN, DELTA_PARALLEL, &cur, &la->f_in, N);
     la->dn_final = cur;
     if (st == VP_OK) st = kernel_add_forward(m->ctx, rec, &la->out, &la->h, cur, (uint64_t)N * d);
+    vk_recorder_label(rec, site);
     return st;
 }
 
@@ -291,6 +299,7 @@ static vp_status ffn_forward(struct decoder *m, struct vk_recorder *rec, int l, 
  * copied from its params, a reparameterised module's MLP output written
  * into its region. */
 static vp_status prefixes_forward(struct decoder *m, struct vk_recorder *rec) {
+    const char *site = vk_recorder_label(rec, "forward prefix");
     struct dec_acts *a = &m->acts;
     const uint64_t kvd = (uint64_t)m->arch.kv_heads * m->arch.head_dim;
     vp_status st = VP_OK;
@@ -318,6 +327,7 @@ static vp_status prefixes_forward(struct decoder *m, struct vk_recorder *rec) {
                 st = vk_recorder_copy(rec, &a->prefix_src, s->src_v * 4, &s->prefix_v->value, 0, (uint64_t)L * kvd * 4);
         }
     }
+    vk_recorder_label(rec, site);
     return st;
 }
 
@@ -335,10 +345,12 @@ vp_status dec_record_trunk(struct decoder *m, struct vk_recorder *rec, uint32_t 
                            const struct dec_attention_core *core) {
     struct dec_acts *a = &m->acts;
     const struct model_arch *ar = &m->arch;
+    const char *site = vk_recorder_label(rec, "forward");
     vp_status st = embeddings_forward(m, rec, N);
     for (int l = 0; l < ar->layers && st == VP_OK; l++) st = layer_forward(m, rec, l, N, core);
     const struct vk_buffer *x = &a->layers[ar->layers - 1].out;
     if (st == VP_OK) st = norm(m, rec, &a->xf, &a->meanf, &a->rstdf, x, m->w.normf_w, m->w.normf_b, N);
+    vk_recorder_label(rec, site);
     return st;
 }
 
@@ -347,6 +359,7 @@ vp_status dec_record_layer(struct decoder *m, struct vk_recorder *rec, int l, ui
 }
 
 vp_status dec_record_forward(struct decoder *m, struct vk_recorder *rec) {
+    const char *site = vk_recorder_label(rec, "forward");
     struct dec_acts *a = &m->acts;
     const struct model_arch *ar = &m->arch;
     const uint32_t N = (uint32_t)(a->B * a->T), d = (uint32_t)ar->hidden, V = (uint32_t)ar->vocab_size;
@@ -359,6 +372,7 @@ vp_status dec_record_forward(struct decoder *m, struct vk_recorder *rec) {
     if (st == VP_OK)
         st = kernel_cross_entropy_forward(m->ctx, rec, &a->loss, &a->ce_lse, NULL, &a->ce_scratch, &a->logits,
                                           &a->targets, &ce);
+    vk_recorder_label(rec, site);
     return st;
 }
 

@@ -41,6 +41,7 @@ struct decoder_gen {
     int batch;                         /* prompts set */
     int32_t *prompt_ids;               /* (shape.batch, shape.prompt_len) */
     int *prompt_lens;                  /* (shape.batch) */
+    struct vk_profile *profile;        /* the next decode step's profile goes here (decoder_gen_profile_next) */
     struct model_owned owned;
 };
 
@@ -280,9 +281,11 @@ static vp_status step_core(struct decoder *m, struct vk_recorder *rec, int l, ui
 static vp_status head(struct decoder_gen *g, struct vk_recorder *rec, const struct vk_buffer *x) {
     struct decoder *m = g->m;
     const uint32_t R = (uint32_t)g->R, d = (uint32_t)m->arch.hidden, V = (uint32_t)m->arch.vocab_size;
+    const char *site = vk_recorder_label(rec, "head");
     vp_status st = kernel_matmul_forward(m->ctx, rec, &g->logits, x, dec_wbuf(m->w.head), m->w.head->dtype, NULL,
                                          R, d, V, NULL);
     if (st == VP_OK) st = vk_recorder_copy(rec, &g->stage_out, 0, &g->logits, 0, (uint64_t)R * V * 4);
+    vk_recorder_label(rec, site);
     return st;
 }
 
@@ -449,11 +452,15 @@ vp_status decoder_gen_step(void *gen, int rows, const int32_t *parent, const int
                            "for %d", r, g->len[parent[r]] + 1, g->S);
     }
     step_inputs(g, rows, parent, tokens);
-    vp_status st = dec_run_recording(g->step_rec, &g->step_recorded, record_step, g);
+    vp_status st = g->profile ? vk_profile_record(g->m->ctx, record_step, g, g->profile)
+                              : dec_run_recording(g->step_rec, &g->step_recorded, record_step, g);
+    g->profile = NULL;
     if (st == VP_OK) memcpy(logits, g->stage_out.host, (size_t)rows * V * 4);
     g->rows_live = st == VP_OK ? rows : 0;
     return st;
 }
+
+void decoder_gen_profile_next(struct decoder_gen *g, struct vk_profile *out) { g->profile = out; }
 
 vp_status decoder_generate(struct decoder_gen *g, const struct search_options *o, const struct search_input *in,
                            struct search_result *out) {

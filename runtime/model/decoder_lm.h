@@ -204,6 +204,11 @@ void decoder_gen_destroy(struct decoder_gen *g);
 vp_status decoder_gen_prompts(struct decoder_gen *g, const struct search_input *in);
 /* search_step_fn with user = the generator; logits (rows, V). */
 vp_status decoder_gen_step(void *gen, int rows, const int32_t *parent, const int32_t *tokens, float *logits);
+/* The next decode step (tokens not NULL) is profiled: recorded again with
+ * a timestamp after every command and run once in place of the step's own
+ * recording (same results), its GPU time per (site, kernel) written to
+ * *out (the caller's; vk_profile_finish frees it). For benchmarks. */
+void decoder_gen_profile_next(struct decoder_gen *g, struct vk_profile *out);
 /* The prompts, then search_run with the generator's step. */
 vp_status decoder_generate(struct decoder_gen *g, const struct search_options *o, const struct search_input *in,
                            struct search_result *out);

@@ -186,18 +186,21 @@ static vp_status lora_backward(struct encoder *e, struct vk_recorder *rec, const
 
 static vp_status loras_backward(struct encoder *e, struct vk_recorder *rec, int l, enum delta_at at,
                                 const struct vk_buffer *dx_acc, const struct vk_buffer *dy, uint32_t N) {
+    const char *site = vk_recorder_label(rec, "backward lora");
     vp_status st = VP_OK;
     for (int i = e->spec.count - 1; i >= 0 && st == VP_OK; i--) {
         const struct enc_slot *s = enc_slot_at(e, i, l);
         if (s->active && e->spec.modules[i].kind == DELTA_LORA && e->spec.modules[i].at == at)
             st = lora_backward(e, rec, s, dx_acc, dy, N);
     }
+    vk_recorder_label(rec, site);
     return st;
 }
 
 static vp_status adapters_backward(struct encoder *e, struct vk_recorder *rec, int l, enum delta_at at,
                                    enum delta_insert insert, const struct vk_buffer *dz_acc,
                                    const struct vk_buffer *dy, uint32_t N) {
+    const char *site = vk_recorder_label(rec, "backward adapter");
     vp_status st = VP_OK;
     for (int i = e->spec.count - 1; i >= 0 && st == VP_OK; i--) {
         const struct delta_module *m = &e->spec.modules[i];
@@ -205,6 +208,7 @@ static vp_status adapters_backward(struct encoder *e, struct vk_recorder *rec, i
         if (s->active && m->kind == DELTA_ADAPTER && m->at == at && m->insert == insert)
             st = adapter_backward(e, rec, s, dz_acc, dy, N);
     }
+    vk_recorder_label(rec, site);
     return st;
 }
 
@@ -224,6 +228,7 @@ static vp_status layernorm_back(struct encoder *e, struct vk_recorder *rec, cons
 /* dout (the layer output's gradient) → g_h, the gradient of h. */
 static vp_status ffn_block_backward(struct encoder *e, struct vk_recorder *rec, int l, const struct vk_buffer *dout,
                                     uint32_t N) {
+    const char *site = vk_recorder_label(rec, "backward ffn");
     struct enc_acts *a = &e->acts;
     const struct enc_layer_acts *la = &a->layers[l];
     const struct enc_layer_weights *w = &e->w.layers[l];
@@ -244,12 +249,14 @@ static vp_status ffn_block_backward(struct encoder *e, struct vk_recorder *rec, 
     if (st == VP_OK) st = linear_back(e, rec, &a->g_tmp, &a->g_u, &la->h, w->wup, w->bup, N, d, I);
     if (st == VP_OK) st = kernel_add_forward(e->ctx, rec, &a->g_h, &a->g_h, &a->g_tmp, Nd);
     if (st == VP_OK) st = loras_backward(e, rec, l, DELTA_AT_UP, &a->g_h, &a->g_u, N);
+    vk_recorder_label(rec, site);
     return st;
 }
 
 /* g_h → dx for the attention block (overwritten). */
 static vp_status attention_block_backward(struct encoder *e, struct vk_recorder *rec, int l,
                                           const struct vk_buffer *dx, uint32_t N) {
+    const char *site = vk_recorder_label(rec, "backward attention");
     struct enc_acts *a = &e->acts;
     const struct enc_layer_acts *la = &a->layers[l];
     const struct enc_layer_weights *w = &e->w.layers[l];
@@ -297,6 +304,7 @@ static vp_status attention_block_backward(struct encoder *e, struct vk_recorder 
         if (st == VP_OK) st = kernel_add_forward(e->ctx, rec, dx, dx, &a->g_tmp, Nd);
         if (st == VP_OK) st = loras_backward(e, rec, l, proj[k].at, dx, &a->g_q, N);
     }
+    vk_recorder_label(rec, site);
     return st;
 }
 
@@ -389,6 +397,7 @@ static vp_status embeddings_backward(struct encoder *e, struct vk_recorder *rec,
  *   dW2 += doutᵀ·h0, db2 += Σ dout, dh0 = dout·W2, dh0pre = dh0 ⊙ tanh'(h0pre),
  *   dW0 += dh0preᵀ·E, db0 += Σ dh0pre, dE += dh0pre·W0. */
 static vp_status prefixes_backward(struct encoder *e, struct vk_recorder *rec) {
+    const char *site = vk_recorder_label(rec, "backward prefix");
     struct enc_acts *a = &e->acts;
     const uint32_t d = (uint32_t)e->arch.hidden;
     vp_status st = VP_OK;
@@ -423,10 +432,12 @@ static vp_status prefixes_backward(struct encoder *e, struct vk_recorder *rec) {
         if (st == VP_OK) st = linear_param_back(e, rec, NULL, &ra->dh0, &p[0]->value, p[1], p[2], L, d, R);
         if (st == VP_OK) st = accumulate_product(e, rec, &p[0]->grad, &ra->dh0, &p[1]->value, L, d, R);
     }
+    vk_recorder_label(rec, site);
     return st;
 }
 
 vp_status enc_record_backward(struct encoder *e, struct vk_recorder *rec) {
+    const char *site = vk_recorder_label(rec, "backward");
     struct enc_acts *a = &e->acts;
     const uint32_t N = (uint32_t)(a->B * a->T);
     const struct vk_buffer *dcur = &a->g_cur, *dnext = &a->g_next;
@@ -445,5 +456,6 @@ vp_status enc_record_backward(struct encoder *e, struct vk_recorder *rec) {
     }
     if (st == VP_OK) st = embeddings_backward(e, rec, dcur, N);
     if (st == VP_OK) st = prefixes_backward(e, rec);
+    vk_recorder_label(rec, site);
     return st;
 }

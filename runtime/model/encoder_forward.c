@@ -90,12 +90,14 @@ static vp_status lora_forward(struct encoder *e, struct vk_recorder *rec, struct
 
 static vp_status loras_forward(struct encoder *e, struct vk_recorder *rec, int l, enum delta_at at,
                                const struct vk_buffer *y, const struct vk_buffer *x, uint32_t N) {
+    const char *site = vk_recorder_label(rec, "forward lora");
     vp_status st = VP_OK;
     for (int i = 0; i < e->spec.count && st == VP_OK; i++) {
         struct enc_slot *s = enc_slot_at(e, i, l);
         if (s->active && e->spec.modules[i].kind == DELTA_LORA && e->spec.modules[i].at == at)
             st = lora_forward(e, rec, s, y, x, N);
     }
+    vk_recorder_label(rec, site);
     return st;
 }
 
@@ -179,6 +181,7 @@ static vp_status adapter_forward(struct encoder *e, struct vk_recorder *rec, str
 static vp_status adapters_forward(struct encoder *e, struct vk_recorder *rec, int l, enum delta_at at,
                                   enum delta_insert insert, const struct vk_buffer **cur,
                                   const struct vk_buffer *par_in, uint32_t N, bool train) {
+    const char *site = vk_recorder_label(rec, "forward adapter");
     vp_status st = VP_OK;
     for (int i = 0; i < e->spec.count && st == VP_OK; i++) {
         const struct delta_module *m = &e->spec.modules[i];
@@ -187,6 +190,7 @@ static vp_status adapters_forward(struct encoder *e, struct vk_recorder *rec, in
         st = adapter_forward(e, rec, s, insert == DELTA_PARALLEL ? par_in : *cur, *cur, N, train);
         *cur = &enc_slot_acts_at(e, i, l)->out;
     }
+    vk_recorder_label(rec, site);
     return st;
 }
 
@@ -216,6 +220,7 @@ static vp_status reparam_forward(struct encoder *e, struct vk_recorder *rec, int
 
 /* Fills prefix_src: reparameterisations run, plain prefixes copied in. */
 static vp_status prefixes_forward(struct encoder *e, struct vk_recorder *rec) {
+    const char *site = vk_recorder_label(rec, "forward prefix");
     vp_status st = VP_OK;
     for (int i = 0; i < e->spec.count && st == VP_OK; i++) {
         const struct delta_module *m = &e->spec.modules[i];
@@ -233,6 +238,7 @@ static vp_status prefixes_forward(struct encoder *e, struct vk_recorder *rec) {
                 st = vk_recorder_copy(rec, &e->acts.prefix_src, s->src_v * 4, &s->prefix_v->value, 0, bytes);
         }
     }
+    vk_recorder_label(rec, site);
     return st;
 }
 
@@ -275,6 +281,7 @@ static vp_status projection_forward(struct encoder *e, struct vk_recorder *rec, 
 
 static vp_status attention_block_forward(struct encoder *e, struct vk_recorder *rec, int l,
                                          const struct vk_buffer *x, uint32_t N, bool train) {
+    const char *site = vk_recorder_label(rec, "forward attention");
     struct enc_acts *a = &e->acts;
     struct enc_layer_acts *la = &a->layers[l];
     const struct enc_layer_weights *w = &e->w.layers[l];
@@ -315,10 +322,12 @@ static vp_status attention_block_forward(struct encoder *e, struct vk_recorder *
     if (st == VP_OK)
         st = kernel_layernorm_forward(e->ctx, rec, &la->h, &la->mean1, &la->rstd1, &la->res1, w->ln1_w->buf,
                                       w->ln1_b->buf, N, d, (float)ar->norm_eps, VP_DTYPE_F32, KERNEL_ROWS_AUTO);
+    vk_recorder_label(rec, site);
     return st;
 }
 
 static vp_status ffn_block_forward(struct encoder *e, struct vk_recorder *rec, int l, uint32_t N, bool train) {
+    const char *site = vk_recorder_label(rec, "forward ffn");
     struct enc_layer_acts *la = &e->acts.layers[l];
     const struct enc_layer_weights *w = &e->w.layers[l];
     const struct model_arch *ar = &e->arch;
@@ -340,6 +349,7 @@ static vp_status ffn_block_forward(struct encoder *e, struct vk_recorder *rec, i
     if (st == VP_OK)
         st = kernel_layernorm_forward(e->ctx, rec, &la->out, &la->mean2, &la->rstd2, &la->res2, w->ln2_w->buf,
                                       w->ln2_b->buf, N, d, (float)ar->norm_eps, VP_DTYPE_F32, KERNEL_ROWS_AUTO);
+    vk_recorder_label(rec, site);
     return st;
 }
 
@@ -406,11 +416,13 @@ vp_status enc_record_layer(struct encoder *e, struct vk_recorder *rec, int l, bo
 }
 
 vp_status enc_record_forward(struct encoder *e, struct vk_recorder *rec, bool train) {
+    const char *site = vk_recorder_label(rec, "forward");
     struct enc_acts *a = &e->acts;
     const uint32_t N = (uint32_t)(a->B * a->T);
     vp_status st = prefixes_forward(e, rec);
     if (st == VP_OK) st = embeddings_forward(e, rec, N, train);
     for (int l = 0; l < e->arch.layers && st == VP_OK; l++) st = enc_record_layer(e, rec, l, train);
     if (st == VP_OK) st = e->arch.head == MODEL_HEAD_MLM ? mlm_head_forward(e, rec) : head_forward(e, rec, train);
+    vk_recorder_label(rec, site);
     return st;
 }

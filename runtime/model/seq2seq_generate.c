@@ -47,6 +47,7 @@ struct seq2seq_gen {
     bool enc_recorded, step_recorded;
     int *len, *item, *next_len, *next_item; /* (R) tokens cached per row, its source */
     int rows_live;                     /* rows of the last call */
+    struct vk_profile *profile;        /* the next step's profile goes here (seq2seq_gen_profile_next) */
     struct model_owned owned;
 };
 
@@ -102,18 +103,16 @@ void seq2seq_gen_destroy(struct seq2seq_gen *g) {
     free(g);
 }
 
-vp_status seq2seq_gen_create(struct seq2seq *m, struct seq2seq_gen **out) {
-    *out = NULL;
-    if (!m->loaded) return vp_fail(VP_ERROR_INVALID_ARGUMENT, "seq2seq generate: load the model first");
-    const struct model_arch *a = &m->arch;
+/* A generator's host side for R rows, C cache slots and Ss source
+ * positions (no device memory yet); NULL when out of host memory. */
+static struct seq2seq_gen *gen_alloc(const struct seq2seq *m, int R, int C, int Ss) {
     struct seq2seq_gen *g = calloc(1, sizeof *g);
-    if (!g) return vp_fail(VP_ERROR_HOST_MEMORY, "seq2seq generate: out of host memory");
-    g->m = m;
-    g->R = m->acts.B;
-    g->C = m->acts.T;
-    g->Ss = m->acts.S;
-    g->start = a->decoder_start_token_id >= 0 ? a->decoder_start_token_id : a->eos_token_id;
-    const size_t R = (size_t)g->R;
+    if (!g) return NULL;
+    g->m = (struct seq2seq *)m;
+    g->R = R;
+    g->C = C;
+    g->Ss = Ss;
+    const size_t r = (size_t)R;
     g->kc = calloc((size_t)m->Ld, sizeof *g->kc);
     g->vc = calloc((size_t)m->Ld, sizeof *g->vc);
     const bool ck = m->core.opt.checkpoint_activations;
@@ -121,16 +120,53 @@ vp_status seq2seq_gen_create(struct seq2seq *m, struct seq2seq_gen **out) {
         g->xkc = calloc((size_t)m->Ld, sizeof *g->xkc);
         g->xvc = calloc((size_t)m->Ld, sizeof *g->xvc);
     }
-    g->src = calloc(R * (size_t)g->Ss, sizeof *g->src);
-    g->src_mask = calloc(R * (size_t)g->Ss, 1);
-    g->len = calloc(R, sizeof *g->len);
-    g->item = calloc(R, sizeof *g->item);
-    g->next_len = calloc(R, sizeof *g->next_len);
-    g->next_item = calloc(R, sizeof *g->next_item);
+    g->src = calloc(r * (size_t)Ss, sizeof *g->src);
+    g->src_mask = calloc(r * (size_t)Ss, 1);
+    g->len = calloc(r, sizeof *g->len);
+    g->item = calloc(r, sizeof *g->item);
+    g->next_len = calloc(r, sizeof *g->next_len);
+    g->next_item = calloc(r, sizeof *g->next_item);
+    if (!g->kc || !g->vc || (ck && (!g->xkc || !g->xvc)) || !g->src || !g->src_mask || !g->len || !g->item ||
+        !g->next_len || !g->next_item) {
+        seq2seq_gen_destroy(g);
+        return NULL;
+    }
+    return g;
+}
+
+void seq2seq_gen_load_shape(const struct seq2seq_gen_shape *s, int *B, int *S, int *T) {
+    *B = s->rows;
+    *S = s->src_len;
+    *T = 1 + s->max_new_tokens;
+}
+
+vp_status seq2seq_gen_plan(const struct seq2seq *m, const struct seq2seq_gen_shape *s,
+                           uint64_t bytes[VP_POOL_COUNT]) {
+    int B, S, T;
+    seq2seq_gen_load_shape(s, &B, &S, &T);
+    if (s->rows < 1 || s->src_len < 1 || s->max_new_tokens < 1)
+        return vp_fail(VP_ERROR_INVALID_ARGUMENT, "seq2seq generate: %d rows, sources of %d tokens, %d new tokens "
+                       "(each must be at least 1)", s->rows, s->src_len, s->max_new_tokens);
+    if (S > m->arch.max_positions || T > m->arch.max_positions)
+        return vp_fail(VP_ERROR_INVALID_ARGUMENT, "seq2seq generate: sources of %d tokens or %d new tokens (%d "
+                       "decoder positions) exceed the model's %d positions", S, s->max_new_tokens, T,
+                       m->arch.max_positions);
+    struct seq2seq_gen *g = gen_alloc(m, B, T, S);
+    if (!g) return vp_fail(VP_ERROR_HOST_MEMORY, "seq2seq generate: out of host memory");
+    vp_status st = gen_layout(g, false, bytes);
+    seq2seq_gen_destroy(g);
+    return st;
+}
+
+vp_status seq2seq_gen_create(struct seq2seq *m, struct seq2seq_gen **out) {
+    *out = NULL;
+    if (!m->loaded) return vp_fail(VP_ERROR_INVALID_ARGUMENT, "seq2seq generate: load the model first");
+    const struct model_arch *a = &m->arch;
+    struct seq2seq_gen *g = gen_alloc(m, m->acts.B, m->acts.T, m->acts.S);
+    if (!g) return vp_fail(VP_ERROR_HOST_MEMORY, "seq2seq generate: out of host memory");
+    g->start = a->decoder_start_token_id >= 0 ? a->decoder_start_token_id : a->eos_token_id;
     vp_status st = VP_OK;
-    if (!g->kc || !g->vc || (ck && (!g->xkc || !g->xvc)) || !g->src || !g->src_mask || !g->len || !g->item || !g->next_len || !g->next_item)
-        st = vp_fail(VP_ERROR_HOST_MEMORY, "seq2seq generate: out of host memory");
-    if (st == VP_OK && g->start < 0)
+    if (g->start < 0)
         st = vp_fail(VP_ERROR_INVALID_ARGUMENT, "seq2seq generate: the config has neither decoder_start_token_id "
                      "nor eos_token_id");
     uint64_t plan[VP_POOL_COUNT];
@@ -348,6 +384,8 @@ static void step_inputs(struct seq2seq_gen *g, int rows, const int32_t *parent, 
     memcpy(g->item, g->next_item, (size_t)R * sizeof *g->item);
 }
 
+void seq2seq_gen_profile_next(struct seq2seq_gen *g, struct vk_profile *out) { g->profile = out; }
+
 vp_status seq2seq_gen_step(void *gen, int rows, const int32_t *parent, const int32_t *tokens, float *logits) {
     struct seq2seq_gen *g = gen;
     const int V = g->m->arch.vocab_size;
@@ -369,7 +407,9 @@ vp_status seq2seq_gen_step(void *gen, int rows, const int32_t *parent, const int
     vp_status st = parent ? VP_OK : encode(g);
     if (st == VP_OK) {
         step_inputs(g, rows, parent, tokens);
-        st = dec_run_recording(g->step_rec, &g->step_recorded, record_step, g);
+        st = g->profile ? vk_profile_record(g->m->ctx, record_step, g, g->profile)
+                        : dec_run_recording(g->step_rec, &g->step_recorded, record_step, g);
+        g->profile = NULL;
     }
     if (st == VP_OK) memcpy(logits, g->stage_out.host, (size_t)rows * V * 4);
     g->rows_live = st == VP_OK ? rows : 0;

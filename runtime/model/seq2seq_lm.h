@@ -184,11 +184,30 @@ vp_status seq2seq_generate(struct seq2seq *m, const struct search_options *o, co
  * generations does not matter (each first step encodes again). A generator
  * holds the model's batch shape: destroy it before seq2seq_set_batch. */
 struct seq2seq_gen;
+/* What a generator is made for: `rows` sequences alive at once (batch ×
+ * num_beams; sampling: × return sequences), sources of up to src_len
+ * tokens, up to max_new_tokens new tokens. */
+struct seq2seq_gen_shape {
+    int rows, src_len, max_new_tokens;
+};
+/* The model's batch shape for s: B = rows, S = src_len, T = 1 +
+ * max_new_tokens (the start token's position, then one per new token). */
+void seq2seq_gen_load_shape(const struct seq2seq_gen_shape *s, int *B, int *S, int *T);
+/* Bytes per pool the generator adds to the model's plan at that shape
+ * (seq2seq_plan): each decoder layer's self-attention KV cache (with the
+ * step's new rows), the gathered K/V a step attends over, every row's
+ * cross-attention K/V, the step's tables and masks (activations pool) and
+ * its staging. What seq2seq_gen_create allocates on a model loaded at
+ * seq2seq_gen_load_shape's shape; m need only be open. */
+vp_status seq2seq_gen_plan(const struct seq2seq *m, const struct seq2seq_gen_shape *s,
+                           uint64_t bytes[VP_POOL_COUNT]);
 vp_status seq2seq_gen_create(struct seq2seq *m, struct seq2seq_gen **out);
 void seq2seq_gen_destroy(struct seq2seq_gen *g);
 vp_status seq2seq_gen_sources(struct seq2seq_gen *g, const int32_t *src, const uint8_t *src_mask, int batch,
                               int src_len);
 vp_status seq2seq_gen_step(void *gen, int rows, const int32_t *parent, const int32_t *tokens, float *logits);
+/* The next step is profiled as decoder_gen_profile_next's is. */
+void seq2seq_gen_profile_next(struct seq2seq_gen *g, struct vk_profile *out);
 vp_status seq2seq_gen_run(struct seq2seq_gen *g, const struct search_options *o, const int32_t *src,
                           const uint8_t *src_mask, int batch, int src_len, struct search_result *out);
 

@@ -294,9 +294,12 @@ static vp_status record_step(struct trainer *t, struct vk_recorder *rec, bool ze
     vp_context *ctx = t->ctx;
     vp_status s = VP_OK;
     if (update) s = vk_recorder_copy(rec, &t->hp, 0, &t->stage, STAGE_HP, HP_BYTES);
+    const char *site = vk_recorder_label(rec, "zero gradients");
     if (s == VP_OK && zero) s = t->model.record_zero_grads(t->model.self, rec);
+    vk_recorder_label(rec, site);
     if (s == VP_OK) s = t->model.record_train(t->model.self, rec);
     if (s != VP_OK || !update) return s;
+    vk_recorder_label(rec, "optimizer");
     if (scale != 1.0f) {
         /* The mean over micro-batches (padding between tensors holds zeros). */
         const struct delta_params *p = t->model.params(t->model.self);
@@ -313,6 +316,7 @@ static vp_status record_step(struct trainer *t, struct vk_recorder *rec, bool ze
         s = t->o.optimizer == TRAINER_SGD ? kernel_sgd_step(ctx, rec, t->opt, t->opt_count, &t->hp, clip)
                                           : kernel_adamw_step(ctx, rec, t->opt, t->opt_count, &t->hp, clip);
     if (s == VP_OK) s = vk_recorder_copy(rec, &t->stage, STAGE_NORM, &t->clip, 0, 8);
+    vk_recorder_label(rec, site);
     return s;
 }
 
@@ -334,6 +338,16 @@ static vp_status recording(struct trainer *t, bool zero, bool update, float scal
     }
     *out = r->rec;
     return VP_OK;
+}
+
+/* record_step of a whole step (zero, update, scale 1), for vk_profile_record. */
+static vp_status record_whole_step(void *t, struct vk_recorder *rec) { return record_step(t, rec, true, true, 1.0f); }
+
+vp_status trainer_profile_step(struct trainer *t, struct vk_profile *out) {
+    memset(out, 0, sizeof *out);
+    if (!t->loaded) return vp_fail(VP_ERROR_INVALID_ARGUMENT, "trainer: not loaded (trainer_load)");
+    if (t->model.set_step) t->model.set_step(t->model.self, (uint32_t)t->micro);
+    return vk_profile_record(t->ctx, record_whole_step, t, out);
 }
 
 /* Sets the encoder's batch shape; a new shape reallocates the activations,

@@ -295,6 +295,15 @@ vp_status trainer_micro_step(struct trainer *t, const struct train_batch *b, boo
 vp_status trainer_set_shape(struct trainer *t, int B, int T);
 vp_status trainer_micro_step_written(struct trainer *t, bool update, uint64_t total_steps,
                                      struct trainer_step_result *r);
+/* Profiles one whole step (a micro-batch that zeroes the gradients and
+ * updates, as with --accum 1) on the batch written last: records it again
+ * with a timestamp after every command, runs it once and groups the GPU
+ * time per (site, kernel) into `out` (vk_profile_finish frees it). The run
+ * changes the delta and its moments as a step does, with the last step's
+ * hyperparameters, but counts no step. Fails with VP_ERROR_UNSUPPORTED
+ * when the device's compute queue has no timestamps. The trainer's own
+ * recordings never hold timestamps. */
+vp_status trainer_profile_step(struct trainer *t, struct vk_profile *out);
 
 /* Optimiser steps a fit over n examples runs: `steps`, else
  * ceil(epochs · ceil(n / batch) / accum). */

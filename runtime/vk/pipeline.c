@@ -105,6 +105,18 @@ static vp_status create_pipeline(vp_context *ctx, const struct vk_kernel_desc *d
     return VP_OK;
 }
 
+/* "matmul_tiled TRANS_A=1 B_TYPE=1 ...": the shader without ".comp", then
+ * each define, space-separated (cut at `size`). */
+static void pipeline_label(const struct vk_kernel_desc *d, char *out, size_t size) {
+    size_t n = strlen(d->shader), w = 0;
+    if (n > 5 && strcmp(d->shader + n - 5, ".comp") == 0) n -= 5;
+    for (size_t i = 0; i < n && w + 1 < size; i++) out[w++] = d->shader[i];
+    if (d->defines && *d->defines && w + 1 < size) out[w++] = ' ';
+    for (const char *c = d->defines; c && *c && w + 1 < size; c++)
+        if (*c != '\n' || c[1]) out[w++] = *c == '\n' ? ' ' : *c;
+    out[w] = '\0';
+}
+
 vp_status vk_pipeline_get(vp_context *ctx, const struct vk_kernel_desc *d, struct vk_pipeline **out) {
     for (uint32_t i = 0; i < d->bindings && i < VK_MAX_BINDINGS; i++)
         if (d->texel[i] && !vk_texel_format_size(d->texel[i]))
@@ -140,6 +152,7 @@ vp_status vk_pipeline_get(vp_context *ctx, const struct vk_kernel_desc *d, struc
     p->push_size = d->push_size;
     memcpy(p->texel, d->texel, sizeof p->texel);
     snprintf(p->name, sizeof p->name, "%s", d->shader);
+    pipeline_label(d, p->label, sizeof p->label);
     vp_status s = create_pipeline(ctx, d, p);
     if (s != VP_OK) {
         pipeline_destroy(ctx, p);

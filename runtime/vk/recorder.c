@@ -60,6 +60,12 @@ struct vk_recorder {
     uint32_t query_pool_count, queries;
     double *timings;
     uint32_t timing_count;
+
+    /* With timestamps only: what each command was, for profiles. */
+    const char *site;
+    bool barrier_before; /* order_command put a barrier before the next command */
+    struct vk_command_info *infos;
+    uint32_t info_cap;
 };
 
 vp_status vk_recorder_create(vp_context *ctx, uint32_t flags, struct vk_recorder **out) {
@@ -108,6 +114,7 @@ void vk_recorder_destroy(struct vk_recorder *rec) {
     free(rec->sets);
     free(rec->pending);
     free(rec->timings);
+    free(rec->infos);
     free(rec);
 }
 
@@ -140,6 +147,8 @@ vp_status vk_recorder_begin(struct vk_recorder *rec) {
     rec->dispatches = rec->barriers = rec->commands = 0;
     rec->queries = 0;
     rec->timing_count = 0;
+    rec->site = NULL;
+    rec->barrier_before = false;
     rec->ready = false;
     VkCommandBufferBeginInfo bi = {.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
     VK_TRY(fn->vkBeginCommandBuffer(rec->cmd, &bi));
@@ -192,6 +201,7 @@ static vp_status order_command(struct vk_recorder *rec, const struct access *acc
     if (need) {
         full_barrier(rec, work_stages, work_writes, work_stages, work_reads | work_writes);
         rec->barriers++;
+        rec->barrier_before = true;
         rec->ctx->stats.barriers_recorded++;
         rec->pending_count = 0;
     }
@@ -221,6 +231,24 @@ static vp_status write_timestamp(struct vk_recorder *rec, VkPipelineStageFlagBit
     if (slot == 0) ctx->fn->vkCmdResetQueryPool(rec->cmd, rec->query_pools[pool], 0, QUERIES_PER_POOL);
     ctx->fn->vkCmdWriteTimestamp(rec->cmd, stage, rec->query_pools[pool], slot);
     rec->queries++;
+    return VP_OK;
+}
+
+/* Keeps what command `rec->commands` is (before it is counted; groups:
+ * its workgroups, 0 for a transfer), with timestamps only: a recording
+ * without them stores nothing. */
+static vp_status note_command(struct vk_recorder *rec, const char *kernel, uint64_t groups) {
+    const bool after_barrier = rec->barrier_before;
+    rec->barrier_before = false;
+    if (!(rec->flags & VK_RECORDER_TIMESTAMPS)) return VP_OK;
+    if (rec->commands == rec->info_cap) {
+        uint32_t cap = rec->info_cap ? rec->info_cap * 2 : 256;
+        struct vk_command_info *ni = realloc(rec->infos, cap * sizeof *ni);
+        if (!ni) return vp_fail(VP_ERROR_HOST_MEMORY, "out of host memory recording");
+        rec->infos = ni;
+        rec->info_cap = cap;
+    }
+    rec->infos[rec->commands] = (struct vk_command_info){kernel, rec->site, groups, after_barrier};
     return VP_OK;
 }
 
@@ -441,10 +469,9 @@ vp_status vk_recorder_dispatch(struct vk_recorder *rec, struct vk_pipeline *pipe
     s = get_set(rec, pipe, info, bind_count, &set);
     if (s != VP_OK) return s;
     struct vk_fns *fn = ctx->fn;
-    if (rec->commands == 0) {
-        s = write_timestamp(rec, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT);
-        if (s != VP_OK) return s;
-    }
+    if (rec->commands == 0) s = write_timestamp(rec, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT);
+    if (s == VP_OK) s = note_command(rec, pipe->label, (uint64_t)gx * gy * gz);
+    if (s != VP_OK) return s;
     fn->vkCmdBindPipeline(rec->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe->pipeline);
     fn->vkCmdBindDescriptorSets(rec->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe->layout, 0, 1, &set,
                                 0, NULL);
@@ -479,8 +506,9 @@ vp_status vk_recorder_copy(struct vk_recorder *rec, const struct vk_buffer *dst,
     };
     s = order_command(rec, acc, 2);
     if (s != VP_OK) return s;
-    if (rec->commands == 0 && (s = write_timestamp(rec, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT)) != VP_OK)
-        return s;
+    if (rec->commands == 0) s = write_timestamp(rec, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT);
+    if (s == VP_OK) s = note_command(rec, "copy", 0);
+    if (s != VP_OK) return s;
     VkBufferCopy region = {so, d, size};
     rec->ctx->fn->vkCmdCopyBuffer(rec->cmd, src->buffer, dst->buffer, 1, &region);
     rec->commands++;
@@ -498,8 +526,9 @@ vp_status vk_recorder_fill(struct vk_recorder *rec, const struct vk_buffer *dst,
     struct access acc = {dst->buffer, d, d + size, VK_ACCESS_WRITE};
     s = order_command(rec, &acc, 1);
     if (s != VP_OK) return s;
-    if (rec->commands == 0 && (s = write_timestamp(rec, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT)) != VP_OK)
-        return s;
+    if (rec->commands == 0) s = write_timestamp(rec, VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT);
+    if (s == VP_OK) s = note_command(rec, "fill", 0);
+    if (s != VP_OK) return s;
     rec->ctx->fn->vkCmdFillBuffer(rec->cmd, dst->buffer, d, size, value);
     rec->commands++;
     return write_timestamp(rec, VK_PIPELINE_STAGE_TRANSFER_BIT);
@@ -568,6 +597,17 @@ vp_status vk_recorder_run(struct vk_recorder *rec) {
 
 uint32_t vk_recorder_barrier_count(const struct vk_recorder *rec) { return rec->barriers; }
 uint32_t vk_recorder_dispatch_count(const struct vk_recorder *rec) { return rec->dispatches; }
+
+const char *vk_recorder_label(struct vk_recorder *rec, const char *site) {
+    const char *old = rec->site;
+    rec->site = site;
+    return old;
+}
+
+uint32_t vk_recorder_command_infos(const struct vk_recorder *rec, const struct vk_command_info **infos) {
+    *infos = rec->infos;
+    return rec->flags & VK_RECORDER_TIMESTAMPS ? rec->commands : 0;
+}
 
 uint32_t vk_recorder_timings(const struct vk_recorder *rec, double *ns, uint32_t max) {
     uint32_t n = rec->timing_count < max ? rec->timing_count : max;

@@ -224,6 +224,9 @@ struct vk_pipeline {
     uint32_t bindings, push_size;
     VkFormat texel[VK_MAX_BINDINGS]; /* as in the desc: UNDEFINED = storage buffer */
     char name[64];
+    /* The shader without ".comp" and its defines on one line, for profiles:
+     * "matmul_tiled TRANS_A=1 TRANS_B=0 B_TYPE=1 ...". */
+    char label[256];
 };
 
 /* Returns the context's pipeline for `desc`, creating it on first use. The
@@ -279,11 +282,67 @@ vp_status vk_recorder_run(struct vk_recorder *rec);
 uint32_t vk_recorder_barrier_count(const struct vk_recorder *rec);
 uint32_t vk_recorder_dispatch_count(const struct vk_recorder *rec);
 /* Per-command GPU time of the last run in ns (timestamps flag). Returns the
- * number of commands written to `ns`, or 0 without timestamps. */
+ * number of commands written to `ns`, or 0 without timestamps. Command i's
+ * time runs from the timestamp written after command i-1 (before the first
+ * command: at the top of the pipe) to the one written after command i, at
+ * the stage that command runs in: the times add up to the recording's GPU
+ * span, and commands that overlap (no barrier between them) share it. */
 uint32_t vk_recorder_timings(const struct vk_recorder *rec, double *ns, uint32_t max);
+
+/* Names the recording site of the commands that follow ("lora backward";
+ * a string that outlives the recorder's commands, or NULL for none) and
+ * returns the previous name, for the caller to restore. Kept per command
+ * only with timestamps; vk_recorder_begin clears it. */
+const char *vk_recorder_label(struct vk_recorder *rec, const char *site);
+/* What each command of a timestamped recording is: its kernel (a
+ * pipeline's label, or "copy", "fill"; the pipeline lives as long as the
+ * context) and the site named when it was recorded. Returns the number of
+ * commands (the same order as vk_recorder_timings), 0 without timestamps. */
+struct vk_command_info {
+    const char *kernel;
+    const char *site;   /* NULL: none named */
+    uint64_t groups;    /* workgroups of a dispatch; 0: a copy or fill */
+    bool after_barrier; /* the recorder put a barrier right before it */
+};
+uint32_t vk_recorder_command_infos(const struct vk_recorder *rec, const struct vk_command_info **infos);
 
 /* One-off command helper used by transfers: records with `fn`, runs, waits. */
 vp_status vk_run_once(vp_context *ctx, vp_status (*fn)(struct vk_recorder *, void *), void *arg);
+
+/* ---- profiles (profile.c) --------------------------------------------------------- */
+
+/* One recording's GPU time grouped by (site, kernel). */
+struct vk_profile_row {
+    const char *site;   /* vk_recorder_label's name, NULL for none */
+    const char *kernel; /* a pipeline's label, "copy" or "fill" */
+    uint32_t calls;
+    uint32_t barriers;  /* calls that waited on a barrier right before them */
+    uint64_t groups;    /* workgroups of all calls */
+    double total_ns;
+};
+struct vk_profile {
+    struct vk_profile_row *rows; /* largest total first (owned) */
+    uint32_t count;
+    uint32_t commands;   /* dispatches + transfers */
+    uint32_t dispatches, transfers, barriers;
+    double gpu_ns;       /* the commands' times summed: first timestamp to last */
+    double wall_ns;      /* the profiled run: submission to the fence */
+};
+
+/* Runs `rec` (created with VK_RECORDER_TIMESTAMPS, ended) once and fills
+ * `out` from its timestamps. The rows refer to the context's pipelines and
+ * to the sites' strings. Free with vk_profile_finish. */
+vp_status vk_profile_run(struct vk_recorder *rec, struct vk_profile *out);
+/* VP_OK when ctx's device can profile: timestamps on its compute queue
+ * (timestampValidBits > 0) and a timestampPeriod; else
+ * VP_ERROR_UNSUPPORTED naming the device (a tool checks before it runs). */
+vp_status vk_profile_check(const vp_context *ctx);
+/* Records fn(user, rec) into a timestamped recorder of its own, profiles
+ * one run of it (vk_profile_run) and destroys the recorder; first
+ * vk_profile_check's refusal. */
+vp_status vk_profile_record(vp_context *ctx, vp_status (*fn)(void *user, struct vk_recorder *rec), void *user,
+                            struct vk_profile *out);
+void vk_profile_finish(struct vk_profile *p);
 
 /* ---- the context ------------------------------------------------------------------ */
 
