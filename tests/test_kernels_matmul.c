@@ -670,6 +670,12 @@ static vp_status record_misuse(vp_context *ctx, struct vk_recorder *rec, void *a
                                          (struct kernel_matrix){&d->w.buf, 0, 0}, 2, 2, 4, 2,
                                          false, false, 1.0f, 0.0f, NULL); /* C overlaps */
     CHECK(s3 == VP_ERROR_INVALID_ARGUMENT && strstr(vp_last_error(), "overlap"));
+    /* A malformed VKPEFT_MATMUL_TILES fails every call, whatever the variant. */
+    setenv("VKPEFT_MATMUL_TILES", "64x64", 1);
+    vp_status s4 = kernel_matmul_forward(ctx, rec, &d->y.buf, &d->x.buf, &d->w.buf, VP_DTYPE_F32,
+                                         NULL, 8, 8, 8, NULL);
+    unsetenv("VKPEFT_MATMUL_TILES");
+    CHECK(s4 == VP_ERROR_INVALID_ARGUMENT && strstr(vp_last_error(), "VKPEFT_MATMUL_TILES"));
     vp_clear_error();
     return VP_OK;
 }

@@ -95,7 +95,7 @@ struct matmul_how {
 };
 
 static vp_status tiled_forced(const vp_context *ctx, const struct kernel_matmul_opts *o,
-                              struct kernel_matmul_tiles *out);
+                              bool check_fit, struct kernel_matmul_tiles *out);
 
 static vp_status resolve_how(const vp_context *ctx, const struct kernel_matmul_opts *o,
                              struct matmul_how *out) {
@@ -108,8 +108,9 @@ static vp_status resolve_how(const vp_context *ctx, const struct kernel_matmul_o
     if (v != KERNEL_MATMUL_TEXEL && v != KERNEL_MATMUL_TILED)
         return vp_fail(VP_ERROR_INVALID_ARGUMENT, "matmul: unknown variant %d", (int)v);
     out->variant = v;
-    memset(&out->forced, 0, sizeof out->forced);
-    return v == KERNEL_MATMUL_TILED ? tiled_forced(ctx, o, &out->forced) : VP_OK;
+    /* A malformed VKPEFT_MATMUL_TILES fails under either variant, so a typo
+     * shows on a CPU device too; only TILED needs the tiles to fit. */
+    return tiled_forced(ctx, o, v == KERNEL_MATMUL_TILED, &out->forced);
 }
 
 /* ---- variants: tiles and pipelines --------------------------------------------- */
@@ -246,9 +247,10 @@ void kernel_matmul_tiles_name(const struct kernel_matmul_tiles *t, char *buf, si
 }
 
 /* Forced tiles (opts, else VKPEFT_MATMUL_TILES) into *out; all zero when
- * none are forced. */
+ * none are forced. Fails when they are malformed or (check_fit) too big for
+ * the device. */
 static vp_status tiled_forced(const vp_context *ctx, const struct kernel_matmul_opts *o,
-                              struct kernel_matmul_tiles *out) {
+                              bool check_fit, struct kernel_matmul_tiles *out) {
     memset(out, 0, sizeof *out);
     const char *src = "opts.tiles", *env = NULL;
     if (o && (o->tiles.bm || o->tiles.bn || o->tiles.bk || o->tiles.tm || o->tiles.tn)) {
@@ -268,7 +270,7 @@ static vp_status tiled_forced(const vp_context *ctx, const struct kernel_matmul_
     kernel_matmul_tiles_name(out, name, sizeof name);
     if (!tiled_well_formed(out, why, sizeof why))
         return vp_fail(VP_ERROR_INVALID_ARGUMENT, "matmul: %s=%s: %s", src, name, why);
-    if (!tiled_fits(ctx, out))
+    if (check_fit && !tiled_fits(ctx, out))
         return vp_fail(VP_ERROR_UNSUPPORTED,
                        "matmul: %s=%s needs %u invocations and %u bytes of shared memory per "
                        "workgroup; device '%s' allows %u and %u",
@@ -282,7 +284,7 @@ static vp_status tiled_forced(const vp_context *ctx, const struct kernel_matmul_
 vp_status kernel_matmul_tiles_choose(const vp_context *ctx, const struct kernel_matmul_opts *opts,
                                      uint32_t M, uint32_t N, uint32_t batch,
                                      struct kernel_matmul_tiles *out) {
-    vp_status s = tiled_forced(ctx, opts, out);
+    vp_status s = tiled_forced(ctx, opts, true, out);
     if (s != VP_OK || out->bm) return s;
     return tiled_auto(ctx, M, N, batch ? batch : 1, out);
 }
