@@ -30,8 +30,10 @@
 //     suffices (iteration s reads buffer s&1 and fills buffer s&1^1; the
 //     barrier that ends s orders both against iteration s+1).
 //
-// A 16-bit B is read as packed words and unpacked, so no 16-bit storage
-// feature is needed. Outside the matrices the slices hold 0, so any M, N,
+// A and B are restrict: nothing writes what they read during a dispatch (they
+// may alias each other, both read-only), which lets a GPU compiler use its
+// read-only load path. A 16-bit B is read as packed words and unpacked, so no
+// 16-bit storage feature is needed. Outside the matrices the slices hold 0, so any M, N,
 // K works; K is summed in increasing order (fixed, so results are
 // deterministic).
 //
@@ -76,20 +78,20 @@
 #define LB ((UB + NT - 1) / NT)
 
 #if VEC
-layout(std430, binding = 0) readonly buffer A { vec4 a4[]; };
+layout(std430, binding = 0) restrict readonly buffer A { vec4 a4[]; };
 #define A1(i) a4[(i) >> 2][(i) & 3u]
 #else
-layout(std430, binding = 0) readonly buffer A { float a[]; };
+layout(std430, binding = 0) restrict readonly buffer A { float a[]; };
 #define A1(i) a[i]
 #endif
 #if B_TYPE == 0 && VEC
-layout(std430, binding = 1) readonly buffer B { vec4 b4[]; };
+layout(std430, binding = 1) restrict readonly buffer B { vec4 b4[]; };
 #elif B_TYPE == 0
-layout(std430, binding = 1) readonly buffer B { float b[]; };
+layout(std430, binding = 1) restrict readonly buffer B { float b[]; };
 #elif VEC
-layout(std430, binding = 1) readonly buffer B { uvec2 bw2[]; };
+layout(std430, binding = 1) restrict readonly buffer B { uvec2 bw2[]; };
 #else
-layout(std430, binding = 1) readonly buffer B { uint bw[]; };
+layout(std430, binding = 1) restrict readonly buffer B { uint bw[]; };
 #endif
 layout(std430, binding = 2) buffer C { float c[]; };
 
