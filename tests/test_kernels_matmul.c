@@ -563,6 +563,12 @@ static void tiled_tile_choice(void) {
         tiles_are(&t, 32, 32, 16, 4, 4);
     if (CHECK(kernel_matmul_tiles_choose(ctx, NULL, 4, 2048, 1, &t) == VP_OK)) /* decode */
         tiles_are(&t, 32, 32, 16, 4, 4);
+    /* Attention's P·V, 32 heads x 4 sequences: 128x128 would be half padding. */
+    if (big && CHECK(kernel_matmul_tiles_choose(ctx, NULL, 512, 64, 128, &t) == VP_OK))
+        tiles_are(&t, 64, 64, 16, 4, 4);
+    /* A decode step's LM head: 250 workgroups of 128x128, but 97% padding. */
+    if (CHECK(kernel_matmul_tiles_choose(ctx, NULL, 4, 32000, 1, &t) == VP_OK))
+        tiles_are(&t, 32, 32, 16, 4, 4);
     if (CHECK(kernel_matmul_tiles_choose(ctx, NULL, 1, 1, 1, &t) == VP_OK))
         tiles_are(&t, 32, 32, 16, 4, 4);
 

@@ -195,7 +195,8 @@ static int cpu_threads(void) {
 
 /* "texel", or "tiled" with the tiles of the row's GEMM (C is (M,N) forward,
  * (M,K) for dX, (N,K) for dW) and "vec" when it reads four elements at a
- * time (every operand's row pitch is K or N, so both multiples of 4). */
+ * time: its operands' row pitches are multiples of 4 (forward: X and W, K;
+ * dX and dW: dY, N, and W or X, K). */
 static vp_status variant_label(vp_context *ctx, const struct kernel_matmul_opts *mo,
                                const struct mm_row *r, char *buf, size_t size) {
     enum kernel_matmul_variant v = kernel_matmul_choose(ctx, mo->variant);
@@ -209,7 +210,8 @@ static vp_status variant_label(vp_context *ctx, const struct kernel_matmul_opts 
     if (s != VP_OK) return s;
     char name[64];
     kernel_matmul_tiles_name(&t, name, sizeof name);
-    snprintf(buf, size, "tiled %s%s", name, r->K % 4 == 0 && r->N % 4 == 0 ? " vec" : "");
+    bool vec = r->K % 4 == 0 && (r->op == MM_FORWARD || r->N % 4 == 0);
+    snprintf(buf, size, "tiled %s%s", name, vec ? " vec" : "");
     return VP_OK;
 }
 

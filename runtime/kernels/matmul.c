@@ -193,11 +193,14 @@ static bool tiled_shrink_to_fit(const vp_context *ctx, struct kernel_matmul_tile
  *   64x64, 16 deep, 4x4 (256): 2 reads per 16 FMAs, 4x the workgroups;
  *   32x32, 16 deep, 4x4 (64): for products too small to fill a GPU any
  *     other way (a LoRA rank-8 product, a decode step of 4 rows).
- * The largest one whose grid has TILED_FILL workgroups wins: a big desktop
- * GPU has 100-140 multiprocessors, and one left idle costs more than a
- * smaller tile's lower intensity. Below that on every candidate, the one
- * with the most workgroups (the smallest, for a product that fits one
- * workgroup of every candidate). A limits profile that cannot run a candidate
+ * The largest one whose grid has TILED_FILL workgroups and computes at most
+ * a quarter more products than it keeps (M, N rounded up to the tile) wins:
+ * a big desktop GPU has 100-140 multiprocessors, and one left idle costs
+ * more than a smaller tile's lower intensity; padding costs FMAs outright
+ * (attention's P·V, N = 64 in 128-wide tiles, would do twice the work that
+ * 64x64 tiles do; a decode step's 4 rows in 128-row tiles are 97% padding). Failing that on every candidate, the one with the
+ * most workgroups (the smallest, for a product that fits one workgroup of
+ * every candidate). A limits profile that cannot run a candidate
  * gets it shrunk (mobile: 64x64x8 with 8x4 per invocation) or skipped.
  * VKPEFT_MATMUL_TILES overrides all of this; tools/gpu/matmul_sweep.sh
  * times candidates against each other. Split-K (for a small C with a long
@@ -225,7 +228,8 @@ static vp_status tiled_auto(const vp_context *ctx, uint32_t M, uint32_t N, uint3
         struct kernel_matmul_tiles t = tiled_candidates[i];
         if (!tiled_shrink_to_fit(ctx, &t)) continue;
         uint64_t groups = tiled_groups(&t, M, N, batch);
-        if (groups >= TILED_FILL) {
+        uint64_t padded = groups * t.bm * t.bn, kept = (uint64_t)M * N * batch;
+        if (groups >= TILED_FILL && 4 * padded <= 5 * kept) {
             *out = t;
             return VP_OK;
         }
@@ -298,15 +302,14 @@ static void tiled_tiles(const struct kernel_matmul_tiles *k, struct tiles *t) {
 }
 
 /* Four-element reads need matrix starts, row pitches and batch strides
- * that are multiples of 4 elements. */
+ * that are multiples of 4 elements, in both variants: TEXEL's RGBA views,
+ * TILED's vec4 (f32) and uvec2 (four packed halves) storage reads. TILED
+ * reads a vector that crosses the matrix's edge element by element, so the
+ * matrix's extent does not matter. */
 static bool vec4_ok(const struct operand *o, uint32_t batch) {
     return o->first % 4 == 0 && o->ld % 4 == 0 && (batch <= 1 || o->stride % 4 == 0);
 }
 
-/* Four-element reads need the same alignment in both variants: TEXEL's
- * RGBA views, TILED's vec4 (f32) and uvec2 (four packed halves) storage
- * reads. TILED reads a vector that crosses the matrix's edge element by
- * element, so the matrix's extent does not matter. */
 static vp_status gemm_pipeline(vp_context *ctx, const struct matmul_how *how, const struct gemm *g,
                                struct tiles *t, struct vk_pipeline **pipe) {
     bool texel = how->variant == KERNEL_MATMUL_TEXEL;

@@ -17,8 +17,12 @@ set -eu
 bin=${1:?usage: matmul_sweep.sh path/to/vkpeft [BMxBNxBKxTMxTN ...]}
 shift
 if [ $# -eq 0 ]; then
-    set -- auto 128x128x8x8x8 128x128x16x8x8 128x64x8x8x4 64x128x8x4x8 128x64x16x8x8 \
-        64x64x16x4x4 64x64x8x8x4 64x64x16x8x8 32x32x16x4x4 256x128x8x8x8
+    # The candidates of runtime/kernels/matmul.c, deeper and in-between
+    # shapes of the big tile, and skinny ones for the LoRA and decode rows
+    # (C 2048x8, 8x2048, 4x2048), which no candidate fits yet.
+    set -- auto 128x128x8x8x8 128x128x16x8x8 256x128x8x8x8 128x64x8x8x4 64x128x8x4x8 \
+        128x64x16x8x8 64x64x16x4x4 64x64x8x8x4 64x64x16x8x8 32x32x16x4x4 \
+        64x16x16x4x4 16x64x16x4x4
 fi
 out=${OUT:-/tmp}/matmul_sweep
 mkdir -p "$out"
