@@ -22,6 +22,8 @@
  *   VKPEFT_MEMORY=unified|discrete   force a memory path
  *   VKPEFT_BUDGET=bytes    simulate a device with this much memory
  *   VKPEFT_VULKAN_LIBRARY=path       the Vulkan loader to open
+ *   VKPEFT_MATMUL_TILES=BMxBNxBKxTMxTN   force the GPU matmul's tiles (tuning;
+ *                          runtime/kernels/matmul.c, tools/gpu/matmul_sweep.sh)
  *   XDG_CACHE_HOME         shader cache lives in $XDG_CACHE_HOME/vkpeft
  */
 #ifndef VKPEFT_H

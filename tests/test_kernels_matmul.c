@@ -82,6 +82,7 @@ struct linear {
     enum kernel_matmul_variant variant;
     bool ints;
     uint64_t seed;
+    struct kernel_matmul_tiles tiles; /* TILED: forced tiles; zero: chosen per shape */
 };
 
 struct linear_host {
@@ -157,7 +158,7 @@ static void linear_dev_free(vp_context *ctx, struct linear_dev *d) {
 static vp_status record_linear(vp_context *ctx, struct vk_recorder *rec, void *arg) {
     struct linear_dev *d = arg;
     const struct linear *c = d->c;
-    struct kernel_matmul_opts o = {.variant = c->variant};
+    struct kernel_matmul_opts o = {.variant = c->variant, .tiles = c->tiles};
     vp_status s = kernel_matmul_forward(ctx, rec, &d->y.buf, &d->x.buf, &d->w.buf, c->wtype,
                                         c->bias ? &d->b.buf : NULL, c->M, c->K, c->N, &o);
     if (s == VP_OK)
@@ -173,8 +174,14 @@ static bool linear_check(vp_context *ctx, const struct linear_dev *d, const stru
     size_t most = M * N > M * K ? M * N : M * K;
     double *g = alloc_d(most > N * K ? most : N * K);
     bool ok = true;
-    snprintf(what, sizeof what, "%s w=%s M=%zu K=%zu N=%zu%s", kernel_matmul_variant_name(c->variant),
-             vp_dtype_name(c->wtype), M, K, N, c->bias ? " bias" : "");
+    char tiles[64] = "";
+    if (c->tiles.bm) {
+        tiles[0] = ' ';
+        kernel_matmul_tiles_name(&c->tiles, tiles + 1, sizeof tiles - 1);
+    }
+    snprintf(what, sizeof what, "%s%s w=%s M=%zu K=%zu N=%zu%s",
+             kernel_matmul_variant_name(c->variant), tiles, vp_dtype_name(c->wtype), M, K, N,
+             c->bias ? " bias" : "");
     char w2[200];
     ok &= kt_download(ctx, &d->y, g);
     snprintf(w2, sizeof w2, "y (%s)", what);
@@ -227,7 +234,7 @@ static void run_linear_shapes(bool ints, uint64_t seed) {
             for (size_t i = 0; i < (t == 0 ? sizeof odd_shapes / sizeof odd_shapes[0] : 2); i++) {
                 const struct mkn *s = &odd_shapes[i];
                 struct linear c = {s->M, s->K, s->N, (i + t) % 2 == 0, dtypes[t], variants[v], ints,
-                                   seed + 100 * i + 10 * t + v};
+                                   seed + 100 * i + 10 * t + v, {0}};
                 if (!run_linear(ctx, rec, &c)) goto out;
             }
 out:
@@ -248,8 +255,8 @@ static void exact_linear_long_reductions(void) {
     struct vk_recorder *rec = NULL;
     if (!ctx || !CHECK(vk_recorder_create(ctx, 0, &rec) == VP_OK)) goto out;
     for (size_t v = 0; v < 2; v++) {
-        struct linear a = {5, 3072, 19, true, VP_DTYPE_F16, variants[v], true, 31};
-        struct linear b = {3, 37, 1500, false, VP_DTYPE_F32, variants[v], true, 37};
+        struct linear a = {5, 3072, 19, true, VP_DTYPE_F16, variants[v], true, 31, {0}};
+        struct linear b = {3, 37, 1500, false, VP_DTYPE_F32, variants[v], true, 37, {0}};
         if (!run_linear(ctx, rec, &a) || !run_linear(ctx, rec, &b)) break;
     }
 out:
@@ -268,10 +275,10 @@ static void linear_split_across_binding_ranges(void) {
     for (size_t v = 0; v < 2; v++)
         for (size_t t = 0; t < 2; t++) {
             /* x: 200 rows of 96 B in ~40-row ranges; w: 70 rows of 96 B (f32). */
-            struct linear a = {200, 24, 70, true, dtypes[t], variants[v], false, 41 + t};
-            struct linear b = {200, 24, 70, true, dtypes[t], variants[v], true, 43 + t};
+            struct linear a = {200, 24, 70, true, dtypes[t], variants[v], false, 41 + t, {0}};
+            struct linear b = {200, 24, 70, true, dtypes[t], variants[v], true, 43 + t, {0}};
             /* Odd K: row starts are not 16-byte aligned in any range. */
-            struct linear e = {61, 27, 45, false, dtypes[t], variants[v], true, 47 + t};
+            struct linear e = {61, 27, 45, false, dtypes[t], variants[v], true, 47 + t, {0}};
             if (!run_linear(ctx, rec, &a) || !run_linear(ctx, rec, &b) || !run_linear(ctx, rec, &e))
                 goto out;
         }
@@ -307,7 +314,7 @@ static void backward_partial_gradients(void) {
     for (size_t v = 0; v < 2; v++)
         for (int which = 0; which < 3; which++) {
             struct linear c = {37, 21, 29, false, which == 0 ? VP_DTYPE_BF16 : VP_DTYPE_F32,
-                               variants[v], true, 51 + (uint64_t)which};
+                               variants[v], true, 51 + (uint64_t)which, {0}};
             struct linear_host h;
             struct linear_dev d;
             linear_host_init(&h, &c);
@@ -345,6 +352,7 @@ struct batched {
     enum kernel_matmul_variant variant;
     bool ints;
     uint64_t seed;
+    struct kernel_matmul_tiles tiles; /* TILED: forced tiles; zero: chosen per shape */
 };
 
 struct batched_dev {
@@ -356,7 +364,7 @@ struct batched_dev {
 static vp_status record_batched(vp_context *ctx, struct vk_recorder *rec, void *arg) {
     struct batched_dev *d = arg;
     const struct batched *c = d->bc;
-    struct kernel_matmul_opts o = {.variant = c->variant};
+    struct kernel_matmul_opts o = {.variant = c->variant, .tiles = c->tiles};
     return kernel_matmul_batched(ctx, rec, (struct kernel_matrix){&d->c.buf, 0, d->sc},
                                  (struct kernel_matrix){&d->a.buf, c->a_off, d->sa},
                                  (struct kernel_matrix){&d->b.buf, 0, d->sb}, c->batch, c->M, c->N,
@@ -395,9 +403,10 @@ static bool run_batched(vp_context *ctx, struct vk_recorder *rec, const struct b
     if (ok) {
         char what[200];
         snprintf(what, sizeof what,
-                 "batched %s batch=%u M=%u N=%u K=%u ta=%d tb=%d strides %zu/%zu/%zu "
-                 "alpha=%g beta=%g",
-                 kernel_matmul_variant_name(c->variant), c->batch, c->M, c->N, c->K, c->ta, c->tb,
+                 "batched %s %ux%ux%ux%ux%u batch=%u M=%u N=%u K=%u ta=%d tb=%d strides "
+                 "%zu/%zu/%zu alpha=%g beta=%g",
+                 kernel_matmul_variant_name(c->variant), c->tiles.bm, c->tiles.bn, c->tiles.bk,
+                 c->tiles.tm, c->tiles.tn, c->batch, c->M, c->N, c->K, c->ta, c->tb,
                  d.sa, d.sb, d.sc, c->alpha, c->beta);
         ok = compare(got, want, nc, tol, c->ints, what);
     }
@@ -422,7 +431,7 @@ static void run_batched_cases(bool ints, uint64_t seed) {
                 struct batched c = {shapes[i].batch, shapes[i].M, shapes[i].N, shapes[i].K,
                                     t & 1, (t >> 1) & 1, -1, -1, -1, 4,
                                     ints ? 1.0 : 0.5, (double)(int)(i % 3) - 1.0, /* beta -1, 0, 1 */
-                                    variants[v], ints, seed + 16 * i + 4 * (uint64_t)t + v};
+                                    variants[v], ints, seed + 16 * i + 4 * (uint64_t)t + v, {0}};
                 if (!run_batched(ctx, rec, &c)) goto out;
             }
 out:
@@ -443,10 +452,11 @@ static void batched_strides_and_broadcast(void) {
         for (int ints = 0; ints < 2; ints++) {
             /* The last: A's matrix 0 three elements in (unaligned). */
             struct batched cases[] = {
-                {3, 6, 5, 7, false, true, -1, 0, -1, 0, 1.0, 0.0, variants[v], ints, 5},
-                {3, 6, 5, 7, true, false, 0, -1, -1, 0, 1.0, 1.0, variants[v], ints, 6},
-                {4, 9, 10, 11, false, false, -1, -1, 0, 0, 1.0, 1.0, variants[v], ints, 7},
-                {3, 8, 4, 8, true, true, 72, 44, 48, 3, ints ? 2.0 : 0.75, 1.0, variants[v], ints, 8},
+                {3, 6, 5, 7, false, true, -1, 0, -1, 0, 1.0, 0.0, variants[v], ints, 5, {0}},
+                {3, 6, 5, 7, true, false, 0, -1, -1, 0, 1.0, 1.0, variants[v], ints, 6, {0}},
+                {4, 9, 10, 11, false, false, -1, -1, 0, 0, 1.0, 1.0, variants[v], ints, 7, {0}},
+                {3, 8, 4, 8, true, true, 72, 44, 48, 3, ints ? 2.0 : 0.75, 1.0, variants[v], ints, 8,
+                 {0}},
             };
             for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
                 if (!run_batched(ctx, rec, &cases[i])) goto out;
@@ -463,12 +473,129 @@ static void batched_split_across_binding_ranges(void) {
     struct vk_recorder *rec = NULL;
     if (!ctx || !CHECK(vk_recorder_create(ctx, 0, &rec) == VP_OK)) goto out;
     for (size_t v = 0; v < 2; v++) {
-        struct batched a = {7, 9, 8, 12, false, true, -1, -1, -1, 0, 1.0, 1.0, variants[v], true, 9};
-        struct batched b = {5, 12, 12, 4, true, false, -1, -1, 0, 0, 1.0, 1.0, variants[v], true, 10};
+        struct batched a = {7, 9, 8, 12, false, true, -1, -1, -1, 0, 1.0, 1.0, variants[v], true, 9,
+                            {0}};
+        struct batched b = {5, 12, 12, 4, true, false, -1, -1, 0, 0, 1.0, 1.0, variants[v], true, 10,
+                            {0}};
         if (!run_batched(ctx, rec, &a) || !run_batched(ctx, rec, &b)) break;
     }
 out:
     vk_recorder_destroy(rec);
+    vp_context_destroy(ctx);
+}
+
+/* ---- the tiled variant's tiles ------------------------------------------------------- */
+
+/* The other tiles the TILED variant can run (the cases above get the
+ * per-shape choice, 32x32x16 with 4x4 per invocation at their sizes, with
+ * four-element and single reads, every dtype and transpose): 128x128 with
+ * 8x8 per invocation (big products); 64x64 with 8x4, 8 deep (the mid
+ * choice under mobile limits); 32x64 with 4x8, 4 deep, where a slice has
+ * fewer four-element reads of op(A) than invocations. Each runs a linear
+ * layer (forward, dX, dW with db: B transposed, plain, A transposed) with
+ * four-element reads and f16 W, at sizes that cross tile edges, and 128x128
+ * a batched product with both operands transposed and single reads too.
+ * Only what changes with the tiles runs here: each pipeline costs lavapipe
+ * ~2 s of LLVM at its first dispatch. Tiles the profile cannot run (128x128
+ * needs 256 invocations) must be refused, and are skipped. */
+static void tiled_tile_configs(void) {
+    static const struct kernel_matmul_tiles configs[] = {
+        {128, 128, 8, 8, 8}, {64, 64, 8, 8, 4}, {32, 64, 4, 4, 8}};
+    vp_context *ctx = vt_context(NULL);
+    struct vk_recorder *rec = NULL;
+    if (!ctx || !CHECK(vk_recorder_create(ctx, 0, &rec) == VP_OK)) goto out;
+    const enum kernel_matmul_variant T = KERNEL_MATMUL_TILED;
+    for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) {
+        struct kernel_matmul_opts o = {.variant = T, .tiles = configs[i]};
+        struct kernel_matmul_tiles got;
+        uint32_t inv = (configs[i].bm / configs[i].tm) * (configs[i].bn / configs[i].tn);
+        vp_status s = kernel_matmul_tiles_choose(ctx, &o, 1, 1, 1, &got);
+        if (s == VP_ERROR_UNSUPPORTED && vp_context_limits(ctx)->max_workgroup_invocations < inv) {
+            th_diag("tiles %ux%u (%u invocations) skipped: %s", configs[i].bm, configs[i].bn, inv,
+                    vp_last_error());
+            vp_clear_error();
+            continue;
+        }
+        if (!CHECK(s == VP_OK && memcmp(&got, &configs[i], sizeof got) == 0)) break;
+        uint64_t seed = 5000 + 10 * i;
+        struct linear vec = {130, 72, 136, true, VP_DTYPE_F16, T, true, seed, configs[i]};
+        /* A's matrix 0 one element in: single reads. */
+        struct batched bt = {2, 36, 40, 20, true, true, -1, -1, -1, 1, 1.0, 1.0, T, true, seed + 2,
+                             configs[i]};
+        if (!run_linear(ctx, rec, &vec) || (i == 0 && !run_batched(ctx, rec, &bt))) break;
+    }
+out:
+    vk_recorder_destroy(rec);
+    vp_context_destroy(ctx);
+}
+
+static bool tiles_are(const struct kernel_matmul_tiles *t, uint32_t bm, uint32_t bn, uint32_t bk,
+                      uint32_t tm, uint32_t tn) {
+    return CHECKF(t->bm == bm && t->bn == bn && t->bk == bk && t->tm == tm && t->tn == tn,
+                  "tiles %ux%ux%ux%ux%u, want %ux%ux%ux%ux%u", t->bm, t->bn, t->bk, t->tm, t->tn,
+                  bm, bn, bk, tm, tn);
+}
+
+/* The per-shape choice (big tiles for big products, small ones when the
+ * grid would be small), its fit to the limits profile, and
+ * VKPEFT_MATMUL_TILES: taken when valid, refused with a message naming it
+ * when malformed or too big for the device; opts.tiles wins over it. */
+static void tiled_tile_choice(void) {
+    vp_context *ctx = vt_context(NULL);
+    if (!ctx) return;
+    const vp_limits *l = vp_context_limits(ctx);
+    struct kernel_matmul_tiles t;
+    unsetenv("VKPEFT_MATMUL_TILES");
+    bool big = l->max_workgroup_invocations >= 256 && l->shared_memory >= 17408;
+    bool mobile = l->profile == VP_LIMITS_MOBILE;
+    if (big && CHECK(kernel_matmul_tiles_choose(ctx, NULL, 2048, 2048, 1, &t) == VP_OK))
+        tiles_are(&t, 128, 128, 8, 8, 8); /* 256 workgroups */
+    if (big && CHECK(kernel_matmul_tiles_choose(ctx, NULL, 2048, 256, 1, &t) == VP_OK))
+        tiles_are(&t, 64, 64, 16, 4, 4); /* 128x128 would be 32 workgroups */
+    /* Batches count: 8 of 256x256 fill 128 workgroups of 64x64, one does not. */
+    if (big && CHECK(kernel_matmul_tiles_choose(ctx, NULL, 256, 256, 8, &t) == VP_OK))
+        tiles_are(&t, 64, 64, 16, 4, 4);
+    if (CHECK(kernel_matmul_tiles_choose(ctx, NULL, 256, 256, 1, &t) == VP_OK))
+        tiles_are(&t, 32, 32, 16, 4, 4);
+    if (mobile && CHECK(kernel_matmul_tiles_choose(ctx, NULL, 2048, 2048, 1, &t) == VP_OK))
+        tiles_are(&t, 64, 64, 8, 8, 4); /* 64x64x16 4x4 shrunk to 16 KiB, 128 invocations */
+    if (CHECK(kernel_matmul_tiles_choose(ctx, NULL, 2048, 8, 1, &t) == VP_OK)) /* LoRA rank 8 */
+        tiles_are(&t, 32, 32, 16, 4, 4);
+    if (CHECK(kernel_matmul_tiles_choose(ctx, NULL, 4, 2048, 1, &t) == VP_OK)) /* decode */
+        tiles_are(&t, 32, 32, 16, 4, 4);
+    /* Attention's P·V, 32 heads x 4 sequences: 128x128 would be half padding. */
+    if (big && CHECK(kernel_matmul_tiles_choose(ctx, NULL, 512, 64, 128, &t) == VP_OK))
+        tiles_are(&t, 64, 64, 16, 4, 4);
+    /* A decode step's LM head: 250 workgroups of 128x128, but 97% padding. */
+    if (CHECK(kernel_matmul_tiles_choose(ctx, NULL, 4, 32000, 1, &t) == VP_OK))
+        tiles_are(&t, 32, 32, 16, 4, 4);
+    if (CHECK(kernel_matmul_tiles_choose(ctx, NULL, 1, 1, 1, &t) == VP_OK))
+        tiles_are(&t, 32, 32, 16, 4, 4);
+
+    setenv("VKPEFT_MATMUL_TILES", "64x32x8x8x4", 1);
+    if (CHECK(kernel_matmul_tiles_choose(ctx, NULL, 2048, 2048, 1, &t) == VP_OK))
+        tiles_are(&t, 64, 32, 8, 8, 4);
+    struct kernel_matmul_opts forced = {.tiles = {32, 32, 16, 4, 4}};
+    if (CHECK(kernel_matmul_tiles_choose(ctx, &forced, 2048, 2048, 1, &t) == VP_OK))
+        tiles_are(&t, 32, 32, 16, 4, 4);
+    static const char *const malformed[] = {"128x128x8", "128x128x8x8x8x", "big", "128x128x8x3x8",
+                                            "128x128x6x8x8", "100x64x8x8x8", "512x64x8x8x8"};
+    for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
+        setenv("VKPEFT_MATMUL_TILES", malformed[i], 1);
+        CHECKF(kernel_matmul_tiles_choose(ctx, NULL, 64, 64, 1, &t) ==
+                       VP_ERROR_INVALID_ARGUMENT &&
+                   strstr(vp_last_error(), "VKPEFT_MATMUL_TILES"),
+               "'%s' accepted", malformed[i]);
+    }
+    /* Well formed, but 4096 invocations and 66 KiB of shared memory. */
+    setenv("VKPEFT_MATMUL_TILES", "256x256x32x4x4", 1);
+    CHECK(kernel_matmul_tiles_choose(ctx, NULL, 64, 64, 1, &t) == VP_ERROR_UNSUPPORTED &&
+          strstr(vp_last_error(), "needs 4096 invocations"));
+    setenv("VKPEFT_MATMUL_TILES", "auto", 1);
+    if (CHECK(kernel_matmul_tiles_choose(ctx, NULL, 1, 1, 1, &t) == VP_OK))
+        tiles_are(&t, 32, 32, 16, 4, 4);
+    unsetenv("VKPEFT_MATMUL_TILES");
+    vp_clear_error();
     vp_context_destroy(ctx);
 }
 
@@ -481,7 +608,7 @@ static void deterministic(void) {
     struct vk_recorder *rec = NULL;
     if (!ctx || !CHECK(vk_recorder_create(ctx, 0, &rec) == VP_OK)) goto out;
     for (size_t v = 0; v < 2; v++) {
-        struct linear c = {300, 77, 50, true, VP_DTYPE_F16, variants[v], false, 61};
+        struct linear c = {300, 77, 50, true, VP_DTYPE_F16, variants[v], false, 61, {0}};
         struct linear_host h;
         struct linear_dev d;
         linear_host_init(&h, &c);
@@ -547,6 +674,12 @@ static vp_status record_misuse(vp_context *ctx, struct vk_recorder *rec, void *a
                                          (struct kernel_matrix){&d->w.buf, 0, 0}, 2, 2, 4, 2,
                                          false, false, 1.0f, 0.0f, NULL); /* C overlaps */
     CHECK(s3 == VP_ERROR_INVALID_ARGUMENT && strstr(vp_last_error(), "overlap"));
+    /* A malformed VKPEFT_MATMUL_TILES fails every call, whatever the variant. */
+    setenv("VKPEFT_MATMUL_TILES", "64x64", 1);
+    vp_status s4 = kernel_matmul_forward(ctx, rec, &d->y.buf, &d->x.buf, &d->w.buf, VP_DTYPE_F32,
+                                         NULL, 8, 8, 8, NULL);
+    unsetenv("VKPEFT_MATMUL_TILES");
+    CHECK(s4 == VP_ERROR_INVALID_ARGUMENT && strstr(vp_last_error(), "VKPEFT_MATMUL_TILES"));
     vp_clear_error();
     return VP_OK;
 }
@@ -555,7 +688,7 @@ static void rejects_bad_arguments(void) {
     vp_context *ctx = vt_context(NULL);
     struct vk_recorder *rec = NULL;
     if (!ctx || !CHECK(vk_recorder_create(ctx, 0, &rec) == VP_OK)) goto out;
-    struct linear c = {8, 8, 8, false, VP_DTYPE_F32, KERNEL_MATMUL_AUTO, true, 71};
+    struct linear c = {8, 8, 8, false, VP_DTYPE_F32, KERNEL_MATMUL_AUTO, true, 71, {0}};
     struct linear_host h;
     struct linear_dev d;
     linear_host_init(&h, &c);
@@ -572,5 +705,6 @@ VT_MAIN(TH_CASE(variant_choice), TH_CASE(linear_odd_shapes), TH_CASE(exact_linea
         TH_CASE(exact_linear_long_reductions), TH_CASE(linear_split_across_binding_ranges),
         TH_CASE(backward_partial_gradients), TH_CASE(batched_transposes),
         TH_CASE(exact_batched_transposes), TH_CASE(batched_strides_and_broadcast),
-        TH_CASE(batched_split_across_binding_ranges), TH_CASE(deterministic),
+        TH_CASE(batched_split_across_binding_ranges), TH_CASE(tiled_tile_configs),
+        TH_CASE(tiled_tile_choice), TH_CASE(deterministic),
         TH_CASE(rejects_bad_arguments))

@@ -26,6 +26,8 @@ struct bench_table {
 struct bench_kernel_opts {
     uint32_t repeat;  /* timed runs per measurement (median) */
     bool quick;       /* smaller shapes (for smoke tests) */
+    enum kernel_matmul_variant matmul_variant; /* --matmul-variant; AUTO: the device's */
+    bool no_blas;     /* --no-blas: matmul rows skip the OpenBLAS comparison */
 };
 
 /* Appends a row (copied). */

@@ -21,15 +21,19 @@ static const struct {
 
 static const char help[] =
     "usage: vkpeft bench kernels [--json] [--device N|name] [--repeat N] [--quick] [--only FAMILY]\n"
+    "                            [--matmul-variant auto|texel|tiled] [--no-blas]\n"
     "\n"
     "Times every GPU op at transformer shapes (tokens 4096, hidden 768, FFN 3072,\n"
     "12 heads): milliseconds, GFLOP/s or GB/s, and the variant chosen for this\n"
     "device. Matmul rows also time OpenBLAS sgemm on the same problem in the same\n"
-    "run, so the ratio survives a noisy machine.\n"
+    "run, so the ratio survives a noisy machine; their variant column names the\n"
+    "tiles the tiled variant used (BMxBNxBKxTMxTN, 'vec' for four-element reads).\n"
+    "VKPEFT_MATMUL_TILES=BMxBNxBKxTMxTN forces the tiles (tools/gpu/matmul_sweep.sh).\n"
     "\n"
     "examples:\n"
     "  vkpeft bench kernels\n"
     "  vkpeft bench kernels --only matmul --json\n"
+    "  VKPEFT_MATMUL_TILES=128x64x8x8x4 vkpeft bench kernels --only matmul\n"
     "  VKPEFT_LIMITS=mobile vkpeft bench kernels --quick\n";
 
 void bench_table_add(struct bench_table *t, const struct bench_row *row) {
@@ -67,11 +71,11 @@ vp_status bench_time(struct vk_recorder *rec, uint32_t repeat, double *ms) {
 static void print_table(const vp_context *ctx, const struct bench_table *t) {
     printf("device: %s (limits: %s)\n", vp_context_device(ctx)->name,
            vp_context_limits(ctx)->profile == VP_LIMITS_MOBILE ? "mobile" : "native");
-    printf("%-24s %-34s %-26s %10s %9s %9s %10s %7s\n", "op", "shape", "variant", "ms", "GFLOP/s",
+    printf("%-24s %-34s %-28s %10s %9s %9s %10s %7s\n", "op", "shape", "variant", "ms", "GFLOP/s",
            "GB/s", "BLAS GF/s", "ratio");
     for (size_t i = 0; i < t->count; i++) {
         const struct bench_row *r = &t->rows[i];
-        printf("%-24s %-34s %-26s %10.3f ", r->op, r->shape, r->variant, r->ms);
+        printf("%-24s %-34s %-28s %10.3f ", r->op, r->shape, r->variant, r->ms);
         if (r->gflops > 0) printf("%9.2f ", r->gflops); else printf("%9s ", "-");
         if (r->gbps > 0) printf("%9.2f ", r->gbps); else printf("%9s ", "-");
         if (r->blas_gflops > 0) printf("%10.2f %7.3f\n", r->blas_gflops, r->gflops / r->blas_gflops);
@@ -119,6 +123,16 @@ int bench_kernels(int argc, char **argv) {
         if (cli_common_option(argc, argv, &i, &common)) continue;
         if (strcmp(a, "--quick") == 0) {
             o.quick = true;
+        } else if (strcmp(a, "--no-blas") == 0) {
+            o.no_blas = true;
+        } else if (strcmp(a, "--matmul-variant") == 0 && i + 1 < argc) {
+            const char *v = argv[++i];
+            if (strcmp(v, "auto") == 0) o.matmul_variant = KERNEL_MATMUL_AUTO;
+            else if (strcmp(v, "texel") == 0) o.matmul_variant = KERNEL_MATMUL_TEXEL;
+            else if (strcmp(v, "tiled") == 0) o.matmul_variant = KERNEL_MATMUL_TILED;
+            else
+                return cli_usage_error("bench kernels",
+                                       "--matmul-variant wants auto, texel or tiled, got '%s'", v);
         } else if (strcmp(a, "--only") == 0 && i + 1 < argc) {
             only = argv[++i];
         } else if (strcmp(a, "--repeat") == 0 && i + 1 < argc) {

@@ -1,6 +1,10 @@
 /* vkpeft bench kernels --only matmul: the linear layer (forward, dX, dW with
  * db) at transformer shapes (tokens 4096, hidden 768, FFN 3072) with f32 and
- * f16 weights, and a 1024³ square. Every row also times OpenBLAS sgemm on
+ * f16 weights, a 1024³ square, and (without --quick) the products of a 1.1B
+ * LLaMA-shaped training step (2048 tokens, d 2048, kv 256, FFN 5632, LoRA
+ * rank 8) and of a 4-row decode step. The variant column names the tiles
+ * the tiled variant used, so a sweep over VKPEFT_MATMUL_TILES
+ * (tools/gpu/matmul_sweep.sh) reads straight off it. Every row also times OpenBLAS sgemm on
  * the same problem (in f32: BLAS has no f16 weights) in the same run, with
  * as many threads as lavapipe runs (LP_NUM_THREADS, else the online CPUs),
  * so the ratio survives a noisy machine. Inputs are random; only time is
@@ -109,18 +113,19 @@ static vp_status problem_init(vp_context *ctx, struct mm_problem *p, const struc
     return s;
 }
 
-static vp_status record(vp_context *ctx, struct vk_recorder *rec, const struct mm_problem *p) {
+static vp_status record(vp_context *ctx, struct vk_recorder *rec, const struct mm_problem *p,
+                        const struct kernel_matmul_opts *o) {
     const struct mm_row *r = &p->r;
     switch (r->op) {
     case MM_FORWARD:
         return kernel_matmul_forward(ctx, rec, &p->y_, &p->x_, &p->w_, r->wtype, &p->b_, r->M,
-                                     r->K, r->N, NULL);
+                                     r->K, r->N, o);
     case MM_DX:
         return kernel_matmul_backward(ctx, rec, &p->dx_, NULL, NULL, &p->dy_, NULL, &p->w_,
-                                      r->wtype, r->M, r->K, r->N, NULL);
+                                      r->wtype, r->M, r->K, r->N, o);
     case MM_DW:
         return kernel_matmul_backward(ctx, rec, NULL, &p->dw_, &p->db_, &p->dy_, &p->x_, NULL,
-                                      r->wtype, r->M, r->K, r->N, NULL);
+                                      r->wtype, r->M, r->K, r->N, o);
     }
     return VP_OK;
 }
@@ -157,25 +162,26 @@ static double median(double *t, uint32_t n) {
 }
 
 /* Median ms of the recording and of sgemm over `repeat` runs each after a
- * warm-up, the two alternating so that both see the same machine load. */
+ * warm-up, the two alternating so that both see the same machine load;
+ * without BLAS (--no-blas) *blas_ms is 0. */
 static vp_status time_both(struct vk_recorder *rec, struct mm_problem *p, uint32_t repeat,
-                           double *ms, double *blas_ms) {
+                           bool blas, double *ms, double *blas_ms) {
     double t[64], b[64];
     if (repeat > 64) repeat = 64;
     if (repeat == 0) repeat = 1;
     vp_status s = vk_recorder_run(rec);
-    blas_run(p);
+    if (blas) blas_run(p);
     for (uint32_t i = 0; i < repeat && s == VP_OK; i++) {
         double t0 = vp_now();
         s = vk_recorder_run(rec);
         double t1 = vp_now();
-        blas_run(p);
+        if (blas) blas_run(p);
         t[i] = (t1 - t0) * 1e3;
         b[i] = (vp_now() - t1) * 1e3;
     }
     if (s != VP_OK) return s;
     *ms = median(t, repeat);
-    *blas_ms = median(b, repeat);
+    *blas_ms = blas ? median(b, repeat) : 0.0;
     return VP_OK;
 }
 
@@ -187,27 +193,49 @@ static int cpu_threads(void) {
     return n > 0 ? (int)n : 1;
 }
 
+/* "texel", or "tiled" with the tiles of the row's GEMM (C is (M,N) forward,
+ * (M,K) for dX, (N,K) for dW) and "vec" when it reads four elements at a
+ * time: its operands' row pitches are multiples of 4 (forward: X and W, K;
+ * dX and dW: dY, N, and W or X, K). */
+static vp_status variant_label(vp_context *ctx, const struct kernel_matmul_opts *mo,
+                               const struct mm_row *r, char *buf, size_t size) {
+    enum kernel_matmul_variant v = kernel_matmul_choose(ctx, mo->variant);
+    if (v != KERNEL_MATMUL_TILED) {
+        snprintf(buf, size, "%s", kernel_matmul_variant_name(v));
+        return VP_OK;
+    }
+    uint32_t cm = r->op == MM_DW ? r->N : r->M, cn = r->op == MM_FORWARD ? r->N : r->K;
+    struct kernel_matmul_tiles t;
+    vp_status s = kernel_matmul_tiles_choose(ctx, mo, cm, cn, 1, &t);
+    if (s != VP_OK) return s;
+    char name[64];
+    kernel_matmul_tiles_name(&t, name, sizeof name);
+    bool vec = r->K % 4 == 0 && (r->op == MM_FORWARD || r->N % 4 == 0);
+    snprintf(buf, size, "tiled %s%s", name, vec ? " vec" : "");
+    return VP_OK;
+}
+
 static vp_status bench_row(vp_context *ctx, const struct bench_kernel_opts *o,
                            const struct mm_row *r, struct bench_table *out) {
+    struct kernel_matmul_opts mo = {.variant = o->matmul_variant};
     struct mm_problem p;
     struct vk_recorder *rec = NULL;
+    struct bench_row row = {0};
     vp_status s = problem_init(ctx, &p, r);
+    if (s == VP_OK) s = variant_label(ctx, &mo, r, row.variant, sizeof row.variant);
     if (s == VP_OK) s = vk_recorder_create(ctx, 0, &rec);
     if (s == VP_OK) s = vk_recorder_begin(rec);
-    if (s == VP_OK) s = record(ctx, rec, &p);
+    if (s == VP_OK) s = record(ctx, rec, &p, &mo);
     if (s == VP_OK) s = vk_recorder_end(rec);
-    struct bench_row row = {0};
     double blas_ms = 0;
-    if (s == VP_OK) s = time_both(rec, &p, o->repeat, &row.ms, &blas_ms);
+    if (s == VP_OK) s = time_both(rec, &p, o->repeat, !o->no_blas, &row.ms, &blas_ms);
     if (s == VP_OK) {
         double flops = 2.0 * r->M * r->N * r->K;
         snprintf(row.op, sizeof row.op, "%s", op_names[r->op]);
         snprintf(row.shape, sizeof row.shape, "M=%u K=%u N=%u w=%s", r->M, r->K, r->N,
                  vp_dtype_name(r->wtype));
-        snprintf(row.variant, sizeof row.variant, "%s",
-                 kernel_matmul_variant_name(kernel_matmul_choose(ctx, KERNEL_MATMUL_AUTO)));
         row.gflops = flops / (row.ms * 1e6);
-        row.blas_gflops = flops / (blas_ms * 1e6);
+        row.blas_gflops = blas_ms > 0 ? flops / (blas_ms * 1e6) : 0.0;
         bench_table_add(out, &row);
     }
     vk_recorder_destroy(rec);
@@ -229,8 +257,21 @@ vp_status bench_matmul(vp_context *ctx, const struct bench_kernel_opts *o,
         {MM_DX, tokens, hidden, ffn, H},         {MM_DW, tokens, hidden, ffn, F},
         {MM_FORWARD, square, square, square, F}, {MM_FORWARD, square, square, square, H},
     };
+    /* A 1.1B LLaMA-shaped step (TinyLlama: 4 x 512 tokens, d 2048, 4 kv
+     * heads of 64, FFN 5632, f16 frozen weights, LoRA r 8 in f32): the
+     * projections, the FFN both ways, the LoRA products (C 2048x8 and
+     * 8x2048 with K 2048), and a decode step of 4 rows. */
+    const struct mm_row llama[] = {
+        {MM_FORWARD, 2048, 2048, 2048, H}, {MM_FORWARD, 2048, 2048, 256, H},
+        {MM_FORWARD, 2048, 2048, 5632, H}, {MM_FORWARD, 2048, 5632, 2048, H},
+        {MM_DX, 2048, 2048, 5632, H},      {MM_DX, 2048, 5632, 2048, H},
+        {MM_FORWARD, 2048, 2048, 8, F},    {MM_DW, 2048, 2048, 8, F},
+        {MM_FORWARD, 4, 2048, 2048, H},
+    };
     vp_status s = VP_OK;
     for (size_t i = 0; i < sizeof rows / sizeof rows[0] && s == VP_OK; i++)
         s = bench_row(ctx, o, &rows[i], out);
+    for (size_t i = 0; i < sizeof llama / sizeof llama[0] && s == VP_OK && !o->quick; i++)
+        s = bench_row(ctx, o, &llama[i], out);
     return s;
 }

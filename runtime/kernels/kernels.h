@@ -50,10 +50,31 @@ const char *kernel_matmul_variant_name(enum kernel_matmul_variant v);
 enum kernel_matmul_variant kernel_matmul_choose(const vp_context *ctx,
                                                 enum kernel_matmul_variant forced);
 
+/* The TILED variant's workgroup tile: C tiles of bm x bn, bk-deep slices
+ * of the reduction, tm x tn of C per invocation ((bm/tm)·(bn/tn)
+ * invocations). All zero: chosen per GEMM shape (matmul.c, tiled_auto). */
+struct kernel_matmul_tiles {
+    uint32_t bm, bn, bk, tm, tn;
+};
+
 /* Zero means default; NULL is all defaults. */
 struct kernel_matmul_opts {
     enum kernel_matmul_variant variant; /* force a variant (tests, benchmarks) */
+    /* Force the TILED variant's tiles (tests); else VKPEFT_MATMUL_TILES,
+     * else chosen per shape. */
+    struct kernel_matmul_tiles tiles;
 };
+
+/* The tiles the TILED variant uses for a GEMM C (M,N) × batch under opts
+ * (the forced ones, VKPEFT_MATMUL_TILES="BMxBNxBKxTMxTN", or the per-shape
+ * choice). For the linear layer, forward is (M, N), dX is (M, K) and dW is
+ * (N, K). Fails with a message when the forced tiles are malformed or do not
+ * fit the device's limits. */
+vp_status kernel_matmul_tiles_choose(const vp_context *ctx, const struct kernel_matmul_opts *opts,
+                                     uint32_t M, uint32_t N, uint32_t batch,
+                                     struct kernel_matmul_tiles *out);
+/* "128x128x8x8x8" into buf. */
+void kernel_matmul_tiles_name(const struct kernel_matmul_tiles *t, char *buf, size_t size);
 
 /* Y = X·Wᵀ + b: y[m,n] = Σ_k x[m,k]·w[n,k] + b[n]. */
 vp_status kernel_matmul_forward(vp_context *ctx, struct vk_recorder *rec,

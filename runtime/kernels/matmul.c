@@ -4,8 +4,10 @@
  *
  *   TEXEL (CPU devices, lavapipe): matmul_texel.comp, register blocks fed
  *     through uniform texel buffers and subgroup shuffles;
- *   TILED (GPUs): matmul_tiled.comp, shared-memory tiles sized to the
- *     limits profile.
+ *   TILED (GPUs): matmul_tiled.comp, register-blocked shared-memory tiles
+ *     (128x128 with 8x8 per invocation for big products, smaller ones when
+ *     the grid would leave a GPU idle) chosen per GEMM shape within the
+ *     limits profile, or forced with VKPEFT_MATMUL_TILES for tuning.
  *
  * Tensors longer than a binding range are bound in row ranges: X, Y, dX, dY
  * split by rows (M), W, dW and b by rows of W (N). A split reduction (dX over
@@ -14,6 +16,7 @@
 #include "kernels.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct matmul_push {
@@ -83,8 +86,19 @@ enum kernel_matmul_variant kernel_matmul_choose(const vp_context *ctx,
     return KERNEL_MATMUL_TILED;
 }
 
-static vp_status resolve_variant(const vp_context *ctx, const struct kernel_matmul_opts *o,
-                                 enum kernel_matmul_variant *out) {
+/* How an API call's GEMMs run: the variant and, for TILED, the forced
+ * tiles (all zero: chosen per GEMM). Resolved once per call, so a bad
+ * VKPEFT_MATMUL_TILES fails before anything is recorded. */
+struct matmul_how {
+    enum kernel_matmul_variant variant;
+    struct kernel_matmul_tiles forced;
+};
+
+static vp_status tiled_forced(const vp_context *ctx, const struct kernel_matmul_opts *o,
+                              bool check_fit, struct kernel_matmul_tiles *out);
+
+static vp_status resolve_how(const vp_context *ctx, const struct kernel_matmul_opts *o,
+                             struct matmul_how *out) {
     enum kernel_matmul_variant v = kernel_matmul_choose(ctx, o ? o->variant : KERNEL_MATMUL_AUTO);
     if (v == KERNEL_MATMUL_TEXEL && !texel_supported(ctx))
         return vp_fail(VP_ERROR_UNSUPPORTED,
@@ -93,8 +107,10 @@ static vp_status resolve_variant(const vp_context *ctx, const struct kernel_matm
                        vp_context_device(ctx)->name, vp_context_device(ctx)->subgroup_size);
     if (v != KERNEL_MATMUL_TEXEL && v != KERNEL_MATMUL_TILED)
         return vp_fail(VP_ERROR_INVALID_ARGUMENT, "matmul: unknown variant %d", (int)v);
-    *out = v;
-    return VP_OK;
+    out->variant = v;
+    /* A malformed VKPEFT_MATMUL_TILES fails under either variant, so a typo
+     * shows on a CPU device too; only TILED needs the tiles to fit. */
+    return tiled_forced(ctx, o, v == KERNEL_MATMUL_TILED, &out->forced);
 }
 
 /* ---- variants: tiles and pipelines --------------------------------------------- */
@@ -122,36 +138,196 @@ static void texel_tiles(const vp_context *ctx, uint32_t N, struct tiles *t) {
     snprintf(t->defines, sizeof t->defines, "TM=%u\nTN=%u\nSG=%u\nKQ=%u\n", tm, tn, sg, kq);
 }
 
-/* TILED: 64x64 tiles, 16 deep (8.3 KiB of shared memory), with 256
- * invocations of 4x4 where the device allows, else 128 of 8x4 (the mobile
- * profile), else 32x32 tiles with 64 of 4x4. */
-static void tiled_tiles(const vp_context *ctx, struct tiles *t) {
-    const vp_limits *l = vp_context_limits(ctx);
-    uint32_t bm = 64, bn = 64, bk = 16, tm = 4, tn = 4;
-    if (l->max_workgroup_invocations < 256) tm = 8;
-    if (l->max_workgroup_invocations < 128) bm = bn = 32, tm = 4;
-    while (bk > 4 && (bm + bn + 2) * bk * 4 > l->shared_memory) bk /= 2;
-    t->wg = (bm / tm) * (bn / tn);
-    t->tile_m = bm;
-    t->tile_n = bn;
-    snprintf(t->defines, sizeof t->defines, "BM=%u\nBN=%u\nBK=%u\nTM=%u\nTN=%u\n", bm, bn, bk, tm,
-             tn);
+/* ---- TILED: the tiles ------------------------------------------------------------ */
+
+/* Shared memory of a tile config: two buffers (the next slice is stored
+ * while the current one is read) of BK rows of op(A) and op(B), each row
+ * padded by one vec4 (shaders/matmul_tiled.comp). */
+static uint32_t tiled_shared_bytes(const struct kernel_matmul_tiles *t) {
+    return 2 * t->bk * (t->bm / 4 + 1 + t->bn / 4 + 1) * 16;
 }
 
-/* Four-element texel reads need matrix starts, row pitches and batch
- * strides that are multiples of 4 elements. */
+static uint32_t tiled_invocations(const struct kernel_matmul_tiles *t) {
+    return (t->bm / t->tm) * (t->bn / t->tn);
+}
+
+/* Whether the shader can be built from t at all: 4 or 8 rows and columns
+ * per invocation (read as vec4s), whole invocation grids, BK a multiple of
+ * 4 (four-element reads along k stay inside a slice) and at most 32 (the
+ * k loop is unrolled). Writes why not into why. */
+static bool tiled_well_formed(const struct kernel_matmul_tiles *t, char *why, size_t size) {
+    if ((t->tm != 4 && t->tm != 8) || (t->tn != 4 && t->tn != 8))
+        return snprintf(why, size, "TM and TN must be 4 or 8"), false;
+    if (t->bm == 0 || t->bn == 0 || t->bm % t->tm || t->bn % t->tn || t->bm > 256 || t->bn > 256)
+        return snprintf(why, size, "BM and BN must be multiples of TM and TN, at most 256"), false;
+    if (t->bk == 0 || t->bk % 4 || t->bk > 32)
+        return snprintf(why, size, "BK must be 4, 8, ... 32"), false;
+    return true;
+}
+
+/* Whether the device's limits (the profile's) allow t. */
+static bool tiled_fits(const vp_context *ctx, const struct kernel_matmul_tiles *t) {
+    const vp_limits *l = vp_context_limits(ctx);
+    uint32_t inv = tiled_invocations(t);
+    return inv <= l->max_workgroup_invocations &&
+           inv <= vp_context_device(ctx)->max_workgroup_size[0] &&
+           tiled_shared_bytes(t) <= l->shared_memory;
+}
+
+/* Shrinks t until it fits: halves BK (down to 4) for shared memory, then
+ * doubles TM, then TN (up to 8) for invocations. False when it still does
+ * not fit. */
+static bool tiled_shrink_to_fit(const vp_context *ctx, struct kernel_matmul_tiles *t) {
+    while (t->bk > 4 && tiled_shared_bytes(t) > vp_context_limits(ctx)->shared_memory) t->bk /= 2;
+    while (!tiled_fits(ctx, t)) {
+        if (t->tm < 8 && t->bm % (2 * t->tm) == 0) t->tm *= 2;
+        else if (t->tn < 8 && t->bn % (2 * t->tn) == 0) t->tn *= 2;
+        else return false;
+    }
+    return true;
+}
+
+/* The per-shape choice, largest tiles first:
+ *   128x128, 8 deep, 8x8 per invocation (256): 4 vec4 shared reads per 64
+ *     FMAs, the arithmetic intensity of the classic fast SGEMMs; 16.5 KiB;
+ *   64x64, 16 deep, 4x4 (256): 2 reads per 16 FMAs, 4x the workgroups;
+ *   32x32, 16 deep, 4x4 (64): for products too small to fill a GPU any
+ *     other way (a LoRA rank-8 product, a decode step of 4 rows).
+ * The largest one whose grid has TILED_FILL workgroups and computes at most
+ * a quarter more products than it keeps (M, N rounded up to the tile) wins:
+ * a big desktop GPU has 100-140 multiprocessors, and one left idle costs
+ * more than a smaller tile's lower intensity; padding costs FMAs outright
+ * (attention's P·V, N = 64 in 128-wide tiles, would do twice the work that
+ * 64x64 tiles do; a decode step's 4 rows in 128-row tiles are 97% padding). Failing that on every candidate, the one with the
+ * most workgroups (the smallest, for a product that fits one workgroup of
+ * every candidate). A limits profile that cannot run a candidate
+ * gets it shrunk (mobile: 64x64x8 with 8x4 per invocation) or skipped.
+ * VKPEFT_MATMUL_TILES overrides all of this; tools/gpu/matmul_sweep.sh
+ * times candidates against each other. Split-K (for a small C with a long
+ * reduction) is left out: deterministic, it needs a scratch buffer of
+ * partial sums and a second pass in a fixed order, which the callers' memory
+ * plans do not provide; the 32x32 tiles recover part of what it would. */
+enum { TILED_FILL = 128 };
+
+static const struct kernel_matmul_tiles tiled_candidates[] = {
+    {128, 128, 8, 8, 8},
+    {64, 64, 16, 4, 4},
+    {32, 32, 16, 4, 4},
+};
+
+static uint64_t tiled_groups(const struct kernel_matmul_tiles *t, uint32_t M, uint32_t N,
+                             uint32_t batch) {
+    return (uint64_t)((M + t->bm - 1) / t->bm) * ((N + t->bn - 1) / t->bn) * batch;
+}
+
+static vp_status tiled_auto(const vp_context *ctx, uint32_t M, uint32_t N, uint32_t batch,
+                            struct kernel_matmul_tiles *out) {
+    bool have = false;
+    uint64_t best_groups = 0;
+    for (size_t i = 0; i < sizeof tiled_candidates / sizeof tiled_candidates[0]; i++) {
+        struct kernel_matmul_tiles t = tiled_candidates[i];
+        if (!tiled_shrink_to_fit(ctx, &t)) continue;
+        uint64_t groups = tiled_groups(&t, M, N, batch);
+        uint64_t padded = groups * t.bm * t.bn, kept = (uint64_t)M * N * batch;
+        if (groups >= TILED_FILL && 4 * padded <= 5 * kept) {
+            *out = t;
+            return VP_OK;
+        }
+        /* Ties go to the smaller tile: the same grid with less wasted work. */
+        if (!have || groups >= best_groups) *out = t, best_groups = groups, have = true;
+    }
+    if (!have)
+        return vp_fail(VP_ERROR_UNSUPPORTED,
+                       "matmul: device '%s' allows %u invocations and %u bytes of shared memory "
+                       "per workgroup, too few for any tiled matmul",
+                       vp_context_device(ctx)->name,
+                       vp_context_limits(ctx)->max_workgroup_invocations,
+                       vp_context_limits(ctx)->shared_memory);
+    return VP_OK;
+}
+
+void kernel_matmul_tiles_name(const struct kernel_matmul_tiles *t, char *buf, size_t size) {
+    snprintf(buf, size, "%ux%ux%ux%ux%u", t->bm, t->bn, t->bk, t->tm, t->tn);
+}
+
+/* Forced tiles (opts, else VKPEFT_MATMUL_TILES) into *out; all zero when
+ * none are forced. Fails when they are malformed or (check_fit) too big for
+ * the device. */
+static vp_status tiled_forced(const vp_context *ctx, const struct kernel_matmul_opts *o,
+                              bool check_fit, struct kernel_matmul_tiles *out) {
+    memset(out, 0, sizeof *out);
+    const char *src = "opts.tiles", *env = NULL;
+    if (o && (o->tiles.bm || o->tiles.bn || o->tiles.bk || o->tiles.tm || o->tiles.tn)) {
+        *out = o->tiles;
+    } else {
+        env = getenv("VKPEFT_MATMUL_TILES");
+        if (!env || !*env || strcmp(env, "auto") == 0) return VP_OK;
+        src = "VKPEFT_MATMUL_TILES";
+        char tail;
+        if (sscanf(env, "%ux%ux%ux%ux%u%c", &out->bm, &out->bn, &out->bk, &out->tm, &out->tn,
+                   &tail) != 5)
+            return vp_fail(VP_ERROR_INVALID_ARGUMENT,
+                           "VKPEFT_MATMUL_TILES='%s' is not BMxBNxBKxTMxTN (e.g. 128x128x8x8x8) "
+                           "or 'auto'", env);
+    }
+    char why[96], name[64];
+    kernel_matmul_tiles_name(out, name, sizeof name);
+    if (!tiled_well_formed(out, why, sizeof why))
+        return vp_fail(VP_ERROR_INVALID_ARGUMENT, "matmul: %s=%s: %s", src, name, why);
+    if (check_fit && !tiled_fits(ctx, out))
+        return vp_fail(VP_ERROR_UNSUPPORTED,
+                       "matmul: %s=%s needs %u invocations and %u bytes of shared memory per "
+                       "workgroup; device '%s' allows %u and %u",
+                       src, name, tiled_invocations(out), tiled_shared_bytes(out),
+                       vp_context_device(ctx)->name,
+                       vp_context_limits(ctx)->max_workgroup_invocations,
+                       vp_context_limits(ctx)->shared_memory);
+    return VP_OK;
+}
+
+vp_status kernel_matmul_tiles_choose(const vp_context *ctx, const struct kernel_matmul_opts *opts,
+                                     uint32_t M, uint32_t N, uint32_t batch,
+                                     struct kernel_matmul_tiles *out) {
+    vp_status s = tiled_forced(ctx, opts, true, out);
+    if (s != VP_OK || out->bm) return s;
+    return tiled_auto(ctx, M, N, batch ? batch : 1, out);
+}
+
+static void tiled_tiles(const struct kernel_matmul_tiles *k, struct tiles *t) {
+    t->wg = tiled_invocations(k);
+    t->tile_m = k->bm;
+    t->tile_n = k->bn;
+    snprintf(t->defines, sizeof t->defines, "BM=%u\nBN=%u\nBK=%u\nTM=%u\nTN=%u\n", k->bm, k->bn,
+             k->bk, k->tm, k->tn);
+}
+
+/* Four-element reads need matrix starts, row pitches and batch strides
+ * that are multiples of 4 elements, in both variants: TEXEL's RGBA views,
+ * TILED's vec4 (f32) and uvec2 (four packed halves) storage reads. TILED
+ * reads a vector that crosses the matrix's edge element by element, so the
+ * matrix's extent does not matter. */
 static bool vec4_ok(const struct operand *o, uint32_t batch) {
     return o->first % 4 == 0 && o->ld % 4 == 0 && (batch <= 1 || o->stride % 4 == 0);
 }
 
-static vp_status gemm_pipeline(vp_context *ctx, enum kernel_matmul_variant v, const struct gemm *g,
+static vp_status gemm_pipeline(vp_context *ctx, const struct matmul_how *how, const struct gemm *g,
                                struct tiles *t, struct vk_pipeline **pipe) {
-    bool texel = v == KERNEL_MATMUL_TEXEL;
-    if (texel) texel_tiles(ctx, g->N, t);
-    else tiled_tiles(ctx, t);
+    bool texel = how->variant == KERNEL_MATMUL_TEXEL;
+    if (texel) {
+        texel_tiles(ctx, g->N, t);
+    } else {
+        struct kernel_matmul_tiles k = how->forced;
+        /* Batches that sum into one C run one dispatch each. */
+        uint32_t grid_batch = g->c.stride == 0 ? 1 : g->batch;
+        if (!k.bm) {
+            vp_status s = tiled_auto(ctx, g->M, g->N, grid_batch, &k);
+            if (s != VP_OK) return s;
+        }
+        tiled_tiles(&k, t);
+    }
     /* One switch for both operands: half the pipelines, and only odd
      * shapes (a vocabulary-sized N) lose the four-element reads. */
-    bool vec = texel && vec4_ok(&g->a, g->batch) && vec4_ok(&g->b, g->batch);
+    bool vec = vec4_ok(&g->a, g->batch) && vec4_ok(&g->b, g->batch);
     char defines[400];
     snprintf(defines, sizeof defines,
              "TRANS_A=%d\nTRANS_B=%d\nB_TYPE=%d\nROWSUM=%d\nROWSUM_ONLY=%d\n"
@@ -182,11 +358,11 @@ static uint32_t min_u32(uint64_t a, uint64_t b) { return (uint32_t)(a < b ? a : 
 /* Records g (every operand already bound within a binding range), split
  * into as many dispatches as the workgroup-count limits need. Batches run
  * one dispatch each when they all write the same C (stride 0). */
-static vp_status gemm_record(vp_context *ctx, struct vk_recorder *rec, enum kernel_matmul_variant v,
+static vp_status gemm_record(vp_context *ctx, struct vk_recorder *rec, const struct matmul_how *how,
                              const struct gemm *g) {
     struct tiles t;
     struct vk_pipeline *pipe;
-    vp_status s = gemm_pipeline(ctx, v, g, &t, &pipe);
+    vp_status s = gemm_pipeline(ctx, how, g, &t, &pipe);
     if (s != VP_OK) return s;
     const uint32_t *maxg = vp_context_device(ctx)->max_workgroup_count;
     uint64_t step_m = (uint64_t)maxg[1] * t.tile_m, step_n = (uint64_t)maxg[0] * t.tile_n;
@@ -322,10 +498,10 @@ vp_status kernel_matmul_forward(vp_context *ctx, struct vk_recorder *rec,
                                 const struct vk_buffer *b, uint32_t M, uint32_t K, uint32_t N,
                                 const struct kernel_matmul_opts *opts) {
     const char *op = "matmul_forward";
-    enum kernel_matmul_variant v;
+    struct matmul_how how;
     size_t ws = vp_dtype_size(wtype);
     vp_status s = check_dims(M, K, N, op);
-    if (s == VP_OK) s = resolve_variant(ctx, opts, &v);
+    if (s == VP_OK) s = resolve_how(ctx, opts, &how);
     if (s != VP_OK || M == 0 || N == 0) return s;
     if ((s = check_tensor(ctx, y, (uint64_t)M * N, 4, op, "y")) != VP_OK ||
         (s = check_tensor(ctx, x, (uint64_t)M * K, 4, op, "x")) != VP_OK ||
@@ -352,7 +528,7 @@ vp_status kernel_matmul_forward(vp_context *ctx, struct vk_recorder *rec,
             };
             g.c.first += n0;
             if (b) g.e = bind_rows(ctx, b, 4, 0, 1, 1, n0, n1);
-            s = gemm_record(ctx, rec, v, &g);
+            s = gemm_record(ctx, rec, &how, &g);
         }
     }
     return s;
@@ -360,7 +536,7 @@ vp_status kernel_matmul_forward(vp_context *ctx, struct vk_recorder *rec,
 
 /* dX = dY·W: rows of dX by rows of dY; a W too long for one binding splits
  * the reduction, and later chunks add to the first (beta = 1). */
-static vp_status input_grad(vp_context *ctx, struct vk_recorder *rec, enum kernel_matmul_variant v,
+static vp_status input_grad(vp_context *ctx, struct vk_recorder *rec, const struct matmul_how *how,
                             const struct vk_buffer *dx, const struct vk_buffer *dy,
                             const struct vk_buffer *w, enum vp_dtype wtype, uint32_t M,
                             uint32_t K, uint32_t N) {
@@ -383,7 +559,7 @@ static vp_status input_grad(vp_context *ctx, struct vk_recorder *rec, enum kerne
                 .alpha = 1.0f, .beta = n0 == 0 ? 0.0f : 1.0f,
             };
             g.a.first += n0;
-            s = gemm_record(ctx, rec, v, &g);
+            s = gemm_record(ctx, rec, how, &g);
         }
     }
     return s;
@@ -392,7 +568,7 @@ static vp_status input_grad(vp_context *ctx, struct vk_recorder *rec, enum kerne
 /* dW += dYᵀ·X and db += Σ_m dY (the row sums of dYᵀ, fused into the same
  * dispatch; alone when dw is NULL): rows of dW by rows of W, the reduction
  * over M in binding-sized chunks added in order. */
-static vp_status weight_grad(vp_context *ctx, struct vk_recorder *rec, enum kernel_matmul_variant v,
+static vp_status weight_grad(vp_context *ctx, struct vk_recorder *rec, const struct matmul_how *how,
                              const struct vk_buffer *dw, const struct vk_buffer *db,
                              const struct vk_buffer *dy, const struct vk_buffer *x, uint32_t M,
                              uint32_t K, uint32_t N) {
@@ -424,7 +600,7 @@ static vp_status weight_grad(vp_context *ctx, struct vk_recorder *rec, enum kern
                 g.b = g.a;
                 g.c = g.e;
             }
-            s = gemm_record(ctx, rec, v, &g);
+            s = gemm_record(ctx, rec, how, &g);
         }
     }
     return s;
@@ -437,9 +613,9 @@ vp_status kernel_matmul_backward(vp_context *ctx, struct vk_recorder *rec,
                                  enum vp_dtype wtype, uint32_t M, uint32_t K, uint32_t N,
                                  const struct kernel_matmul_opts *opts) {
     const char *op = "matmul_backward";
-    enum kernel_matmul_variant v;
+    struct matmul_how how;
     vp_status s = check_dims(M, K, N, op);
-    if (s == VP_OK) s = resolve_variant(ctx, opts, &v);
+    if (s == VP_OK) s = resolve_how(ctx, opts, &how);
     if (s != VP_OK) return s;
     if (M == 0) return VP_OK;
     if ((N && (s = check_tensor(ctx, dy, (uint64_t)M * N, 4, op, "dy")) != VP_OK) ||
@@ -451,8 +627,8 @@ vp_status kernel_matmul_backward(vp_context *ctx, struct vk_recorder *rec,
         return s;
     if (N == 0) /* an empty sum: dX = 0, dW and db gain nothing */
         return dx ? vk_recorder_fill(rec, dx, 0, (VkDeviceSize)M * K * 4, 0) : VP_OK;
-    if (dx) s = input_grad(ctx, rec, v, dx, dy, w, wtype, M, K, N);
-    if (s == VP_OK && (dw || db)) s = weight_grad(ctx, rec, v, dw, db, dy, x, M, K, N);
+    if (dx) s = input_grad(ctx, rec, &how, dx, dy, w, wtype, M, K, N);
+    if (s == VP_OK && (dw || db)) s = weight_grad(ctx, rec, &how, dw, db, dy, x, M, K, N);
     return s;
 }
 
@@ -481,9 +657,9 @@ vp_status kernel_matmul_batched(vp_context *ctx, struct vk_recorder *rec, struct
                                 uint32_t M, uint32_t N, uint32_t K, bool trans_a, bool trans_b,
                                 float alpha, float beta, const struct kernel_matmul_opts *opts) {
     const char *op = "matmul_batched";
-    enum kernel_matmul_variant v;
+    struct matmul_how how;
     vp_status s = check_dims(M, K, N, op);
-    if (s == VP_OK) s = resolve_variant(ctx, opts, &v);
+    if (s == VP_OK) s = resolve_how(ctx, opts, &how);
     if (s != VP_OK || batch == 0 || M == 0 || N == 0) return s;
     uint64_t spans[3] = {matrix_span(M, N), matrix_span(trans_a ? K : M, trans_a ? M : K),
                          matrix_span(trans_b ? N : K, trans_b ? K : N)};
@@ -516,7 +692,7 @@ vp_status kernel_matmul_batched(vp_context *ctx, struct vk_recorder *rec, struct
             .trans_a = trans_a, .trans_b = trans_b,
             .alpha = alpha, .beta = beta,
         };
-        s = gemm_record(ctx, rec, v, &g);
+        s = gemm_record(ctx, rec, &how, &g);
     }
     return s;
 }
