@@ -2,14 +2,16 @@
 # Vulkan loader and no network): unpacks the loader (.gl/*.deb, downloaded here by apt-get download) and the
 # build tools/gpu/pack.sh made (.gpu/build.tar.xz), then runs the steps named in $STEPS (default: all of
 # them) in order. Run from the repository root: STEPS="sweep bench s2s" bash tools/gpu/experiment.sh
+#   core      the Vulkan tests $CORE names (a regular expression; default the matmul, decoder and seq2seq ones)
 #   sweep     matmul tile configurations (tools/gpu/matmul_sweep.sh)
 #   bench     vkpeft bench train (LLaMA shapes, with --profile on the small model) and inspect
 #   torch     PyTorch + PEFT training on the same models (tools/gpu/torch_bench.py)
-#   generate  vkpeft bench generate and transformers generate (tools/gpu/torch_generate.py)
+#   generate  vkpeft bench generate
+#   tgen      transformers generate on the same models (tools/gpu/torch_generate.py)
 #   s2s       BART/mBART LoRA trained by vkpeft, its PEFT files loaded by transformers + peft
 #   suite     the packed Vulkan tests (tools/gpu/runsuite.py), $SUITE_S seconds at most
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT
-STEPS=${STEPS:-"sweep bench torch generate s2s suite"}
+STEPS=${STEPS:-"core sweep bench torch generate tgen s2s suite"}
 for f in .gl/libvulkan1*.deb .gl/libegl1*.deb .gl/libglvnd0*.deb .gl/libopengl0*.deb .gl/libgl1*.deb .gl/libglx0*.deb .gl/libgles2*.deb; do dpkg -x $f /; done; ldconfig
 mkdir -p /tmp/deps; for f in .gl/vulkan-validationlayers*.deb .gl/libcjson1*.deb .gl/libopenblas0*.deb .gl/libgfortran5*.deb; do dpkg -x $f /tmp/deps; done
 export LD_LIBRARY_PATH=/tmp/deps/usr/lib/x86_64-linux-gnu:/tmp/deps/usr/lib/x86_64-linux-gnu/openblas-pthread
@@ -20,7 +22,9 @@ V=/tmp/gb/build/tools/vkpeft; export XDG_CACHE_HOME=/tmp/vkcache
 T0=$(date +%s); step() { echo "== [$(( $(date +%s) - T0 ))s] $*"; }
 has() { case " $STEPS " in *" $1 "*) return 0;; esac; return 1; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-if has bench || has torch || has generate; then
+if has core; then step core; SUITE_ONLY=${CORE:-"kernels_matmul|decoder|seq2seq|generate"} timeout ${CORE_S:-150} \
+  python3 tools/gpu/runsuite.py > $OUT/core.txt 2>&1; mv $OUT/suite.log $OUT/core.log; tail -20 $OUT/core.txt; fi
+if has bench || has torch || has generate || has tgen; then
   step models; python3 tools/gpu/mkmodels.py /tmp/m 2>&1 | grep -v -i "warn\|shards"; fi
 if has sweep; then step sweep; timeout ${SWEEP_S:-120} bash tools/gpu/matmul_sweep.sh $V 2>&1 | tail -40; fi
 if has bench; then
@@ -31,8 +35,8 @@ if has bench; then
 if has torch; then step torch-train; for spec in "small 4 64 20" "1b 4 512 8"; do set -- $spec
   timeout 150 python3 tools/gpu/torch_bench.py /tmp/m/$1 $2 $3 $4 2>&1 | grep -v -i "warn\|loading"; done; fi
 if has generate; then
-  step generate; for m in small 1b; do timeout 60 $V bench generate --model /tmp/m/$m --batch 4 --prompt-len 32 --new-tokens 32 2>&1 | tail -3; done
-  step torch-generate; timeout 90 python3 tools/gpu/torch_generate.py /tmp/m/small /tmp/m/1b 2>&1 | grep -v -i "warn\|loading"; fi
+  step generate; for m in small 1b; do timeout 60 $V bench generate --model /tmp/m/$m --batch 4 --prompt-len 32 --new-tokens 32 2>&1 | tail -3; done; fi
+if has tgen; then step torch-generate; timeout 90 python3 tools/gpu/torch_generate.py /tmp/m/small /tmp/m/1b 2>&1 | grep -v -i "warn\|loading"; fi
 if has s2s; then
   step s2s; python3 tools/gpu/mks2s.py /tmp/s 2>&1 | grep -v -i "warn"
   for m in bart mbart; do step s2s $m
