@@ -26,12 +26,16 @@ if has core; then step core; SUITE_ONLY=${CORE:-"kernels_matmul|decoder|seq2seq|
   python3 tools/gpu/runsuite.py > $OUT/core.txt 2>&1; mv $OUT/suite.log $OUT/core.log; tail -20 $OUT/core.txt; fi
 if has bench || has torch || has generate || has tgen; then
   step models; python3 tools/gpu/mkmodels.py /tmp/m 2>&1 | grep -v -i "warn\|shards"; fi
-if has sweep; then step sweep; timeout ${SWEEP_S:-120} bash tools/gpu/matmul_sweep.sh $V 2>&1 | tail -40; fi
+if has sweep; then step sweep; timeout ${SWEEP_S:-120} bash tools/gpu/matmul_sweep.sh $V 2>&1 | tail -40
+  # the single config with the least summed time, for one more 1.1B bench beside the per-shape choice
+  BEST=$(python3 -c "import json,glob,os; t={os.path.basename(p)[:-5]: sum(r['ms'] for r in json.load(open(p))['rows']) for p in glob.glob('$OUT/matmul_sweep/*.json')}; t.pop('auto',None); print(min(t,key=t.get) if t else '')"); echo "best single config: $BEST"; fi
 if has bench; then
   B="small lora 4 64 30 --profile|small mam:l=16,r=64,s=2 4 64 30 --profile|1b lora 4 512 6 --profile|1b lora 4 512 6 --checkpoint-activations|1b mam 4 512 4"
+  [ -n "${BEST:-}" ] && B="$B|1b lora 4 512 6 --best"
   IFS='|'; for spec in $B; do IFS=' '; set -- $spec; step bench $spec
-    timeout 90 $V bench train --model /tmp/m/$1 --delta $2 --batch $3 --len $4 --steps $5 --weights f16 $6 $7 2>&1 | head -${BENCH_LINES:-40}; done; IFS=' '
-  step inspect; for d in lora mam; do timeout 30 $V inspect --model /tmp/m/1b --delta $d --batch 4 --max-len 512 2>&1 | tail -14; done; fi
+    if [ "${6:-}" = --best ]; then echo "VKPEFT_MATMUL_TILES=$BEST"; VKPEFT_MATMUL_TILES=$BEST timeout 90 $V bench train --model /tmp/m/$1 --delta $2 --batch $3 --len $4 --steps $5 --weights f16
+    else timeout 90 $V bench train --model /tmp/m/$1 --delta $2 --batch $3 --len $4 --steps $5 --weights f16 $6 $7; fi 2>&1 | head -${BENCH_LINES:-60}; done; IFS=' '
+  step inspect; for d in lora mam; do timeout 30 $V inspect --model /tmp/m/1b --delta $d --batch 4 --max-len 512 2>&1; done; fi
 if has torch; then step torch-train; for spec in "small 4 64 20" "1b 4 512 8"; do set -- $spec
   timeout 150 python3 tools/gpu/torch_bench.py /tmp/m/$1 $2 $3 $4 2>&1 | grep -v -i "warn\|loading"; done; fi
 if has generate; then
