@@ -5,8 +5,8 @@
  *   TEXEL (CPU devices, lavapipe): matmul_texel.comp, register blocks fed
  *     through uniform texel buffers and subgroup shuffles;
  *   TILED (GPUs): matmul_tiled.comp, register-blocked shared-memory tiles
- *     (128x128 with 8x8 per invocation for big products, smaller ones when
- *     the grid would leave a GPU idle) chosen per GEMM shape within the
+ *     (64x64 with 4x4 per invocation for big products, 32x32 when the
+ *     grid would leave a GPU idle) chosen per GEMM shape within the
  *     limits profile, or forced with VKPEFT_MATMUL_TILES for tuning.
  *
  * Tensors longer than a binding range are bound in row ranges: X, Y, dX, dY
@@ -188,17 +188,15 @@ static bool tiled_shrink_to_fit(const vp_context *ctx, struct kernel_matmul_tile
 }
 
 /* The per-shape choice, largest tiles first:
- *   128x128, 8 deep, 8x8 per invocation (256): 4 vec4 shared reads per 64
- *     FMAs, the arithmetic intensity of the classic fast SGEMMs; 16.5 KiB;
- *   64x64, 16 deep, 4x4 (256): 2 reads per 16 FMAs, 4x the workgroups;
+ *   64x64, 16 deep, 4x4 (256): 2 vec4 shared reads per 16 FMAs;
  *   32x32, 16 deep, 4x4 (64): for products too small to fill a GPU any
  *     other way (a LoRA rank-8 product, a decode step of 4 rows).
  * The largest one whose grid has TILED_FILL workgroups and computes at most
  * a quarter more products than it keeps (M, N rounded up to the tile) wins:
  * a big desktop GPU has 100-140 multiprocessors, and one left idle costs
  * more than a smaller tile's lower intensity; padding costs FMAs outright
- * (attention's P·V, N = 64 in 128-wide tiles, would do twice the work that
- * 64x64 tiles do; a decode step's 4 rows in 128-row tiles are 97% padding). Failing that on every candidate, the one with the
+ * (a decode step's 4 rows in 64-row tiles are 94% padding). Failing that
+ * on every candidate, the one with the
  * most workgroups (the smallest, for a product that fits one workgroup of
  * every candidate). A limits profile that cannot run a candidate
  * gets it shrunk (mobile: 64x64x8 with 8x4 per invocation) or skipped.
@@ -209,8 +207,13 @@ static bool tiled_shrink_to_fit(const vp_context *ctx, struct kernel_matmul_tile
  * plans do not provide; the 32x32 tiles recover part of what it would. */
 enum { TILED_FILL = 128 };
 
+/* 128x128x8 with 8x8 is not a candidate: on an NVIDIA H200 (driver
+ * 580.159.04) it ran the 1.1B model's products with k-contiguous A (forward,
+ * dX) at about 2.2 TFLOP/s against 13.8 for 64x64x16 on the k/v projection,
+ * and made a training step 8x slower (3.9 s against 0.49 s with the old
+ * 64x64 shader); only its dW products (A transposed) were fast, 18.7 TFLOP/s.
+ * It stays selectable through VKPEFT_MATMUL_TILES for the sweep. */
 static const struct kernel_matmul_tiles tiled_candidates[] = {
-    {128, 128, 8, 8, 8},
     {64, 64, 16, 4, 4},
     {32, 32, 16, 4, 4},
 };

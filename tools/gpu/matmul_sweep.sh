@@ -11,7 +11,8 @@
 #
 # A config is BMxBNxBKxTMxTN (VKPEFT_MATMUL_TILES): a BM x BN tile of C per
 # workgroup, BK deep, TM x TN per invocation (4 or 8). The JSON of every run
-# goes to $OUT/matmul_sweep (default /tmp/matmul_sweep). BENCH_ARGS adds bench
+# goes to $OUT/matmul_sweep (default /tmp/matmul_sweep); a config gets
+# SWEEP_ONE_S seconds (default 60: on the H200 128x128x16 ran past 100). BENCH_ARGS adds bench
 # options (BENCH_ARGS='--quick --repeat 1' to try the script on a CPU device).
 set -eu
 bin=${1:?usage: matmul_sweep.sh path/to/vkpeft [BMxBNxBKxTMxTN ...]}
@@ -28,7 +29,7 @@ out=${OUT:-/tmp}/matmul_sweep
 mkdir -p "$out"
 for c in "$@"; do
     t0=$(date +%s)
-    if VKPEFT_MATMUL_TILES=$c "$bin" bench kernels --only matmul --matmul-variant tiled \
+    if VKPEFT_MATMUL_TILES=$c timeout ${SWEEP_ONE_S:-60} "$bin" bench kernels --only matmul --matmul-variant tiled \
         --no-blas --repeat 5 ${BENCH_ARGS:-} --json >"$out/$c.json" 2>"$out/$c.err"; then
         echo "$c: $(($(date +%s) - t0)) s" >&2
     else
