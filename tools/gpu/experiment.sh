@@ -3,8 +3,8 @@
 # build tools/gpu/pack.sh made (.gpu/build.tar.xz), then runs the steps named in $STEPS (default: all of
 # them) in order. Run from the repository root: STEPS="sweep bench s2s" bash tools/gpu/experiment.sh
 #   core      the Vulkan tests $CORE names (a regular expression; default the matmul, decoder and seq2seq ones)
-#   sweep     matmul tile configurations (tools/gpu/matmul_sweep.sh)
-#   bench     vkpeft bench train (LLaMA shapes, with --profile on the small model) and inspect
+#   sweep     matmul tile configurations (tools/gpu/matmul_sweep.sh; $SWEEP_CONFIGS, else its own list)
+#   bench     vkpeft bench train (LLaMA shapes, profiled; $BENCHES: "model delta B T steps [flag]|...") and inspect
 #   torch     PyTorch + PEFT training on the same models (tools/gpu/torch_bench.py)
 #   generate  vkpeft bench generate
 #   tgen      transformers generate on the same models (tools/gpu/torch_generate.py)
@@ -26,11 +26,11 @@ if has core; then step core; SUITE_ONLY=${CORE:-"kernels_matmul|decoder|seq2seq|
   python3 tools/gpu/runsuite.py > $OUT/core.txt 2>&1; mv $OUT/suite.log $OUT/core.log; tail -20 $OUT/core.txt; fi
 if has bench || has torch || has generate || has tgen; then
   step models; python3 tools/gpu/mkmodels.py /tmp/m 2>&1 | grep -v -i "warn\|shards"; fi
-if has sweep; then step sweep; timeout ${SWEEP_S:-120} bash tools/gpu/matmul_sweep.sh $V 2>&1 | tail -40
+if has sweep; then step sweep; timeout ${SWEEP_S:-120} bash tools/gpu/matmul_sweep.sh $V ${SWEEP_CONFIGS:-} 2>&1 | tail -40
   # the single config with the least summed time, for one more 1.1B bench beside the per-shape choice
   BEST=$(python3 -c "import json,glob,os; t={os.path.basename(p)[:-5]: sum(r['ms'] for r in json.load(open(p))['rows']) for p in glob.glob('$OUT/matmul_sweep/*.json')}; t.pop('auto',None); print(min(t,key=t.get) if t else '')"); echo "best single config: $BEST"; fi
 if has bench; then
-  B="small lora 4 64 30 --profile|small mam:l=16,r=64,s=2 4 64 30 --profile|1b lora 4 512 6 --profile|1b lora 4 512 6 --checkpoint-activations|1b mam 4 512 4"
+  B=${BENCHES:-"small lora 4 64 30 --profile|small mam:l=16,r=64,s=2 4 64 30 --profile|1b lora 4 512 6 --profile|1b lora 4 512 6 --checkpoint-activations|1b mam 4 512 4"}
   [ -n "${BEST:-}" ] && B="$B|1b lora 4 512 6 --best"
   IFS='|'; for spec in $B; do IFS=' '; set -- $spec; step bench $spec
     if [ "${6:-}" = --best ]; then echo "VKPEFT_MATMUL_TILES=$BEST"; VKPEFT_MATMUL_TILES=$BEST timeout 90 $V bench train --model /tmp/m/$1 --delta $2 --batch $3 --len $4 --steps $5 --weights f16
