@@ -3,10 +3,11 @@
 // The matmul variant for GPUs, shaped like the well-known fast SGEMM
 // kernels (register-blocked outer products fed from shared memory):
 //
-//   - a workgroup computes a BM x BN tile of C (128x128 for big products,
-//     64x64 or 32x32 when the grid would be too small or mostly padding;
-//     runtime/kernels/matmul.c chooses per shape, VKPEFT_MATMUL_TILES
-//     forces any valid tiles) from BK-deep slices of op(A) and op(B);
+//   - a workgroup computes a BM x BN tile of C (64x64 for big products,
+//     32x32 when the grid would be too small or mostly padding;
+//     runtime/kernels/matmul.c chooses per shape and says why 128x128 is
+//     not a choice; VKPEFT_MATMUL_TILES forces any valid tiles) from
+//     BK-deep slices of op(A) and op(B);
 //   - each invocation keeps a TM x TN block (8x8, 8x4 or 4x4) in
 //     registers, so a k-step costs TM/4 + TN/4 vec4 shared-memory reads for
 //     TM*TN fused multiply-adds (8x8: 4 reads for 64 FMAs);
