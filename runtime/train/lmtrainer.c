@@ -173,8 +173,8 @@ vp_status lm_trainer_set_source_len(struct lm_trainer *t, int S) {
     if (!t->s2s) return vp_fail(VP_ERROR_INVALID_ARGUMENT, "trainer: a source length is for an encoder-decoder model");
     if (t->s2s->loaded) return vp_fail(VP_ERROR_INVALID_ARGUMENT, "trainer: set the source length before loading");
     if (S < 0 || S > t->max_len)
-        return vp_fail(VP_ERROR_INVALID_ARGUMENT, "trainer: a source of %d tokens (the model takes 1 to %d)", S,
-                       t->max_len);
+        return vp_fail(VP_ERROR_INVALID_ARGUMENT, "trainer: %d source tokens exceed the %d the trainer takes "
+                       "(the model's positions, or --max-len)", S, t->max_len);
     t->src_len = S;
     return VP_OK;
 }
