@@ -27,6 +27,9 @@
  *   activation figures, an over-budget refusal names the flag, and inspect
  *   plans both;
  * - `vkpeft inspect` plans the model's memory;
+ * - `vkpeft bench train` steps it: B·(source + target) tokens a step, the
+ *   plan per pool inspect's (checkpointed or not), --profile's rows under
+ *   the encoder, decoder and cross-attention sites;
  * - bad flags and data exit 2 naming the flag, file and line.
  * argv[1] is the vkpeft binary. */
 #include "clitest.h"
