@@ -491,9 +491,15 @@ static void bench_generate_runs(void) {
     CHECKF(j && json_number(j, "prefill_tokens_per_s") > 0 && json_number(j, "decode_tokens_per_s") > 0 &&
                json_number(j, "uncached_decode_tokens_per_s") > 0 && json_number(j, "batch") == 2,
            "%s", r.out);
-    /* --profile: one cached decoder step. */
+    /* --profile: one cached decoder step, under the training forward's
+     * sites and the head's. */
+    const cJSON *rows = j ? cJSON_GetObjectItemCaseSensitive(j, "profile") : NULL;
     if (j && profile_consistent(j))
-        CHECKF(profile_has(cJSON_GetObjectItemCaseSensitive(j, "profile"), NULL, "attention"), "%s", r.out);
+        CHECKF(profile_has(rows, "forward decoder attention", "attention") &&
+                   profile_has(rows, "forward cross attention", "attention") &&
+                   profile_has(rows, "forward decoder ffn", "activation") && profile_has(rows, "head", "matmul_") &&
+                   !profile_has(rows, "forward encoder attention", ""),
+               "%s", r.out);
     cJSON_Delete(j);
 }
 
