@@ -27,6 +27,9 @@
  *   activation figures, an over-budget refusal names the flag, and inspect
  *   plans both;
  * - `vkpeft inspect` plans the model's memory;
+ * - `vkpeft bench train` steps it: B·(source + target) tokens a step, the
+ *   plan per pool inspect's (checkpointed or not), --profile's rows under
+ *   the encoder, decoder and cross-attention sites;
  * - bad flags and data exit 2 naming the flag, file and line.
  * argv[1] is the vkpeft binary. */
 #include "clitest.h"
@@ -488,9 +491,96 @@ static void bench_generate_runs(void) {
     CHECKF(j && json_number(j, "prefill_tokens_per_s") > 0 && json_number(j, "decode_tokens_per_s") > 0 &&
                json_number(j, "uncached_decode_tokens_per_s") > 0 && json_number(j, "batch") == 2,
            "%s", r.out);
-    /* --profile: one cached decoder step. */
+    /* --profile: one cached decoder step, under the training forward's
+     * sites and the head's. */
+    const cJSON *rows = j ? cJSON_GetObjectItemCaseSensitive(j, "profile") : NULL;
     if (j && profile_consistent(j))
-        CHECKF(profile_has(cJSON_GetObjectItemCaseSensitive(j, "profile"), NULL, "attention"), "%s", r.out);
+        CHECKF(profile_has(rows, "forward decoder attention", "attention") &&
+                   profile_has(rows, "forward cross attention", "attention") &&
+                   profile_has(rows, "forward decoder ffn", "activation") && profile_has(rows, "head", "matmul_") &&
+                   !profile_has(rows, "forward encoder attention", ""),
+               "%s", r.out);
+    cJSON_Delete(j);
+}
+
+/* vkpeft bench train on an encoder-decoder: the figures are there (never
+ * asserted on), a step counts B·(source + target) tokens, and the memory it
+ * planned per pool is inspect's plan for the same shape (frozen and
+ * activations exactly; the trainer adds its optimiser's buffers to the
+ * trainable and staging pools), with --checkpoint-activations inspect's
+ * checkpointed activations. */
+static void bench_train_seq2seq(void) {
+    if (!setup()) return;
+    run("inspect --model bart --delta lora --batch 2 --max-len 8 --json");
+    EXPECT_EXIT(0);
+    cJSON *in = output_json();
+    const cJSON *plan = in ? cJSON_GetObjectItemCaseSensitive(in, "plan") : NULL;
+    if (!CHECKF(plan, "%s", r.out)) {
+        cJSON_Delete(in);
+        return;
+    }
+    for (int ckpt = 0; ckpt < 2; ckpt++) {
+        run(ckpt ? "bench train --model bart --delta lora --batch 2 --len 8 --steps 2 --checkpoint-activations --json"
+                 : "bench train --model bart --delta lora --batch 2 --len 8 --steps 2 --json");
+        EXPECT_EXIT(0);
+        cJSON *j = output_json();
+        if (!CHECKF(j, "%s", r.out)) break;
+        CHECK(json_number(j, "batch") == 2 && json_number(j, "len") == 8 && json_number(j, "target_len") == 8);
+        CHECK(json_number(j, "tokens_per_step") == 2 * (8 + 8));
+        CHECK(json_number(j, "ms_per_step") > 0 && json_number(j, "tokens_per_second") > 0);
+        CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "checkpoint_activations")) == ckpt);
+        const cJSON *mem = cJSON_GetObjectItemCaseSensitive(j, "planned_bytes");
+        const double acts = json_number(plan, ckpt ? "activations_checkpointed" : "activations");
+        CHECKF(json_number(mem, "frozen") == json_number(plan, "frozen"), "frozen %g, inspect %g",
+               json_number(mem, "frozen"), json_number(plan, "frozen"));
+        CHECKF(json_number(mem, "activations") == acts, "activations %g, inspect %g", json_number(mem, "activations"),
+               acts);
+        CHECK(json_number(mem, "trainable") >= json_number(plan, "trainable") &&
+              json_number(mem, "staging") >= json_number(plan, "staging"));
+        CHECK(json_number(mem, "total") == json_number(mem, "frozen") + json_number(mem, "trainable") +
+                                               json_number(mem, "activations") + json_number(mem, "staging"));
+        cJSON_Delete(j);
+    }
+    CHECK(json_number(plan, "activations_checkpointed") < json_number(plan, "activations"));
+    cJSON_Delete(in);
+    /* sources and targets of their own lengths */
+    run("bench train --model bart --delta lora --batch 2 --len 12 --target-len 4 --steps 1");
+    EXPECT_EXIT(0);
+    EXPECT_OUTPUT("2 x (12 source + 4 target) tokens");
+    run("bench train --model bart --delta lora --batch 2 --len 40 --steps 1");
+    EXPECT_EXIT(2);
+    EXPECT_OUTPUT("40 source tokens");
+    run("bench train --model bart --delta lora --batch 2 --len 8 --target-len 40 --steps 1");
+    EXPECT_EXIT(2);
+    EXPECT_OUTPUT("40 target tokens");
+    run("bench train --model bart --target-len 0");
+    EXPECT_EXIT(2);
+    EXPECT_OUTPUT("--target-len");
+}
+
+/* bench train --profile on an encoder-decoder: the rows add up to the
+ * step's commands, and the kernels are there under the seq2seq's sites
+ * (each stack's attention and FFN, cross-attention, both directions) and
+ * the deltas'. */
+static void bench_train_seq2seq_profile(void) {
+    if (!setup()) return;
+    run("bench train --model bart --delta lora --batch 2 --len 8 --steps 1 --profile --json");
+    EXPECT_EXIT(0);
+    cJSON *j = output_json();
+    if (!CHECKF(j, "%s", r.out)) return;
+    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(j, "profile");
+    CHECK(profile_consistent(j));
+    static const char *const blocks[] = {"encoder attention", "decoder attention", "cross attention", "encoder ffn",
+                                         "decoder ffn"};
+    for (int b = 0; b < 5; b++)
+        for (int back = 0; back < 2; back++) {
+            char site[64];
+            snprintf(site, sizeof site, "%s %s", back ? "backward" : "forward", blocks[b]);
+            CHECKF(profile_has(rows, site, b < 3 ? "attention_" : "activation"), "no %s row", site);
+        }
+    CHECK(profile_has(rows, "forward", "cross_entropy") && profile_has(rows, "backward", "cross_entropy"));
+    CHECK(profile_has(rows, "forward lora", "matmul_") && profile_has(rows, "backward lora", "matmul_"));
+    CHECK(profile_has(rows, "optimizer", "adamw"));
     cJSON_Delete(j);
 }
 
@@ -572,7 +662,8 @@ int main(int argc, char **argv) {
         TH_CASE(peft_files_eval_alike), TH_CASE(bart_lora_target_names),
         TH_CASE(generate_and_text_metrics), TH_CASE(s2s_kill_and_resume),
         TH_CASE(checkpoint_activations_same_loss), TH_CASE(dropout_reaches_the_model), TH_CASE(inspect_plans_memory),
-        TH_CASE(inspect_plans_generation), TH_CASE(bench_generate_runs), TH_CASE(bad_input_exits_2),
+        TH_CASE(inspect_plans_generation), TH_CASE(bench_generate_runs), TH_CASE(bench_train_seq2seq),
+        TH_CASE(bench_train_seq2seq_profile), TH_CASE(bad_input_exits_2),
         TH_CASE(teardown),
     };
     return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);

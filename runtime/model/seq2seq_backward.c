@@ -5,7 +5,10 @@
  * no gradient. The buffers g_* are shared by every block: g_x holds the
  * gradient of the current block's output, then of its input. With
  * activation checkpointing each layer's forward is recorded again from its
- * kept input right before its backward (seq2seq_lm.h).
+ * kept input right before its backward (seq2seq_lm.h), under the forward's
+ * profile sites; the backward's are "backward" (loss, head, embeddings),
+ * "backward {encoder,decoder,cross} attention" and "backward
+ * {encoder,decoder} ffn", with the decoder's delta sites inside them.
  *
  * Per block, with h = x + o(x) and y = LN(h) (post-LN) or y = h (pre-LN):
  *   dh = LN'(h)ᵀ·dy or dy;  dx = dh + (d a_in through the sublayer), where
@@ -157,11 +160,15 @@ static vp_status stack_backward(struct seq2seq *m, struct vk_recorder *rec, cons
         /* checkpointing: layer l again into the buffers the stack's layers
          * share (the last one's are still there from the forward) */
         if (c->opt.checkpoint_activations && l < w->layers - 1) st = s2s_layer_forward(m, rec, w, sa, enc, l);
+        const char *site = vk_recorder_label(rec, enc ? "backward decoder ffn" : "backward encoder ffn");
         if (st == VP_OK) st = ffn_backward(m, rec, blk, &w->layer[l].ffn, &la->ffn, N, (uint32_t)w->I);
+        vk_recorder_label(rec, "backward cross attention");
         if (st == VP_OK && enc)
             st = attn_backward(m, rec, s2s_block(m, DELTA_STACK_CROSS, l), &w->layer[l].cross, &la->cross, sa, enc,
                                false, true);
+        vk_recorder_label(rec, enc ? "backward decoder attention" : "backward encoder attention");
         if (st == VP_OK) st = attn_backward(m, rec, blk, &w->layer[l].self, &la->self, sa, sa, enc != NULL, false);
+        vk_recorder_label(rec, site);
     }
     /* g_x is dL/dx now; through the embeddings' dropout */
     dec_record_dropout_back(c, rec, &a->g_x, &a->g_x, (uint64_t)N * d, ar->hidden_dropout, s2s_first_block(m, w),
@@ -188,6 +195,7 @@ vp_status s2s_record_backward(struct seq2seq *m, struct vk_recorder *rec) {
     const uint32_t Nd = (uint32_t)(a->B * a->T), Ne = (uint32_t)(a->B * a->S), d = (uint32_t)m->arch.hidden;
     const uint32_t V = (uint32_t)m->arch.vocab_size;
     const struct kernel_cross_entropy_config ce = {Nd, V, ENCODER_IGNORE_INDEX, (float)c->opt.label_smoothing};
+    const char *site = vk_recorder_label(rec, "backward"); /* loss, head, embeddings; the blocks name theirs */
     vp_status st = kernel_cross_entropy_backward(m->ctx, rec, &a->g_logits, &a->logits, &a->targets, &a->ce_lse,
                                                  &a->loss, 1.0f, &ce);
     if (st == VP_OK) /* dW_head += dlogitsᵀ·y_dec when trained (tied: the shared table's) */
@@ -199,5 +207,6 @@ vp_status s2s_record_backward(struct seq2seq *m, struct vk_recorder *rec) {
     if (st == VP_OK) st = vk_recorder_copy(rec, &a->g_x, 0, &a->g_enc, 0, (uint64_t)Ne * d * 4);
     if (st == VP_OK) st = stack_backward(m, rec, &m->enc, &a->enc, NULL);
     if (st == VP_OK && c->prefix_max) st = dec_record_prefixes_back(c, rec);
+    vk_recorder_label(rec, site);
     return st;
 }

@@ -5,7 +5,10 @@
  * block's LayerNorm sits. Delta sites, linear layers and norms are the
  * decoder's (decoder_lm.h), run on the inner decoder at the block's index.
  * Dropout sites (training passes with dropout on; seq2seq_options) drop in
- * place, keyed by the block's index and the site. */
+ * place, keyed by the block's index and the site. Profile sites
+ * (vk_recorder_label): "forward" (embeddings, head, loss), "forward
+ * {encoder,decoder,cross} attention", "forward {encoder,decoder} ffn", and
+ * the decoder's delta sites inside them ("forward lora", ...). */
 #include "seq2seq_lm.h"
 
 /* Block blk's attention of Tq queries over Tk keys with its prefix rows and,
@@ -187,13 +190,17 @@ vp_status s2s_layer_forward(struct seq2seq *m, struct vk_recorder *rec, const st
     const int blk = s2s_block(m, enc ? DELTA_STACK_DECODER : DELTA_STACK_ENCODER, l);
     struct s2s_layer_acts *la = &sa->layer[l];
     const struct vk_buffer *x = l ? sa->layer[l - 1].ffn.y : &sa->x;
+    const char *site = vk_recorder_label(rec, enc ? "forward decoder attention" : "forward encoder attention");
     vp_status st = attn_forward(m, rec, blk, &w->layer[l].self, &la->self, x, sa, sa, NULL, enc != NULL);
     x = la->self.y;
+    vk_recorder_label(rec, "forward cross attention");
     if (st == VP_OK && enc)
         st = attn_forward(m, rec, s2s_block(m, DELTA_STACK_CROSS, l), &w->layer[l].cross, &la->cross, x, sa, enc,
                           enc->out, false);
     if (enc) x = la->cross.y;
+    vk_recorder_label(rec, enc ? "forward decoder ffn" : "forward encoder ffn");
     if (st == VP_OK) st = s2s_ffn_forward(m, rec, blk, &w->layer[l].ffn, &la->ffn, x, N, (uint32_t)w->I);
+    vk_recorder_label(rec, site);
     return st;
 }
 
@@ -217,6 +224,7 @@ vp_status s2s_stack_forward(struct seq2seq *m, struct vk_recorder *rec, const st
 vp_status s2s_record_forward(struct seq2seq *m, struct vk_recorder *rec) {
     struct s2s_acts *a = &m->acts;
     const uint32_t Nd = (uint32_t)(a->B * a->T), d = (uint32_t)m->arch.hidden, V = (uint32_t)m->arch.vocab_size;
+    const char *site = vk_recorder_label(rec, "forward"); /* embeddings, head, loss; the blocks name theirs */
     vp_status st = dec_record_prefixes(&m->core, rec);
     if (st == VP_OK) st = s2s_stack_forward(m, rec, &m->enc, &a->enc, NULL);
     if (st == VP_OK) st = s2s_stack_forward(m, rec, &m->dec, &a->dec, &a->enc);
@@ -227,5 +235,6 @@ vp_status s2s_record_forward(struct seq2seq *m, struct vk_recorder *rec) {
     if (st == VP_OK)
         st = kernel_cross_entropy_forward(m->ctx, rec, &a->loss, &a->ce_lse, NULL, &a->ce_scratch, &a->logits,
                                           &a->targets, &ce);
+    vk_recorder_label(rec, site);
     return st;
 }

@@ -290,26 +290,34 @@ static vp_status record_step(void *gen, struct vk_recorder *rec) {
     struct dec_acts *ca = &m->core.acts;
     ca->ids_hsplit = g->hsplit;
     ca->ids_hmerge = g->hmerge;
+    /* the training forward's profile sites (seq2seq_forward.c), and the head's */
+    const char *site = vk_recorder_label(rec, "forward");
     if (st == VP_OK) st = s2s_embed_forward(m, rec, &m->dec, dec, (uint32_t)R);
     const struct vk_buffer *x = &dec->x;
     for (int l = 0; l < m->Ld && st == VP_OK; l++) {
         struct s2s_layer_acts *la = &dec->layer[l];
+        vk_recorder_label(rec, "forward decoder attention");
         st = step_self(g, rec, l, x);
+        vk_recorder_label(rec, "forward cross attention");
         if (st == VP_OK) st = step_cross(g, rec, l, la->self.y);
+        vk_recorder_label(rec, "forward decoder ffn");
         if (st == VP_OK)
             st = s2s_ffn_forward(m, rec, s2s_block(m, DELTA_STACK_DECODER, l), &m->dec.layer[l].ffn, &la->ffn,
                                  la->cross.y, (uint32_t)R, (uint32_t)m->dec.I);
         x = la->ffn.y;
     }
+    vk_recorder_label(rec, "forward");
     if (st == VP_OK && m->dec.final_w) {
         st = dec_record_norm(&m->core, rec, &dec->final_out, &dec->final_mean, &dec->final_rstd, x, m->dec.final_w,
                              m->dec.final_b, (uint32_t)R);
         x = &dec->final_out;
     }
+    vk_recorder_label(rec, "head");
     if (st == VP_OK)
         st = kernel_matmul_forward(m->ctx, rec, &a->logits, x, dec_wbuf(m->head), m->head->dtype,
                                    &m->logits_bias->frozen, (uint32_t)R, d, V, NULL);
     if (st == VP_OK) st = vk_recorder_copy(rec, &g->stage_out, 0, &a->logits, 0, R * V * 4);
+    vk_recorder_label(rec, site);
     return st;
 }
 

@@ -16,6 +16,7 @@ struct lm_trainer {
     struct trainer *tr;
     struct trainer_options o;
     int max_len;
+    int src_len;             /* seq2seq: every batch's source length; 0: the target's */
 };
 
 /* ------------------------------------------------------------------------
@@ -39,27 +40,35 @@ static float dec_loss(const void *m) {
 static void dec_destroy(void *m) { decoder_destroy(m); }
 static void dec_set_step(void *m, uint32_t step) { decoder_set_step(m, step); }
 
-/* The encoder-decoder as a trainer_model: the trainer's one length T is
- * both the source and the target length (both padded to it). */
-static vp_status s2s_zero(void *m, struct vk_recorder *rec) { return seq2seq_record_zero_grads(m, rec); }
-static vp_status s2s_train(void *m, struct vk_recorder *rec) { return seq2seq_record(m, rec, SEQ2SEQ_PASS_TRAIN); }
-static struct delta_params *s2s_params(void *m) { return seq2seq_params(m); }
-static void s2s_shape(const void *m, int *B, int *T) {
+/* The encoder-decoder as a trainer_model (self: the lm_trainer): the
+ * trainer's one length T is the target length, and the source's too
+ * (both padded to it) unless lm_trainer_set_source_len fixed the source's. */
+static struct seq2seq *s2s_of(const void *t) { return ((const struct lm_trainer *)t)->s2s; }
+static int s2s_src(const void *t, int T) {
+    const int S = ((const struct lm_trainer *)t)->src_len;
+    return S > 0 ? S : T;
+}
+static vp_status s2s_zero(void *t, struct vk_recorder *rec) { return seq2seq_record_zero_grads(s2s_of(t), rec); }
+static vp_status s2s_train(void *t, struct vk_recorder *rec) {
+    return seq2seq_record(s2s_of(t), rec, SEQ2SEQ_PASS_TRAIN);
+}
+static struct delta_params *s2s_params(void *t) { return seq2seq_params(s2s_of(t)); }
+static void s2s_shape(const void *t, int *B, int *T) {
     int S;
-    seq2seq_batch_shape(m, B, &S, T);
+    seq2seq_batch_shape(s2s_of(t), B, &S, T);
 }
-static vp_status s2s_set(void *m, int B, int T) { return seq2seq_set_batch(m, B, T, T); }
-static vp_status s2s_plan(const void *m, int B, int T, uint64_t bytes[VP_POOL_COUNT]) {
-    return seq2seq_plan(m, B, T, T, bytes);
+static vp_status s2s_set(void *t, int B, int T) { return seq2seq_set_batch(s2s_of(t), B, s2s_src(t, T), T); }
+static vp_status s2s_plan(const void *t, int B, int T, uint64_t bytes[VP_POOL_COUNT]) {
+    return seq2seq_plan(s2s_of(t), B, s2s_src(t, T), T, bytes);
 }
-static vp_status s2s_load(void *m, int B, int T) { return seq2seq_load(m, B, T, T); }
-static float s2s_loss(const void *m) {
+static vp_status s2s_load(void *t, int B, int T) { return seq2seq_load(s2s_of(t), B, s2s_src(t, T), T); }
+static float s2s_loss(const void *t) {
     float loss = 0;
-    seq2seq_loss(m, &loss, NULL);
+    seq2seq_loss(s2s_of(t), &loss, NULL);
     return loss;
 }
-static void s2s_destroy(void *m) { seq2seq_destroy(m); }
-static void s2s_set_step(void *m, uint32_t step) { seq2seq_set_step(m, step); }
+static void s2s_destroy(void *t) { seq2seq_destroy(s2s_of(t)); }
+static void s2s_set_step(void *t, uint32_t step) { seq2seq_set_step(s2s_of(t), step); }
 
 /* Opens the model dir holds (a decoder, or BART/mBART) into t. */
 static vp_status open_model(struct lm_trainer *t, const char *model_dir, const struct delta_spec *spec,
@@ -81,7 +90,7 @@ static vp_status open_model(struct lm_trainer *t, const char *model_dir, const s
         const struct model_arch *sa = seq2seq_arch(t->s2s);
         bool drops = sopt.dropout && (sa->hidden_dropout > 0 || sa->attention_dropout > 0 || sa->activation_dropout > 0);
         for (int i = 0; sopt.dropout && i < spec->count; i++) drops |= spec->modules[i].dropout > 0;
-        *model = (struct trainer_model){t->s2s, s2s_zero, s2s_train, s2s_params, s2s_shape, s2s_set, s2s_plan,
+        *model = (struct trainer_model){t, s2s_zero, s2s_train, s2s_params, s2s_shape, s2s_set, s2s_plan,
                                         s2s_load, s2s_loss, s2s_destroy, drops ? s2s_set_step : NULL};
         *limit = seq2seq_arch(t->s2s)->max_positions;
         return VP_OK;
@@ -159,6 +168,16 @@ struct trainer *lm_trainer_trainer(struct lm_trainer *t) { return t->tr; }
 int lm_trainer_max_len(const struct lm_trainer *t) { return t->max_len; }
 
 vp_status lm_trainer_load(struct lm_trainer *t, int longest) { return trainer_load(t->tr, longest); }
+
+vp_status lm_trainer_set_source_len(struct lm_trainer *t, int S) {
+    if (!t->s2s) return vp_fail(VP_ERROR_INVALID_ARGUMENT, "trainer: a source length is for an encoder-decoder model");
+    if (t->s2s->loaded) return vp_fail(VP_ERROR_INVALID_ARGUMENT, "trainer: set the source length before loading");
+    if (S < 0 || S > t->max_len)
+        return vp_fail(VP_ERROR_INVALID_ARGUMENT, "trainer: %d source tokens exceed the %d the trainer takes "
+                       "(the model's positions, or --max-len)", S, t->max_len);
+    t->src_len = S;
+    return VP_OK;
+}
 
 /* ------------------------------------------------------------------------
  * Batches
@@ -614,6 +633,9 @@ static vp_status fit_loop(struct lm_fit *f) {
 vp_status lm_trainer_fit(struct lm_trainer *t, const struct lm_fit_config *c, const struct lm_scan *train,
                          struct lm_summary *out) {
     memset(out, 0, sizeof *out);
+    if (t->src_len)
+        return vp_fail(VP_ERROR_INVALID_ARGUMENT, "trainer: a fit pads sources and targets to one length; this "
+                       "trainer has a fixed source length (lm_trainer_set_source_len)");
     struct lm_fit f = {.t = t, .c = c, .sum = out, .batches_per_epoch = train->batches ? train->batches : 1};
     /* trainer_total_steps counts micro-batches as ceil(n / batch). */
     f.total = trainer_total_steps(&t->o, f.batches_per_epoch * (uint64_t)t->o.batch);

@@ -72,6 +72,14 @@ vp_status lm_trainer_scan(const struct lm_trainer *t, const struct lm_fit_config
                           struct lm_scan *out);
 /* Loads the decoder for batches of `longest` tokens and the optimiser. */
 vp_status lm_trainer_load(struct lm_trainer *t, int longest);
+/* Encoder-decoders, before lm_trainer_load: every batch's source has S
+ * tokens whatever its target's length T (the trainer's length), as a
+ * benchmark of sources longer or shorter than targets wants; the caller
+ * writes batches of that shape (seq2seq_write_batch after
+ * trainer_set_shape). 0: S = T, as lm_trainer_fit pads both (a fit refuses
+ * a fixed S). VP_ERROR_INVALID_ARGUMENT for a decoder-only model or S past
+ * the trainer's max_len. */
+vp_status lm_trainer_set_source_len(struct lm_trainer *t, int S);
 
 struct lm_eval_result {
     double loss;       /* mean cross-entropy over scored tokens */
