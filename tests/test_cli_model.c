@@ -1,8 +1,10 @@
 /* vkpeft inspect and vkpeft merge as a user runs them: counts on a
  * roberta-base-sized config.json without weights, every preset, --json,
  * merging a LoRA delta into a tiny model, and bad input (exit 2 with a
- * message that names the problem). argv[1] is the path of the vkpeft
- * binary. */
+ * message that names the problem); vkpeft eval without --delta on the
+ * merged folder scores what the base with the delta scores (labels by
+ * config.json's id2label), and on a folder without a trained head exits 2.
+ * argv[1] is the path of the vkpeft binary. */
 #include "encoder.h"
 #include "harness.h"
 #include "params.h"
@@ -88,8 +90,9 @@ static double num(const cJSON *o, const char *key) {
     return cJSON_IsNumber(v) ? v->valuedouble : -1;
 }
 
-/* A tiny model folder with random F32 weights, head and tokenizer.json. */
-static bool write_tiny_model(const char *dir) {
+/* A tiny model folder with random F32 weights, the head (unless !head: a
+ * bare pretrained checkpoint) and tokenizer.json. */
+static bool write_tiny_model(const char *dir, bool head) {
     struct model_arch arch;
     if (!CHECK(vp_mkdir_p(dir) == VP_OK) ||
         !CHECK(model_arch_parse(ROBERTA_TINY, strlen(ROBERTA_TINY), "config.json", &arch) == VP_OK))
@@ -101,7 +104,7 @@ static bool write_tiny_model(const char *dir) {
     ok = ok && write_text(path, "{}");
     struct encoder_tensor_desc desc[64];
     int n = encoder_model_tensors(&arch, desc);
-    n += encoder_head_tensors(&arch, desc + n);
+    if (head) n += encoder_head_tensors(&arch, desc + n);
     struct io_tensor_out out[64];
     float *data[64];
     uint64_t st = 11;
@@ -168,7 +171,7 @@ static bool setup(void) {
     snprintf(root, sizeof root, "/tmp/vkpeft-test-cli-model-XXXXXX");
     if (!CHECK(mkdtemp(root) != NULL)) return false;
     return CHECK(vp_mkdir_p(path_of("roberta-base")) == VP_OK) &&
-           write_text(path_of("roberta-base/config.json"), ROBERTA_BASE) && write_tiny_model(path_of("tiny")) &&
+           write_text(path_of("roberta-base/config.json"), ROBERTA_BASE) && write_tiny_model(path_of("tiny"), true) &&
            write_peft_lora(path_of("peft-lora")) && write_mam_delta(path_of("mam"), path_of("tiny"));
 }
 
@@ -391,6 +394,80 @@ static void merge_lora(void) {
     EXPECT_EXIT(0);
 }
 
+/* Labelled examples for the tiny model (ids 2..39, at most 14 tokens: 16
+ * positions less RoBERTa's pad offset), labels as ids or, with `names`,
+ * as the merged config's id2label names (LABEL_k) and one it lacks. */
+static bool write_dev(const char *path, bool names, bool unknown) {
+    char text[8192];
+    size_t n = 0;
+    uint64_t st = 23;
+    for (int i = 0; i < 24; i++) {
+        const int len = 3 + i % 10, label = (int)(th_rand_u64(&st) % 2);
+        n += (size_t)snprintf(text + n, sizeof text - n, "{\"input_ids\": [");
+        for (int t = 0; t < len; t++)
+            n += (size_t)snprintf(text + n, sizeof text - n, "%s%d", t ? ", " : "", 2 + (int)(th_rand_u64(&st) % 38));
+        if (!names) n += (size_t)snprintf(text + n, sizeof text - n, "], \"label\": %d}\n", label);
+        else if (unknown && i == 5) n += (size_t)snprintf(text + n, sizeof text - n, "], \"label\": \"positive\"}\n");
+        else n += (size_t)snprintf(text + n, sizeof text - n, "], \"label\": \"LABEL_%d\"}\n", label);
+    }
+    return write_text(path, text);
+}
+
+/* vkpeft eval --json (f32 weights) of `model` with `delta` (NULL: none);
+ * false with a failed check when it does not succeed. */
+static bool eval_figures(const char *model, const char *delta, const char *data, double *accuracy, double *loss) {
+    run("eval --model %s%s%s --data %s --weights f32 --batch 8 --json", model, delta ? " --delta " : "",
+        delta ? delta : "", data);
+    EXPECT_EXIT(0);
+    cJSON *j = r.code == 0 ? parse_output() : NULL;
+    if (!j) return false;
+    *accuracy = num(j, "accuracy");
+    *loss = num(j, "loss");
+    cJSON_Delete(j);
+    return true;
+}
+
+/* The merged folder alone scores what the base scores with the delta. Both
+ * run the same f32 kernels; the merged folder holds W' = W + s·B·A rounded
+ * once to f32 where the delta run adds s·(x·Aᵀ)·Bᵀ (rank 2) to x·Wᵀ: a few
+ * units of f32 rounding (2⁻²⁴ · K, K ≤ 24 the reduction length) per
+ * projection output, which moves a mean cross-entropy near 0.7 by ~1e-6
+ * at most through two layers; 1e-5 relative keeps a margin (as
+ * test_cli_merge.c). The base's own loss must differ by more than 100
+ * times that, or a merge that dropped the LoRA would pass. */
+static void merge_then_eval(void) {
+    if (!setup() || !write_dev(path_of("dev.jsonl"), false, false) ||
+        !write_dev(path_of("dev-names.jsonl"), true, false) || !write_dev(path_of("dev-bad.jsonl"), true, true) ||
+        !write_tiny_model(path_of("tiny-bare"), false))
+        return;
+    run("merge --model %s --delta %s --out %s", path_of("tiny"), path_of("peft-lora"), path_of("merged-eval"));
+    EXPECT_EXIT(0);
+    double acc_with, loss_with, acc_alone, loss_alone, acc_base, loss_base, acc_named, loss_named;
+    if (!eval_figures(path_of("tiny"), path_of("peft-lora"), path_of("dev.jsonl"), &acc_with, &loss_with) ||
+        !eval_figures(path_of("merged-eval"), NULL, path_of("dev.jsonl"), &acc_alone, &loss_alone) ||
+        !eval_figures(path_of("tiny"), NULL, path_of("dev.jsonl"), &acc_base, &loss_base))
+        return;
+    th_diag("loss %.9g with the delta, %.9g merged, %.9g base", loss_with, loss_alone, loss_base);
+    CHECKF(acc_alone == acc_with, "accuracy %g merged, %g with the delta", acc_alone, acc_with);
+    CHECKF(fabs(loss_alone - loss_with) <= 1e-5 * fabs(loss_with), "loss %.9g merged, %.9g with the delta",
+           loss_alone, loss_with);
+    CHECKF(fabs(loss_base - loss_with) > 1e-3 * fabs(loss_with), "the delta moves the loss only from %.9g to %.9g",
+           loss_base, loss_with);
+    /* Label names map through the merged config.json's id2label. */
+    if (eval_figures(path_of("merged-eval"), NULL, path_of("dev-names.jsonl"), &acc_named, &loss_named))
+        CHECKF(acc_named == acc_alone && loss_named == loss_alone, "named labels: accuracy %g loss %.9g, ids: %g %.9g",
+               acc_named, loss_named, acc_alone, loss_alone);
+    run("eval --model %s --data %s", path_of("merged-eval"), path_of("dev-bad.jsonl"));
+    EXPECT_EXIT(2);
+    EXPECT_OUTPUT("\"positive\" is not one of the labels of");
+    EXPECT_OUTPUT("config.json's id2label (LABEL_0, LABEL_1)");
+    /* A bare pretrained checkpoint has no head to score with. */
+    run("eval --model %s --data %s", path_of("tiny-bare"), path_of("dev.jsonl"));
+    EXPECT_EXIT(2);
+    EXPECT_OUTPUT("tiny-bare has no trained classification head");
+    EXPECT_OUTPUT("classifier.dense.weight, classifier.dense.bias, classifier.out_proj.weight");
+}
+
 static void merge_bad_input(void) {
     if (!setup()) return;
     run("merge --model %s --delta %s --out %s", path_of("tiny"), path_of("mam"), path_of("merged-mam"));
@@ -431,7 +508,7 @@ int main(int argc, char **argv) {
     static const struct th_case cases[] = {
         TH_CASE(help_texts),          TH_CASE(inspect_roberta_base_lora),   TH_CASE(inspect_every_preset),
         TH_CASE(inspect_weights_and_folders), TH_CASE(inspect_decoder_models), TH_CASE(inspect_bad_input), TH_CASE(merge_lora),
-        TH_CASE(merge_bad_input),     TH_CASE(teardown),
+        TH_CASE(merge_then_eval),     TH_CASE(merge_bad_input),     TH_CASE(teardown),
     };
     return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);
 }

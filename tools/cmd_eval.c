@@ -1,6 +1,7 @@
 /* vkpeft eval and vkpeft predict: a trained delta on a data set (JSONL,
  * CSV, TSV), with classification metrics, or predictions written to a
- * JSONL file. */
+ * JSONL file; eval also scores a model with its own trained head (no
+ * --delta: a fine-tuned or merged folder). */
 #include "cli.h"
 #include "cli_data.h"
 #include "cli_lm.h"
@@ -18,20 +19,24 @@
 #include <unistd.h>
 
 static const char eval_help[] =
-    "usage: vkpeft eval --model DIR --delta DIR --data FILE [--batch B] [--max-len T]\n"
+    "usage: vkpeft eval --model DIR [--delta DIR] --data FILE [--batch B] [--max-len T]\n"
     "                   [--weights f32|f16|bf16] [--json] [--device N|name]\n"
     "\n"
     "Runs the model with a trained delta (a folder written by 'vkpeft train', or a\n"
     "PEFT LoRA or decoder prefix-tuning folder) over labelled examples and reports accuracy,\n"
     "macro-F1, Matthews correlation and the mean cross-entropy. Dropout is off.\n"
+    "Without --delta the model is scored as it is, with the classification head its\n"
+    "folder holds (a fine-tuned checkpoint, or one written by 'vkpeft merge'); a\n"
+    "folder without one (a bare pretrained BERT/RoBERTa) is an error.\n"
     "Data is JSONL ({\"input_ids\": [...], \"label\": k}, or text fields), CSV or\n"
     "TSV with a header row; text is encoded with the model's tokenizer.json.\n"
-    "Label names map through the names saved with the delta; a name the delta\n"
-    "does not know is an error.\n"
+    "Label names map through the names saved with the delta (without --delta:\n"
+    "config.json's id2label); a name they do not know is an error.\n"
     "\n"
     "options:\n"
-    "  --model DIR        the base model the delta was trained on\n"
-    "  --delta DIR        the trained delta\n"
+    "  --model DIR        the base model the delta was trained on (no --delta: the\n"
+    "                     model with its head)\n"
+    "  --delta DIR        the trained delta (optional)\n"
     "  --data FILE        the examples (.jsonl, .csv or .tsv)\n"
     "  --batch B          sequences per batch (default 32)\n"
     "  --max-len T        truncate sequences to T tokens (default: the model's limit)\n"
@@ -43,7 +48,8 @@ static const char eval_help[] =
     "examples:\n"
     "  vkpeft eval --model models/roberta-base --delta runs/rte-lora --data glue/RTE/dev.tsv\n"
     "  vkpeft eval --model models/roberta-base --delta runs/sst2-lora --data sst2/dev.jsonl\n"
-    "  vkpeft eval --model models/roberta-base --delta runs/sst2-lora --data dev.jsonl --json\n";
+    "  vkpeft eval --model models/roberta-base --delta runs/sst2-lora --data dev.jsonl --json\n"
+    "  vkpeft eval --model runs/sst2-merged --data dev.jsonl --json\n";
 
 static const char predict_help[] =
     "usage: vkpeft predict --model DIR --delta DIR --data FILE --out preds.jsonl [--batch B]\n"
@@ -132,7 +138,7 @@ static int parse_args(int argc, char **argv, struct eval_args *a) {
         }
     }
     if (!a->model) return cli_usage_error(a->cmd, "--model is required");
-    if (!a->delta) return cli_usage_error(a->cmd, "--delta is required");
+    if (a->predict && !a->delta) return cli_usage_error(a->cmd, "--delta is required");
     if (!a->data) return cli_usage_error(a->cmd, "--data is required");
     if (a->predict && !a->out) return cli_usage_error(a->cmd, "--out is required");
     return 0;
@@ -143,7 +149,7 @@ struct writer {
     struct train_file file;
     bool open;
     uint64_t lines;
-    char **names; /* (count) the delta's label names, or NULL */
+    char **names; /* (count) the delta's label names (owned), or config.json's (the arch's), or NULL */
     int count;
 };
 
@@ -210,7 +216,7 @@ static int run(struct eval_args *a) {
     vp_context *ctx = NULL;
     struct model_arch arch;
     bool arch_ok = false;
-    struct delta_spec spec;
+    struct delta_spec spec = {.name = "none"}; /* no --delta: the model alone */
     struct delta_tensors tensors = {0};
     struct encoder *e = NULL;
     struct train_data *d = NULL;
@@ -219,7 +225,7 @@ static int run(struct eval_args *a) {
     const vp_context_options co = {.device = a->common.device};
     vp_status s = vp_context_create(&co, &ctx);
     if (s == VP_OK) arch_ok = (s = model_arch_load_encoder(a->model, &arch)) == VP_OK;
-    if (s == VP_OK && (s = delta_load(a->delta, &arch, &spec, &tensors)) != VP_OK)
+    if (s == VP_OK && a->delta && (s = delta_load(a->delta, &arch, &spec, &tensors)) != VP_OK)
         vp_fail_context(s, "--delta %s", a->delta);
     const int limit = arch_ok ? trainer_model_max_len(&arch) : 0;
     if (s == VP_OK && a->max_len > limit)
@@ -228,9 +234,17 @@ static int run(struct eval_args *a) {
     const int max_len = a->max_len ? a->max_len : limit;
     const struct encoder_options eo = {.storage = a->storage};
     if (s == VP_OK) s = encoder_open(ctx, a->model, &spec, &eo, &e);
+    if (s == VP_OK && !a->delta) s = encoder_check_head(e);
     char source[4200];
-    snprintf(source, sizeof source, "the labels the delta was trained with (%s/delta.json)", a->delta);
-    if (s == VP_OK) s = delta_labels_load(a->delta, &w.names, &w.count);
+    if (a->delta)
+        snprintf(source, sizeof source, "the labels the delta was trained with (%s/delta.json)", a->delta);
+    else
+        snprintf(source, sizeof source, "the labels of %s/config.json's id2label", a->model);
+    if (s == VP_OK && a->delta) s = delta_labels_load(a->delta, &w.names, &w.count);
+    if (s == VP_OK && !a->delta && arch.labels) {
+        w.names = arch.labels;
+        w.count = arch.num_labels;
+    }
     if (s == VP_OK) {
         struct io_dataset_options dopt = {
             .vocab_size = arch.vocab_size, .num_labels = arch.num_labels, .labels_required = !a->predict,
@@ -244,7 +258,7 @@ static int run(struct eval_args *a) {
         fprintf(stderr, "vkpeft: skipped %llu bad line(s) of %s (--skip-bad)\n",
                 (unsigned long long)train_data_skipped(d), a->data);
     if (s == VP_OK) s = encoder_load(e, a->batch, train_batch_length(train_data_longest(d), max_len, 0));
-    if (s == VP_OK && (s = delta_params_load(encoder_params(e), &tensors)) != VP_OK)
+    if (s == VP_OK && a->delta && (s = delta_params_load(encoder_params(e), &tensors)) != VP_OK)
         vp_fail_context(s, "--delta %s", a->delta);
     /* Inputs are valid: the predictions file is opened only now. */
     if (s == VP_OK && a->predict) w.open = (s = train_file_open(&w.file, a->out)) == VP_OK;
@@ -259,7 +273,7 @@ static int run(struct eval_args *a) {
     else rc = cli_fail(s);
     train_data_close(d);
     cli_data_finish(&a->data_opt);
-    delta_labels_free(w.names, w.count);
+    if (a->delta) delta_labels_free(w.names, w.count);
     encoder_destroy(e);
     delta_tensors_free(&tensors);
     if (arch_ok) model_arch_finish(&arch);
@@ -273,7 +287,7 @@ static int command(int argc, char **argv, bool predict) {
     if (rc) return rc < 0 ? EXIT_OK : rc;
     if ((rc = cli_check_model_dir(a.cmd, a.model)) != 0) return rc;
     struct stat st;
-    if (stat(a.delta, &st) != 0 || !S_ISDIR(st.st_mode))
+    if (a.delta && (stat(a.delta, &st) != 0 || !S_ISDIR(st.st_mode)))
         return cli_usage_error(a.cmd, "--delta %s is not a folder (a delta written by 'vkpeft train')", a.delta);
     if (access(a.data, R_OK) != 0) return cli_usage_error(a.cmd, "--data %s: %s", a.data, strerror(errno));
     return run(&a);

@@ -19,7 +19,7 @@ static const char usage[] =
     "  devices   list Vulkan devices, their capabilities, and which one is used\n"
     "  train     fine-tune a delta (and the classification head) on JSONL data\n"
     "  pretrain  masked-LM training from plain text (a full model folder, or a delta)\n"
-    "  eval      accuracy, macro-F1 and Matthews correlation of a trained delta\n"
+    "  eval      accuracy, macro-F1, Matthews of a trained delta or a merged model\n"
     "  predict   per-example logits and predictions of a trained delta (JSONL)\n"
     "  inspect   a delta's modules, parameter counts, share of the model, memory plan\n"
     "  merge     fold a LoRA delta into the weights: a new model folder\n"

@@ -111,6 +111,14 @@ vp_status encoder_load(struct encoder *e, int B, int T);
 vp_status encoder_create(vp_context *ctx, const char *dir, const struct delta_spec *spec,
                          const struct encoder_options *opt, int B, int T, struct encoder **out);
 void encoder_destroy(struct encoder *e);
+/* Whether an opened model carries a trained head: VP_OK when its weights
+ * hold every head tensor (a fine-tuned checkpoint, or a folder 'vkpeft
+ * merge' wrote), checked against config.json's num_labels when opened;
+ * VP_ERROR_BAD_INPUT naming the folder and the tensors it lacks otherwise
+ * (a bare pretrained checkpoint, whose head would start from random
+ * values). Between encoder_open and encoder_load (the file is closed
+ * after the load: VP_ERROR_INVALID_ARGUMENT). */
+vp_status encoder_check_head(const struct encoder *e);
 
 const struct model_arch *encoder_arch(const struct encoder *e);
 struct delta_params *encoder_params(struct encoder *e);

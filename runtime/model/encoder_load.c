@@ -172,6 +172,23 @@ vp_status enc_open_weights(struct encoder *e) {
     return s;
 }
 
+vp_status encoder_check_head(const struct encoder *e) {
+    if (!e->file)
+        return vp_fail(VP_ERROR_INVALID_ARGUMENT, "encoder: the head of %s is checked before encoder_load", e->dir);
+    char missing[512] = "";
+    int lacking = 0;
+    for (int k = 0; k < e->head_count; k++) {
+        if (e->head_file[k]) continue;
+        const size_t n = strlen(missing);
+        snprintf(missing + n, sizeof missing - n, "%s%s", lacking++ ? ", " : "", e->head_desc[k].name);
+    }
+    if (!lacking) return VP_OK;
+    return vp_fail(VP_ERROR_BAD_INPUT, "%s has no trained classification head: its weights lack %s (config.json "
+                   "says %d labels); a bare pretrained %s checkpoint has none: evaluate it with the delta trained on "
+                   "it (--delta DIR), or the folder 'vkpeft merge' writes from the two",
+                   e->dir, missing, e->arch.num_labels, e->arch.model_type);
+}
+
 static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
 uint64_t enc_frozen_bytes(const struct encoder *e) {
