@@ -70,6 +70,24 @@ bool log_activations(const char *name, double *with, double *without) {
     return *with > 0 && *without > *with;
 }
 
+int clitest_main(int argc, char **argv, const struct th_case *cases, size_t count) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s path/to/vkpeft\n", argv[0]);
+        return 2;
+    }
+    static char full[4096];
+    vkpeft = realpath(argv[1], full) ? full : argv[1];
+    return th_main(cases, count, argc - 1, argv + 1);
+}
+
+char *path_in(const char *name) {
+    static char p[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(p[k], sizeof p[k], "%s/%s", root, name);
+    return p[k];
+}
+
 bool write_text(const char *name, const char *text) {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", root, name);

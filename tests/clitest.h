@@ -1,4 +1,4 @@
-/* Shared by the CLI tests that train on a tiny model (test_cli_train.c,
+/* Shared by the CLI tests (test_cli_train.c, test_cli_lm.c, test_cli_seq2seq.c, test_cli_merge.c,
  * test_cli_report.c): running vkpeft in a test folder and checking its exit
  * code and output, and writing a tiny RoBERTa model folder and a synthetic
  * classification task into that folder. */
@@ -10,6 +10,10 @@
 #include <cjson/cJSON.h>
 
 extern const char *vkpeft; /* the binary under test (argv[1]) */
+
+/* A CLI test's main: argv[1] is the vkpeft binary (made absolute, since the
+ * commands run in the test's folder), the rest select cases (th_main). */
+int clitest_main(int argc, char **argv, const struct th_case *cases, size_t count);
 extern char root[256];     /* the test's folder; commands run there */
 
 struct result {
@@ -27,6 +31,8 @@ void run(const char *args);
 #define EXPECT_OUTPUT(text) CHECKF(strstr(r.out, (text)) != NULL, "output lacks '%s':\n%s", (text), r.out)
 
 bool exists(const char *name);                       /* root/name */
+/* "root/name" in one of four rotating static buffers (up to four in use at once). */
+char *path_in(const char *name);
 /* root/a and root/b exist, are not empty and hold the same bytes (not a check by itself). */
 bool same_bytes(const char *a, const char *b);
 /* The start line of the training log root/name: the activations planned

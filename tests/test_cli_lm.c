@@ -119,14 +119,6 @@ static bool setup(void) {
     return setup_done;
 }
 
-static char *path_in(const char *name) {
-    static char p[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", root, name);
-    return p[k];
-}
-
 /* ------------------------------------------------------------------------
  * Learning the task
  * ------------------------------------------------------------------------ */
@@ -842,12 +834,6 @@ static void bench_train_profile(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s path/to/vkpeft\n", argv[0]);
-        return 2;
-    }
-    static char full[4096]; /* commands run in the test's folder */
-    vkpeft = realpath(argv[1], full) ? full : argv[1];
     static const struct th_case cases[] = {
         TH_CASE(bad_input), TH_CASE(lora_learns_completion), TH_CASE(eval_matches_decoder),
         TH_CASE(mam_learns_completion), TH_CASE(generate_with_delta), TH_CASE(lm_kill_and_resume), TH_CASE(peft_llama), TH_CASE(peft_gpt2),
@@ -856,5 +842,5 @@ int main(int argc, char **argv) {
         TH_CASE(bench_train_prints), TH_CASE(bench_train_profile), TH_CASE(checkpoint_activations_same_delta),
         TH_CASE(dropout_resumes_exactly), TH_CASE(teardown),
     };
-    return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);
+    return clitest_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }

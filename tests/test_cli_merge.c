@@ -78,14 +78,6 @@ enum { S2S_MATRICES = 6 + 2 + 4 + 4 + 2 };
 
 static bool setup_done;
 
-static char *path_in(const char *name) {
-    static char p[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", root, name);
-    return p[k];
-}
-
 /* root/dir: config, weights N(0, 0.2) from a reference's generator,
  * tokenizer, generation_config.json. */
 static bool write_model_dir(const char *dir, const char *config, uint64_t seed) {
@@ -674,16 +666,10 @@ static void merge_refusals(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s path/to/vkpeft\n", argv[0]);
-        return 2;
-    }
-    static char full[4096]; /* commands run in the test's folder */
-    vkpeft = realpath(argv[1], full) ? full : argv[1];
     const struct th_case cases[] = {
         TH_CASE(merge_llama),   TH_CASE(merge_llama_peft), TH_CASE(merge_sharded), TH_CASE(merge_gpt2),
         TH_CASE(merge_seq2seq), TH_CASE(merge_full_and_bitfit), TH_CASE(full_delta_layout), TH_CASE(full_old_format),
         TH_CASE(merge_refusals), TH_CASE(teardown),
     };
-    return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);
+    return clitest_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }

@@ -651,12 +651,6 @@ static void bad_input_exits_2(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s path/to/vkpeft\n", argv[0]);
-        return 2;
-    }
-    static char full[4096]; /* commands run in the test's folder */
-    vkpeft = realpath(argv[1], full) ? full : argv[1];
     const struct th_case cases[] = {
         TH_CASE(lora_learns_mapping), TH_CASE(mam_learns_mapping), TH_CASE(eval_matches_training),
         TH_CASE(peft_files_eval_alike), TH_CASE(bart_lora_target_names),
@@ -666,5 +660,5 @@ int main(int argc, char **argv) {
         TH_CASE(bench_train_seq2seq_profile), TH_CASE(bad_input_exits_2),
         TH_CASE(teardown),
     };
-    return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);
+    return clitest_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }

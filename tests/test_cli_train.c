@@ -398,19 +398,11 @@ static void checkpoint_activations_same_delta(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) {
-        fprintf(stderr, "usage: test_cli_train PATH-TO-VKPEFT\n");
-        return 2;
-    }
-    /* The commands run in the test's folder: the binary's path must not be
-     * relative to ours. */
-    static char full[4096];
-    vkpeft = realpath(argv[1], full) ? full : argv[1];
     static const struct th_case cases[] = {
         TH_CASE(help_for_each_command), TH_CASE(train_eval_predict), TH_CASE(init_delta_continues),
         TH_CASE(same_seed_same_log),   TH_CASE(bad_input_exits_2),  TH_CASE(over_budget_leaves_no_out),
         TH_CASE(checkpoint_activations_same_delta), TH_CASE(bench_train_profile),
         TH_CASE(teardown),
     };
-    return th_main(cases, sizeof cases / sizeof cases[0], argc - 1, argv + 1);
+    return clitest_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }

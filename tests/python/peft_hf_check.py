@@ -118,52 +118,58 @@ def special_ids(config, tokenizer):
     return bos, eos, pad
 
 
-def read_examples(args, encode, bos, eos, add_bos, add_eos, max_len):
-    """(ids, labels) per example, as runtime/train/lmdata.c builds them (no packing)."""
-    examples = []
-    with open(args.data, encoding="utf-8") as f:
+def json_lines(path):
+    """(where, object) for every non-blank line of a JSONL file; a line that is not a JSON object fails."""
+    with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            where = f"{args.data}:{line_no}"
+            where = f"{path}:{line_no}"
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
                 fail(f"{where}: not JSON ({e})")
             if not isinstance(obj, dict):
                 fail(f"{where}: not a JSON object")
-            prompt = None
-            field = args.text_field
-            if args.prompt_field in obj:
-                prompt, field = obj[args.prompt_field], args.completion_field
-                if not isinstance(prompt, str):
-                    fail(f"{where}: the field \"{args.prompt_field}\" is not a string")
-            if field not in obj:
-                fail(f"{where}: the field \"{field}\" (or \"{args.prompt_field}\" and "
-                     f"\"{args.completion_field}\") is missing")
-            if not isinstance(obj[field], str):
-                fail(f"{where}: the field \"{field}\" is not a string")
-            p = encode(prompt) if prompt is not None else []
-            c = encode(obj[field])
-            if not c:
-                fail(f"{where}: the field \"{field}\" is empty after tokenization")
-            ids, labels = [], []
-            if add_bos:
-                ids.append(bos)
-                labels.append(-100 if prompt is not None else bos)
-            ids += p
-            labels += [-100] * len(p)
-            ids += c
-            labels += c
-            if add_eos:
-                ids.append(eos)
-                labels.append(eos)
-            if len(ids) > max_len:
-                if prompt is not None and int(add_bos) + len(p) >= max_len:
-                    fail(f"{where}: the field \"{field}\" is truncated away: the prompt takes "
-                         f"{int(add_bos) + len(p)} of max_len {max_len} tokens")
-                ids, labels = ids[:max_len], labels[:max_len]
-            examples.append((ids, labels))
+            yield where, obj
+
+
+def read_examples(args, encode, bos, eos, add_bos, add_eos, max_len):
+    """(ids, labels) per example, as runtime/train/lmdata.c builds them (no packing)."""
+    examples = []
+    for where, obj in json_lines(args.data):
+        prompt = None
+        field = args.text_field
+        if args.prompt_field in obj:
+            prompt, field = obj[args.prompt_field], args.completion_field
+            if not isinstance(prompt, str):
+                fail(f"{where}: the field \"{args.prompt_field}\" is not a string")
+        if field not in obj:
+            fail(f"{where}: the field \"{field}\" (or \"{args.prompt_field}\" and "
+                 f"\"{args.completion_field}\") is missing")
+        if not isinstance(obj[field], str):
+            fail(f"{where}: the field \"{field}\" is not a string")
+        p = encode(prompt) if prompt is not None else []
+        c = encode(obj[field])
+        if not c:
+            fail(f"{where}: the field \"{field}\" is empty after tokenization")
+        ids, labels = [], []
+        if add_bos:
+            ids.append(bos)
+            labels.append(-100 if prompt is not None else bos)
+        ids += p
+        labels += [-100] * len(p)
+        ids += c
+        labels += c
+        if add_eos:
+            ids.append(eos)
+            labels.append(eos)
+        if len(ids) > max_len:
+            if prompt is not None and int(add_bos) + len(p) >= max_len:
+                fail(f"{where}: the field \"{field}\" is truncated away: the prompt takes "
+                     f"{int(add_bos) + len(p)} of max_len {max_len} tokens")
+            ids, labels = ids[:max_len], labels[:max_len]
+        examples.append((ids, labels))
     if not examples:
         fail(f"{args.data}: no examples")
     return examples
@@ -199,25 +205,15 @@ def evaluate(torch, model, examples, pad, batch, device):
 def read_pairs(args, tokenizer, max_len):
     """(source ids, labels) per line, both with the tokenizer's template, as lmdata.c reads seq2seq."""
     pairs = []
-    with open(args.data, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{args.data}:{line_no}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                fail(f"{where}: not JSON ({e})")
-            if not isinstance(obj, dict):
-                fail(f"{where}: not a JSON object")
-            for field in (args.source_field, args.target_field):
-                if not isinstance(obj.get(field), str):
-                    fail(f"{where}: the field \"{field}\" is missing or not a string")
-            src = tokenizer(obj[args.source_field], truncation=True, max_length=max_len)["input_ids"]
-            tgt = tokenizer(obj[args.target_field], truncation=True, max_length=max_len)["input_ids"]
-            if not src or not tgt:
-                fail(f"{where}: the source or the target is empty after tokenization")
-            pairs.append((src, tgt))
+    for where, obj in json_lines(args.data):
+        for field in (args.source_field, args.target_field):
+            if not isinstance(obj.get(field), str):
+                fail(f"{where}: the field \"{field}\" is missing or not a string")
+        src = tokenizer(obj[args.source_field], truncation=True, max_length=max_len)["input_ids"]
+        tgt = tokenizer(obj[args.target_field], truncation=True, max_length=max_len)["input_ids"]
+        if not src or not tgt:
+            fail(f"{where}: the source or the target is empty after tokenization")
+        pairs.append((src, tgt))
     if not pairs:
         fail(f"{args.data}: no examples")
     return pairs
